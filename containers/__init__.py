@@ -1,0 +1,1 @@
+"""Code that runs inside the serving and training images, with their Docker build contexts."""
