@@ -1,0 +1,1 @@
+"""The ``inferfleet`` command line."""

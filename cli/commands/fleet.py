@@ -1,0 +1,55 @@
+"""``init``, ``validate`` and ``synth``: from a fleet description to checked templates."""
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from inferfleet.cli.errors import UserError
+
+ConfigOption = Annotated[
+    Path, typer.Option("--config", "-c", help="Fleet description (YAML).", show_default=True)
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON report on stdout.")]
+
+
+def init(
+    path: Annotated[Path, typer.Argument(help="Where to write the example.")] = Path("fleet.yaml"),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write an example fleet description to start from."""
+    if path.exists() and not force:
+        raise UserError(f"{path} already exists; pass --force to overwrite it, or another path")
+    example = resources.files("inferfleet.infra").joinpath("example_fleet.yaml").read_text()
+    path.write_text(example, encoding="utf-8")
+    typer.echo(f"wrote {path}; next: inferfleet validate --config {path}")
+
+
+def validate(config: ConfigOption = Path("fleet.yaml"), as_json: JsonOption = False) -> None:
+    """Check a fleet description: schema, instance types, tensor parallelism, device memory."""
+    from inferfleet.infra.plan import fleet_plan
+
+    spec = load_spec(config)
+    plan = fleet_plan(spec)
+    if as_json:
+        typer.echo(json.dumps({"config": str(config), "valid": True, **plan.as_dict()}, indent=2))
+        return
+    from inferfleet.cli.render import print_fleet_plan
+
+    print_fleet_plan(plan, source=str(config))
+
+
+def load_spec(config: Path):  # -> FleetSpec, imported lazily to keep --help fast
+    from inferfleet.infra.spec import FleetSpecError, load_fleet_spec
+
+    try:
+        return load_fleet_spec(config)
+    except FleetSpecError as error:
+        raise UserError(str(error)) from None
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(init)
+    app.command()(validate)

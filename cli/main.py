@@ -1,0 +1,42 @@
+"""Entry point of the ``inferfleet`` command.
+
+Command modules import only typer and the standard library at module level, so
+``inferfleet --help`` stays fast; aws_cdk, boto3, numpy and matplotlib are
+imported inside the commands that need them.
+"""
+
+import sys
+
+import click
+import typer
+from inferfleet.cli.commands import fleet
+from inferfleet.cli.errors import UserError
+
+app = typer.Typer(
+    name="inferfleet",
+    help=(
+        "Describe, synthesize, deploy and benchmark LLM inference fleets "
+        "on Inferentia2 and Trainium."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+for module in (fleet,):
+    module.register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        result = app(args=argv, standalone_mode=False)
+    except UserError as error:
+        typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
+        sys.exit(error.exit_code)
+    except click.ClickException as usage_error:
+        usage_error.show()
+        sys.exit(usage_error.exit_code)
+    except (click.Abort, KeyboardInterrupt):
+        typer.secho("aborted", err=True)
+        sys.exit(130)
+    sys.exit(result if isinstance(result, int) else 0)

@@ -1,0 +1,6 @@
+"""Names the CLI and the stacks agree on, so nothing re-parses templates to find them."""
+
+
+def regional_stack_name(fleet_name: str, region: str) -> str:
+    """CloudFormation stack name of one region of a fleet, e.g. ``shopping-assistant-us-east-1``."""
+    return f"{fleet_name}-{region}"
