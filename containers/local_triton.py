@@ -117,7 +117,10 @@ class LocalTriton:
         ]
         with self.log_path.open("wb") as log:
             self._process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, env=environment,
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=environment,
                 start_new_session=True,
             )
         self._wait_ready(ready_timeout)
@@ -153,7 +156,9 @@ class LocalTriton:
                 pass
             time.sleep(0.25)
         self.stop()
-        raise TritonUnavailableError(f"tritonserver not ready in {timeout} s:\n{self.log()[-4000:]}")
+        raise TritonUnavailableError(
+            f"tritonserver not ready in {timeout} s:\n{self.log()[-4000:]}"
+        )
 
     def __enter__(self) -> "LocalTriton":
         return self.start()

@@ -16,8 +16,8 @@ import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
-from llm_engine import EngineSettings, GenerationRequest, create_engine  # noqa: E402
-from llm_engine.timing import TokenTimer  # noqa: E402
+from llm_engine import EngineSettings, GenerationRequest, create_engine
+from llm_engine.timing import TokenTimer
 
 LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
 
@@ -76,7 +76,7 @@ class TritonPythonModel:
                     self._response("".join(pieces)),
                     flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL,
                 )
-        except Exception as error:  # noqa: BLE001 - every failure must reach the client
+        except Exception as error:  # every failure must reach the client
             sender.send(
                 pb_utils.InferenceResponse(error=pb_utils.TritonError(str(error))),
                 flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL,
