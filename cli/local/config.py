@@ -1,0 +1,47 @@
+"""What a local fleet is made of: servers, batching mode, routing policy, timing."""
+
+from typing import Literal, get_args
+
+from inferfleet.cli.errors import UserError
+from inferfleet.cli.local.timing import EmulatorTiming
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+Mode = Literal["continuous", "static"]
+Routing = Literal["least_outstanding_requests", "random", "round_robin"]
+MODES: tuple[str, ...] = get_args(Mode)
+ROUTINGS: tuple[str, ...] = get_args(Routing)
+DEFAULT_MODEL = "emulated-llm"
+
+
+class LocalFleetConfig(BaseModel):
+    """A local fleet: ``servers`` emulators behind one nginx on 127.0.0.1."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    servers: int = Field(default=5, ge=1, le=64, description="Emulated servers.")
+    mode: Mode = Field(default="continuous", description="Batching of every server.")
+    routing: Routing = Field(
+        default="least_outstanding_requests", description="nginx upstream policy."
+    )
+    timing: EmulatorTiming = Field(default_factory=EmulatorTiming)
+    model: str = Field(default=DEFAULT_MODEL, min_length=1, description="Served model name.")
+    port: int | None = Field(
+        default=None, ge=1, le=65535, description="nginx port; None picks a free one."
+    )
+    nginx_workers: int = Field(default=1, ge=1, le=64, description="nginx worker processes.")
+
+
+def check_routing(routing: str) -> Routing:
+    if routing not in ROUTINGS:
+        raise UserError(f"routing: {routing!r} is not a policy; use one of {', '.join(ROUTINGS)}")
+    return routing  # type: ignore[return-value]
+
+
+def build_config(**fields: object) -> LocalFleetConfig:
+    """Validate fields into a config, turning the first problem into a ``UserError``."""
+    try:
+        return LocalFleetConfig.model_validate(fields)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "config"
+        raise UserError(f"{where}: {first['msg']} (got {first.get('input')!r})") from None

@@ -1,0 +1,279 @@
+"""nginx in front of the emulators: configuration rendering and process control.
+
+nginx runs from a private prefix directory (config, pid file, logs and temp
+paths all inside it), listens on 127.0.0.1 only and needs no system
+configuration. The routing policy maps onto nginx upstream methods:
+
+| Routing | nginx upstream method |
+|---|---|
+| ``least_outstanding_requests`` | ``least_conn`` (fewest requests in flight) |
+| ``random`` | ``random`` |
+| ``round_robin`` | the default weighted round robin |
+
+The upstream lives in a shared-memory ``zone`` so every worker sees the same
+in-flight counts, talks HTTP/1.1 keepalive to the emulators and has response
+buffering off so streamed tokens pass through as they are produced.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from inferfleet.cli.errors import UserError
+from inferfleet.cli.local.config import Routing
+from pydantic import BaseModel, ConfigDict, Field
+
+NGINX_ENV = "INFERFLEET_NGINX"
+CONTROL_PATH = "/__inferfleet/nginx"
+ROUTING_HEADER = "X-Inferfleet-Routing"
+_SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/opt/homebrew/bin", "/usr/local/bin")
+_UPSTREAM_METHODS: dict[str, str | None] = {
+    "least_outstanding_requests": "least_conn",
+    "random": "random",
+    "round_robin": None,
+}
+_TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+# Reload hands new connections to new workers while old ones finish in-flight
+# streams; several fresh connections in a row answered by the new generation
+# show the old workers stopped accepting.
+_CONFIRMATIONS = 3
+
+
+class NginxConfig(BaseModel):
+    """What the rendered nginx.conf says."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    listen_port: int = Field(ge=1, le=65535)
+    upstream_ports: tuple[int, ...] = Field(min_length=1)
+    routing: Routing
+    generation: int = Field(default=1, ge=1, description="Bumped on every reload.")
+    worker_processes: int = Field(default=1, ge=1)
+
+
+@dataclass(frozen=True)
+class NginxPaths:
+    """The private prefix directory of one nginx."""
+
+    prefix: Path
+
+    @property
+    def conf(self) -> Path:
+        return self.prefix / "conf" / "nginx.conf"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.prefix / "logs" / "nginx.pid"
+
+    @property
+    def error_log(self) -> Path:
+        return self.prefix / "logs" / "error.log"
+
+    def create(self) -> None:
+        for sub in ("conf", "logs", *(f"temp/{name}" for name in _TEMP_PATHS)):
+            (self.prefix / sub).mkdir(parents=True, exist_ok=True)
+
+
+def find_nginx(explicit: str | None = None) -> str:
+    """Path of the nginx binary: ``explicit``, ``$INFERFLEET_NGINX``, PATH, then sbin dirs."""
+    candidate = explicit or os.environ.get(NGINX_ENV)
+    if candidate:
+        if Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return candidate
+        raise UserError(
+            f"nginx: {candidate!r} (from {'the nginx option' if explicit else NGINX_ENV}) is "
+            "not an executable file; point it at nginx or install nginx "
+            "(`apt-get install nginx`)",
+            exit_code=1,
+        )
+    search_path = os.pathsep.join([os.environ.get("PATH", ""), *_SBIN_DIRS])
+    found = shutil.which("nginx", path=search_path)
+    if found is None:
+        raise UserError(
+            "nginx: not found on PATH or in /usr/sbin; the local fleet routes through a real "
+            "nginx: install it (`apt-get install nginx`, `brew install nginx`) or set "
+            f"{NGINX_ENV} to its path",
+            exit_code=1,
+        )
+    return found
+
+
+def render(config: NginxConfig, paths: NginxPaths) -> str:
+    """The complete nginx.conf for ``config``."""
+    method = _UPSTREAM_METHODS[config.routing]
+    lines = [
+        "# Rendered by inferfleet local; rewritten on every routing change.",
+        "daemon off;",
+        f"worker_processes {config.worker_processes};",
+        f"pid {paths.pid_file};",
+        f"error_log {paths.error_log} warn;",
+    ]
+    if os.geteuid() == 0:
+        # As root nginx would drop workers to 'nobody', who cannot use the private
+        # temp directories; keep them as the user that owns the prefix.
+        import grp
+        import pwd
+
+        user = pwd.getpwuid(os.geteuid()).pw_name
+        group = grp.getgrgid(os.getegid()).gr_name
+        lines.append(f"user {user} {group};")
+    lines += [
+        "events { worker_connections 4096; }",
+        "http {",
+        "    access_log off;",
+        *(f"    {name}_temp_path {paths.prefix / 'temp' / name};" for name in _TEMP_PATHS),
+        "    client_max_body_size 64m;",
+        "    client_body_buffer_size 1m;",
+        "    keepalive_requests 100000;",
+        "    upstream inferfleet_instances {",
+        "        zone inferfleet_instances 256k;",
+    ]
+    if method is not None:
+        lines.append(f"        {method};")
+    lines += [f"        server 127.0.0.1:{port} max_fails=0;" for port in config.upstream_ports]
+    lines += [
+        "        keepalive 256;",
+        "        keepalive_requests 100000;",
+        "    }",
+        "    server {",
+        f"        listen 127.0.0.1:{config.listen_port} backlog=4096;",
+        f"        location = {CONTROL_PATH} {{",
+        "            default_type application/json;",
+        f"            return 200 '{_control_body(config)}';",
+        "        }",
+        "        location / {",
+        "            proxy_pass http://inferfleet_instances;",
+        "            proxy_http_version 1.1;",
+        '            proxy_set_header Connection "";',
+        "            proxy_buffering off;",
+        "            proxy_request_buffering off;",
+        "            proxy_read_timeout 3600s;",
+        "            proxy_send_timeout 3600s;",
+        f"            add_header {ROUTING_HEADER} {config.routing} always;",
+        "        }",
+        "    }",
+        "}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _control_body(config: NginxConfig) -> str:
+    return json.dumps({"generation": config.generation, "routing": config.routing})
+
+
+def write_config(config: NginxConfig, paths: NginxPaths) -> None:
+    """Write nginx.conf atomically, so a reload never reads half a file."""
+    staging = paths.conf.with_suffix(".tmp")
+    staging.write_text(render(config, paths))
+    os.replace(staging, paths.conf)
+
+
+def _command(binary: str, paths: NginxPaths, *extra: str) -> list[str]:
+    return [
+        binary,
+        "-p",
+        f"{paths.prefix}/",
+        "-e",
+        str(paths.error_log),
+        "-c",
+        str(paths.conf),
+        *extra,
+    ]
+
+
+def check_config(binary: str, paths: NginxPaths) -> None:
+    """Run ``nginx -t`` on the written config; raise ``UserError`` with nginx's words."""
+    result = subprocess.run(
+        _command(binary, paths, "-t", "-q"), capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise UserError(f"nginx: configuration rejected: {result.stderr.strip()}", exit_code=1)
+
+
+def start(binary: str, paths: NginxPaths) -> subprocess.Popen[bytes]:
+    """Start the nginx master in the foreground (``daemon off``) as a child process."""
+    return subprocess.Popen(
+        _command(binary, paths),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=paths.error_log.open("ab"),
+    )
+
+
+def served_control(port: int, timeout_s: float = 1.0) -> dict[str, object] | None:
+    """The generation and routing nginx answers with on a fresh connection, or None."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{CONTROL_PATH}", headers={"Connection": "close"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            return json.loads(response.read())
+    except (OSError, urllib.error.URLError, ValueError):
+        return None
+
+
+def wait_serving(
+    config: NginxConfig,
+    *,
+    timeout_s: float,
+    process: subprocess.Popen[bytes] | None = None,
+    paths: NginxPaths | None = None,
+) -> None:
+    """Block until nginx answers with ``config.generation`` on several fresh connections."""
+    deadline = time.monotonic() + timeout_s
+    confirmed = 0
+    while confirmed < _CONFIRMATIONS:
+        if process is not None and process.poll() is not None:
+            raise UserError(
+                f"nginx: exited with code {process.returncode} while starting: "
+                f"{error_log_tail(paths)}",
+                exit_code=1,
+            )
+        if time.monotonic() > deadline:
+            raise UserError(
+                f"nginx: not serving generation {config.generation} on port "
+                f"{config.listen_port} after {timeout_s:.0f} s: {error_log_tail(paths)}",
+                exit_code=1,
+            )
+        control = served_control(config.listen_port)
+        if control is not None and control.get("generation") == config.generation:
+            confirmed += 1
+        else:
+            confirmed = 0
+            time.sleep(0.02)
+
+
+def reload(master_pid: int) -> None:
+    """Ask the nginx master to re-read its config (new workers, old ones drain)."""
+    os.kill(master_pid, signal.SIGHUP)
+
+
+def stop(process: subprocess.Popen[bytes], timeout_s: float = 5.0) -> None:
+    """Fast shutdown (SIGTERM); SIGKILL if nginx does not exit in time."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def error_log_tail(paths: NginxPaths | None, lines: int = 5) -> str:
+    if paths is None or not paths.error_log.exists():
+        return "no error log"
+    tail = paths.error_log.read_text(errors="replace").strip().splitlines()[-lines:]
+    return " | ".join(tail) or "error log is empty"
+
+
+def address_in_use(paths: NginxPaths) -> bool:
+    return paths.error_log.exists() and "Address already in use" in paths.error_log.read_text(
+        errors="replace"
+    )
