@@ -1,0 +1,97 @@
+"""The LLM model repository under a real Triton server (from the nvidia-pytriton wheel)."""
+
+import re
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from containers_support import LLM_CONTEXT, copy_context
+from inferfleet.containers.local_triton import LocalTriton
+from triton_http import generate, generate_stream, get_status
+
+pytestmark = pytest.mark.slow
+
+INSTANCE_ID = "inf2-test-0"
+
+
+@pytest.fixture(scope="module")
+def triton(tmp_path_factory: pytest.TempPathFactory, tiny_lm_dir: Path) -> Iterator[LocalTriton]:
+    workdir = tmp_path_factory.mktemp("llm-triton")
+    context = copy_context(LLM_CONTEXT, workdir)
+    environment = {
+        "INFERFLEET_ENGINE": "cpu",
+        "INFERFLEET_MODEL": str(tiny_lm_dir),
+        "INFERFLEET_INSTANCE_ID": INSTANCE_ID,
+        "INFERFLEET_MAX_SEQ_LEN": "256",
+        "INFERFLEET_MAX_NUM_SEQS": "4",
+        "OMP_NUM_THREADS": "1",
+    }
+    with LocalTriton(context / "model_repository", workdir, environment) as server:
+        yield server
+
+
+def test_server_and_model_report_ready(triton: LocalTriton) -> None:
+    assert get_status(f"{triton.url}/v2/health/ready") == 200
+    assert get_status(f"{triton.url}/v2/models/llm/ready") == 200
+    assert get_status(f"{triton.url}/v2/models/absent/ready") != 200
+
+
+def test_tokens_stream_one_event_each_with_the_instance_id(triton: LocalTriton) -> None:
+    payload = {"text_input": "what is a good tent", "max_tokens": 16, "stream": True}
+    streamed = generate_stream(triton.url, "llm", payload)
+    assert len(streamed.events) == 16
+    assert {event["instance_id"] for event in streamed.events} == {INSTANCE_ID}
+    whole = generate(triton.url, "llm", {**payload, "stream": False})
+    assert whole["instance_id"] == INSTANCE_ID
+    assert streamed.text == whole["text_output"]
+    assert streamed.text.strip()
+
+
+def test_concurrent_streams_all_complete(triton: LocalTriton) -> None:
+    prompts = [f"question number {index}" for index in range(4)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(
+            pool.map(
+                lambda prompt: generate_stream(
+                    triton.url, "llm", {"text_input": prompt, "max_tokens": 8, "stream": True}
+                ),
+                prompts,
+            )
+        )
+    assert [len(result.events) for result in results] == [8, 8, 8, 8]
+    alone = generate_stream(
+        triton.url, "llm", {"text_input": prompts[0], "max_tokens": 8, "stream": True}
+    )
+    assert results[0].text == alone.text
+
+
+def test_invalid_max_tokens_comes_back_as_an_error(triton: LocalTriton) -> None:
+    with pytest.raises(urllib.error.HTTPError) as rejected:
+        generate_stream(triton.url, "llm", {"text_input": "hi", "max_tokens": 0, "stream": True})
+    assert rejected.value.code == 400
+    assert "max_tokens: must be at least 1" in rejected.value.read().decode()
+
+
+def _metric(text: str, name: str) -> float:
+    match = re.search(rf'^{name}\{{[^}}]*instance_id="{INSTANCE_ID}"[^}}]*\}} (\S+)$', text, re.M)
+    assert match, f"{name} missing from metrics"
+    return float(match.group(1))
+
+
+def test_metrics_expose_time_to_first_token_and_inter_token_latency(triton: LocalTriton) -> None:
+    def scrape() -> str:
+        with urllib.request.urlopen(triton.metrics_url, timeout=10) as reply:
+            return reply.read().decode()
+
+    before = scrape()
+    first_before = _metric(before, "inferfleet_time_to_first_token_seconds_count")
+    gaps_before = _metric(before, "inferfleet_inter_token_latency_seconds_count")
+    for _ in range(3):
+        generate_stream(triton.url, "llm", {"text_input": "x", "max_tokens": 5, "stream": True})
+    after = scrape()
+    assert _metric(after, "inferfleet_time_to_first_token_seconds_count") - first_before == 3
+    assert _metric(after, "inferfleet_inter_token_latency_seconds_count") - gaps_before == 12
+    assert "nv_inference_request_success" in after
