@@ -1,0 +1,139 @@
+"""A real moto server for tests: one process per test session, reset between tests.
+
+Import from a ``conftest.py`` and expose the fixtures there::
+
+    from moto_server import moto_server, moto  # noqa: F401
+
+``moto_server`` (session scope) starts ``moto_server -H 127.0.0.1 -p <free port>`` from the
+venv's bin, waits until it answers and yields a :class:`MotoServer`. ``moto`` (function scope)
+points boto3 at it through the environment (``AWS_ENDPOINT_URL``, test credentials, region),
+resets its state before the test and yields the same object.
+
+The server records the requests it receives (moto's recorder), so a test can check what
+reached "AWS" rather than what a client meant to send.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+DEFAULT_REGION = "us-east-1"
+STARTUP_TIMEOUT_S = 60.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class MotoServer:
+    """A running moto server; ``url`` uses ``localhost`` because moto parses S3 URLs by it."""
+
+    url: str
+    region: str
+    process: subprocess.Popen[bytes]
+
+    def _post(self, path: str, payload: Any = None) -> bytes:
+        data = json.dumps(payload).encode() if payload is not None else b""
+        request = urllib.request.Request(f"{self.url}{path}", data=data, method="POST")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.read()
+
+    def reset(self) -> None:
+        """Forget every resource, and start the request recording afresh."""
+        self._post("/moto-api/reset")
+        self._post("/moto-api/recorder/reset-recording")
+        self._post("/moto-api/recorder/start-recording")
+
+    def recorded_requests(self) -> list[dict[str, Any]]:
+        """Requests the server received since the last reset: method, url, headers, body."""
+        url = f"{self.url}/moto-api/recorder/download-recording"
+        with urllib.request.urlopen(url, timeout=30) as response:
+            lines = response.read().decode().splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
+    def recorded_targets(self, target: str) -> list[dict[str, Any]]:
+        """Bodies of recorded JSON-protocol calls with ``X-Amz-Target`` ending in ``target``.
+
+        e.g. ``recorded_targets("CreateTrainingJob")`` for SageMaker.
+        """
+        bodies = []
+        for entry in self.recorded_requests():
+            headers = {key.lower(): value for key, value in entry["headers"].items()}
+            if headers.get("x-amz-target", "").endswith(f".{target}"):
+                bodies.append(json.loads(entry["body"] or "{}"))
+        return bodies
+
+    def set_sagemaker_endpoint_results(self, results: list[dict[str, str]]) -> None:
+        """Queue the bodies moto's sagemaker-runtime InvokeEndpoint answers with."""
+        self._post(
+            "/moto-api/static/sagemaker/endpoint-results",
+            {"region": self.region, "results": results},
+        )
+
+
+def _wait_until_up(server: MotoServer, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"moto_server exited with {server.process.returncode}")
+        try:
+            with urllib.request.urlopen(f"{server.url}/moto-api/", timeout=2):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"moto_server did not answer on {server.url} within {STARTUP_TIMEOUT_S} s")
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    port = free_port()
+    binary = Path(sys.executable).with_name("moto_server")
+    recording = tmp_path_factory.mktemp("moto") / "recording.jsonl"
+    env = {**os.environ, "MOTO_RECORDER_FILEPATH": str(recording)}
+    env.pop("AWS_ENDPOINT_URL", None)
+    process = subprocess.Popen(
+        [str(binary), "-H", "127.0.0.1", "-p", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    server = MotoServer(url=f"http://localhost:{port}", region=DEFAULT_REGION, process=process)
+    try:
+        _wait_until_up(server, time.monotonic() + STARTUP_TIMEOUT_S)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def moto(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServer:
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", moto_server.region)
+    monkeypatch.setenv("AWS_REGION", moto_server.region)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    moto_server.reset()
+    return moto_server
