@@ -2,9 +2,10 @@
 
 from typing import Literal, get_args
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from inferfleet.cli.errors import UserError
 from inferfleet.cli.local.timing import EmulatorTiming
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 Mode = Literal["continuous", "static"]
 Routing = Literal["least_outstanding_requests", "random", "round_robin"]
@@ -37,11 +38,16 @@ def check_routing(routing: str) -> Routing:
     return routing  # type: ignore[return-value]
 
 
-def build_config(**fields: object) -> LocalFleetConfig:
-    """Validate fields into a config, turning the first problem into a ``UserError``."""
+def build_config(*, flag_style: bool = False, **fields: object) -> LocalFleetConfig:
+    """Validate fields into a config, turning the first problem into a ``UserError``.
+
+    ``flag_style`` names the field as a command-line flag (``--servers``).
+    """
     try:
         return LocalFleetConfig.model_validate(fields)
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "config"
+        if flag_style:
+            where = "--" + where.replace("_", "-")
         raise UserError(f"{where}: {first['msg']} (got {first.get('input')!r})") from None

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
 from inferfleet.cli.local.config import Mode
 from inferfleet.cli.local.timing import EmulatorTiming
 

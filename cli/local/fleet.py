@@ -28,6 +28,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from pydantic import BaseModel, ConfigDict
+
 from inferfleet.cli.errors import UserError
 from inferfleet.cli.local import nginx
 from inferfleet.cli.local.config import (
@@ -39,7 +41,6 @@ from inferfleet.cli.local.config import (
     check_routing,
 )
 from inferfleet.cli.local.timing import EmulatorTiming
-from pydantic import BaseModel, ConfigDict
 
 _STOP_TIMEOUT_S = 10.0
 _HOST_MODULE = "inferfleet.cli.local.host"

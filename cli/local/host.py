@@ -24,6 +24,7 @@ import threading
 from pathlib import Path
 
 from aiohttp import web
+
 from inferfleet.cli.errors import UserError
 from inferfleet.cli.local import nginx
 from inferfleet.cli.local.config import LocalFleetConfig

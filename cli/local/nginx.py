@@ -26,9 +26,10 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from inferfleet.cli.errors import UserError
 from inferfleet.cli.local.config import Routing
-from pydantic import BaseModel, ConfigDict, Field
 
 NGINX_ENV = "INFERFLEET_NGINX"
 CONTROL_PATH = "/__inferfleet/nginx"

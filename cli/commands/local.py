@@ -1,0 +1,165 @@
+"""``local up|down|status``: a rehearsal fleet of emulated servers behind nginx on 127.0.0.1."""
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from inferfleet.cli.errors import UserError
+
+STATE_DIR_ENV = "INFERFLEET_LOCAL_STATE_DIR"
+
+StateDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--state-dir",
+        envvar=STATE_DIR_ENV,
+        help="Where the running fleet is recorded; default: ~/.cache/inferfleet/local.",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON report on stdout.")]
+
+
+def up(
+    servers: Annotated[int, typer.Option("--servers", "-n", help="Emulated servers.")] = 5,
+    mode: Annotated[
+        str, typer.Option("--mode", help="Batching: continuous or static.")
+    ] = "continuous",
+    routing: Annotated[
+        str,
+        typer.Option(
+            "--routing", help="nginx policy: least_outstanding_requests, random, round_robin."
+        ),
+    ] = "least_outstanding_requests",
+    port: Annotated[
+        int | None,
+        typer.Option(
+            "--port", help="nginx port on 127.0.0.1; default: a free one.", show_default=False
+        ),
+    ] = None,
+    timing: Annotated[
+        Path | None,
+        typer.Option(
+            "--timing",
+            help="JSON file of emulator timing parameters (slots, decode_base_s, ...).",
+            show_default=False,
+        ),
+    ] = None,
+    state_dir: StateDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Start emulated inference servers behind a real nginx, left running in the background."""
+    from inferfleet.cli.local import state as local_state
+    from inferfleet.cli.local.config import build_config
+    from inferfleet.cli.local.timing import EmulatorTiming
+
+    config = build_config(
+        flag_style=True,
+        servers=servers,
+        mode=mode,
+        routing=routing,
+        port=port,
+        timing=_read_timing(timing) if timing else EmulatorTiming(),
+    )
+    where = local_state.StateDir(state_dir or local_state.default_state_dir())
+    with _progress(as_json, f"starting {servers} emulated servers and nginx"):
+        started = local_state.start_background(config, where)
+    report = local_state.describe(started, where)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    typer.echo(
+        f"local fleet up (emulated): {report['url']}  {servers} {mode}-batching servers, "
+        f"routing {routing}\nstop it with: inferfleet local down"
+    )
+
+
+def status(state_dir: StateDirOption = None, as_json: JsonOption = False) -> None:
+    """Show the background fleet: URL, routing, and each instance's active/queued/served."""
+    from inferfleet.cli.local import state as local_state
+
+    where = local_state.StateDir(state_dir or local_state.default_state_dir())
+    running = local_state.running_state(where)
+    if running is None:
+        if as_json:
+            typer.echo(json.dumps({"running": False, "state_dir": str(where.root)}))
+        else:
+            typer.echo(f"no local fleet running (state dir {where.root})")
+        raise typer.Exit(1)
+    report = local_state.describe(running, where)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    _print_status(report)
+
+
+def down(state_dir: StateDirOption = None) -> None:
+    """Stop the background fleet (nginx and emulators) and remove its files."""
+    from inferfleet.cli.local import state as local_state
+
+    where = local_state.StateDir(state_dir or local_state.default_state_dir())
+    stopped = local_state.stop_background(where)
+    if stopped is None:
+        typer.echo(f"no local fleet recorded in {where.root}; nothing to stop")
+    else:
+        typer.echo(f"stopped local fleet at {stopped.host.url}")
+
+
+def _read_timing(path: Path) -> Any:
+    from pydantic import ValidationError
+
+    from inferfleet.cli.local.timing import EmulatorTiming
+
+    try:
+        return EmulatorTiming.model_validate_json(path.read_text())
+    except OSError as error:
+        raise UserError(f"--timing: cannot read {path} ({error.strerror})") from None
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "file"
+        raise UserError(f"--timing {path}: {field}: {first['msg']}; fix the file") from None
+
+
+def _progress(quiet: bool, message: str) -> Any:
+    from contextlib import nullcontext
+
+    from rich.console import Console
+
+    return nullcontext() if quiet else Console(stderr=True).status(message)
+
+
+def _print_status(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(
+        f"local fleet [bold]{report['url']}[/bold] (emulated): {report['servers']} "
+        f"{report['mode']}-batching servers, routing {report['routing']}, "
+        f"since {report['started_at']}"
+    )
+    table = Table("instance", "url", "active", "queued", "served")
+    for instance in report["instances"]:
+        table.add_row(
+            instance["instance"],
+            instance["url"],
+            *(
+                str(instance.get(key, instance.get("error", "?")))
+                for key in ("active", "queued", "served")
+            ),
+        )
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    local_app = typer.Typer(
+        name="local",
+        help="Rehearse locally: emulated inference servers behind a real nginx on 127.0.0.1.",
+        no_args_is_help=True,
+    )
+    local_app.command("up")(up)
+    local_app.command("status")(status)
+    local_app.command("down")(down)
+    app.add_typer(local_app, name="local")
