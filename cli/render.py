@@ -3,6 +3,7 @@
 from rich.console import Console
 from rich.table import Table
 
+from inferfleet.cli.synth import SynthReport
 from inferfleet.infra.plan import FleetPlan
 
 stderr_console = Console(stderr=True)
@@ -25,3 +26,31 @@ def print_fleet_plan(plan: FleetPlan, *, source: str) -> None:
             f"{pool.min_instances}..{pool.max_instances}",
         )
     console.print(table)
+
+
+def print_synth_report(report: SynthReport) -> None:
+    console = Console()
+    table = Table(
+        "stack", "region", "resources", "lint errors", "lint warnings", "nag errors", "acknowledged"
+    )
+    for stack in report.stacks:
+        lint = [f for f in report.lint if f.stack == stack.name]
+        prefix = f"/{stack.name}/"
+        table.add_row(
+            stack.name,
+            stack.region,
+            str(stack.resources),
+            str(sum(f.severity == "error" for f in lint)),
+            str(sum(f.severity == "warning" for f in lint)),
+            str(sum(f.path.startswith(prefix) for f in report.nag_errors)),
+            str(sum(a.path.startswith(prefix) for a in report.acknowledged)),
+        )
+    console.print(table)
+    for finding in report.lint:
+        console.print(
+            f"[yellow]{finding.rule}[/yellow] {finding.stack}:{finding.line} {finding.message}"
+        )
+    for finding in report.nag:
+        console.print(f"[red]{finding.rule}[/red] {finding.path}: {finding.description}")
+    verdict = "[green]passed[/green]" if report.passed else "[red]failed[/red]"
+    console.print(f"{verdict}: templates in {report.outdir}")

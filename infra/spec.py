@@ -12,9 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-from inferfleet.constructs.neuron_instances import NEURON_INSTANCE_TYPES, NeuronInstanceType
-from inferfleet.infra import capacity
-from inferfleet.infra.yaml_source import YamlDocument, YamlPath, YamlSourceError, load_yaml_file
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -23,6 +20,11 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
+
+from inferfleet.constructs.neuron_instances import NEURON_INSTANCE_TYPES, NeuronInstanceType
+from inferfleet.infra import capacity
+from inferfleet.infra.availability import offered_in
+from inferfleet.infra.yaml_source import YamlDocument, YamlPath, YamlSourceError, load_yaml_file
 
 Routing = Literal["least_outstanding_requests", "round_robin", "weighted_random"]
 ServiceKind = Literal["llm", "classifier"]
@@ -63,6 +65,9 @@ class PoolSpec(_Strict):
     tensor_parallel: int = Field(ge=1)
     min: int = Field(1, ge=0, le=1000)
     max: int = Field(ge=1, le=1000)
+    regions: list[RegionName] | None = Field(
+        None, description="Regions this pool runs in; default every region of the fleet."
+    )
 
 
 class ContainerSpec(_Strict):
@@ -168,6 +173,9 @@ class FleetSpec(_Strict):
             return regions
         return [{"name": r} if isinstance(r, str) else r for r in regions]
 
+    def pools_in(self, service: ServiceSpec, region: str) -> list[PoolSpec]:
+        return [p for p in service.pools if p.regions is None or region in p.regions]
+
     def region(self, name: str) -> RegionSpec:
         for region in self.regions:
             if region.name == name:
@@ -239,6 +247,40 @@ def fleet_problems(spec: FleetSpec) -> list[Problem]:
         problems.extend(_region_problems(region, ("regions", index)))
     for name, service in spec.services.items():
         problems.extend(_service_problems(service, ("services", name)))
+        problems.extend(_placement_problems(spec, name, service))
+    return problems
+
+
+def _placement_problems(spec: FleetSpec, name: str, service: ServiceSpec) -> list[Problem]:
+    problems = []
+    fleet_regions = [region.name for region in spec.regions]
+    for index, pool in enumerate(service.pools):
+        path = ("services", name, "pools", index)
+        for region in pool.regions or fleet_regions:
+            if region not in fleet_regions:
+                problems.append(
+                    Problem(
+                        (*path, "regions"),
+                        f"{region} is not a region of the fleet; use some of "
+                        f"{', '.join(fleet_regions)}",
+                    )
+                )
+            elif offered_in(pool.instance_type, region) is False:
+                problems.append(
+                    Problem(
+                        (*path, "instance_type"),
+                        f"{pool.instance_type} is not offered in {region}; limit the pool "
+                        "with regions: [...] and serve that region from another pool",
+                    )
+                )
+    for region in fleet_regions:
+        if not spec.pools_in(service, region):
+            problems.append(
+                Problem(
+                    ("services", name, "pools"),
+                    f"no pool serves {region}; add {region} to a pool's regions",
+                )
+            )
     return problems
 
 

@@ -41,6 +41,44 @@ def validate(config: ConfigOption = Path("fleet.yaml"), as_json: JsonOption = Fa
     print_fleet_plan(plan, source=str(config))
 
 
+def synth(
+    config: ConfigOption = Path("fleet.yaml"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Cloud assembly folder.")] = Path(
+        "cdk.out"
+    ),
+    region: Annotated[
+        list[str] | None, typer.Option("--region", "-r", help="Only this region (repeatable).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Synthesize every region's stack in process, then gate on cfn-lint and cdk-nag."""
+    from inferfleet.cli.synth import synthesize
+
+    spec = load_spec(config)
+    known = [r.name for r in spec.regions]
+    for name in region or []:
+        if name not in known:
+            raise UserError(f"--region {name}: not in {config}; use one of {', '.join(known)}")
+    with _status(as_json, f"synthesizing {len(region or known)} stack(s)"):
+        report = synthesize(spec, config_dir=config.parent, outdir=out, regions=region)
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        from inferfleet.cli.render import print_synth_report
+
+        print_synth_report(report)
+    if not report.passed:
+        raise typer.Exit(1)
+
+
+def _status(quiet: bool, message: str):
+    from contextlib import nullcontext
+
+    from inferfleet.cli.render import stderr_console
+
+    return nullcontext() if quiet else stderr_console.status(message)
+
+
 def load_spec(config: Path):  # -> FleetSpec, imported lazily to keep --help fast
     from inferfleet.infra.spec import FleetSpecError, load_fleet_spec
 
@@ -53,3 +91,4 @@ def load_spec(config: Path):  # -> FleetSpec, imported lazily to keep --help fas
 def register(app: typer.Typer) -> None:
     app.command()(init)
     app.command()(validate)
+    app.command()(synth)

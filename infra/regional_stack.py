@@ -1,0 +1,139 @@
+"""One CloudFormation stack per region, built from the fleet spec."""
+
+from aws_cdk import CfnOutput, Duration, Environment, Stack, Tags
+from aws_cdk import aws_certificatemanager as acm
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from constructs import Construct
+
+from inferfleet.constructs.neuron_model_service import NeuronModelService, NeuronPool
+from inferfleet.constructs.neuron_serving_cluster import NeuronServingCluster
+from inferfleet.infra import capacity
+from inferfleet.infra.naming import output_key, regional_stack_name
+from inferfleet.infra.spec import FleetSpec, RegionSpec, ServiceSpec, VpcSpec, grace_period_s
+
+_Algorithm = elbv2.TargetGroupLoadBalancingAlgorithmType
+ROUTING = {
+    "least_outstanding_requests": _Algorithm.LEAST_OUTSTANDING_REQUESTS,
+    "round_robin": _Algorithm.ROUND_ROBIN,
+    "weighted_random": _Algorithm.WEIGHTED_RANDOM,
+}
+
+
+class RegionalStack(Stack):
+    """Serving cluster and model services of one region of a fleet."""
+
+    def __init__(
+        self, scope: Construct, spec: FleetSpec, region: RegionSpec, *, config_dir: str = "."
+    ) -> None:
+        super().__init__(
+            scope,
+            regional_stack_name(spec.name, region.name),
+            env=Environment(account=spec.account_of(region), region=region.name),
+            description=f"inferfleet {spec.name}: model serving in {region.name}",
+        )
+        self.spec = spec
+        self.region_spec = region
+        for key, value in {"inferfleet:fleet": spec.name, **spec.tags}.items():
+            Tags.of(self).add(key, value)
+
+        self.serving_cluster = NeuronServingCluster(
+            self,
+            "Serving",
+            vpc=self._imported_vpc(region.vpc) if region.vpc else None,
+            max_azs=len(region.availability_zones) if region.availability_zones else 3,
+            nat_gateways=None if region.vpc else spec.network.nat_gateways,
+            alarm_emails=spec.alarm_emails,
+        )
+        certificate = (
+            acm.Certificate.from_certificate_arn(self, "Certificate", region.certificate_arn)
+            if region.certificate_arn
+            else None
+        )
+        self.services: dict[str, NeuronModelService] = {}
+        for name, service in spec.services.items():
+            model_service = self._model_service(name, service, certificate, config_dir)
+            self.services[name] = model_service
+            CfnOutput(self, output_key(name, "Endpoint"), value=model_service.endpoint_url)
+            CfnOutput(
+                self,
+                output_key(name, "TargetGroupArn"),
+                value=model_service.target_group.target_group_arn,
+            )
+        CfnOutput(self, "ClusterName", value=self.serving_cluster.cluster.cluster_name)
+
+    def _model_service(
+        self,
+        name: str,
+        service: ServiceSpec,
+        certificate: acm.ICertificate | None,
+        config_dir: str,
+    ) -> NeuronModelService:
+        container = service.container
+        image = None
+        if container.image:
+            image = ecs.ContainerImage.from_registry(container.image)
+        elif container.asset_path:
+            image = ecs.ContainerImage.from_asset(f"{config_dir}/{container.asset_path}")
+        model = service.model
+        health = service.health_check
+        return NeuronModelService(
+            self,
+            name,
+            serving_cluster=self.serving_cluster,
+            kind=service.kind,
+            pools=[
+                NeuronPool(
+                    instance_type=pool.instance_type,
+                    tensor_parallel=pool.tensor_parallel,
+                    min_capacity=pool.min,
+                    max_capacity=pool.max,
+                )
+                for pool in self.spec.pools_in(service, self.region_spec.name)
+            ],
+            image=image,
+            container_port=container.port,
+            environment={
+                **container.environment,
+                "MODEL_PARAMETERS_B": str(model.parameters_b),
+                "WEIGHTS_DTYPE": model.weights_dtype,
+                "MAX_SEQUENCE_LENGTH": str(model.max_sequence_length),
+                "MAX_BATCH_SIZE": str(model.max_batch_size),
+            },
+            model_artifact=model.artifact,
+            weights_gib=capacity.weights_gib(model.parameters_b, model.weights_dtype),
+            routing=ROUTING[service.routing],
+            idle_timeout=_seconds(service.stream_idle_timeout_s),
+            deregistration_delay=_seconds(service.deregistration_delay_s),
+            health_check=elbv2.HealthCheck(
+                path=health.path,
+                interval=Duration.seconds(health.interval_s),
+                timeout=Duration.seconds(health.timeout_s),
+                healthy_threshold_count=health.healthy_threshold,
+                unhealthy_threshold_count=health.unhealthy_threshold,
+                healthy_http_codes="200",
+            ),
+            health_check_grace_period=Duration.seconds(grace_period_s(service)),
+            requests_per_target_per_minute=service.autoscaling.requests_per_target_per_minute,
+            scale_in_cooldown=Duration.seconds(service.autoscaling.scale_in_cooldown_s),
+            scale_out_cooldown=Duration.seconds(service.autoscaling.scale_out_cooldown_s),
+            certificate=certificate,
+            internet_facing=self.spec.network.internet_facing,
+            allowed_cidrs=self.spec.network.allowed_cidrs or None,
+        )
+
+    def _imported_vpc(self, vpc: VpcSpec) -> ec2.IVpc:
+        return ec2.Vpc.from_vpc_attributes(
+            self,
+            "Vpc",
+            vpc_id=vpc.vpc_id,
+            vpc_cidr_block=vpc.cidr,
+            availability_zones=vpc.availability_zones,
+            private_subnet_ids=vpc.private_subnet_ids,
+            public_subnet_ids=vpc.public_subnet_ids or None,
+        )
+
+
+def _seconds(value: int | None) -> Duration | None:
+    return None if value is None else Duration.seconds(value)
