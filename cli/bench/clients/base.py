@@ -1,0 +1,122 @@
+"""The shared part of every client: one aiohttp session, timing, error kinds.
+
+aiohttp rather than httpx: on this class of machine httpx's throughput collapses
+as concurrency grows, which would make the client the bottleneck.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from time import perf_counter
+from typing import ClassVar
+
+import aiohttp
+
+from inferfleet.cli.bench.records import RequestRecord
+from inferfleet.cli.bench.workload import RequestSpec
+
+INSTANCE_HEADER = "X-Inferfleet-Instance"
+EMULATED_HEADER = "X-Inferfleet-Emulated"
+
+
+class StreamFormatError(Exception):
+    """The response is not in the shape the chosen ``--api`` speaks."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSettings:
+    target: str
+    endpoint: str = "completions"
+    model: str | None = None
+    target_model: str | None = None
+    region: str | None = None
+    endpoint_url: str | None = None
+    timeout: float = 300.0
+    max_connections: int = 4096
+
+
+class Client(ABC):
+    """Sends one request and records when its bytes came back."""
+
+    api: ClassVar[str]
+    streams: ClassVar[bool] = True
+
+    def __init__(self, settings: ClientSettings) -> None:
+        self.settings = settings
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Client:
+        connector = aiohttp.TCPConnector(
+            limit=self.settings.max_connections, ttl_dns_cache=300, enable_cleanup_closed=True
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=self.settings.timeout, sock_connect=10),
+            # The client measures the server, so it skips response decompression.
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent",),
+        )
+        await self.prepare()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        assert self._session is not None, "use the client as an async context manager"
+        return self._session
+
+    async def prepare(self) -> None:  # noqa: B027 - most APIs need no preparation
+        """Work done once before the first request (discovering a model name)."""
+
+    def describe(self) -> dict:
+        return {"api": self.api, "url": self.settings.target}
+
+    async def send(self, spec: RequestSpec, record: RequestRecord) -> None:
+        """Fill ``record`` from one exchange; failures become error kinds, never exceptions."""
+        record.sent = perf_counter()
+        try:
+            await self.exchange(spec, record)
+        except TimeoutError:
+            record.fail("timeout", f"no complete answer within {self.settings.timeout:g} s")
+        except aiohttp.ClientConnectorError as error:
+            record.fail("connect", str(error))
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as error:
+            record.fail("disconnected", str(error) or type(error).__name__)
+        except aiohttp.ClientError as error:
+            record.fail("client_error", f"{type(error).__name__}: {error}")
+        except StreamFormatError as error:
+            record.fail("bad_stream", str(error))
+        except asyncio.CancelledError:
+            record.fail("cancelled", "the run stopped before the answer completed")
+            raise
+        if record.end is None:
+            record.end = perf_counter()
+
+    @abstractmethod
+    async def exchange(self, spec: RequestSpec, record: RequestRecord) -> None:
+        """Send ``spec``, record token arrivals, set ``record.end`` when the answer is complete."""
+
+    def note_response(self, response: aiohttp.ClientResponse, record: RequestRecord) -> bool:
+        """Record status and instance headers; False (and an error kind) when not a success."""
+        record.status = response.status
+        record.instance = response.headers.get(INSTANCE_HEADER)
+        record.emulated = response.headers.get(EMULATED_HEADER, "").lower() == "true"
+        return response.status < 400
+
+    async def fail_with_body(self, response: aiohttp.ClientResponse, record: RequestRecord) -> None:
+        body = await response.read()
+        record.end = perf_counter()
+        record.fail(f"http_{response.status}", body[:300].decode("utf-8", "replace"))
+
+
+def expect_event_stream(response: aiohttp.ClientResponse) -> None:
+    content_type = response.headers.get("Content-Type", "")
+    if "text/event-stream" not in content_type:
+        raise StreamFormatError(
+            f"expected a text/event-stream answer, got '{content_type or 'no content type'}'"
+        )

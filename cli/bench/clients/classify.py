@@ -1,0 +1,33 @@
+"""Non-streaming JSON classifiers (query intent, duplicate detection).
+
+Latency is the whole exchange; there is no first token, so TTFT equals E2E and
+no tokens are counted.
+"""
+
+from __future__ import annotations
+
+import json
+from time import perf_counter
+
+from inferfleet.cli.bench.clients.base import Client, StreamFormatError
+from inferfleet.cli.bench.records import RequestRecord
+from inferfleet.cli.bench.workload import RequestSpec
+
+
+class ClassifyClient(Client):
+    api = "classify"
+    streams = False
+
+    async def exchange(self, spec: RequestSpec, record: RequestRecord) -> None:
+        async with self.session.post(
+            self.settings.target, json={"inputs": spec.prompt}
+        ) as response:
+            if not self.note_response(response, record):
+                await self.fail_with_body(response, record)
+                return
+            body = await response.read()
+            record.end = record.first_token = record.last_token = perf_counter()
+        try:
+            json.loads(body)
+        except ValueError:
+            raise StreamFormatError(f"the answer is not JSON: {body[:80]!r}") from None

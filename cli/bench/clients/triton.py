@@ -1,0 +1,82 @@
+"""Triton Inference Server's generate extension: ``/v2/models/<model>/generate_stream``.
+
+Triton maps JSON keys onto model inputs and passes the rest as request
+parameters; the keys below are the ones vLLM-style Triton models read. Triton
+reports no token usage, so tokens are counted as chunks.
+"""
+
+from __future__ import annotations
+
+import json
+from time import perf_counter
+from urllib.parse import quote
+
+from inferfleet.cli.bench.clients.base import Client, StreamFormatError, expect_event_stream
+from inferfleet.cli.bench.records import RequestRecord
+from inferfleet.cli.bench.workload import RequestSpec
+from inferfleet.cli.errors import UserError
+
+
+class TritonClient(Client):
+    api = "triton"
+
+    async def prepare(self) -> None:
+        base = self.settings.target.rstrip("/")
+        self.model = self.settings.model or await self._only_ready_model(base)
+        self.url = f"{base}/v2/models/{quote(self.model)}/generate_stream"
+
+    async def _only_ready_model(self, base: str) -> str:
+        try:
+            async with self.session.post(f"{base}/v2/repository/index", json={}) as response:
+                index = await response.json(content_type=None) if response.status == 200 else []
+        except (OSError, ValueError, TimeoutError):
+            index = []
+        ready = [entry["name"] for entry in index if entry.get("state") == "READY"]
+        if len(ready) != 1:
+            listed = ", ".join(ready) or "none found"
+            raise UserError(f"--model: name the Triton model to call (ready models: {listed})")
+        return ready[0]
+
+    def describe(self) -> dict:
+        return {"api": self.api, "url": self.url, "model": self.model}
+
+    @staticmethod
+    def payload(spec: RequestSpec) -> dict:
+        sampling = {
+            "max_tokens": spec.output_tokens,
+            "min_tokens": spec.output_tokens,
+            "ignore_eos": True,
+            "temperature": 0.0,
+        }
+        return {
+            "text_input": spec.prompt,
+            "stream": True,
+            "exclude_input_in_output": True,
+            "max_tokens": spec.output_tokens,
+            "ignore_eos": True,
+            "sampling_parameters": json.dumps(sampling),
+        }
+
+    async def exchange(self, spec: RequestSpec, record: RequestRecord) -> None:
+        async with self.session.post(self.url, json=self.payload(spec)) as response:
+            if not self.note_response(response, record):
+                await self.fail_with_body(response, record)
+                return
+            expect_event_stream(response)
+            async for line in response.content:
+                if not line.startswith(b"data:"):
+                    continue
+                now = perf_counter()
+                try:
+                    chunk = json.loads(line[5:])
+                except ValueError:
+                    raise StreamFormatError(f"SSE data is not JSON: {line[:80]!r}") from None
+                if "error" in chunk:
+                    record.end = now
+                    record.fail("server_error", str(chunk["error"])[:300])
+                    return
+                if "text_output" not in chunk:
+                    raise StreamFormatError("a generate_stream event without 'text_output'")
+                if chunk["text_output"]:
+                    record.token(now)
+        record.end = perf_counter()

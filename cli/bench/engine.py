@@ -1,0 +1,418 @@
+"""Load generation: closed-loop users or open-loop Poisson arrivals, one step at a time.
+
+Closed loop: ``users`` coroutines each send a request, wait for the whole
+answer, and send the next. Open loop: a dispatcher sends request ``k`` at its
+scheduled offset whatever the server is doing; at most ``max_inflight`` are on
+the wire, later ones wait in the client, and that wait counts in the
+schedule-relative latency (the coordinated-omission correction).
+
+While a step runs, a monitor samples how late the event loop wakes up. With
+the dispatch lag of open-loop arrivals, it tells whether the client, not the
+server, set the pace. ``--workers N`` splits a step over N processes, each
+with its own loop and connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import multiprocessing
+import queue
+import signal
+from array import array
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from time import perf_counter
+
+import numpy as np
+
+from inferfleet.cli.bench.clients import Client, ClientSettings, client_for
+from inferfleet.cli.bench.records import RequestRecord
+from inferfleet.cli.bench.workload import Workload
+
+LAG_SAMPLE_INTERVAL_S = 0.005
+STOP_POLL_S = 0.05
+PROGRESS_POLL_S = 0.25
+
+
+@dataclass(slots=True)
+class StepPlan:
+    """One step for one process: a closed loop of ``users`` or a list of arrivals."""
+
+    users: int | None = None
+    duration: float | None = None
+    requests: int | None = None
+    warmup: float = 0.0
+    arrival_offsets: np.ndarray | None = None
+    arrival_indices: np.ndarray | None = None
+    max_inflight: int = 4096
+    first_index: int = 0
+    index_stride: int = 1
+    start_at: float | None = None
+    drain_timeout: float = 300.0
+
+
+@dataclass(slots=True)
+class StepOutcome:
+    records: list[RequestRecord]
+    started: float
+    measured_from: float
+    finished: float
+    loop_lag_ms: list[array] = field(default_factory=list)
+    loop_lag_at: list[array] = field(default_factory=list)
+    stopped: bool = False
+
+    @staticmethod
+    def merge(parts: list[StepOutcome]) -> StepOutcome:
+        return StepOutcome(
+            records=[record for part in parts for record in part.records],
+            started=min(part.started for part in parts),
+            measured_from=min(part.measured_from for part in parts),
+            finished=max(part.finished for part in parts),
+            loop_lag_ms=[lags for part in parts for lags in part.loop_lag_ms],
+            loop_lag_at=[times for part in parts for times in part.loop_lag_at],
+            stopped=any(part.stopped for part in parts),
+        )
+
+
+class StopFlag:
+    """Set by Ctrl-C; read by the running step, in this process or a worker."""
+
+    def __init__(self) -> None:
+        self._event = multiprocessing.get_context("spawn").Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+
+class Tally:
+    """Completed requests of one process, read by the progress bar."""
+
+    def __init__(self, shared: object | None = None, slot: int = 0) -> None:
+        self._shared = shared
+        self._slot = slot
+        self.value = 0
+
+    def add(self) -> None:
+        if self._shared is None:
+            self.value += 1
+        else:
+            self._shared[self._slot] += 1  # type: ignore[index]
+
+
+async def run_step(
+    plan: StepPlan, client: Client, workload: Workload, stop: StopFlag, tally: Tally
+) -> StepOutcome:
+    """Run one step of ``plan`` in the current event loop."""
+    if plan.start_at is not None:
+        await asyncio.sleep(max(0.0, plan.start_at - perf_counter()))
+    lags, lag_times = array("d"), array("d")
+    stopping = asyncio.Event()
+    watchers = [
+        asyncio.create_task(_sample_loop_lag(lags, lag_times)),
+        asyncio.create_task(_watch_stop(stop, stopping)),
+    ]
+    started = perf_counter()
+    records: list[RequestRecord] = []
+    if plan.arrival_offsets is not None:
+        load = _open_loop(plan, client, workload, records, started, tally)
+    else:
+        load = _closed_loop(plan, client, workload, records, started, tally)
+    load_task = asyncio.create_task(load)
+    stop_task = asyncio.create_task(stopping.wait())
+    try:
+        await asyncio.wait({load_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+        stopped = stopping.is_set()
+        if not load_task.done():
+            load_task.cancel()
+        await asyncio.gather(load_task, return_exceptions=True)
+    finally:
+        for task in (*watchers, stop_task):
+            task.cancel()
+        await asyncio.gather(*watchers, stop_task, return_exceptions=True)
+    finished = max((record.end for record in records if record.end), default=perf_counter())
+    return StepOutcome(
+        records=records,
+        started=started,
+        measured_from=started + plan.warmup,
+        finished=finished,
+        loop_lag_ms=[lags],
+        loop_lag_at=[lag_times],
+        stopped=stopped,
+    )
+
+
+async def _closed_loop(
+    plan: StepPlan,
+    client: Client,
+    workload: Workload,
+    records: list[RequestRecord],
+    started: float,
+    tally: Tally,
+) -> None:
+    assert plan.users is not None
+    warm_end = started + plan.warmup
+    deadline = warm_end + plan.duration if plan.duration is not None else None
+    budget = plan.requests
+    ordinal = itertools.count()
+    measured = 0
+
+    async def user() -> None:
+        nonlocal measured
+        while True:
+            now = perf_counter()
+            warm = now < warm_end
+            if not warm:
+                if deadline is not None and now >= deadline:
+                    return
+                if budget is not None:
+                    if measured >= budget:
+                        return
+                    measured += 1
+            index = plan.first_index + next(ordinal) * plan.index_stride
+            spec = workload.spec(index)
+            record = RequestRecord(index, spec.prompt_tokens, spec.output_tokens, warmup=warm)
+            records.append(record)
+            await client.send(spec, record)
+            tally.add()
+
+    users = [asyncio.create_task(user()) for _ in range(plan.users)]
+    try:
+        await asyncio.gather(*users)
+    finally:
+        for task in users:
+            task.cancel()
+        await asyncio.gather(*users, return_exceptions=True)
+
+
+async def _open_loop(
+    plan: StepPlan,
+    client: Client,
+    workload: Workload,
+    records: list[RequestRecord],
+    started: float,
+    tally: Tally,
+) -> None:
+    assert plan.arrival_offsets is not None and plan.arrival_indices is not None
+    slots = asyncio.Semaphore(plan.max_inflight)
+    in_flight: set[asyncio.Task] = set()
+
+    async def issue(spec, record: RequestRecord) -> None:  # type: ignore[no-untyped-def]
+        async with slots:
+            await client.send(spec, record)
+        tally.add()
+
+    try:
+        for offset, index in zip(
+            plan.arrival_offsets.tolist(), plan.arrival_indices.tolist(), strict=True
+        ):
+            due = started + offset
+            delay = due - perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            woke = perf_counter()
+            spec = workload.spec(index)
+            record = RequestRecord(
+                index,
+                spec.prompt_tokens,
+                spec.output_tokens,
+                scheduled=due,
+                warmup=offset < plan.warmup,
+                dispatch_lag_s=max(0.0, woke - due),
+            )
+            records.append(record)
+            task = asyncio.create_task(issue(spec, record))
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+        if in_flight:
+            await asyncio.wait(in_flight, timeout=plan.drain_timeout)
+    finally:
+        for task in in_flight:
+            task.cancel()
+        await asyncio.gather(*in_flight, return_exceptions=True)
+
+
+async def _sample_loop_lag(lags: array, times: array) -> None:
+    """How much later than asked the loop wakes a sleeper: time the loop was busy elsewhere."""
+    while True:
+        expected = perf_counter() + LAG_SAMPLE_INTERVAL_S
+        await asyncio.sleep(LAG_SAMPLE_INTERVAL_S)
+        now = perf_counter()
+        lags.append(max(0.0, now - expected) * 1000.0)
+        times.append(now)
+
+
+async def _watch_stop(stop: StopFlag, stopping: asyncio.Event) -> None:
+    while not stop.is_set():
+        await asyncio.sleep(STOP_POLL_S)
+    stopping.set()
+
+
+async def _run_with_progress(
+    plan: StepPlan,
+    settings: ClientSettings,
+    api: str,
+    workload: Workload,
+    stop: StopFlag,
+    on_progress: Callable[[int], None] | None,
+) -> StepOutcome:
+    tally = Tally()
+    async with client_for(api, settings) as client:
+        reporter = asyncio.create_task(_report_progress(tally, on_progress))
+        try:
+            return await run_step(plan, client, workload, stop, tally)
+        finally:
+            reporter.cancel()
+            if on_progress:
+                on_progress(tally.value)
+
+
+async def _report_progress(tally: Tally, on_progress: Callable[[int], None] | None) -> None:
+    while on_progress:
+        on_progress(tally.value)
+        await asyncio.sleep(PROGRESS_POLL_S)
+
+
+class InProcessExecutor:
+    """Runs each step on a fresh event loop in this process."""
+
+    def __init__(
+        self, api: str, settings: ClientSettings, workload: Workload, stop: StopFlag
+    ) -> None:
+        self.api, self.settings, self.workload, self.stop = api, settings, workload, stop
+        self.workers = 1
+
+    def run(self, plan: StepPlan, on_progress: Callable[[int], None] | None = None) -> StepOutcome:
+        return asyncio.run(
+            _run_with_progress(plan, self.settings, self.api, self.workload, self.stop, on_progress)
+        )
+
+    def close(self) -> None:
+        """Nothing outlives a step in this process."""
+
+
+class WorkerPool:
+    """``--workers N``: N spawned processes, each running its share of every step.
+
+    Closed loop: users (and a ``--requests`` budget) are split evenly, request
+    indices interleave. Open loop: arrival ``k`` goes to worker ``k mod N``, so
+    together they replay the one Poisson schedule.
+    """
+
+    def __init__(
+        self, count: int, api: str, settings: ClientSettings, workload: Workload, stop: StopFlag
+    ) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.workers = count
+        self._completed = context.Array("q", count, lock=False)
+        self._results = context.Queue()
+        self._inboxes = [context.Queue() for _ in range(count)]
+        self._processes = [
+            context.Process(
+                target=_worker_main,
+                args=(
+                    slot,
+                    api,
+                    settings,
+                    workload,
+                    stop._event,
+                    self._completed,
+                    self._inboxes[slot],
+                    self._results,
+                ),
+                daemon=True,
+            )
+            for slot in range(count)
+        ]
+        for process in self._processes:
+            process.start()
+        for _ in range(count):
+            self._results.get(timeout=120)
+
+    def run(self, plan: StepPlan, on_progress: Callable[[int], None] | None = None) -> StepOutcome:
+        for slot in range(self.workers):
+            self._completed[slot] = 0
+        shares = split_plan(plan, self.workers, start_at=perf_counter() + 0.2)
+        for inbox, share in zip(self._inboxes, shares, strict=True):
+            inbox.put(share)
+        parts: list[StepOutcome] = []
+        while len(parts) < self.workers:
+            try:
+                parts.append(self._results.get(timeout=PROGRESS_POLL_S))
+            except queue.Empty:
+                if not all(process.is_alive() for process in self._processes):
+                    raise RuntimeError("a benchmark worker process died") from None
+            if on_progress:
+                on_progress(sum(self._completed))
+        return StepOutcome.merge(parts)
+
+    def close(self) -> None:
+        for inbox in self._inboxes:
+            inbox.put(None)
+        for process in self._processes:
+            process.join(timeout=10)
+            if process.is_alive():
+                process.terminate()
+
+
+def split_plan(plan: StepPlan, count: int, *, start_at: float) -> list[StepPlan]:
+    shares = []
+    for slot in range(count):
+        share = StepPlan(
+            warmup=plan.warmup,
+            duration=plan.duration,
+            max_inflight=max(1, plan.max_inflight // count),
+            start_at=start_at,
+            drain_timeout=plan.drain_timeout,
+        )
+        if plan.arrival_offsets is not None and plan.arrival_indices is not None:
+            share.arrival_offsets = plan.arrival_offsets[slot::count]
+            share.arrival_indices = plan.arrival_indices[slot::count]
+        else:
+            assert plan.users is not None
+            share.users = _even_share(plan.users, count, slot)
+            share.requests = (
+                None if plan.requests is None else _even_share(plan.requests, count, slot)
+            )
+            share.first_index, share.index_stride = slot, count
+        shares.append(share)
+    return shares
+
+
+def _even_share(total: int, count: int, slot: int) -> int:
+    return total // count + (1 if slot < total % count else 0)
+
+
+def _worker_main(
+    slot: int,
+    api: str,
+    settings: ClientSettings,
+    workload: Workload,
+    stop_event: object,
+    completed: object,
+    inbox: multiprocessing.Queue,
+    results: multiprocessing.Queue,
+) -> None:
+    # Ctrl-C reaches the whole process group; the parent decides and sets the stop flag.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    stop = StopFlag.__new__(StopFlag)
+    stop._event = stop_event  # type: ignore[assignment]
+    results.put(None)
+    while (plan := inbox.get()) is not None:
+        tally = Tally(completed, slot)
+        results.put(asyncio.run(_worker_step(plan, api, settings, workload, stop, tally)))
+
+
+async def _worker_step(
+    plan: StepPlan,
+    api: str,
+    settings: ClientSettings,
+    workload: Workload,
+    stop: StopFlag,
+    tally: Tally,
+) -> StepOutcome:
+    async with client_for(api, settings) as client:
+        return await run_step(plan, client, workload, stop, tally)

@@ -1,0 +1,286 @@
+"""Per-step figures computed from request records: latencies, throughput, errors, cost.
+
+Warm-up requests and requests cancelled by Ctrl-C are recorded but not measured.
+Latencies are in milliseconds; each open-loop latency exists twice, from the
+actual send and from the scheduled send.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from inferfleet.cli.bench.engine import StepOutcome
+from inferfleet.cli.bench.records import RequestRecord
+
+QUANTILES = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "p999": 99.9}
+CANCELLED = "cancelled"
+
+
+def distribution(values: np.ndarray) -> dict[str, float | int | None]:
+    """p50/p90/p99/p99.9/mean (and the count behind them); None when nothing was measured."""
+    if values.size == 0:
+        return {**dict.fromkeys(QUANTILES), "mean": None, "count": 0}
+    points = np.percentile(values, list(QUANTILES.values()))
+    summary: dict[str, float | int | None] = {
+        name: round(float(point), 3) for name, point in zip(QUANTILES, points, strict=True)
+    }
+    summary["mean"] = round(float(values.mean()), 3)
+    summary["count"] = int(values.size)
+    return summary
+
+
+class LatencyMetric(ABC):
+    key: str
+    title: str
+
+    @abstractmethod
+    def values(self, records: Sequence[RequestRecord]) -> np.ndarray:
+        """Milliseconds, one value per request (or per gap, for ITL)."""
+
+
+class TimeToFirstToken(LatencyMetric):
+    """From sending the request (``from_schedule``: from when it was due) to the first token."""
+
+    def __init__(self, *, from_schedule: bool = False) -> None:
+        self.from_schedule = from_schedule
+        self.key = "ttft_from_schedule_ms" if from_schedule else "ttft_ms"
+        self.title = "TTFT from schedule" if from_schedule else "TTFT"
+
+    def values(self, records: Sequence[RequestRecord]) -> np.ndarray:
+        return np.array(
+            [
+                (record.first_token - _origin(record, self.from_schedule)) * 1000.0
+                for record in records
+                if record.first_token is not None
+            ],
+            dtype=float,
+        )
+
+
+class InterTokenLatency(LatencyMetric):
+    """Every gap between consecutive chunks after the first token."""
+
+    key = "itl_ms"
+    title = "Inter-token latency"
+
+    def values(self, records: Sequence[RequestRecord]) -> np.ndarray:
+        gaps = [np.frombuffer(record.itl_ms, dtype=float) for record in records if record.itl_ms]
+        return np.concatenate(gaps) if gaps else np.empty(0)
+
+
+class TimePerOutputToken(LatencyMetric):
+    """(last token - first token) / (output tokens - 1): a request's decode speed."""
+
+    key = "tpot_ms"
+    title = "Time per output token"
+
+    def values(self, records: Sequence[RequestRecord]) -> np.ndarray:
+        return np.array(
+            [
+                (record.last_token - record.first_token) * 1000.0 / (record.output_tokens - 1)
+                for record in records
+                if record.first_token is not None
+                and record.last_token is not None
+                and record.output_tokens > 1
+            ],
+            dtype=float,
+        )
+
+
+class EndToEnd(LatencyMetric):
+    def __init__(self, *, from_schedule: bool = False) -> None:
+        self.from_schedule = from_schedule
+        self.key = "e2e_from_schedule_ms" if from_schedule else "e2e_ms"
+        self.title = "E2E from schedule" if from_schedule else "E2E"
+
+    def values(self, records: Sequence[RequestRecord]) -> np.ndarray:
+        return np.array(
+            [
+                (record.end - _origin(record, self.from_schedule)) * 1000.0
+                for record in records
+                if record.end is not None
+            ],
+            dtype=float,
+        )
+
+
+def _origin(record: RequestRecord, from_schedule: bool) -> float:
+    return record.scheduled if from_schedule and record.scheduled is not None else record.sent
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    max_loop_lag_ms: float
+    max_dispatch_lag_ms: float
+
+
+@dataclass(slots=True)
+class StepFigures:
+    """A measured step: the JSON summary and the raw latencies the plots draw."""
+
+    summary: dict
+    latencies: dict[str, np.ndarray]
+
+
+def latency_metrics(open_loop: bool) -> list[LatencyMetric]:
+    metrics: list[LatencyMetric] = [
+        TimeToFirstToken(),
+        InterTokenLatency(),
+        TimePerOutputToken(),
+        EndToEnd(),
+    ]
+    if open_loop:
+        metrics += [TimeToFirstToken(from_schedule=True), EndToEnd(from_schedule=True)]
+    return metrics
+
+
+def measure_step(
+    outcome: StepOutcome,
+    *,
+    open_loop: bool,
+    thresholds: Thresholds,
+    price_per_hour: float | None = None,
+    instances: int | None = None,
+) -> StepFigures:
+    measured = [r for r in outcome.records if not r.warmup and r.error != CANCELLED]
+    succeeded = [r for r in measured if r.ok]
+    failed = Counter(r.error for r in measured if r.error is not None)
+    window = _window(succeeded)
+    output_tokens = sum(r.output_tokens for r in succeeded)
+    tokens_per_min = output_tokens / window * 60.0 if window else 0.0
+
+    latencies = {metric.key: metric.values(succeeded) for metric in latency_metrics(open_loop)}
+    summary: dict = {
+        "requests": len(measured),
+        "succeeded": len(succeeded),
+        "errors": sum(failed.values()),
+        "errors_by_kind": dict(sorted(failed.items())),
+        "warmup_requests": sum(1 for r in outcome.records if r.warmup),
+        "cancelled_requests": sum(1 for r in outcome.records if r.error == CANCELLED),
+        "measured_seconds": round(window, 3),
+        **{key: distribution(values) for key, values in latencies.items()},
+        "output_tokens": output_tokens,
+        "output_tokens_per_min": round(tokens_per_min, 1),
+        "requests_per_s": round(len(succeeded) / window, 3) if window else 0.0,
+        "token_source": _token_source(succeeded),
+        "output_length_mismatches": sum(
+            1 for r in succeeded if r.output_tokens != r.requested_tokens
+        ),
+        "per_instance": per_instance(succeeded, window),
+        "requests_without_instance": sum(1 for r in succeeded if r.instance is None),
+        "emulated": any(r.emulated for r in succeeded),
+        "cost_per_million_output_tokens": cost_per_million(
+            tokens_per_min, price_per_hour, instances
+        ),
+    }
+    client = client_health(outcome, measured, open_loop=open_loop)
+    summary["client"] = client
+    reasons = invalid_reasons(client, thresholds, succeeded=len(succeeded), stopped=outcome.stopped)
+    summary["valid"] = not reasons
+    summary["invalid_reasons"] = reasons
+    return StepFigures(summary=summary, latencies=latencies)
+
+
+def _window(records: Sequence[RequestRecord]) -> float:
+    """Seconds from the first measured send to the last measured answer."""
+    if not records:
+        return 0.0
+    return max(r.end for r in records if r.end is not None) - min(r.sent for r in records)
+
+
+def _token_source(records: Sequence[RequestRecord]) -> str | None:
+    sources = {r.token_source for r in records}
+    if not sources:
+        return None
+    return sources.pop() if len(sources) == 1 else "mixed"
+
+
+def per_instance(records: Sequence[RequestRecord], window: float) -> list[dict]:
+    """Rows per ``X-Inferfleet-Instance``: how evenly the load balancer spread the work."""
+    groups: dict[str, list[RequestRecord]] = defaultdict(list)
+    for record in records:
+        if record.instance is not None:
+            groups[record.instance].append(record)
+    rows = []
+    for instance, group in sorted(groups.items()):
+        ttft = TimeToFirstToken().values(group)
+        e2e = EndToEnd().values(group)
+        tokens = sum(r.output_tokens for r in group)
+        rows.append(
+            {
+                "instance": instance,
+                "requests": len(group),
+                "output_tokens_per_min": round(tokens / window * 60.0, 1) if window else 0.0,
+                "ttft_ms": _brief(ttft),
+                "e2e_ms": _brief(e2e),
+            }
+        )
+    return rows
+
+
+def _brief(values: np.ndarray) -> dict[str, float | None]:
+    full = distribution(values)
+    return {key: full[key] for key in ("p50", "p99", "mean")}  # type: ignore[misc]
+
+
+def cost_per_million(
+    tokens_per_min: float, price_per_hour: float | None, instances: int | None
+) -> float | None:
+    if not price_per_hour or not instances or tokens_per_min <= 0:
+        return None
+    millions_per_hour = tokens_per_min * 60.0 / 1e6
+    return round(price_per_hour * instances / millions_per_hour, 4)
+
+
+def client_health(
+    outcome: StepOutcome, measured: Sequence[RequestRecord], *, open_loop: bool
+) -> dict:
+    """Event-loop lag per process (worst process counts) and open-loop dispatch lag."""
+    worst_p99, worst_max = 0.0, 0.0
+    for lags, times in zip(outcome.loop_lag_ms, outcome.loop_lag_at, strict=True):
+        samples = np.frombuffer(lags, dtype=float)
+        stamps = np.frombuffer(times, dtype=float)
+        in_window = samples[stamps >= outcome.measured_from]
+        if in_window.size:
+            worst_p99 = max(worst_p99, float(np.percentile(in_window, 99)))
+            worst_max = max(worst_max, float(in_window.max()))
+    health: dict = {
+        "loop_lag_ms": {"p99": round(worst_p99, 3), "max": round(worst_max, 3)},
+        "processes": len(outcome.loop_lag_ms),
+    }
+    if open_loop:
+        dispatch = np.array([r.dispatch_lag_s * 1000.0 for r in measured], dtype=float)
+        health["dispatch_lag_ms"] = {
+            "p99": round(float(np.percentile(dispatch, 99)), 3) if dispatch.size else None,
+            "max": round(float(dispatch.max()), 3) if dispatch.size else None,
+        }
+    return health
+
+
+def invalid_reasons(
+    client: dict, thresholds: Thresholds, *, succeeded: int, stopped: bool
+) -> list[str]:
+    reasons = []
+    lag = client["loop_lag_ms"]["p99"]
+    if lag > thresholds.max_loop_lag_ms:
+        reasons.append(
+            f"client bottleneck: event-loop lag p99 {lag:.1f} ms > "
+            f"{thresholds.max_loop_lag_ms:g} ms "
+            "(add --workers or use a bigger client machine)"
+        )
+    dispatch = (client.get("dispatch_lag_ms") or {}).get("p99")
+    if dispatch is not None and dispatch > thresholds.max_dispatch_lag_ms:
+        reasons.append(
+            f"client bottleneck: dispatch lag p99 {dispatch:.1f} ms > "
+            f"{thresholds.max_dispatch_lag_ms:g} ms (requests left later than scheduled)"
+        )
+    if succeeded == 0:
+        reasons.append("no request succeeded")
+    if stopped:
+        reasons.append("interrupted: partial step")
+    return reasons

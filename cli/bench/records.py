@@ -1,0 +1,59 @@
+"""What one request looked like from the client's side, timestamped with perf_counter.
+
+``time.perf_counter`` is CLOCK_MONOTONIC on Linux, shared by all processes, so
+records from several worker processes sit on one time axis.
+"""
+
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    index: int
+    prompt_tokens: int
+    requested_tokens: int
+    scheduled: float | None = None
+    sent: float = 0.0
+    first_token: float | None = None
+    last_token: float | None = None
+    end: float | None = None
+    chunks: int = 0
+    usage_tokens: int | None = None
+    usage_prompt_tokens: int | None = None
+    itl_ms: array = field(default_factory=lambda: array("d"))
+    instance: str | None = None
+    emulated: bool = False
+    status: int | None = None
+    error: str | None = None
+    error_detail: str = ""
+    warmup: bool = False
+    dispatch_lag_s: float = 0.0
+
+    def token(self, now: float) -> None:
+        """A chunk carrying generated text arrived at ``now``."""
+        if self.first_token is None:
+            self.first_token = now
+        else:
+            self.itl_ms.append((now - self.last_token) * 1000.0)  # type: ignore[operator]
+        self.last_token = now
+        self.chunks += 1
+
+    def fail(self, kind: str, detail: str = "") -> None:
+        if self.error is None:
+            self.error = kind
+            self.error_detail = detail[:300]
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.end is not None
+
+    @property
+    def output_tokens(self) -> int:
+        return self.usage_tokens if self.usage_tokens is not None else self.chunks
+
+    @property
+    def token_source(self) -> str:
+        return "usage" if self.usage_tokens is not None else "chunks"

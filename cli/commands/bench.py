@@ -1,0 +1,261 @@
+"""``inferfleet bench``: benchmark a streaming LLM (or classifier) endpoint honestly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from inferfleet.cli.errors import UserError
+
+LOAD = "Load"
+WORKLOAD = "Workload"
+TARGET = "Target"
+AB = "A/B"
+OUTPUT = "Output"
+CLIENT = "Client"
+
+
+def bench(
+    target: Annotated[
+        str | None,
+        typer.Option(
+            help="URL of the server (a SageMaker endpoint name for --api sagemaker).",
+            rich_help_panel=TARGET,
+        ),
+    ] = None,
+    api: Annotated[
+        str,
+        typer.Option(
+            help="openai (SSE /v1/completions or /v1/chat/completions), triton (generate_stream), "
+            "sagemaker (response stream), classify (JSON).",
+            rich_help_panel=TARGET,
+        ),
+    ] = "openai",
+    endpoint: Annotated[
+        str, typer.Option(help="openai only: completions or chat.", rich_help_panel=TARGET)
+    ] = "completions",
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Model name to request (default: the server's first or only model).",
+            rich_help_panel=TARGET,
+        ),
+    ] = None,
+    target_model: Annotated[
+        str | None,
+        typer.Option(
+            help="sagemaker only: model on a multi-model endpoint.", rich_help_panel=TARGET
+        ),
+    ] = None,
+    region: Annotated[
+        str | None,
+        typer.Option(help="AWS region (sagemaker, --target-group-arn).", rich_help_panel=TARGET),
+    ] = None,
+    endpoint_url: Annotated[
+        str | None,
+        typer.Option(help="sagemaker only: runtime URL override.", rich_help_panel=TARGET),
+    ] = None,
+    local: Annotated[
+        bool,
+        typer.Option(
+            "--local",
+            help="Bring up the local rehearsal (emulated servers behind nginx), run, tear it down.",
+            rich_help_panel=TARGET,
+        ),
+    ] = False,
+    servers: Annotated[
+        int, typer.Option(help="--local: number of emulated servers.", rich_help_panel=TARGET)
+    ] = 5,
+    local_mode: Annotated[
+        str, typer.Option(help="--local: continuous or static batching.", rich_help_panel=TARGET)
+    ] = "continuous",
+    users: Annotated[
+        str | None,
+        typer.Option(
+            help="Closed loop: concurrent users per step, e.g. 4,20,40.", rich_help_panel=LOAD
+        ),
+    ] = None,
+    rate: Annotated[
+        str | None,
+        typer.Option(
+            help="Open loop: Poisson arrival rates (req/s) per step, e.g. 2,5.",
+            rich_help_panel=LOAD,
+        ),
+    ] = None,
+    duration: Annotated[
+        float | None,
+        typer.Option(help="Measured seconds per step (after warm-up).", rich_help_panel=LOAD),
+    ] = None,
+    requests: Annotated[
+        int | None,
+        typer.Option(help="Measured requests per step (after warm-up).", rich_help_panel=LOAD),
+    ] = None,
+    warmup: Annotated[
+        float, typer.Option(help="Seconds of warm-up per step, not measured.", rich_help_panel=LOAD)
+    ] = 2.0,
+    prompt_tokens: Annotated[
+        str,
+        typer.Option(
+            help="N, uniform:MIN:MAX or lognormal:MEDIAN:SIGMA.", rich_help_panel=WORKLOAD
+        ),
+    ] = "128",
+    output_tokens: Annotated[
+        str,
+        typer.Option(
+            help="N, uniform:MIN:MAX or lognormal:MEDIAN:SIGMA; requested exactly.",
+            rich_help_panel=WORKLOAD,
+        ),
+    ] = "128",
+    dataset: Annotated[
+        Path | None,
+        typer.Option(
+            help="JSONL with a 'prompt' (and optional 'output_tokens') per line.",
+            rich_help_panel=WORKLOAD,
+        ),
+    ] = None,
+    seed: Annotated[
+        int, typer.Option(help="Seed of lengths, prompts and arrivals.", rich_help_panel=WORKLOAD)
+    ] = 0,
+    compare: Annotated[
+        str | None,
+        typer.Option(
+            help="A/B variants, e.g. routing=least_outstanding_requests,random.", rich_help_panel=AB
+        ),
+    ] = None,
+    repeat: Annotated[
+        int,
+        typer.Option(
+            help="Runs of each variant per step, interleaved A B A B.", rich_help_panel=AB
+        ),
+    ] = 1,
+    target_group_arn: Annotated[
+        str | None,
+        typer.Option(
+            help="ALB target group whose algorithm --compare sets (restored after).",
+            rich_help_panel=AB,
+        ),
+    ] = None,
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="Directory for results.json, requests.csv, report.md and plots.",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = Path("bench-results"),
+    price_per_hour: Annotated[
+        float | None,
+        typer.Option(
+            help="Price of one instance per hour, for cost per million output tokens.",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = None,
+    instances: Annotated[
+        int | None,
+        typer.Option(
+            help="Instances serving the target (default with --local: --servers).",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print results.json to stdout.", rich_help_panel=OUTPUT)
+    ] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Client processes; add some when a step is flagged client-bound.",
+            rich_help_panel=CLIENT,
+        ),
+    ] = 1,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds one request may take.", rich_help_panel=CLIENT)
+    ] = 300.0,
+    max_inflight: Annotated[
+        int,
+        typer.Option(
+            help="Open loop: requests on the wire at once; later ones wait in the client.",
+            rich_help_panel=CLIENT,
+        ),
+    ] = 4096,
+    max_loop_lag_ms: Annotated[
+        float,
+        typer.Option(
+            help="A step whose client event-loop lag p99 exceeds this is invalid.",
+            rich_help_panel=CLIENT,
+        ),
+    ] = 20.0,
+    max_dispatch_lag_ms: Annotated[
+        float,
+        typer.Option(
+            help="An open-loop step whose dispatch lag p99 exceeds this is invalid.",
+            rich_help_panel=CLIENT,
+        ),
+    ] = 20.0,
+) -> int:
+    """Measure TTFT, inter-token latency, E2E and tokens/min of an endpoint, per load step.
+
+    Closed loop (--users) or open-loop Poisson (--rate); steps where the client
+    was the bottleneck are marked invalid. Writes results.json, requests.csv,
+    report.md and PNG plots to --out. Ctrl-C keeps what was measured.
+    """
+    from pydantic import ValidationError
+
+    from inferfleet.cli.bench.config import BenchConfig, describe_validation_error
+
+    raw = {
+        "target": target,
+        "api": api,
+        "endpoint": endpoint,
+        "model": model,
+        "target_model": target_model,
+        "region": region,
+        "endpoint_url": endpoint_url,
+        "local": local,
+        "servers": servers,
+        "local_mode": local_mode,
+        "users": users or [],
+        "rate": rate or [],
+        "duration": duration,
+        "requests": requests,
+        "warmup": warmup,
+        "prompt_tokens": prompt_tokens,
+        "output_tokens": output_tokens,
+        "dataset": dataset,
+        "seed": seed,
+        "compare": compare,
+        "repeat": repeat,
+        "target_group_arn": target_group_arn,
+        "out": out,
+        "price_per_hour": price_per_hour,
+        "instances": instances,
+        "workers": workers,
+        "timeout": timeout,
+        "max_inflight": max_inflight,
+        "max_loop_lag_ms": max_loop_lag_ms,
+        "max_dispatch_lag_ms": max_dispatch_lag_ms,
+    }
+    try:
+        config = BenchConfig.model_validate(raw)
+    except ValidationError as error:
+        raise UserError(describe_validation_error(error)) from None
+
+    from inferfleet.cli.bench.runner import run_bench
+
+    outcome = run_bench(config)
+    if json_output:
+        typer.echo(json.dumps(outcome.results, indent=2))
+    else:
+        steps = outcome.results["steps"]
+        invalid = sum(1 for step in steps if not step["valid"])
+        typer.secho(
+            f"{len(steps)} step(s) measured, {invalid} invalid; results in {config.out}/"
+            + (" (partial)" if outcome.results["partial"] else ""),
+            err=True,
+        )
+    return outcome.exit_code
+
+
+def register(app: typer.Typer) -> None:
+    app.command("bench")(bench)
