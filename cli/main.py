@@ -9,7 +9,7 @@ import sys
 
 import click
 import typer
-from inferfleet.cli.commands import fleet
+from inferfleet.cli.commands import bench, fleet, local
 from inferfleet.cli.errors import UserError
 
 app = typer.Typer(
@@ -23,7 +23,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (fleet,):
+for module in (fleet, bench, local):
     module.register(app)
 
 
