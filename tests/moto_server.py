@@ -15,6 +15,7 @@ reached "AWS" rather than what a client meant to send.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
@@ -64,7 +65,12 @@ class MotoServer:
         url = f"{self.url}/moto-api/recorder/download-recording"
         with urllib.request.urlopen(url, timeout=30) as response:
             lines = response.read().decode().splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
+        entries = [json.loads(line) for line in lines if line.strip()]
+        for entry in entries:
+            if entry.get("body_encoded"):
+                entry["body"] = base64.b64decode(entry["body"]).decode("utf-8", "replace")
+                entry["body_encoded"] = False
+        return entries
 
     def recorded_targets(self, target: str) -> list[dict[str, Any]]:
         """Bodies of recorded JSON-protocol calls with ``X-Amz-Target`` ending in ``target``.

@@ -15,7 +15,7 @@ from botocore.config import Config
 @cache
 def client(service: str) -> Any:
     attempts = int(os.environ.get("AWS_CLIENT_MAX_ATTEMPTS", "3"))
-    config = Config(retries={"mode": "standard", "max_attempts": attempts})
+    config = Config(retries={"mode": "standard", "total_max_attempts": attempts})
     return boto3.client(service, config=config)
 
 

@@ -150,13 +150,14 @@ class JobStore:
         return sum(page["Count"] for page in pages)
 
     def for_training_job(self, training_job_name: str) -> list[Job]:
-        """The jobs a training job runs (one, or the tasks of a batch), read consistently."""
+        """The jobs a training job runs (one, or a batch's tasks in order), read consistently."""
         keys = [
             Job.from_item(item).job_id
             for item in self._query(BY_TRAINING_JOB_INDEX, "training_job_name", training_job_name)
         ]
         jobs = [job for job in (self.get(job_id) for job_id in keys) if job is not None]
-        return [job for job in jobs if job.training_job_name == training_job_name]
+        jobs = [job for job in jobs if job.training_job_name == training_job_name]
+        return sorted(jobs, key=lambda job: job.task_index or 0)
 
     def for_user(self, user_id: str) -> list[Job]:
         return [Job.from_item(item) for item in self._query(BY_USER_INDEX, "user_id", user_id)]

@@ -214,7 +214,7 @@ class Launcher:
         for name in sorted(names):
             if self.report.throttled or self.time_left_s() < TIME_RESERVE_S:
                 return
-            jobs = sorted(self.store.for_training_job(name), key=lambda job: job.task_index or 0)
+            jobs = self.store.for_training_job(name)
             stale = [job for job in jobs if job.status == JobStatus.LAUNCHING]
             if not stale or (stale[0].lease_until or 0) >= now:
                 continue

@@ -105,7 +105,6 @@ def register_upload(store: JobStore, s3: Any, bucket: str, key: str) -> str | No
     return job_id
 
 
-
 @logger.inject_lambda_context
 @event_source(data_class=S3Event)
 def handler(event: S3Event, context: LambdaContext) -> dict[str, Any]:

@@ -8,12 +8,17 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/, for moto_server
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from finetune_world import FinetuneWorld, reset_clients  # noqa: E402
-from moto_server import MotoServer, moto, moto_server  # noqa: E402, F401
+import moto_server as moto_fixtures
+from finetune_world import FinetuneWorld, reset_clients
+
+moto_server = moto_fixtures.moto_server
+moto = moto_fixtures.moto
 
 
 @pytest.fixture
-def world(moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[FinetuneWorld]:
+def world(
+    moto: moto_fixtures.MotoServer, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[FinetuneWorld]:
     world = FinetuneWorld(suffix=uuid.uuid4().hex[:8], region=moto.region)
     world.create()
     for name, value in world.environment().items():
