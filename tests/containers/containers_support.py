@@ -8,6 +8,7 @@ CONTAINERS = Path(__file__).resolve().parents[2] / "containers"
 LLM_CONTEXT = CONTAINERS / "llm-neuron"
 INTENT_CONTEXT = CONTAINERS / "intent-neuron"
 FINETUNE_CONTEXT = CONTAINERS / "finetune"
+INTENT_LABELS = ["search", "product_question", "order_status", "chitchat"]
 
 
 def put_contexts_on_path() -> None:

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 from containers_support import LLM_CONTEXT, copy_context
-from inferfleet.containers.local_triton import LocalTriton
 from triton_http import generate, generate_stream, get_status
+
+from inferfleet.containers.local_triton import LocalTriton
 
 pytestmark = pytest.mark.slow
 

@@ -1,0 +1,1 @@
+"""Query-intent classification: a BERT-class encoder with a linear head, traced per shape."""
