@@ -1,0 +1,321 @@
+"""Template assertions for the serving constructs, used directly without a fleet file."""
+
+import pytest
+from aws_cdk import App, Duration, Environment, Stack
+from aws_cdk import aws_certificatemanager as acm
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk.assertions import Match, Template
+
+from inferfleet.constructs.neuron_model_service import NeuronModelService, NeuronPool
+from inferfleet.constructs.neuron_serving_cluster import NeuronServingCluster
+from inferfleet.infra.feature_flags import cdk_feature_flags
+
+REGION = Environment(region="us-east-1")  # ALB access logging needs a concrete region
+IMAGE = ecs.ContainerImage.from_registry("public.ecr.aws/example/model-server:1")
+
+
+def build_stack(**assistant_props) -> tuple[Stack, NeuronModelService, NeuronModelService]:
+    app = App(context=cdk_feature_flags())
+    stack = Stack(app, "Serving", env=REGION)
+    cluster = NeuronServingCluster(stack, "Cluster", alarm_emails=["oncall@example.com"])
+    assistant = NeuronModelService(
+        stack,
+        "assistant",
+        serving_cluster=cluster,
+        image=IMAGE,
+        pools=[
+            NeuronPool("inf2.48xlarge", tensor_parallel=24, min_capacity=2, max_capacity=20),
+            NeuronPool("trn1.32xlarge", tensor_parallel=32, min_capacity=1, max_capacity=10),
+        ],
+        model_artifact="s3://models/assistant/",
+        weights_gib=65,
+        **assistant_props,
+    )
+    intent = NeuronModelService(
+        stack,
+        "intent",
+        serving_cluster=cluster,
+        kind="classifier",
+        image=IMAGE,
+        pools=[
+            NeuronPool("inf2.xlarge", tensor_parallel=1, min_capacity=2, max_capacity=16),
+            NeuronPool("inf2.24xlarge", tensor_parallel=4, min_capacity=0, max_capacity=4),
+        ],
+    )
+    return stack, assistant, intent
+
+
+@pytest.fixture(scope="module")
+def built():
+    stack, assistant, intent = build_stack()
+    return Template.from_stack(stack), stack, assistant, intent
+
+
+def container_of(template: Template, stack: Stack, task: ecs.TaskDefinition) -> dict:
+    logical_id = stack.get_logical_id(task.node.default_child)
+    resource = template.to_json()["Resources"][stack.resolve(logical_id)]
+    return resource["Properties"]["ContainerDefinitions"][0]
+
+
+@pytest.mark.parametrize(
+    ("service", "instance_type", "devices", "tp", "cores"),
+    [
+        ("assistant", "inf2.48xlarge", 12, 24, 24),
+        ("assistant", "trn1.32xlarge", 16, 32, 32),
+        ("intent", "inf2.xlarge", 1, 1, 2),
+        ("intent", "inf2.24xlarge", 6, 4, 12),
+    ],
+)
+def test_task_maps_exactly_the_instance_devices(built, service, instance_type, devices, tp, cores):
+    template, stack, assistant, intent = built
+    model_service = {"assistant": assistant, "intent": intent}[service]
+    container = container_of(template, stack, model_service.task_definitions[instance_type])
+    mapped = container["LinuxParameters"]["Devices"]
+    assert [d["HostPath"] for d in mapped] == [f"/dev/neuron{i}" for i in range(devices)]
+    assert all(d["ContainerPath"] == d["HostPath"] for d in mapped)
+    assert container["LinuxParameters"]["Capabilities"]["Add"] == ["IPC_LOCK"]
+    assert {"Name": "memlock", "SoftLimit": -1, "HardLimit": -1} in container["Ulimits"]
+    environment = {e["Name"]: e["Value"] for e in container["Environment"]}
+    assert environment["TENSOR_PARALLEL_DEGREE"] == str(tp)
+    assert environment["NEURON_CORES"] == str(cores)
+    assert environment["NEURON_REPLICAS"] == str(cores // tp)
+    assert environment["INSTANCE_TYPE"] == instance_type
+
+
+def test_target_group_routes_by_least_outstanding_requests(built):
+    template, *_ = built
+    template.has_resource_properties(
+        "AWS::ElasticLoadBalancingV2::TargetGroup",
+        {
+            "TargetType": "ip",
+            "TargetGroupAttributes": Match.array_with(
+                [{"Key": "load_balancing.algorithm.type", "Value": "least_outstanding_requests"}]
+            ),
+            "HealthCheckPath": "/v2/health/ready",
+        },
+    )
+
+
+def test_both_pools_register_in_one_target_group(built):
+    template, stack, assistant, _ = built
+    target_group_id = stack.resolve(stack.get_logical_id(assistant.target_group.node.default_child))
+    services = template.find_resources("AWS::ECS::Service")
+    registered = [
+        props["Properties"]["LoadBalancers"][0]["TargetGroupArn"]["Ref"]
+        for props in services.values()
+        if props["Properties"]["LoadBalancers"][0]["TargetGroupArn"]["Ref"] == target_group_id
+    ]
+    assert len(registered) == 2
+    assert len(template.find_resources("AWS::ElasticLoadBalancingV2::TargetGroup")) == 2
+
+
+def test_launch_templates_require_imdsv2_and_no_launch_configurations(built):
+    template, *_ = built
+    template.resource_count_is("AWS::AutoScaling::LaunchConfiguration", 0)
+    launch_templates = template.find_resources("AWS::EC2::LaunchTemplate")
+    assert len(launch_templates) == 4
+    for resource in launch_templates.values():
+        data = resource["Properties"]["LaunchTemplateData"]
+        assert data["MetadataOptions"]["HttpTokens"] == "required"
+        root = data["BlockDeviceMappings"][0]["Ebs"]
+        assert root["Encrypted"] is True and root["VolumeType"] == "gp3"
+    template.has_resource_properties(
+        "AWS::EC2::LaunchTemplate",
+        {
+            "LaunchTemplateData": Match.object_like(
+                {
+                    "InstanceType": "inf2.48xlarge",
+                    # 100 GiB base + 65 GiB weights x 2 (compiled copy) x 1.2
+                    "BlockDeviceMappings": [
+                        Match.object_like({"Ebs": Match.object_like({"VolumeSize": 256})})
+                    ],
+                }
+            )
+        },
+    )
+
+
+def test_capacity_providers_use_managed_scaling_and_the_neuron_ami(built):
+    template, *_ = built
+    template.resource_count_is("AWS::ECS::CapacityProvider", 4)
+    template.has_resource_properties(
+        "AWS::ECS::CapacityProvider",
+        {
+            "AutoScalingGroupProvider": Match.object_like(
+                {
+                    "ManagedScaling": Match.object_like(
+                        {"Status": "ENABLED", "TargetCapacity": 100}
+                    ),
+                    "ManagedTerminationProtection": "ENABLED",
+                }
+            )
+        },
+    )
+    ami_parameters = [p["Default"] for p in template.to_json()["Parameters"].values()]
+    assert "/aws/service/ecs/optimized-ami/amazon-linux-2/inf/recommended/image_id" in (
+        ami_parameters
+    )
+
+
+def test_services_have_circuit_breaker_grace_and_one_task_per_instance(built):
+    template, *_ = built
+    template.has_resource_properties(
+        "AWS::ECS::Service",
+        {
+            "DeploymentConfiguration": Match.object_like(
+                {
+                    "DeploymentCircuitBreaker": {"Enable": True, "Rollback": True},
+                    "MinimumHealthyPercent": 100,
+                }
+            ),
+            "HealthCheckGracePeriodSeconds": 1200,
+            "PlacementConstraints": [{"Type": "distinctInstance"}],
+            "DesiredCount": 2,
+        },
+    )
+
+
+def test_cluster_has_container_insights(built):
+    template, *_ = built
+    template.has_resource_properties(
+        "AWS::ECS::Cluster",
+        {"ClusterSettings": [{"Name": "containerInsights", "Value": "enhanced"}]},
+    )
+
+
+def load_balancer_attributes(template: Template) -> list[dict[str, str]]:
+    return [
+        {a["Key"]: a["Value"] for a in lb["Properties"]["LoadBalancerAttributes"]}
+        for lb in template.find_resources("AWS::ElasticLoadBalancingV2::LoadBalancer").values()
+    ]
+
+
+def test_load_balancers_log_access_and_suit_streams(built):
+    template, *_ = built
+    attributes = load_balancer_attributes(template)
+    assert sorted(a["idle_timeout.timeout_seconds"] for a in attributes) == ["60", "600"]
+    assert all(a["access_logs.s3.enabled"] == "true" for a in attributes)
+    assert all(a["routing.http.drop_invalid_header_fields.enabled"] == "true" for a in attributes)
+    template.has_resource_properties(
+        "AWS::ElasticLoadBalancingV2::LoadBalancer", {"Scheme": "internal"}
+    )
+    template.has_resource_properties(
+        "AWS::S3::Bucket",
+        {
+            "BucketEncryption": Match.any_value(),
+            "PublicAccessBlockConfiguration": Match.object_like({"BlockPublicAcls": True}),
+        },
+    )
+
+
+def test_deregistration_delay_by_kind(built):
+    template, *_ = built
+    delays = sorted(
+        next(
+            a["Value"]
+            for a in tg["Properties"]["TargetGroupAttributes"]
+            if a["Key"] == "deregistration_delay.timeout_seconds"
+        )
+        for tg in template.find_resources("AWS::ElasticLoadBalancingV2::TargetGroup").values()
+    )
+    assert delays == ["30", "300"]
+
+
+def test_scaling_on_requests_per_target(built):
+    template, *_ = built
+    policies = template.find_resources("AWS::ApplicationAutoScaling::ScalingPolicy")
+    assert len(policies) == 4
+    for policy in policies.values():
+        config = policy["Properties"]["TargetTrackingScalingPolicyConfiguration"]
+        assert config["PredefinedMetricSpecification"]["PredefinedMetricType"] == (
+            "ALBRequestCountPerTarget"
+        )
+    targets = sorted(
+        p["Properties"]["TargetTrackingScalingPolicyConfiguration"]["TargetValue"]
+        for p in policies.values()
+    )
+    assert targets == [120, 120, 60000, 60000]
+
+
+def test_alarms_for_5xx_unhealthy_hosts_and_p99(built):
+    template, *_ = built
+    alarms = template.find_resources("AWS::CloudWatch::Alarm")
+    metrics = sorted(a["Properties"]["MetricName"] for a in alarms.values())
+    assert metrics == sorted(
+        ["HTTPCode_Target_5XX_Count", "UnHealthyHostCount", "TargetResponseTime"] * 2
+    )
+    p99 = sorted(
+        a["Properties"]["Threshold"]
+        for a in alarms.values()
+        if a["Properties"]["MetricName"] == "TargetResponseTime"
+    )
+    assert p99 == [0.01, 1]
+    assert all(a["Properties"]["AlarmActions"] for a in alarms.values())
+    template.resource_count_is("AWS::CloudWatch::Dashboard", 1)
+    template.has_resource_properties("AWS::SNS::Subscription", {"Protocol": "email"})
+
+
+def test_task_role_reads_only_the_model_prefix(built):
+    template, *_ = built
+    statements = [
+        statement
+        for policy in template.find_resources("AWS::IAM::Policy").values()
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    model_reads = [s for s in statements if s.get("Resource") == "arn:aws:s3:::models/assistant/*"]
+    assert [s["Action"] for s in model_reads] == ["s3:GetObject"]
+
+
+def test_https_listener_with_redirect():
+    app = App(context=cdk_feature_flags())
+    stack = Stack(app, "Tls", env=REGION)
+    cluster = NeuronServingCluster(stack, "Cluster")
+    certificate = acm.Certificate.from_certificate_arn(
+        stack, "Cert", "arn:aws:acm:us-east-1:123456789012:certificate/abc"
+    )
+    NeuronModelService(
+        stack,
+        "svc",
+        serving_cluster=cluster,
+        image=IMAGE,
+        pools=[NeuronPool("inf2.xlarge", 1)],
+        certificate=certificate,
+        routing=elbv2.TargetGroupLoadBalancingAlgorithmType.ROUND_ROBIN,
+        idle_timeout=Duration.seconds(900),
+    )
+    template = Template.from_stack(stack)
+    template.has_resource_properties(
+        "AWS::ElasticLoadBalancingV2::Listener", {"Port": 443, "Protocol": "HTTPS"}
+    )
+    template.has_resource_properties(
+        "AWS::ElasticLoadBalancingV2::Listener",
+        {"Port": 80, "DefaultActions": [Match.object_like({"Type": "redirect"})]},
+    )
+    assert load_balancer_attributes(template)[0]["idle_timeout.timeout_seconds"] == "900"
+    template.has_resource_properties(
+        "AWS::ElasticLoadBalancingV2::TargetGroup",
+        {
+            "TargetGroupAttributes": Match.array_with(
+                [{"Key": "load_balancing.algorithm.type", "Value": "round_robin"}]
+            )
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    ("pools", "message"),
+    [
+        ([], "give at least one pool"),
+        ([NeuronPool("inf2.48xlarge", 5)], "tensor_parallel 5 must divide the 24 NeuronCores"),
+        ([NeuronPool("inf2.xlarge", 1, 3, 2)], "0 <= min_capacity (3) <= max_capacity (2)"),
+        ([NeuronPool("inf2.xlarge", 1), NeuronPool("inf2.xlarge", 2)], "two pools of inf2.xlarge"),
+        ([NeuronPool("g5.xlarge", 1)], "unknown Neuron instance type 'g5.xlarge'"),
+    ],
+)
+def test_props_are_validated_at_construction(pools, message):
+    app = App(context=cdk_feature_flags())
+    stack = Stack(app, "Bad", env=REGION)
+    cluster = NeuronServingCluster(stack, "Cluster")
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        NeuronModelService(stack, "svc", serving_cluster=cluster, image=IMAGE, pools=pools)
