@@ -94,10 +94,12 @@ class BatchScheduler:
         while not self.waiting:
             self._wakeup.clear()
             await self._wakeup.wait()
+            self._step_end = 0.0
 
     async def _step(self, duration_s: float) -> None:
-        # Steps start where the previous one ended, so sleep overshoot on a busy
-        # machine does not accumulate into a slower decode rate.
+        # Back-to-back steps start where the previous one ended, so sleep overshoot
+        # on a busy machine does not accumulate into a slower decode rate; after
+        # idling (_step_end reset) a step starts now.
         now = time.monotonic()
         start = self._step_end if now - self._step_end < _MAX_CATCH_UP_S else now
         self._step_end = start + duration_s

@@ -266,8 +266,8 @@ def switch_routing(
     )
     nginx.write_config(nginx_config, paths)
     nginx.check_config(nginx_binary, paths)
-    nginx.reload(info.nginx_pid)
-    nginx.wait_serving(nginx_config, timeout_s=timeout_s, paths=paths)
+    retiring = nginx.reload(info.nginx_pid)
+    nginx.wait_serving(nginx_config, timeout_s=timeout_s, paths=paths, retiring=retiring)
 
 
 class LocalFleet:

@@ -41,9 +41,8 @@ _UPSTREAM_METHODS: dict[str, str | None] = {
     "round_robin": None,
 }
 _TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-# Reload hands new connections to new workers while old ones finish in-flight
-# streams; several fresh connections in a row answered by the new generation
-# show the old workers stopped accepting.
+# Where /proc is missing, several fresh connections in a row answered by the new
+# generation stand in for seeing the old workers stop accepting.
 _CONFIRMATIONS = 3
 
 
@@ -226,11 +225,12 @@ def wait_serving(
     timeout_s: float,
     process: subprocess.Popen[bytes] | None = None,
     paths: NginxPaths | None = None,
+    retiring: frozenset[int] = frozenset(),
 ) -> None:
-    """Block until nginx answers with ``config.generation`` on several fresh connections."""
+    """Block until nginx serves ``config.generation`` and no ``retiring`` worker accepts."""
     deadline = time.monotonic() + timeout_s
     confirmed = 0
-    while confirmed < _CONFIRMATIONS:
+    while confirmed < _CONFIRMATIONS or any(_accepting(pid) for pid in retiring):
         if process is not None and process.poll() is not None:
             raise UserError(
                 f"nginx: exited with code {process.returncode} while starting: "
@@ -251,9 +251,34 @@ def wait_serving(
             time.sleep(0.02)
 
 
-def reload(master_pid: int) -> None:
-    """Ask the nginx master to re-read its config (new workers, old ones drain)."""
+def worker_pids(master_pid: int) -> frozenset[int]:
+    """The master's worker processes (empty where /proc is missing)."""
+    workers = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == master_pid:
+            workers.add(int(stat.parent.name))
+    return frozenset(workers)
+
+
+def _accepting(worker_pid: int) -> bool:
+    # A worker told to quit retitles itself and closes its listening sockets in
+    # one step; in-flight streams then finish on it under the old config.
+    try:
+        title = Path(f"/proc/{worker_pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"worker process" in title and b"shutting down" not in title
+
+
+def reload(master_pid: int) -> frozenset[int]:
+    """Ask the nginx master to re-read its config; returns the workers being retired."""
+    retiring = worker_pids(master_pid)
     os.kill(master_pid, signal.SIGHUP)
+    return retiring
 
 
 def stop(process: subprocess.Popen[bytes], timeout_s: float = 5.0) -> None:

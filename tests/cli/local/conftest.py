@@ -1,0 +1,31 @@
+"""Fixtures for the local rehearsal: real fleets (emulators + nginx) on 127.0.0.1."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from inferfleet.cli.local.fleet import LocalFleet
+from inferfleet.cli.local.timing import EmulatorTiming
+
+
+def process_alive(pid: int) -> bool:
+    """True for a live process; zombies (exited, not yet reaped) count as gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in {"Z", "X"}
+
+
+@pytest.fixture(scope="module")
+def api_fleet() -> Iterator[LocalFleet]:
+    """Two continuous-batching servers with fast steps, for API-shape tests."""
+    timing = EmulatorTiming(decode_base_s=0.002, decode_per_sequence_s=0.0, prefill_base_s=0.0)
+    with LocalFleet(servers=2, routing="round_robin", timing=timing) as fleet:
+        yield fleet
