@@ -152,6 +152,7 @@ class BenchConfig(BaseModel):
     compare: tuple[Variant, ...] = ()
     repeat: int = Field(1, ge=1, le=100)
     target_group_arn: str | None = None
+    alb_settle: float = Field(10.0, ge=0, le=600)
 
     out: Path = Path("bench-results")
     price_per_hour: float | None = Field(None, gt=0)

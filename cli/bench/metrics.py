@@ -146,13 +146,27 @@ def measure_step(
     thresholds: Thresholds,
     price_per_hour: float | None = None,
     instances: int | None = None,
+    window: tuple[float, float] | None = None,
 ) -> StepFigures:
+    """Figures of one step; throughput over ``window`` (perf_counter seconds) when given.
+
+    A ``--duration`` step passes its measured window: every token received in it
+    counts, whichever request it belongs to, so neither the warm-up ramp nor
+    the drain after the last send bends tokens/min. Without a window (``--requests``)
+    throughput runs from the first measured send to the last measured answer.
+    """
     measured = [r for r in outcome.records if not r.warmup and r.error != CANCELLED]
     succeeded = [r for r in measured if r.ok]
     failed = Counter(r.error for r in measured if r.error is not None)
-    window = _window(succeeded)
-    output_tokens = sum(r.output_tokens for r in succeeded)
-    tokens_per_min = output_tokens / window * 60.0 if window else 0.0
+    if window is None:
+        window = _span(succeeded)
+        streams, finished = succeeded, succeeded
+    else:
+        streams = [r for r in outcome.records if r.error != CANCELLED]
+        finished = [r for r in streams if r.ok and window[0] <= r.end < window[1]]  # type: ignore[operator]
+    seconds = window[1] - window[0]
+    output_tokens = sum(tokens_between(r, *window) for r in streams)
+    tokens_per_min = output_tokens / seconds * 60.0 if seconds > 0 else 0.0
 
     latencies = {metric.key: metric.values(succeeded) for metric in latency_metrics(open_loop)}
     summary: dict = {
@@ -162,16 +176,16 @@ def measure_step(
         "errors_by_kind": dict(sorted(failed.items())),
         "warmup_requests": sum(1 for r in outcome.records if r.warmup),
         "cancelled_requests": sum(1 for r in outcome.records if r.error == CANCELLED),
-        "measured_seconds": round(window, 3),
+        "measured_seconds": round(seconds, 3),
         **{key: distribution(values) for key, values in latencies.items()},
-        "output_tokens": output_tokens,
+        "output_tokens": round(output_tokens, 1),
         "output_tokens_per_min": round(tokens_per_min, 1),
-        "requests_per_s": round(len(succeeded) / window, 3) if window else 0.0,
+        "requests_per_s": round(len(finished) / seconds, 3) if seconds > 0 else 0.0,
         "token_source": _token_source(succeeded),
         "output_length_mismatches": sum(
             1 for r in succeeded if r.output_tokens != r.requested_tokens
         ),
-        "per_instance": per_instance(succeeded, window),
+        "per_instance": per_instance(succeeded, streams, window),
         "requests_without_instance": sum(1 for r in succeeded if r.instance is None),
         "emulated": any(r.emulated for r in succeeded),
         "cost_per_million_output_tokens": cost_per_million(
@@ -186,11 +200,27 @@ def measure_step(
     return StepFigures(summary=summary, latencies=latencies)
 
 
-def _window(records: Sequence[RequestRecord]) -> float:
-    """Seconds from the first measured send to the last measured answer."""
+def _span(records: Sequence[RequestRecord]) -> tuple[float, float]:
+    """From the first measured send to the last measured answer."""
     if not records:
+        return (0.0, 0.0)
+    return min(r.sent for r in records), max(r.end for r in records if r.end is not None)
+
+
+def tokens_between(record: RequestRecord, start: float, end: float) -> float:
+    """Output tokens of ``record`` received in [start, end].
+
+    Chunk times are rebuilt from the first token and the gaps; when the server
+    reported usage, each chunk carries usage / chunks tokens.
+    """
+    if record.first_token is None or record.chunks == 0:
         return 0.0
-    return max(r.end for r in records if r.end is not None) - min(r.sent for r in records)
+    per_chunk = record.output_tokens / record.chunks
+    if start <= record.first_token and (record.last_token or record.first_token) <= end:
+        return float(record.output_tokens)
+    gaps = np.frombuffer(record.itl_ms, dtype=float) / 1000.0
+    times = record.first_token + np.concatenate(([0.0], np.cumsum(gaps)))
+    return float(np.count_nonzero((times >= start) & (times <= end))) * per_chunk
 
 
 def _token_source(records: Sequence[RequestRecord]) -> str | None:
@@ -200,22 +230,32 @@ def _token_source(records: Sequence[RequestRecord]) -> str | None:
     return sources.pop() if len(sources) == 1 else "mixed"
 
 
-def per_instance(records: Sequence[RequestRecord], window: float) -> list[dict]:
+def per_instance(
+    measured: Sequence[RequestRecord],
+    streams: Sequence[RequestRecord],
+    window: tuple[float, float],
+) -> list[dict]:
     """Rows per ``X-Inferfleet-Instance``: how evenly the load balancer spread the work."""
     groups: dict[str, list[RequestRecord]] = defaultdict(list)
-    for record in records:
+    for record in measured:
         if record.instance is not None:
             groups[record.instance].append(record)
+    tokens: Counter[str] = Counter()
+    for record in streams:
+        if record.instance is not None:
+            tokens[record.instance] += tokens_between(record, *window)
+    seconds = window[1] - window[0]
     rows = []
     for instance, group in sorted(groups.items()):
         ttft = TimeToFirstToken().values(group)
         e2e = EndToEnd().values(group)
-        tokens = sum(r.output_tokens for r in group)
         rows.append(
             {
                 "instance": instance,
                 "requests": len(group),
-                "output_tokens_per_min": round(tokens / window * 60.0, 1) if window else 0.0,
+                "output_tokens_per_min": (
+                    round(tokens[instance] / seconds * 60.0, 1) if seconds > 0 else 0.0
+                ),
                 "ttft_ms": _brief(ttft),
                 "e2e_ms": _brief(e2e),
             }

@@ -240,7 +240,7 @@ def routing_switch(config: BenchConfig, fleet: object | None) -> RoutingSwitch |
     if fleet is not None:
         return LocalRouting(fleet)
     assert config.target_group_arn is not None
-    return AlbRouting(config.target_group_arn, region=config.region)
+    return AlbRouting(config.target_group_arn, region=config.region, settle_s=config.alb_settle)
 
 
 def _run_steps(
@@ -296,6 +296,14 @@ def _run_steps(
                 thresholds=thresholds,
                 price_per_hour=config.price_per_hour,
                 instances=config.instance_count,
+                window=(
+                    (
+                        outcome.measured_from,
+                        min(outcome.measured_from + config.duration, outcome.finished),
+                    )
+                    if config.duration
+                    else None
+                ),
             )
             summary = {
                 "id": step.number,

@@ -138,6 +138,13 @@ def bench(
             rich_help_panel=AB,
         ),
     ] = None,
+    alb_settle: Annotated[
+        float,
+        typer.Option(
+            help="Seconds to wait after changing the ALB algorithm before measuring.",
+            rich_help_panel=AB,
+        ),
+    ] = 10.0,
     out: Annotated[
         Path,
         typer.Option(
@@ -227,6 +234,7 @@ def bench(
         "compare": compare,
         "repeat": repeat,
         "target_group_arn": target_group_arn,
+        "alb_settle": alb_settle,
         "out": out,
         "price_per_hour": price_per_hour,
         "instances": instances,

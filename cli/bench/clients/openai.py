@@ -10,7 +10,12 @@ from __future__ import annotations
 import json
 from time import perf_counter
 
-from inferfleet.cli.bench.clients.base import Client, StreamFormatError, expect_event_stream
+from inferfleet.cli.bench.clients.base import (
+    Client,
+    StreamFormatError,
+    expect_event_stream,
+    sse_data,
+)
 from inferfleet.cli.bench.records import RequestRecord
 from inferfleet.cli.bench.workload import RequestSpec
 
@@ -65,11 +70,7 @@ class OpenAIClient(Client):
                 await self.fail_with_body(response, record)
                 return
             expect_event_stream(response)
-            async for line in response.content:
-                if not line.startswith(b"data:"):
-                    continue
-                now = perf_counter()
-                data = line[5:].strip()
+            async for now, data in sse_data(response):
                 if data == b"[DONE]":
                     record.end = now
                     return

@@ -11,7 +11,12 @@ import json
 from time import perf_counter
 from urllib.parse import quote
 
-from inferfleet.cli.bench.clients.base import Client, StreamFormatError, expect_event_stream
+from inferfleet.cli.bench.clients.base import (
+    Client,
+    StreamFormatError,
+    expect_event_stream,
+    sse_data,
+)
 from inferfleet.cli.bench.records import RequestRecord
 from inferfleet.cli.bench.workload import RequestSpec
 from inferfleet.cli.errors import UserError
@@ -63,14 +68,11 @@ class TritonClient(Client):
                 await self.fail_with_body(response, record)
                 return
             expect_event_stream(response)
-            async for line in response.content:
-                if not line.startswith(b"data:"):
-                    continue
-                now = perf_counter()
+            async for now, data in sse_data(response):
                 try:
-                    chunk = json.loads(line[5:])
+                    chunk = json.loads(data)
                 except ValueError:
-                    raise StreamFormatError(f"SSE data is not JSON: {line[:80]!r}") from None
+                    raise StreamFormatError(f"SSE data is not JSON: {data[:80]!r}") from None
                 if "error" in chunk:
                     record.end = now
                     record.fail("server_error", str(chunk["error"])[:300])

@@ -142,7 +142,13 @@ def build_app(timing: Timing, apis: set[str]) -> web.Application:
         await asyncio.sleep(max(0.0, origin + timing.ttft - asyncio.get_running_loop().time()))
         return web.json_response({"label": "buy", "score": 0.9}, headers=timing.headers(number))
 
+    async def ignores_stream(request: web.Request) -> web.Response:
+        await request.json()
+        return web.json_response({"choices": [{"text": "whole answer at once"}]})
+
     app = web.Application()
+    # A server that ignores "stream": true and answers one JSON document.
+    app.router.add_post("/non-streaming/v1/completions", ignores_stream)
     if "openai" in apis:
         app.router.add_get("/v1/models", models)
         app.router.add_post("/v1/completions", completions)

@@ -1,0 +1,110 @@
+"""Each --api client against the timed server, and the error kinds a client records."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import statistics
+
+import pytest
+
+from inferfleet.cli.bench.clients import ClientSettings, client_for
+from inferfleet.cli.bench.records import RequestRecord
+from inferfleet.cli.bench.workload import RequestSpec
+
+SPEC = RequestSpec(index=0, prompt="how fast is this", prompt_tokens=4, output_tokens=8)
+
+
+def exchange(api: str, settings: ClientSettings, spec: RequestSpec = SPEC) -> RequestRecord:
+    async def go() -> RequestRecord:
+        async with client_for(api, settings) as client:
+            record = RequestRecord(spec.index, spec.prompt_tokens, spec.output_tokens)
+            await client.send(spec, record)
+            return record
+
+    return asyncio.run(go())
+
+
+def assert_streamed(record: RequestRecord, *, source: str) -> None:
+    assert record.ok, record.error_detail
+    assert record.chunks == 8
+    assert record.output_tokens == 8
+    assert record.token_source == source
+    assert record.first_token is not None and record.end is not None
+    assert 49 <= (record.first_token - record.sent) * 1000 <= 80
+    assert len(record.itl_ms) == 7
+    # One late chunk makes one long gap and one short one; the median stays put.
+    assert 8.5 <= statistics.median(record.itl_ms) <= 13
+    assert record.instance is not None and record.instance.startswith("inst-")
+
+
+@pytest.mark.parametrize("endpoint", ["completions", "chat"])
+def test_openai_streams_with_usage(shared_server: str, endpoint: str) -> None:
+    record = exchange("openai", ClientSettings(target=shared_server, endpoint=endpoint))
+    assert_streamed(record, source="usage")
+    assert record.usage_prompt_tokens == 4 or endpoint == "chat"
+
+
+def test_openai_without_usage_counts_chunks(timed_server) -> None:
+    url = timed_server(ttft_ms=50, itl_ms=10, no_usage=True)
+    assert_streamed(exchange("openai", ClientSettings(target=url)), source="chunks")
+
+
+def test_triton_generate_stream_finds_the_ready_model(shared_server: str) -> None:
+    record = exchange("triton", ClientSettings(target=shared_server))
+    assert_streamed(record, source="chunks")
+
+
+def test_sagemaker_response_stream_is_signed_and_decoded(
+    shared_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    settings = ClientSettings(
+        target="my-endpoint",
+        region="us-east-1",
+        endpoint_url=shared_server,
+        target_model="u1.tar.gz",
+    )
+    record = exchange("sagemaker", settings)
+    # The container reported generated_tokens in its last event.
+    assert_streamed(record, source="usage")
+
+
+def test_classify_times_the_whole_exchange(shared_server: str) -> None:
+    record = exchange("classify", ClientSettings(target=shared_server + "/classify"))
+    assert record.ok
+    assert record.first_token == record.end
+    assert 49 <= (record.end - record.sent) * 1000 <= 80
+    assert record.output_tokens == 0
+
+
+def test_http_errors_become_error_kinds(timed_server) -> None:
+    url = timed_server(fail_every=1)
+    record = exchange("openai", ClientSettings(target=url))
+    assert record.error == "http_503"
+    assert "injected" in record.error_detail
+    assert record.status == 503
+
+
+def test_wrong_api_shows_as_404_or_bad_stream(timed_server) -> None:
+    triton_only = timed_server(apis="triton")
+    assert exchange("openai", ClientSettings(target=triton_only, model="m")).error == "http_404"
+    record = exchange("openai", ClientSettings(target=triton_only + "/non-streaming", model="m"))
+    assert record.error == "bad_stream"
+    assert "text/event-stream" in record.error_detail
+
+
+def test_refused_connection_is_a_connect_error() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    record = exchange("openai", ClientSettings(target=f"http://127.0.0.1:{port}", model="m"))
+    assert record.error == "connect"
+    assert record.end is not None
+
+
+def test_slow_answer_is_a_timeout(timed_server) -> None:
+    url = timed_server(ttft_ms=2000)
+    record = exchange("openai", ClientSettings(target=url, model="m", timeout=0.3))
+    assert record.error == "timeout"

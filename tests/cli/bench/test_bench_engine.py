@@ -1,0 +1,161 @@
+"""The load engine against a server whose timing is known to the millisecond.
+
+Medians are checked tightly, high percentiles loosely: a shared 2-core box
+delays some wake-ups of both the server and the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import numpy as np
+import pytest
+
+from inferfleet.cli.bench.clients import ClientSettings, client_for
+from inferfleet.cli.bench.config import Distribution
+from inferfleet.cli.bench.engine import StepOutcome, StepPlan, StopFlag, Tally, run_step
+from inferfleet.cli.bench.metrics import Thresholds, measure_step
+from inferfleet.cli.bench.workload import Workload, poisson_arrivals
+
+DEFAULT_LIMITS = Thresholds(max_loop_lag_ms=20, max_dispatch_lag_ms=20)
+
+
+def workload(output_tokens: int) -> Workload:
+    return Workload(
+        seed=1,
+        prompt_tokens=Distribution.parse("16"),
+        output_tokens=Distribution.parse(str(output_tokens)),
+    )
+
+
+def run(
+    url: str,
+    plan: StepPlan,
+    *,
+    output_tokens: int = 10,
+    api: str = "openai",
+    stop: StopFlag | None = None,
+    alongside: Callable[[StopFlag], Coroutine[Any, Any, None]] | None = None,
+    max_connections: int = 4096,
+) -> StepOutcome:
+    """One step in this process; ``alongside`` runs on the same event loop meanwhile."""
+    stop = stop or StopFlag()
+
+    async def go() -> StepOutcome:
+        settings = ClientSettings(target=url, max_connections=max_connections, timeout=30)
+        async with client_for(api, settings) as client:
+            side = asyncio.create_task(alongside(stop)) if alongside else None
+            try:
+                return await run_step(plan, client, workload(output_tokens), stop, Tally())
+            finally:
+                if side:
+                    side.cancel()
+
+    return asyncio.run(go())
+
+
+# Allowed excess of the median over the true value, in ms: the client's own work (and
+# the server's, in its own process) grows with the number of streams in flight.
+OVERHEAD_MS = {1: 4.0, 10: 6.0, 50: 12.0}
+
+
+@pytest.mark.parametrize("users", sorted(OVERHEAD_MS))
+def test_closed_loop_measures_known_timing(shared_server: str, users: int) -> None:
+    # The server answers with TTFT 50 ms and one chunk every 10 ms: 10 tokens = 140 ms E2E.
+    outcome = run(shared_server, StepPlan(users=users, duration=1.2, warmup=0.3))
+    step = measure_step(outcome, open_loop=False, thresholds=DEFAULT_LIMITS).summary
+    slack = OVERHEAD_MS[users]
+    assert step["errors"] == 0
+    assert step["requests"] >= users * 5
+    assert 49.0 <= step["ttft_ms"]["p50"] <= 50.0 + slack
+    assert 8.5 <= step["itl_ms"]["p50"] <= 11.5
+    assert 8.5 <= step["tpot_ms"]["p50"] <= 11.5
+    assert 139.0 <= step["e2e_ms"]["p50"] <= 140.0 + slack + 4
+    assert step["ttft_ms"]["p90"] <= 80.0
+    assert step["e2e_ms"]["p90"] <= 180.0
+    # Closed loop: each user completes about one request per E2E.
+    expected_rate = users / (step["e2e_ms"]["mean"] / 1000.0)
+    assert step["requests_per_s"] == pytest.approx(expected_rate, rel=0.2)
+    assert step["output_tokens_per_min"] == pytest.approx(expected_rate * 10 * 60, rel=0.2)
+    assert step["token_source"] == "usage"
+    assert {row["instance"] for row in step["per_instance"]} == {"inst-0", "inst-1", "inst-2"}
+
+
+def test_requests_budget_is_exact_and_excludes_warmup(shared_server: str) -> None:
+    outcome = run(shared_server, StepPlan(users=4, requests=30, warmup=0.2))
+    measured = [record for record in outcome.records if not record.warmup]
+    assert len(measured) == 30
+    assert any(record.warmup for record in outcome.records)
+    assert all(record.ok and record.output_tokens == 10 for record in outcome.records)
+
+
+def test_open_loop_sends_at_the_poisson_rate(shared_server: str) -> None:
+    rate, seconds = 80.0, 2.0
+    offsets = poisson_arrivals(rate, seed=5, horizon_s=seconds)
+    plan = StepPlan(arrival_offsets=offsets, arrival_indices=np.arange(offsets.size))
+    outcome = run(shared_server, plan, output_tokens=3)
+    sent = np.sort([record.sent - outcome.started for record in outcome.records])
+    assert len(sent) == offsets.size
+    assert abs(sent.size - rate * seconds) < 4 * np.sqrt(rate * seconds)
+    # Each request leaves when it is due, give or take the loop's timer resolution.
+    assert np.median(sent - np.sort(offsets)) < 0.003
+    step = measure_step(outcome, open_loop=True, thresholds=DEFAULT_LIMITS).summary
+    assert step["client"]["dispatch_lag_ms"]["p99"] is not None
+    assert step["errors"] == 0
+
+
+def test_server_stall_shows_in_schedule_relative_latency(timed_server) -> None:
+    # After the 15th request the server freezes for 1 s. With 6 requests allowed on the
+    # wire, arrivals during the stall wait in the client: their latency counted from
+    # the schedule grows, counted from the actual send it does not.
+    url = timed_server(ttft_ms=30, itl_ms=5, stall_after=15, stall_s=1.0)
+    offsets = poisson_arrivals(30.0, seed=9, horizon_s=3.0)
+    plan = StepPlan(
+        arrival_offsets=offsets, arrival_indices=np.arange(offsets.size), max_inflight=6
+    )
+    outcome = run(url, plan, output_tokens=5)
+    step = measure_step(outcome, open_loop=True, thresholds=DEFAULT_LIMITS).summary
+    assert step["errors"] == 0
+    from_send, from_schedule = step["e2e_ms"], step["e2e_from_schedule_ms"]
+    assert from_send["p99"] >= 700  # the requests caught on the wire show the stall
+    assert from_schedule["p90"] > from_send["p90"] + 300
+    assert from_schedule["mean"] > from_send["mean"] + 100
+    assert step["ttft_from_schedule_ms"]["p90"] > step["ttft_ms"]["p90"] + 300
+
+
+def test_starved_event_loop_marks_the_step_invalid(shared_server: str) -> None:
+    async def hog(stop: StopFlag) -> None:
+        # A callback that blocks the loop 30 ms out of every 50 ms.
+        while True:
+            await asyncio.sleep(0.02)
+            time.sleep(0.03)
+
+    outcome = run(shared_server, StepPlan(users=5, duration=1.0, warmup=0.2), alongside=hog)
+    step = measure_step(outcome, open_loop=False, thresholds=DEFAULT_LIMITS).summary
+    assert step["client"]["loop_lag_ms"]["p99"] >= 25
+    assert step["valid"] is False
+    assert "event-loop lag" in step["invalid_reasons"][0]
+
+
+def test_stop_keeps_what_was_measured(shared_server: str) -> None:
+    async def interrupt(stop: StopFlag) -> None:
+        await asyncio.sleep(0.8)
+        stop.set()
+
+    started = time.perf_counter()
+    outcome = run(shared_server, StepPlan(users=5, duration=30, warmup=0.1), alongside=interrupt)
+    assert time.perf_counter() - started < 5
+    assert outcome.stopped
+    completed = [record for record in outcome.records if record.ok]
+    assert len(completed) >= 10
+    step = measure_step(
+        outcome, open_loop=False, thresholds=DEFAULT_LIMITS, window=(outcome.measured_from,
+        outcome.finished)
+    ).summary  # fmt: skip
+    assert step["valid"] is False
+    assert "interrupted: partial step" in step["invalid_reasons"]
+    assert step["succeeded"] == len([r for r in completed if not r.warmup])
+    assert step["cancelled_requests"] <= 5

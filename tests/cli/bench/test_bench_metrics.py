@@ -1,0 +1,159 @@
+"""Step figures from records with hand-set timestamps: every number is derivable by hand."""
+
+from __future__ import annotations
+
+from array import array
+
+import pytest
+
+from inferfleet.cli.bench.engine import StepOutcome
+from inferfleet.cli.bench.metrics import (
+    Thresholds,
+    cost_per_million,
+    distribution,
+    measure_step,
+    tokens_between,
+)
+from inferfleet.cli.bench.records import RequestRecord
+
+LENIENT = Thresholds(max_loop_lag_ms=20, max_dispatch_lag_ms=20)
+
+
+def streamed(
+    index: int,
+    sent: float,
+    *,
+    ttft: float,
+    gap: float,
+    tokens: int,
+    instance: str | None = "a",
+    usage: bool = True,
+    scheduled: float | None = None,
+    warmup: bool = False,
+) -> RequestRecord:
+    record = RequestRecord(index, 10, tokens, scheduled=scheduled, sent=sent, warmup=warmup)
+    for k in range(tokens):
+        record.token(sent + ttft + k * gap)
+    record.end = sent + ttft + (tokens - 1) * gap
+    record.usage_tokens = tokens if usage else None
+    record.instance = instance
+    return record
+
+
+def outcome(records: list[RequestRecord], lags: list[float] | None = None, **kw) -> StepOutcome:
+    lag_values = array("d", lags or [0.1])
+    return StepOutcome(
+        records=records,
+        started=0.0,
+        measured_from=0.0,
+        finished=max(r.end or 0 for r in records),
+        loop_lag_ms=[lag_values],
+        loop_lag_at=[array("d", [1.0] * len(lag_values))],
+        **kw,
+    )
+
+
+def test_latencies_throughput_and_cost_from_known_times() -> None:
+    # Two requests of 11 tokens: TTFT 0.1 s and 0.3 s, gaps 20 ms, back to back over 1 s.
+    records = [
+        streamed(0, 0.0, ttft=0.1, gap=0.02, tokens=11, instance="a"),
+        streamed(1, 0.4, ttft=0.3, gap=0.02, tokens=11, instance="b"),
+    ]
+    figures = measure_step(
+        outcome(records), open_loop=False, thresholds=LENIENT, price_per_hour=6.0, instances=2
+    )
+    step = figures.summary
+    assert step["ttft_ms"]["p50"] == pytest.approx(200.0)
+    assert step["ttft_ms"]["mean"] == pytest.approx(200.0)
+    assert step["itl_ms"]["p99"] == pytest.approx(20.0)
+    assert step["itl_ms"]["count"] == 20
+    assert step["tpot_ms"]["p50"] == pytest.approx(20.0)
+    assert step["e2e_ms"]["p50"] == pytest.approx(400.0)
+    # 22 tokens from t=0 (first send) to t=0.9 (last answer).
+    assert step["output_tokens_per_min"] == pytest.approx(22 / 0.9 * 60, rel=1e-3)
+    assert step["requests_per_s"] == pytest.approx(2 / 0.9, rel=1e-3)
+    hourly_millions = 22 / 0.9 * 3600 / 1e6
+    assert step["cost_per_million_output_tokens"] == pytest.approx(12.0 / hourly_millions, rel=1e-3)
+    assert [row["instance"] for row in step["per_instance"]] == ["a", "b"]
+    assert step["per_instance"][1]["ttft_ms"]["p50"] == pytest.approx(300.0)
+    assert step["token_source"] == "usage"
+    assert step["valid"] is True
+
+
+def test_warmup_and_cancelled_requests_are_not_measured() -> None:
+    warm = streamed(0, 0.0, ttft=5.0, gap=0.01, tokens=3, warmup=True)
+    cancelled = RequestRecord(1, 10, 3, sent=0.2)
+    cancelled.fail("cancelled")
+    failed = RequestRecord(2, 10, 3, sent=0.3, end=0.35)
+    failed.fail("http_503", "overloaded")
+    kept = streamed(3, 0.4, ttft=0.05, gap=0.01, tokens=3, usage=False)
+    step = measure_step(
+        outcome([warm, cancelled, failed, kept]), open_loop=False, thresholds=LENIENT
+    ).summary
+    assert step["requests"] == 2
+    assert step["errors"] == 1
+    assert step["errors_by_kind"] == {"http_503": 1}
+    assert step["warmup_requests"] == 1
+    assert step["cancelled_requests"] == 1
+    assert step["ttft_ms"]["p50"] == pytest.approx(50.0)
+    assert step["token_source"] == "chunks"
+
+
+def test_open_loop_latency_is_also_measured_from_the_schedule() -> None:
+    late = streamed(0, 1.0, ttft=0.1, gap=0.01, tokens=2, scheduled=0.25)
+    step = measure_step(outcome([late]), open_loop=True, thresholds=LENIENT).summary
+    assert step["ttft_ms"]["p50"] == pytest.approx(100.0)
+    assert step["ttft_from_schedule_ms"]["p50"] == pytest.approx(850.0)
+    assert step["e2e_from_schedule_ms"]["p50"] == pytest.approx(860.0)
+
+
+def test_window_counts_only_tokens_received_inside_it() -> None:
+    record = streamed(0, 0.0, ttft=0.1, gap=0.1, tokens=10)  # tokens at 0.1 .. 1.0
+    assert tokens_between(record, 0.0, 2.0) == 10
+    assert tokens_between(record, 0.45, 0.75) == 3
+    record.usage_tokens = 20  # two tokens per chunk
+    assert tokens_between(record, 0.45, 0.75) == 6
+    step = measure_step(
+        outcome([record]), open_loop=False, thresholds=LENIENT, window=(0.45, 0.75)
+    ).summary
+    assert step["output_tokens_per_min"] == pytest.approx(6 / 0.3 * 60)
+
+
+def test_client_lag_marks_the_step_invalid_with_the_reason() -> None:
+    record = streamed(0, 0.0, ttft=0.1, gap=0.01, tokens=3)
+    lags = [0.2] * 90 + [45.0] * 10
+    step = measure_step(outcome([record], lags), open_loop=False, thresholds=LENIENT).summary
+    assert step["valid"] is False
+    assert "event-loop lag p99 45.0 ms > 20 ms" in step["invalid_reasons"][0]
+
+
+def test_dispatch_lag_marks_an_open_loop_step_invalid() -> None:
+    records = []
+    for index in range(50):
+        record = streamed(index, float(index), ttft=0.1, gap=0.01, tokens=2, scheduled=index)
+        record.dispatch_lag_s = 0.08 if index % 10 == 0 else 0.0
+        records.append(record)
+    step = measure_step(outcome(records), open_loop=True, thresholds=LENIENT).summary
+    assert step["client"]["dispatch_lag_ms"]["max"] == pytest.approx(80.0)
+    assert any("dispatch lag" in reason for reason in step["invalid_reasons"])
+
+
+def test_stopped_and_empty_steps_are_invalid() -> None:
+    failed = RequestRecord(0, 10, 3, sent=0.0, end=0.1)
+    failed.fail("connect")
+    step = measure_step(outcome([failed], stopped=True), open_loop=False, thresholds=LENIENT)
+    assert step.summary["invalid_reasons"] == ["no request succeeded", "interrupted: partial step"]
+    assert step.summary["ttft_ms"]["p50"] is None
+
+
+def test_distribution_and_cost_edge_cases() -> None:
+    import numpy as np
+
+    values = np.arange(1, 1001, dtype=float)
+    summary = distribution(values)
+    assert summary["p50"] == pytest.approx(500.5)
+    assert summary["p999"] == pytest.approx(999.001)
+    assert summary["count"] == 1000
+    assert cost_per_million(0.0, 5.0, 1) is None
+    assert cost_per_million(1e6 / 60, 5.0, None) is None
+    assert cost_per_million(1e6 / 60, 5.0, 3) == pytest.approx(15.0)

@@ -1,0 +1,93 @@
+"""The seeded schedule: determinism, the hash, Poisson arrivals, datasets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inferfleet.cli.bench.config import Distribution
+from inferfleet.cli.bench.workload import Workload, load_dataset, poisson_arrivals, schedule_hash
+from inferfleet.cli.errors import UserError
+
+
+def workload(seed: int = 7, output: str = "uniform:10:500", **extra: object) -> Workload:
+    return Workload(
+        seed=seed,
+        prompt_tokens=Distribution.parse("lognormal:300:0.5"),
+        output_tokens=Distribution.parse(output),
+        **extra,
+    )
+
+
+def test_same_seed_same_requests_and_hash() -> None:
+    first, second = workload(), workload()
+    assert [first.spec(i) for i in range(50)] == [second.spec(i) for i in range(50)]
+    assert schedule_hash(first, []) == schedule_hash(second, [])
+
+
+def test_hash_changes_with_seed_lengths_and_arrivals() -> None:
+    base = schedule_hash(workload(), [])
+    assert schedule_hash(workload(seed=8), []) != base
+    assert schedule_hash(workload(output="uniform:10:501"), []) != base
+    arrivals = poisson_arrivals(5.0, seed=1, horizon_s=10)
+    assert schedule_hash(workload(), [arrivals]) != base
+
+
+def test_prompt_length_is_the_drawn_word_count() -> None:
+    spec = workload().spec(3)
+    assert len(spec.prompt.split()) == spec.prompt_tokens
+    assert 10 <= spec.output_tokens <= 500
+
+
+def test_poisson_arrivals_match_the_rate() -> None:
+    rate, horizon = 50.0, 400.0
+    offsets = poisson_arrivals(rate, seed=11, horizon_s=horizon)
+    expected = rate * horizon
+    assert abs(offsets.size - expected) < 4 * np.sqrt(expected)
+    assert offsets.max() < horizon
+    gaps = np.diff(np.concatenate(([0.0], offsets)))
+    assert abs(gaps.mean() * rate - 1) < 0.03
+    # Exponential gaps: coefficient of variation 1, and a Kolmogorov-Smirnov
+    # distance below the 1% critical value.
+    assert abs(gaps.std() / gaps.mean() - 1) < 0.05
+    ordered = np.sort(gaps)
+    empirical = np.arange(1, ordered.size + 1) / ordered.size
+    distance = np.max(np.abs(empirical - (1 - np.exp(-rate * ordered))))
+    assert distance < 1.63 / np.sqrt(ordered.size)
+
+
+def test_poisson_arrivals_by_count_are_a_prefix_of_the_same_process() -> None:
+    by_count = poisson_arrivals(8.0, seed=2, count=40)
+    assert by_count.size == 40
+    assert np.all(np.diff(by_count) > 0)
+    assert not np.array_equal(by_count, poisson_arrivals(8.0, seed=3, count=40))
+
+
+def test_dataset_prompts_are_replayed_with_their_lengths(tmp_path: Path) -> None:
+    path = tmp_path / "prompts.jsonl"
+    rows = [{"prompt": f"question number {i}", "output_tokens": 5 + i} for i in range(4)]
+    path.write_text("\n".join(json.dumps(row) for row in rows) + "\n\n")
+    replay = workload(dataset=load_dataset(path))
+    specs = {replay.spec(i).prompt: replay.spec(i).output_tokens for i in range(4)}
+    assert specs == {row["prompt"]: row["output_tokens"] for row in rows}
+    assert replay.describe()["dataset_sha256"]
+
+
+@pytest.mark.parametrize(
+    ("content", "phrase"),
+    [
+        ('{"prompt": "a"}\nnot json\n', "line 2 is not JSON"),
+        ('{"text": "a"}\n', "line 1 needs a string field 'prompt'"),
+        ('{"prompt": "a", "output_tokens": 0}\n', "positive integer"),
+        ("\n\n", "holds no prompts"),
+    ],
+)
+def test_bad_datasets_are_explained(tmp_path: Path, content: str, phrase: str) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text(content)
+    with pytest.raises(UserError, match=phrase) as caught:
+        load_dataset(path)
+    assert str(caught.value).startswith("--dataset: ")
