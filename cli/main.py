@@ -7,8 +7,8 @@ imported inside the commands that need them.
 
 import sys
 
-import click
 import typer
+
 from inferfleet.cli.commands import bench, fleet, local
 from inferfleet.cli.errors import UserError
 
@@ -28,15 +28,9 @@ for module in (fleet, bench, local):
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; usage errors exit 2 (click), UserError exits with its own code."""
     try:
-        result = app(args=argv, standalone_mode=False)
+        app(args=argv)
     except UserError as error:
         typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
         sys.exit(error.exit_code)
-    except click.ClickException as usage_error:
-        usage_error.show()
-        sys.exit(usage_error.exit_code)
-    except (click.Abort, KeyboardInterrupt):
-        typer.secho("aborted", err=True)
-        sys.exit(130)
-    sys.exit(result if isinstance(result, int) else 0)

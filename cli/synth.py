@@ -2,7 +2,8 @@
 
 The CDK app is built and synthesized in this process (the CDK CLI is not
 needed); the assembly goes to a scratch folder next to ``outdir`` and replaces
-``outdir`` only when synth succeeded, so a failed run leaves nothing half-written.
+``outdir`` only when synth succeeded and both gates passed, so a failed run
+leaves nothing half-written and the previous assembly in place.
 """
 
 import json
@@ -41,7 +42,11 @@ class NagFinding:
 
 @dataclass(frozen=True)
 class Acknowledgment:
+    """A finding acknowledged in the code; ``source`` is CDK's rule namespace
+    (``Annotation`` for cdk-nag rules, ``CloudFormation-Validate`` for cfn-lint)."""
+
     path: str
+    source: str
     rule: str
     reason: str
 
@@ -113,9 +118,10 @@ def synthesize(
         report.stacks = _stacks(scratch, outdir)
         report.acknowledged = _acknowledgments(scratch)
         report.lint = _lint(scratch, report.stacks)
-        if outdir.exists():
-            shutil.rmtree(outdir)
-        scratch.rename(outdir)
+        if report.passed:
+            if outdir.exists():
+                shutil.rmtree(outdir)
+            scratch.rename(outdir)
         return report
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -189,10 +195,9 @@ def _acknowledgments(assembly: Path) -> list[Acknowledgment]:
         for path, entries in json.loads(metadata_file.read_text()).items():
             for entry in entries:
                 if entry["type"] == ACKNOWLEDGED_RULES:
-                    acknowledged.extend(
-                        Acknowledgment(path=path, rule=rule.split("::", 1)[-1], reason=reason)
-                        for rule, reason in entry["data"].items()
-                    )
+                    for key, reason in entry["data"].items():
+                        source, _, rule = key.rpartition("::")
+                        acknowledged.append(Acknowledgment(path, source, rule, reason))
     return acknowledged
 
 

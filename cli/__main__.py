@@ -1,0 +1,3 @@
+from inferfleet.cli.main import main
+
+main()

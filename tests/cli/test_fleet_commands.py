@@ -1,0 +1,160 @@
+"""init, validate and synth through the real CLI entry point."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from inferfleet.cli.main import main
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO_ROOT / "fleet.yaml"
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exited:
+        main(list(argv))
+    out, err = capsys.readouterr()
+    return exited.value.code, out, err
+
+
+def test_init_writes_the_example_and_refuses_to_overwrite(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run(capsys, "init")
+    assert code == 0 and "wrote fleet.yaml" in out
+    assert (tmp_path / "fleet.yaml").read_text() == EXAMPLE.read_text()
+    code, _, err = run(capsys, "init")
+    assert code == 2 and "fleet.yaml already exists; pass --force" in err
+    assert run(capsys, "init", "--force")[0] == 0
+
+
+def test_validate_the_example_as_json(capsys):
+    code, out, _ = run(capsys, "validate", "--config", str(EXAMPLE), "--json")
+    assert code == 0
+    report = json.loads(out)
+    assert report["valid"] is True
+    assert report["stacks"] == [
+        "shopping-assistant-us-east-1",
+        "shopping-assistant-us-west-2",
+        "shopping-assistant-eu-west-1",
+    ]
+    inf2 = next(p for p in report["pools"] if p["instance_type"] == "inf2.48xlarge")
+    assert inf2["tensor_parallel"] == 24 and inf2["replica_available_gib"] == 384
+
+
+def test_validate_reports_problems_without_a_traceback(tmp_path, capsys):
+    bad = tmp_path / "fleet.yaml"
+    bad.write_text(EXAMPLE.read_text().replace("tensor_parallel: 24", "tensor_parallel: 7"))
+    code, out, err = run(capsys, "validate", "--config", str(bad))
+    assert code == 2 and out == ""
+    assert "error: 1 problem in" in err
+    assert "services.assistant.pools[0].tensor_parallel: 7 does not divide" in err
+    assert "Traceback" not in err
+
+
+def test_missing_config_file(tmp_path, capsys):
+    code, _, err = run(capsys, "validate", "--config", str(tmp_path / "nope.yaml"))
+    assert code == 2 and "no such file; pass --config" in err
+
+
+def test_synth_rejects_a_region_outside_the_spec(tmp_path, capsys):
+    code, _, err = run(
+        capsys, "synth", "--config", str(EXAMPLE), "--out", str(tmp_path / "o"), "-r", "ap-south-1"
+    )
+    assert code == 2 and "--region ap-south-1: not in" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_unknown_option_is_a_usage_error(capsys):
+    code, _, err = run(capsys, "validate", "--bogus")
+    assert code == 2 and "No such option" in err
+
+
+def test_help_lists_the_commands():
+    result = subprocess.run(
+        [sys.executable, "-m", "inferfleet.cli", "--help"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    for command in ("init", "validate", "synth"):
+        assert command in result.stdout
+
+
+@pytest.fixture(scope="module")
+def example_synth(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synth") / "cdk.out"
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "inferfleet"),
+            "synth",
+            "--config",
+            str(EXAMPLE),
+            "--out",
+            str(out),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=600,
+    )
+    return result, out
+
+
+@pytest.mark.slow
+def test_synth_of_the_example_is_lint_and_nag_clean(example_synth):
+    result, out = example_synth
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["passed"] is True
+    assert report["lint_errors"] == 0 and report["nag_errors"] == 0
+    assert [s["region"] for s in report["stacks"]] == ["us-east-1", "us-west-2", "eu-west-1"]
+    assert all(s["resources"] > 50 for s in report["stacks"])
+    for stack in report["stacks"]:
+        assert Path(stack["template"]).is_file()
+    nag_acknowledged = [a for a in report["acknowledged"] if a["rule"].startswith("AwsSolutions-")]
+    assert nag_acknowledged, "by-design findings are acknowledged, each with a reason"
+    for acknowledgment in report["acknowledged"]:
+        assert len(acknowledgment["reason"]) > 30
+
+
+@pytest.mark.slow
+def test_synth_places_trainium_only_where_it_is_offered(example_synth):
+    _, out = example_synth
+
+    def instance_types(region: str) -> set[str]:
+        template = json.loads((out / f"shopping-assistant-{region}.template.json").read_text())
+        return {
+            r["Properties"]["LaunchTemplateData"]["InstanceType"]
+            for r in template["Resources"].values()
+            if r["Type"] == "AWS::EC2::LaunchTemplate"
+        }
+
+    assert instance_types("us-east-1") == {"inf2.48xlarge", "trn1.32xlarge", "inf2.xlarge"}
+    assert instance_types("eu-west-1") == {"inf2.48xlarge", "inf2.xlarge"}
+
+
+@pytest.mark.slow
+def test_unacknowledged_nag_error_fails_synth_and_keeps_the_old_output(tmp_path, capsys):
+    out = tmp_path / "cdk.out"
+    out.mkdir()
+    (out / "previous.txt").write_text("kept")
+    fleet = tmp_path / "fleet.yaml"
+    # An internet-facing load balancer open to the world is a real AwsSolutions-EC23 error.
+    fleet.write_text(
+        EXAMPLE.read_text()
+        .replace(
+            "alarm_emails:",
+            "network: {internet_facing: true, allowed_cidrs: [0.0.0.0/0]}\nalarm_emails:",
+        )
+        .replace("regions: [us-east-1, us-west-2, eu-west-1]", "regions: [us-east-1]")
+        .replace("regions: [us-east-1, us-west-2]}", "regions: [us-east-1]}")
+    )
+    (tmp_path / "cdk.context.json").write_text((REPO_ROOT / "cdk.context.json").read_text())
+    code, out_text, err = run(capsys, "synth", "--config", str(fleet), "--out", str(out), "--json")
+    assert code == 1, err
+    report = json.loads(out_text)
+    assert report["passed"] is False
+    assert {f["rule"] for f in report["nag"]} >= {"AwsSolutions-EC23"}
+    assert (out / "previous.txt").read_text() == "kept"
