@@ -1,0 +1,1 @@
+"""SageMaker training entry point: LoRA fine-tunes a causal LM per user, packs a Triton model."""
