@@ -34,7 +34,13 @@ def build_app(
 
 
 def _context(spec: FleetSpec, config_dir: Path) -> dict[str, Any]:
-    context: dict[str, Any] = dict(cdk_feature_flags())
+    # Path and asset metadata as the CDK CLI enables them, so both synth paths give
+    # equal templates.
+    context: dict[str, Any] = {
+        **cdk_feature_flags(),
+        "aws:cdk:enable-path-metadata": True,
+        "aws:cdk:enable-asset-metadata": True,
+    }
     # The CDK CLI passes cdk.context.json itself; in-process synth reads it here.
     recorded = config_dir / "cdk.context.json"
     if recorded.exists():

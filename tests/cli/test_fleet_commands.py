@@ -104,7 +104,7 @@ def example_synth(tmp_path_factory):
 
 @pytest.mark.slow
 def test_synth_of_the_example_is_lint_and_nag_clean(example_synth):
-    result, out = example_synth
+    result, _ = example_synth
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)
     assert report["passed"] is True
