@@ -2,6 +2,7 @@
 
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 CONTAINERS = Path(__file__).resolve().parents[2] / "containers"
@@ -18,8 +19,64 @@ def put_contexts_on_path() -> None:
             sys.path.insert(0, str(context))
 
 
-def copy_context(context: Path, parent: Path) -> Path:
-    """Copy a build context to where a test can start a server from it, as the image would."""
-    target = parent / context.name
-    shutil.copytree(context, target, ignore=shutil.ignore_patterns("__pycache__"))
-    return target
+@dataclass(frozen=True)
+class Copy:
+    sources: tuple[str, ...]
+    destination: str
+    workdir: str
+
+
+def dockerfile_instructions(dockerfile: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+    logical, pending = [], ""
+    for line in dockerfile.read_text().splitlines():
+        if line.lstrip().startswith("#") and not pending:
+            continue
+        pending += line.rstrip().removesuffix("\\") + " "
+        if not line.rstrip().endswith("\\"):
+            if pending.strip():
+                keyword, _, arguments = pending.strip().partition(" ")
+                logical.append((keyword.upper(), arguments.strip()))
+            pending = ""
+    return logical
+
+
+def context_copies(dockerfile: Path) -> list[Copy]:
+    """The COPY instructions that take files from the build context, with their WORKDIR."""
+    copies, workdir = [], "/"
+    for keyword, arguments in dockerfile_instructions(dockerfile):
+        if keyword == "WORKDIR":
+            workdir = arguments
+        elif keyword == "COPY":
+            words = [word for word in arguments.split() if not word.startswith("--chown")]
+            if any(word.startswith("--from") for word in words):
+                continue
+            copies.append(Copy(tuple(words[:-1]), words[-1], workdir))
+    return copies
+
+
+def image_tree(context: Path, parent: Path) -> Path:
+    """Lay out what the Dockerfile copies into its WORKDIR, and nothing else; returns that root.
+
+    Servers started from this tree prove the image holds every file the code needs.
+    """
+    copies = context_copies(context / "Dockerfile")
+    workdirs = {copy.workdir for copy in copies}
+    assert len(workdirs) == 1, f"{context.name}: expected one WORKDIR for COPY, got {workdirs}"
+    root = parent / context.name
+    root.mkdir(parents=True)
+    for copy in copies:
+        for source in copy.sources:
+            origin = context / source
+            target = root / copy.destination
+            if origin.is_dir():
+                shutil.copytree(
+                    origin,
+                    target,
+                    ignore=shutil.ignore_patterns("__pycache__"),
+                    dirs_exist_ok=True,
+                )
+            else:
+                target.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(origin, target / origin.name)
+    return root

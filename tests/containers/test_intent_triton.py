@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from containers_support import INTENT_CONTEXT, INTENT_LABELS, copy_context
+from containers_support import INTENT_CONTEXT, INTENT_LABELS, image_tree
 from intent_classifier.runtime import IntentRuntime
 from triton_http import generate, get_status
 
@@ -21,7 +21,7 @@ def triton(
     tmp_path_factory: pytest.TempPathFactory, intent_compiled_dir: Path
 ) -> Iterator[LocalTriton]:
     workdir = tmp_path_factory.mktemp("intent-triton")
-    context = copy_context(INTENT_CONTEXT, workdir)
+    context = image_tree(INTENT_CONTEXT, workdir)
     environment = {
         "INFERFLEET_INTENT_MODEL_DIR": str(intent_compiled_dir),
         "INFERFLEET_INSTANCE_ID": "inf2-intent-0",

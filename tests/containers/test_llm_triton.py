@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from containers_support import LLM_CONTEXT, copy_context
+from containers_support import LLM_CONTEXT, image_tree
 from triton_http import generate, generate_stream, get_status
 
 from inferfleet.containers.local_triton import LocalTriton
@@ -21,7 +21,7 @@ INSTANCE_ID = "inf2-test-0"
 @pytest.fixture(scope="module")
 def triton(tmp_path_factory: pytest.TempPathFactory, tiny_lm_dir: Path) -> Iterator[LocalTriton]:
     workdir = tmp_path_factory.mktemp("llm-triton")
-    context = copy_context(LLM_CONTEXT, workdir)
+    context = image_tree(LLM_CONTEXT, workdir)
     environment = {
         "INFERFLEET_ENGINE": "cpu",
         "INFERFLEET_MODEL": str(tiny_lm_dir),
