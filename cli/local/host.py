@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -105,6 +106,15 @@ def _start_nginx(
     raise AssertionError("unreachable")
 
 
+def _raise_open_file_limit() -> None:
+    # nginx (a child) inherits this; 4096 worker connections need more than the
+    # common soft limit of 1024 descriptors, which anyone may raise to the hard one.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
 def _watch_stdin(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
     sys.stdin.buffer.read()
     loop.call_soon_threadsafe(stop.set)
@@ -118,6 +128,7 @@ async def host(config: LocalFleetConfig, workdir: Path, binary: str, *, detached
     runners: list[web.AppRunner] = []
     process: subprocess.Popen[bytes] | None = None
     try:
+        _raise_open_file_limit()
         runners, ports = await _start_emulators(config)
         paths = nginx.NginxPaths(workdir / "nginx")
         process, nginx_config = await asyncio.to_thread(_start_nginx, config, ports, binary, paths)

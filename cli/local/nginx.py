@@ -277,7 +277,13 @@ def _accepting(worker_pid: int) -> bool:
 def reload(master_pid: int) -> frozenset[int]:
     """Ask the nginx master to re-read its config; returns the workers being retired."""
     retiring = worker_pids(master_pid)
-    os.kill(master_pid, signal.SIGHUP)
+    try:
+        os.kill(master_pid, signal.SIGHUP)
+    except ProcessLookupError:
+        raise UserError(
+            f"nginx: master process {master_pid} is gone; restart the local fleet",
+            exit_code=1,
+        ) from None
     return retiring
 
 

@@ -1,0 +1,133 @@
+"""``inferfleet local up|status|down`` through the installed command, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import process_alive
+
+pytestmark = pytest.mark.slow
+
+INFERFLEET = shutil.which("inferfleet", path=str(Path(sys.executable).parent)) or "inferfleet"
+
+
+def inferfleet(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [INFERFLEET, "local", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Iterator[Path]:
+    directory = tmp_path / "state"
+    yield directory
+    # Never leave a fleet behind, even when an assertion failed half-way.
+    inferfleet("down", "--state-dir", str(directory))
+
+
+def test_up_status_down_leaves_no_process_behind(state_dir: Path) -> None:
+    up = inferfleet("up", "--servers", "3", "--routing", "random", "--state-dir", str(state_dir))
+    assert up.returncode == 0, up.stderr
+    assert "emulated" in up.stdout
+
+    status = inferfleet("status", "--json", "--state-dir", str(state_dir))
+    assert status.returncode == 0, status.stderr
+    report = json.loads(status.stdout)
+    assert (report["running"], report["emulated"]) == (True, True)
+    assert (report["servers"], report["routing"], report["mode"]) == (3, "random", "continuous")
+    assert [i["instance"] for i in report["instances"]] == [
+        "emulator-0",
+        "emulator-1",
+        "emulator-2",
+    ]
+    with urllib.request.urlopen(f"{report['url']}/v1/models", timeout=10) as response:
+        assert response.headers["X-Inferfleet-Routing"] == "random"
+        assert json.loads(response.read())["data"][0]["emulated"] is True
+    pids = [report["pid"], report["nginx_pid"]]
+    assert all(process_alive(pid) for pid in pids)
+
+    human = inferfleet("status", "--state-dir", str(state_dir))
+    assert human.returncode == 0
+    assert report["url"] in human.stdout and "emulator-2" in human.stdout
+
+    again = inferfleet("up", "--state-dir", str(state_dir))
+    assert again.returncode == 1
+    assert "already running" in again.stderr and "inferfleet local down" in again.stderr
+    assert "Traceback" not in again.stderr
+
+    down = inferfleet("down", "--state-dir", str(state_dir))
+    assert down.returncode == 0, down.stderr
+    assert not any(process_alive(pid) for pid in pids)
+    assert not (state_dir / "state.json").exists()
+    assert not (state_dir / "run").exists()
+
+    after = inferfleet("status", "--json", "--state-dir", str(state_dir))
+    assert after.returncode == 1
+    assert json.loads(after.stdout)["running"] is False
+
+
+def test_up_after_a_crash_replaces_the_stale_state(state_dir: Path) -> None:
+    first = inferfleet("up", "--servers", "1", "--json", "--state-dir", str(state_dir))
+    assert first.returncode == 0, first.stderr
+    report = json.loads(first.stdout)
+    os.killpg(report["pid"], 9)
+    deadline = time.monotonic() + 5
+    while process_alive(report["pid"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    second = inferfleet("up", "--servers", "1", "--json", "--state-dir", str(state_dir))
+    assert second.returncode == 0, second.stderr
+    assert json.loads(second.stdout)["pid"] != report["pid"]
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message", "code"),
+    [
+        (["--servers", "0"], {}, "--servers: Input should be greater than or equal to 1", 2),
+        (["--mode", "dynamic"], {}, "--mode: Input should be 'continuous' or 'static'", 2),
+        (["--routing", "fastest"], {}, "--routing: Input should be", 2),
+        (["--port", "70000"], {}, "--port: Input should be less than or equal to 65535", 2),
+        (["--timing", "/nonexistent/timing.json"], {}, "--timing: cannot read", 2),
+        ([], {"INFERFLEET_NGINX": "/nonexistent/nginx"}, "apt-get install nginx", 1),
+    ],
+)
+def test_bad_input_is_one_clear_line_and_a_nonzero_exit(
+    state_dir: Path, args: list[str], env: dict[str, str], message: str, code: int
+) -> None:
+    result = inferfleet("up", *args, "--state-dir", str(state_dir), env=env)
+
+    assert result.returncode == code
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (state_dir / "state.json").exists()
+
+
+def test_bad_timing_file_names_the_field(state_dir: Path, tmp_path: Path) -> None:
+    timing = tmp_path / "timing.json"
+    timing.write_text(json.dumps({"slots": -1}))
+
+    result = inferfleet("up", "--timing", str(timing), "--state-dir", str(state_dir))
+
+    assert result.returncode == 2
+    assert f"--timing {timing}: slots:" in result.stderr
+
+
+def test_down_with_nothing_running_is_harmless(state_dir: Path) -> None:
+    result = inferfleet("down", "--state-dir", str(state_dir))
+
+    assert result.returncode == 0
+    assert "nothing to stop" in result.stdout
