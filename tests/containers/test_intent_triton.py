@@ -1,6 +1,8 @@
 """The intent model repository under a real Triton server, with its dynamic batcher."""
 
 import json
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -62,3 +64,35 @@ def test_concurrent_queries_are_batched_dynamically(triton: LocalTriton) -> None
     assert requests == 64
     # Sixteen clients at once: the batcher must have merged some of them.
     assert executions < requests
+
+
+def test_inferfleet_bench_measures_the_classifier(triton: LocalTriton, tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    completed = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "inferfleet"),
+            "bench",
+            "--api",
+            "classify",
+            "--target",
+            f"{triton.url}/v2/models/intent/generate",
+            "--users",
+            "4",
+            "--requests",
+            "40",
+            "--warmup",
+            "0.5",
+            "--prompt-tokens",
+            "12",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    step = json.loads((out / "results.json").read_text())["steps"][0]
+    assert (step["succeeded"], step["errors"]) == (40, 0)
+    assert step["e2e_ms"]["p50"] > 0

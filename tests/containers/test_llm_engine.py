@@ -1,6 +1,7 @@
 """The LLM engine module: settings from the environment, Neuron arguments, CPU streaming."""
 
 import asyncio
+import shutil
 import time
 from pathlib import Path
 
@@ -152,3 +153,30 @@ def test_concurrent_streams_interleave(tiny_lm_dir: Path) -> None:
     assert order.count("a") == order.count("b") == 30
     # With two workers, b's tokens arrive before a has finished, not after it.
     assert order.index("b") < len(order) - 1 - order[::-1].index("a")
+
+
+def test_end_of_sequence_stops_unless_ignored(tiny_lm_dir: Path, tmp_path: Path) -> None:
+    first = _first_greedy_token(tiny_lm_dir, "hello")
+    # A copy of the model whose end-of-sequence token is the one it is about to emit.
+    model_dir = tmp_path / "eos-model"
+    shutil.copytree(tiny_lm_dir, model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_lm_dir)
+    tokenizer.eos_token = tokenizer.convert_ids_to_tokens(first)
+    tokenizer.save_pretrained(model_dir)
+
+    engine = create_engine(EngineSettings(engine="cpu", model=str(model_dir), max_num_seqs=1))
+    try:
+        stopped = asyncio.run(_collect(engine, GenerationRequest("a", "hello", 5)))
+        ignored = asyncio.run(_collect(engine, GenerationRequest("b", "hello", 5, ignore_eos=True)))
+    finally:
+        engine.close()
+    assert stopped == []
+    assert len(ignored) == 5
+
+
+def _first_greedy_token(model_dir: Path, prompt: str) -> int:
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    with torch.inference_mode():
+        logits = model(tokenizer(prompt, return_tensors="pt").input_ids).logits
+    return int(logits[0, -1].argmax())

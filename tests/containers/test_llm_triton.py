@@ -1,6 +1,9 @@
 """The LLM model repository under a real Triton server (from the nvidia-pytriton wheel)."""
 
+import json
 import re
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -96,3 +99,43 @@ def test_metrics_expose_time_to_first_token_and_inter_token_latency(triton: Loca
     assert _metric(after, "inferfleet_time_to_first_token_seconds_count") - first_before == 3
     assert _metric(after, "inferfleet_inter_token_latency_seconds_count") - gaps_before == 12
     assert "nv_inference_request_success" in after
+
+
+def test_inferfleet_bench_streams_through_triton(triton: LocalTriton, tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    completed = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "inferfleet"),
+            "bench",
+            "--api",
+            "triton",
+            "--target",
+            triton.url,
+            "--model",
+            "llm",
+            "--users",
+            "2",
+            "--requests",
+            "12",
+            "--warmup",
+            "0.5",
+            "--prompt-tokens",
+            "16",
+            "--output-tokens",
+            "8",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    results = json.loads((out / "results.json").read_text())
+    step = results["steps"][0]
+    assert (step["succeeded"], step["errors"]) == (12, 0)
+    # One event per token: the bench counts exactly the tokens it asked for.
+    assert step["output_tokens"] == 12 * 8
+    assert step["output_length_mismatches"] == 0
+    assert 0 < step["ttft_ms"]["p50"] <= step["e2e_ms"]["p50"]

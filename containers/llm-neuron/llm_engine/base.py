@@ -10,6 +10,8 @@ class GenerationRequest:
     request_id: str
     prompt: str
     max_tokens: int
+    # Benchmarks ask for exact output lengths; production stops at end-of-sequence.
+    ignore_eos: bool = False
 
 
 class StreamingEngine(Protocol):

@@ -71,7 +71,7 @@ class TransformersCpuEngine:
             output = self._model(input_ids=step_input, past_key_values=cache, use_cache=True)
             cache = output.past_key_values
             token = int(output.logits[0, -1].argmax())
-            if token == self._tokenizer.eos_token_id:
+            if token == self._tokenizer.eos_token_id and not request.ignore_eos:
                 return
             generated.append(token)
             text = self._tokenizer.decode(generated, skip_special_tokens=True)

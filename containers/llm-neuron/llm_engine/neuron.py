@@ -54,7 +54,9 @@ class VllmNeuronEngine:
     async def stream(self, request: GenerationRequest) -> AsyncIterator[str]:
         from vllm import SamplingParams
 
-        parameters = SamplingParams(max_tokens=request.max_tokens, temperature=0.0)
+        parameters = SamplingParams(
+            max_tokens=request.max_tokens, temperature=0.0, ignore_eos=request.ignore_eos
+        )
         shown, finished = "", False
         try:
             async for output in self._engine.generate(

@@ -5,6 +5,7 @@ context, three levels above this file.
 """
 
 import asyncio
+import json
 import sys
 import threading
 import uuid
@@ -90,8 +91,14 @@ class TritonPythonModel:
         )
         if max_tokens < 1:
             raise ValueError(f"max_tokens: must be at least 1, got {max_tokens}")
-        request_id = uuid.uuid4().hex
-        return GenerationRequest(request_id=request_id, prompt=prompt, max_tokens=max_tokens)
+        # Keys of a generate request that name no input arrive as request parameters.
+        parameters = json.loads(request.parameters() or "{}")
+        return GenerationRequest(
+            request_id=uuid.uuid4().hex,
+            prompt=prompt,
+            max_tokens=max_tokens,
+            ignore_eos=bool(parameters.get("ignore_eos", False)),
+        )
 
     def _response(self, text: str):
         return pb_utils.InferenceResponse(
