@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -66,6 +67,7 @@ class SynthReport:
     lint: list[LintFinding] = field(default_factory=list)
     nag: list[NagFinding] = field(default_factory=list)
     acknowledged: list[Acknowledgment] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def lint_errors(self) -> list[LintFinding]:
@@ -106,8 +108,10 @@ def synthesize(
     outdir.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{outdir.name}-", dir=outdir.parent))
     try:
+        started = time.perf_counter()
         app = build_app(spec, outdir=str(scratch), config_dir=config_dir, regions=regions)
         nag_failed = _synth(app)
+        synthesized = time.perf_counter()
         _raise_on_missing_context(scratch)
         report = SynthReport(outdir=str(outdir))
         report.nag = _nag_findings(scratch)
@@ -118,6 +122,10 @@ def synthesize(
         report.stacks = _stacks(scratch, outdir)
         report.acknowledged = _acknowledgments(scratch)
         report.lint = _lint(scratch, report.stacks)
+        report.seconds = {
+            "synth_and_nag": round(synthesized - started, 2),
+            "lint": round(time.perf_counter() - synthesized, 2),
+        }
         if report.passed:
             if outdir.exists():
                 shutil.rmtree(outdir)
