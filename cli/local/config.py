@@ -9,7 +9,6 @@ from inferfleet.cli.local.timing import EmulatorTiming
 
 Mode = Literal["continuous", "static"]
 Routing = Literal["least_outstanding_requests", "random", "round_robin"]
-MODES: tuple[str, ...] = get_args(Mode)
 ROUTINGS: tuple[str, ...] = get_args(Routing)
 DEFAULT_MODEL = "emulated-llm"
 

@@ -15,6 +15,7 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -80,6 +81,13 @@ def test_round_robin_reaches_every_instance_in_turn(fleet: LocalFleet) -> None:
     assert len(fleet.instance_urls) == fleet.servers == 5
     served = [health["served"] for health in fleet.instance_health()]
     assert all(count >= 4 for count in served)
+    described = fleet.describe()
+    assert (described["emulated"], described["routing"], described["servers"]) == (
+        True,
+        "round_robin",
+        5,
+    )
+    assert described["timing"]["decode_base_s"] == FAST.decode_base_s
 
 
 def test_least_outstanding_requests_sends_new_work_to_the_idle_instance(
@@ -171,18 +179,21 @@ def test_leaving_the_block_on_an_exception_stops_everything() -> None:
     assert not workdir.exists()
 
 
-def test_a_dead_caller_takes_its_fleet_down() -> None:
+def test_a_dead_caller_takes_its_fleet_down(tmp_path: Path) -> None:
     script = textwrap.dedent(
         """
         import json, sys, time
+        from pathlib import Path
         from inferfleet.cli.local.fleet import LocalFleet
-        fleet = LocalFleet(servers=1).__enter__()
+        fleet = LocalFleet(servers=1, workdir=Path(sys.argv[1])).__enter__()
         info = fleet._running.info
         print(json.dumps([info.pid, info.nginx_pid]), flush=True)
         time.sleep(60)
         """
     )
-    caller = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    caller = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
     assert caller.stdout is not None
     pids = tuple(json.loads(caller.stdout.readline()))
     assert all(process_alive(pid) for pid in pids)

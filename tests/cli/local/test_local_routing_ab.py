@@ -54,6 +54,7 @@ def test_least_conn_beats_random_on_throughput_and_ttft_p99() -> None:
         name: {
             "tokens_per_min": round(arm.tokens_per_min),
             "ttft_p99_s": round(percentile(arm.ttfts_s, 0.99), 3),
+            "e2e_p99_s": round(percentile([r.e2e_s for r in arm.requests], 0.99), 3),
             "requests": len(arm.requests),
         }
         for name, arm in (("least_conn", least_conn), ("random", random_arm))
