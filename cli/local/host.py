@@ -78,8 +78,9 @@ def _start_nginx(
 ) -> tuple[subprocess.Popen[bytes], nginx.NginxConfig]:
     """Start nginx, retrying on another free port when a picked one was taken meanwhile."""
     paths.create()
-    attempts = 1 if config.port else _PORT_ATTEMPTS
-    for attempt in range(1, attempts + 1):
+    attempt = 0
+    while True:
+        attempt += 1
         nginx_config = nginx.NginxConfig(
             listen_port=config.port or free_port(),
             upstream_ports=tuple(ports),
@@ -93,17 +94,18 @@ def _start_nginx(
             nginx.wait_serving(
                 nginx_config, timeout_s=_NGINX_START_TIMEOUT_S, process=process, paths=paths
             )
-            return process, nginx_config
         except UserError:
             nginx.stop(process)
-            if config.port and nginx.address_in_use(paths):
+            taken = nginx.address_in_use(paths)
+            if taken and config.port:
                 raise UserError(
                     f"port: 127.0.0.1:{config.port} is already in use; pick another port "
                     "or leave it out to use a free one"
                 ) from None
-            if attempt == attempts or not nginx.address_in_use(paths):
+            if not taken or attempt == _PORT_ATTEMPTS:
                 raise
-    raise AssertionError("unreachable")
+        else:
+            return process, nginx_config
 
 
 def _raise_open_file_limit() -> None:
