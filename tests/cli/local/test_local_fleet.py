@@ -23,6 +23,7 @@ from conftest import process_alive
 from local_sse_client import stream
 
 from inferfleet.cli.errors import UserError
+from inferfleet.cli.local import nginx
 from inferfleet.cli.local.fleet import LocalFleet
 from inferfleet.cli.local.timing import EmulatorTiming
 
@@ -223,3 +224,15 @@ def test_bad_arguments_are_user_errors() -> None:
         LocalFleet(mode="dynamic")  # type: ignore[arg-type]
     with pytest.raises(UserError, match="routing"):
         LocalFleet(routing="weighted")  # type: ignore[arg-type]
+
+
+def test_least_conn_sees_every_workers_requests() -> None:
+    # The upstream zone shares in-flight counts, so several workers still agree.
+    with LocalFleet(
+        servers=3, routing="least_outstanding_requests", timing=FAST, nginx_workers=2
+    ) as fleet:
+        assert len(nginx.worker_pids(_pids_of(fleet)[1])) == 2
+        short, held = instances_of(fleet.url, 6, hold_open=2)
+
+    (idle,) = {"emulator-0", "emulator-1", "emulator-2"} - set(held)
+    assert short == [idle] * 6

@@ -60,6 +60,8 @@ def test_least_conn_beats_random_on_throughput_and_ttft_p99() -> None:
         for name, arm in (("least_conn", least_conn), ("random", random_arm))
     }
     print(f"A/B {USERS} users x {SERVERS} servers, {WINDOW_S:.0f} s per arm: {figures}")
+    for arm in (least_conn, random_arm):
+        assert {r.instance for r in arm.requests} == {f"emulator-{i}" for i in range(SERVERS)}
     capacity = SERVERS * TIMING.full_batch_tokens_per_s() * 60
     assert least_conn.tokens_per_min < capacity * 1.02, figures
     assert least_conn.tokens_per_min > 1.08 * random_arm.tokens_per_min, figures
