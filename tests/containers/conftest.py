@@ -45,5 +45,9 @@ def intent_compiled_dir(tmp_path_factory: pytest.TempPathFactory, intent_model_d
     from intent_classifier.compile import compile_classifier
 
     return compile_classifier(
-        intent_model_dir, tmp_path_factory.mktemp("intent-compiled"), buckets=(16, 32), target="cpu"
+        intent_model_dir,
+        tmp_path_factory.mktemp("intent-compiled"),
+        buckets=(16, 32),
+        batch_sizes=(1, 4),
+        target="cpu",
     )

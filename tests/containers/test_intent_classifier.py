@@ -57,7 +57,7 @@ def test_float32_graphs_match_the_eager_model_across_buckets(
         intent_model_dir,
         tmp_path,
         buckets=(16, 32),
-        batch_size=2,
+        batch_sizes=(2,),
         target="cpu",
         cpu_precision="float32",
     )
@@ -76,18 +76,30 @@ def test_int8_graphs_stay_close_to_float32(
     manifest = json.loads((intent_compiled_dir / "manifest.json").read_text())
     assert manifest["precision"] == "int8"
     assert manifest["labels"] == INTENT_LABELS
+    # Scores of the untrained head sit near 1/4 each; 0.03 bounds the int8 error against that.
     got = torch.tensor([p.scores for p in IntentRuntime(intent_compiled_dir).classify(QUERIES)])
-    torch.testing.assert_close(got, _eager_scores(intent_model_dir, QUERIES), atol=0.02, rtol=0)
+    torch.testing.assert_close(got, _eager_scores(intent_model_dir, QUERIES), atol=0.03, rtol=0)
+
+
+def test_batches_use_the_largest_traced_batch_that_fits(intent_compiled_dir: Path) -> None:
+    runtime = IntentRuntime(intent_compiled_dir)
+    assert runtime.batch_sizes == [1, 4]
+    assert runtime.chunk_sizes(1) == [(1, 1)]
+    assert runtime.chunk_sizes(4) == [(4, 4)]
+    assert runtime.chunk_sizes(9) == [(4, 4), (4, 4), (1, 1)]
 
 
 def test_a_batch_answers_like_single_queries(intent_compiled_dir: Path) -> None:
     runtime = IntentRuntime(intent_compiled_dir)
-    short = ["where is my order", "hi", "red dress"]
-    together = runtime.classify(short)
-    alone = [runtime.classify([query])[0] for query in short]
-    assert [p.label for p in together] == [p.label for p in alone]
+    queries = ["where is my order", "hi", "red dress", "return a blender", "tents"]
+    together = runtime.classify(queries)  # one call of the batch-4 graph, one of batch-1
+    alone = [runtime.classify([query])[0] for query in queries]
+    # int8 dynamic quantisation scales activations per call, so batching moves scores a little.
     torch.testing.assert_close(
-        torch.tensor([p.scores for p in together]), torch.tensor([p.scores for p in alone])
+        torch.tensor([p.scores for p in together]),
+        torch.tensor([p.scores for p in alone]),
+        atol=0.02,
+        rtol=0,
     )
 
 
@@ -105,10 +117,11 @@ def test_compile_command_writes_one_graph_per_bucket(
             "16",
             "--target",
             "cpu",
-            "--batch-size",
-            "4",
+            "--batch-sizes",
+            "4,1",
         ]
     )
+    assert (out / graph_file(16, 1)).exists()
     assert (out / graph_file(16, 4)).exists()
     assert not (out / graph_file(32, 4)).exists()
-    assert json.loads((out / "manifest.json").read_text())["batch_size"] == 4
+    assert json.loads((out / "manifest.json").read_text())["batch_sizes"] == [1, 4]

@@ -51,7 +51,7 @@ def compile_classifier(
     out_dir: Path,
     *,
     buckets: Sequence[int] = DEFAULT_BUCKETS,
-    batch_size: int = 1,
+    batch_sizes: Sequence[int] = (1,),
     target: Target = "neuron",
     cpu_precision: CpuPrecision = "int8",
 ) -> Path:
@@ -60,16 +60,17 @@ def compile_classifier(
         model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
     out_dir.mkdir(parents=True, exist_ok=True)
     for bucket in buckets:
-        torch.jit.save(
-            trace_bucket(model, bucket, batch_size, target),
-            out_dir / graph_file(bucket, batch_size),
-        )
+        for batch_size in batch_sizes:
+            torch.jit.save(
+                trace_bucket(model, bucket, batch_size, target),
+                out_dir / graph_file(bucket, batch_size),
+            )
     AutoTokenizer.from_pretrained(model_dir).save_pretrained(out_dir)
     manifest = {
         "target": target,
         "precision": cpu_precision if target == "cpu" else "neuronx-cc default",
         "buckets": sorted(buckets),
-        "batch_size": batch_size,
+        "batch_sizes": sorted(batch_sizes),
         "labels": labels,
     }
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2))
@@ -81,7 +82,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--model-dir", type=Path, required=True, help="encoder + head + labels")
     parser.add_argument("--out", type=Path, required=True, help="folder for the traced graphs")
     parser.add_argument("--buckets", default=",".join(map(str, DEFAULT_BUCKETS)))
-    parser.add_argument("--batch-size", type=int, default=1, help="rows per graph per core")
+    parser.add_argument(
+        "--batch-sizes",
+        default="1",
+        help="rows per graph (per core on Neuron); several give batch buckets, e.g. 1,8",
+    )
     parser.add_argument("--target", choices=("neuron", "cpu"), default="neuron")
     parser.add_argument("--cpu-precision", choices=("int8", "float32"), default="int8")
     parser.add_argument("--overwrite", action="store_true")
@@ -93,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         arguments.model_dir,
         arguments.out,
         buckets=buckets,
-        batch_size=arguments.batch_size,
+        batch_sizes=[int(size) for size in arguments.batch_sizes.split(",")],
         target=arguments.target,
         cpu_precision=arguments.cpu_precision,
     )
