@@ -1,0 +1,262 @@
+"""Template assertions for the SageMaker endpoint construct, plus its cdk-nag report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from aws_cdk import App, Environment, Stack, Validations
+from aws_cdk import aws_s3 as s3
+from aws_cdk.assertions import Match, Template
+from cdk_nag import AwsSolutionsChecks
+
+from inferfleet.constructs.sagemaker_endpoint import (
+    ENDPOINT_NAME_OUTPUT,
+    MODEL_BUCKET_OUTPUT,
+    MODEL_PREFIX_OUTPUT,
+    HostingMode,
+    RoutingStrategy,
+    SageMakerEndpoint,
+)
+from inferfleet.infra.feature_flags import cdk_feature_flags
+
+REGION = Environment(region="eu-west-1")
+
+
+def _stack(app: App | None = None, env: Environment | None = REGION) -> Stack:
+    return Stack(app or App(context=cdk_feature_flags()), "Serving", env=env)
+
+
+@pytest.fixture(scope="module")
+def mme() -> tuple[Template, SageMakerEndpoint]:
+    stack = _stack()
+    endpoint = SageMakerEndpoint(
+        stack, "Users", mode=HostingMode.MULTI_MODEL, min_capacity=2, max_capacity=8
+    )
+    return Template.from_stack(stack), endpoint
+
+
+def test_multi_model_mode_loads_from_the_model_prefix(mme) -> None:
+    template, endpoint = mme
+    template.has_resource_properties(
+        "AWS::SageMaker::Model",
+        {
+            "EnableNetworkIsolation": True,
+            "PrimaryContainer": {
+                "Mode": "MultiModel",
+                "Image": endpoint.image_uri,
+                "ModelDataUrl": {
+                    "Fn::Join": ["", ["s3://", {"Ref": Match.any_value()}, "/models/"]]
+                },
+            },
+        },
+    )
+
+
+def test_the_image_comes_from_the_sdk_tables_for_the_stack_region(mme) -> None:
+    _, endpoint = mme
+    assert endpoint.image_uri.startswith("763104351884.dkr.ecr.eu-west-1.amazonaws.com/")
+    assert "/sagemaker-tritonserver:" in endpoint.image_uri
+
+
+def test_routing_is_least_outstanding_requests_by_default_and_random_on_request(mme) -> None:
+    template, _ = mme
+    template.has_resource_properties(
+        "AWS::SageMaker::EndpointConfig",
+        {
+            "ProductionVariants": [
+                Match.object_like(
+                    {
+                        "InstanceType": "ml.g5.2xlarge",
+                        "InitialInstanceCount": 2,
+                        "RoutingConfig": {"RoutingStrategy": "LEAST_OUTSTANDING_REQUESTS"},
+                    }
+                )
+            ]
+        },
+    )
+    stack = _stack()
+    SageMakerEndpoint(
+        stack, "Random", routing_strategy=RoutingStrategy.RANDOM, image_uri="example/image:1"
+    )
+    Template.from_stack(stack).has_resource_properties(
+        "AWS::SageMaker::EndpointConfig",
+        {
+            "ProductionVariants": [
+                Match.object_like({"RoutingConfig": {"RoutingStrategy": "RANDOM"}})
+            ]
+        },
+    )
+
+
+def test_variant_autoscaling_tracks_invocations_per_instance(mme) -> None:
+    template, _ = mme
+    template.has_resource_properties(
+        "AWS::ApplicationAutoScaling::ScalableTarget",
+        {
+            "ServiceNamespace": "sagemaker",
+            "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+            "MinCapacity": 2,
+            "MaxCapacity": 8,
+        },
+    )
+    template.has_resource_properties(
+        "AWS::ApplicationAutoScaling::ScalingPolicy",
+        {
+            "PolicyType": "TargetTrackingScaling",
+            "TargetTrackingScalingPolicyConfiguration": Match.object_like(
+                {
+                    "TargetValue": 100,
+                    "PredefinedMetricSpecification": {
+                        "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
+                    },
+                }
+            ),
+        },
+    )
+
+
+def test_model_bucket_is_versioned_encrypted_private_and_ssl_only(mme) -> None:
+    template, _ = mme
+    template.has_resource_properties(
+        "AWS::S3::Bucket",
+        {
+            "VersioningConfiguration": {"Status": "Enabled"},
+            "BucketEncryption": {
+                "ServerSideEncryptionConfiguration": [
+                    {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
+                ]
+            },
+            "PublicAccessBlockConfiguration": {
+                "BlockPublicAcls": True,
+                "BlockPublicPolicy": True,
+                "IgnorePublicAcls": True,
+                "RestrictPublicBuckets": True,
+            },
+        },
+    )
+    policy = template.find_resources("AWS::S3::BucketPolicy")
+    [statement] = [
+        s
+        for resource in policy.values()
+        for s in resource["Properties"]["PolicyDocument"]["Statement"]
+        if s["Effect"] == "Deny"
+    ]
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_execution_role_reads_only_the_model_prefix(mme) -> None:
+    template, _ = mme
+    [policy] = template.find_resources("AWS::IAM::Policy").values()
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    s3_statements = [s for s in statements if str(s["Action"]).startswith("s3:")]
+    actions = sorted(str(s["Action"]) for s in s3_statements)
+    assert actions == ["s3:GetObject", "s3:ListBucket"]
+    get = next(s for s in s3_statements if s["Action"] == "s3:GetObject")
+    assert get["Resource"]["Fn::Join"][1][-1] == "/models/*"
+    listing = next(s for s in s3_statements if s["Action"] == "s3:ListBucket")
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["models/*"]}}
+    ecr = next(s for s in statements if "ecr:BatchGetImage" in s["Action"])
+    assert ecr["Resource"].endswith(":repository/sagemaker-tritonserver")
+    assert not any(s["Action"] in ("s3:*", "*") for s in statements)
+
+
+def test_mme_alarms_cover_latency_errors_cache_hits_and_loaded_models(mme) -> None:
+    template, endpoint = mme
+    alarms = template.find_resources("AWS::CloudWatch::Alarm")
+    by_metric = {a["Properties"]["MetricName"]: a["Properties"] for a in alarms.values()}
+    assert set(by_metric) == {
+        "ModelLatency",
+        "Invocation5XXErrors",
+        "ModelCacheHit",
+        "LoadedModelCount",
+    }
+    assert by_metric["ModelLatency"]["ExtendedStatistic"] == "p99"
+    assert by_metric["ModelLatency"]["Threshold"] == 1_000_000  # microseconds
+    assert by_metric["ModelCacheHit"]["ComparisonOperator"] == "LessThanThreshold"
+    assert set(endpoint.alarms) == {
+        "ModelLatencyP99",
+        "Invocation5XXErrors",
+        "ModelCacheHit",
+        "LoadedModelCount",
+    }
+
+
+def test_single_model_mode_has_no_mme_alarms_and_points_at_its_artifact() -> None:
+    stack = _stack()
+    endpoint = SageMakerEndpoint(
+        stack,
+        "Codegen",
+        image_uri="111122223333.dkr.ecr.eu-west-1.amazonaws.com/codegen:1",
+        model_artifact="codegen2-7b/model.tar.gz",
+    )
+    template = Template.from_stack(stack)
+    template.has_resource_properties(
+        "AWS::SageMaker::Model",
+        {
+            "PrimaryContainer": {
+                "Mode": "SingleModel",
+                "Image": "111122223333.dkr.ecr.eu-west-1.amazonaws.com/codegen:1",
+                "ModelDataUrl": {
+                    "Fn::Join": [
+                        "",
+                        ["s3://", {"Ref": Match.any_value()}, "/models/codegen2-7b/model.tar.gz"],
+                    ]
+                },
+            }
+        },
+    )
+    assert set(endpoint.alarms) == {"ModelLatencyP99", "Invocation5XXErrors"}
+
+
+def test_outputs_carry_the_names_the_cli_reads(mme) -> None:
+    template, _ = mme
+    outputs = template.to_json()["Outputs"]
+    assert {ENDPOINT_NAME_OUTPUT, MODEL_BUCKET_OUTPUT, MODEL_PREFIX_OUTPUT} <= set(outputs)
+    assert outputs[MODEL_PREFIX_OUTPUT]["Value"] == "models/"
+
+
+@pytest.mark.parametrize(
+    ("props", "message"),
+    [
+        ({"min_capacity": 3, "max_capacity": 2}, "min_capacity <= max_capacity"),
+        ({"instance_type": "g5.2xlarge"}, "ml. form"),
+        ({"model_prefix": "models"}, "model_prefix 'models'"),
+        ({"mode": HostingMode.MULTI_MODEL, "model_artifact": "a.tar.gz"}, "single-model"),
+        ({"framework": "no-such-framework"}, "cannot resolve 'no-such-framework'"),
+    ],
+)
+def test_bad_props_fail_at_construction_with_the_field_named(props, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        SageMakerEndpoint(_stack(), "Bad", **props)
+
+
+def test_image_resolution_needs_a_concrete_region() -> None:
+    with pytest.raises(ValueError, match=r"no concrete region.*env=Environment"):
+        SageMakerEndpoint(_stack(env=None), "Agnostic")
+    # An explicit image works in a region-agnostic stack.
+    SageMakerEndpoint(_stack(env=None), "Explicit", image_uri="example/image:1")
+
+
+@pytest.mark.slow
+def test_cdk_nag_finds_no_unacknowledged_errors(tmp_path: Path) -> None:
+    app = App(context=cdk_feature_flags(), outdir=str(tmp_path))
+    Validations.of(app).add_plugins(AwsSolutionsChecks())
+    stack = _stack(app)
+    SageMakerEndpoint(stack, "Users", mode=HostingMode.MULTI_MODEL)
+    SageMakerEndpoint(stack, "Codegen", image_uri="example/image:1", emit_outputs=False)
+    # A control: a bare bucket in another stack must be reported, or the check checks nothing.
+    s3.Bucket(Stack(app, "Control", env=REGION), "Bare")
+    with pytest.raises(RuntimeError, match="ValidationFailed"):
+        app.synth()
+    report = json.loads((tmp_path / "validation-report.json").read_text())
+    erring_paths = {
+        construct.get("constructPath", "")
+        for plugin in report["pluginReports"]
+        for violation in plugin.get("violations", [])
+        if violation.get("severity", "error") == "error"
+        for construct in violation["violatingConstructs"]
+    }
+    assert erring_paths, "the control bucket was not reported: cdk-nag did not run"
+    assert {path.split("/")[0] for path in erring_paths} == {"Control"}
