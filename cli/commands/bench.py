@@ -200,7 +200,7 @@ def bench(
             rich_help_panel=CLIENT,
         ),
     ] = 20.0,
-) -> int:
+) -> None:
     """Measure TTFT, inter-token latency, E2E and tokens/min of an endpoint, per load step.
 
     Closed loop (--users) or open-loop Poisson (--rate); steps where the client
@@ -262,7 +262,8 @@ def bench(
             + (" (partial)" if outcome.results["partial"] else ""),
             err=True,
         )
-    return outcome.exit_code
+    if outcome.exit_code:
+        raise typer.Exit(outcome.exit_code)
 
 
 def register(app: typer.Typer) -> None:

@@ -59,7 +59,11 @@ class Client(ABC):
             auto_decompress=False,
             skip_auto_headers=("User-Agent",),
         )
-        await self.prepare()
+        try:
+            await self.prepare()
+        except BaseException:
+            await self._session.close()
+            raise
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

@@ -25,6 +25,15 @@ class SageMakerClient(Client):
     async def prepare(self) -> None:
         import botocore.session
         from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.eventstream import EventStreamBuffer, ParserError
+
+        # Bound here so no request pays for an import.
+        self._request_type, self._events_type, self._parser_error = (
+            AWSRequest,
+            EventStreamBuffer,
+            ParserError,
+        )
 
         session = botocore.session.get_session()
         self.region = self.settings.region or session.get_config_variable("region")
@@ -57,12 +66,10 @@ class SageMakerClient(Client):
         }
 
     def _signed_headers(self, body: bytes) -> dict[str, str]:
-        from botocore.awsrequest import AWSRequest
-
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self.settings.target_model:
             headers["X-Amzn-SageMaker-Target-Model"] = self.settings.target_model
-        request = AWSRequest(method="POST", url=self.url, data=body, headers=headers)
+        request = self._request_type(method="POST", url=self.url, data=body, headers=headers)
         signer = self._signer_type(
             self._credentials.get_frozen_credentials(), "sagemaker", self.region
         )
@@ -82,8 +89,6 @@ class SageMakerClient(Client):
         ).encode()
 
     async def exchange(self, spec: RequestSpec, record: RequestRecord) -> None:
-        from botocore.eventstream import EventStreamBuffer, ParserError
-
         body = self.payload(spec)
         async with self.session.post(
             self.url, data=body, headers=self._signed_headers(body)
@@ -91,14 +96,14 @@ class SageMakerClient(Client):
             if not self.note_response(response, record):
                 await self.fail_with_body(response, record)
                 return
-            events = EventStreamBuffer()
+            events = self._events_type()
             pending = b""
             async for data in response.content.iter_any():
                 now = perf_counter()
                 events.add_data(data)
                 try:
                     messages = list(events)
-                except ParserError as error:
+                except self._parser_error as error:
                     raise StreamFormatError(f"not an AWS event stream: {error}") from None
                 for message in messages:
                     headers = message.headers

@@ -31,11 +31,21 @@ class TritonClient(Client):
         self.url = f"{base}/v2/models/{quote(self.model)}/generate_stream"
 
     async def _only_ready_model(self, base: str) -> str:
+        index_url = f"{base}/v2/repository/index"
         try:
-            async with self.session.post(f"{base}/v2/repository/index", json={}) as response:
-                index = await response.json(content_type=None) if response.status == 200 else []
-        except (OSError, ValueError, TimeoutError):
-            index = []
+            async with self.session.post(index_url, json={}) as response:
+                status = response.status
+                index = await response.json(content_type=None) if status == 200 else []
+        except (OSError, ValueError, TimeoutError) as error:
+            raise UserError(
+                f"--target: cannot read {index_url} ({error}); check the URL or pass --model",
+                exit_code=1,
+            ) from None
+        if status == 404:
+            raise UserError(
+                f"--api: {base} has no Triton model repository (404 at {index_url}); pick the "
+                "--api the server speaks (openai, triton, sagemaker, classify)"
+            )
         ready = [entry["name"] for entry in index if entry.get("state") == "READY"]
         if len(ready) != 1:
             listed = ", ".join(ready) or "none found"

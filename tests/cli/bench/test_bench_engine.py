@@ -7,7 +7,9 @@ delays some wake-ups of both the server and the client.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+import urllib.request
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -57,25 +59,51 @@ def run(
     return asyncio.run(go())
 
 
-# Allowed excess of the median over the true value, in ms: the client's own work (and
-# the server's, in its own process) grows with the number of streams in flight.
-OVERHEAD_MS = {1: 4.0, 10: 6.0, 50: 12.0}
+def server_sent_log(url: str) -> dict[str, dict]:
+    """What the server wrote and when (perf_counter, shared by all processes), by prompt."""
+    with urllib.request.urlopen(f"{url}/_sent_log") as response:
+        return {entry["prompt"]: entry for entry in json.load(response)}
 
 
-@pytest.mark.parametrize("users", sorted(OVERHEAD_MS))
+# Median error of the measured end of stream, ms. At 50 users the client finishes one
+# stream while sending the next requests, and on a shared 2-core box it waits for CPU.
+END_ERROR_MS = {1: 3.0, 10: 4.0, 50: 10.0}
+
+
+@pytest.mark.parametrize("users", sorted(END_ERROR_MS))
 def test_closed_loop_measures_known_timing(shared_server: str, users: int) -> None:
-    # The server answers with TTFT 50 ms and one chunk every 10 ms: 10 tokens = 140 ms E2E.
+    # The server means to answer with TTFT 50 ms and one chunk every 10 ms (10 tokens:
+    # 140 ms E2E) and logs when it actually wrote each chunk. The client's error is
+    # its measurement minus the server's truth, on the one monotonic clock.
+    server_sent_log(shared_server)
     outcome = run(shared_server, StepPlan(users=users, duration=1.2, warmup=0.3))
+    truth = server_sent_log(shared_server)
     step = measure_step(outcome, open_loop=False, thresholds=DEFAULT_LIMITS).summary
-    slack = OVERHEAD_MS[users]
     assert step["errors"] == 0
     assert step["requests"] >= users * 5
-    assert 49.0 <= step["ttft_ms"]["p50"] <= 50.0 + slack
+
+    requests = workload(10)
+    ttft_error, e2e_error, itl_error = [], [], []
+    for record in outcome.records:
+        sent = truth[requests.spec(record.index).prompt]
+        written = sent["chunks"]
+        ttft_error.append(record.first_token - written[0])
+        e2e_error.append(record.end - sent["done"])
+        itl_error.extend(np.array(record.itl_ms) - np.diff(written) * 1000.0)
+    ttft_error_ms, e2e_error_ms = np.array(ttft_error) * 1000.0, np.array(e2e_error) * 1000.0
+    assert -1.0 <= np.median(ttft_error_ms) <= 3.0
+    assert -1.0 <= np.median(e2e_error_ms) <= END_ERROR_MS[users]
+    assert abs(np.median(itl_error)) <= 1.0
+    # A loaded 2-core box sometimes runs the client late; the tail is checked loosely.
+    assert np.percentile(ttft_error_ms, 90) <= 30.0
+    assert np.percentile(e2e_error_ms, 90) <= 30.0
+
+    # Against the server's intended timing: tight on the gaps (sleeps do not drift),
+    # loose on TTFT and E2E, which include the server's own scheduling delays.
+    assert 49.0 <= step["ttft_ms"]["p50"] <= 75.0
     assert 8.5 <= step["itl_ms"]["p50"] <= 11.5
     assert 8.5 <= step["tpot_ms"]["p50"] <= 11.5
-    assert 139.0 <= step["e2e_ms"]["p50"] <= 140.0 + slack + 4
-    assert step["ttft_ms"]["p90"] <= 80.0
-    assert step["e2e_ms"]["p90"] <= 180.0
+    assert 139.0 <= step["e2e_ms"]["p50"] <= 170.0
     # Closed loop: each user completes about one request per E2E.
     expected_rate = users / (step["e2e_ms"]["mean"] / 1000.0)
     assert step["requests_per_s"] == pytest.approx(expected_rate, rel=0.2)

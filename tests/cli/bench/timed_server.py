@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 import struct
+import time
 import zlib
 
 from aiohttp import web
@@ -33,6 +34,9 @@ class Timing:
         self.fail_every = args.fail_every
         self.arrivals = 0
         self.stall_until = 0.0
+        # When each answer's bytes were handed to the socket, on the clock the client
+        # also reads (CLOCK_MONOTONIC via perf_counter), keyed by prompt.
+        self.sent_log: list[dict] = []
 
     async def arrive(self) -> tuple[float, int]:
         """Count the request, apply a stall, return (answer clock origin, arrival number)."""
@@ -72,6 +76,7 @@ def build_app(timing: Timing, apis: set[str]) -> web.Application:
         return response
 
     async def completions(request: web.Request) -> web.StreamResponse:
+        entry = {"received": time.perf_counter()}
         body = await request.json()
         origin, number = await timing.arrive()
         if timing.fail_every and number % timing.fail_every == 0:
@@ -81,6 +86,7 @@ def build_app(timing: Timing, apis: set[str]) -> web.Application:
         chat = request.path.endswith("chat/completions")
         count = int(body["max_tokens"])
         response = await sse_start(request, number)
+        chunk_times = []
         async for k in timing.chunks(origin, count):
             choice = (
                 {"index": 0, "delta": {"content": f" t{k}"}}
@@ -88,6 +94,7 @@ def build_app(timing: Timing, apis: set[str]) -> web.Application:
                 else {"index": 0, "text": f" t{k}"}
             )
             await response.write(b"data: " + json.dumps({"choices": [choice]}).encode() + b"\n\n")
+            chunk_times.append(time.perf_counter())
         if timing.usage and body.get("stream_options", {}).get("include_usage"):
             usage = {
                 "prompt_tokens": len(str(body.get("prompt", "")).split()),
@@ -98,8 +105,14 @@ def build_app(timing: Timing, apis: set[str]) -> web.Application:
                 b"data: " + json.dumps({"choices": [], "usage": usage}).encode() + b"\n\n"
             )
         await response.write(b"data: [DONE]\n\n")
+        entry["done"] = time.perf_counter()
+        timing.sent_log.append({**entry, "prompt": body.get("prompt"), "chunks": chunk_times})
         await response.write_eof()
         return response
+
+    async def sent_log(request: web.Request) -> web.Response:
+        log, timing.sent_log = timing.sent_log, []
+        return web.json_response(log)
 
     async def models(request: web.Request) -> web.Response:
         return web.json_response({"data": [{"id": "timed-model"}]})
@@ -146,9 +159,18 @@ def build_app(timing: Timing, apis: set[str]) -> web.Application:
         await request.json()
         return web.json_response({"choices": [{"text": "whole answer at once"}]})
 
-    app = web.Application()
+    @web.middleware
+    async def quiet_hangups(request: web.Request, handler):  # type: ignore[no-untyped-def]
+        # A benchmark interrupted mid-stream closes its connections; that is no server error.
+        try:
+            return await handler(request)
+        except ConnectionResetError:
+            return web.Response(status=499)
+
+    app = web.Application(middlewares=[quiet_hangups])
     # A server that ignores "stream": true and answers one JSON document.
     app.router.add_post("/non-streaming/v1/completions", ignores_stream)
+    app.router.add_get("/_sent_log", sent_log)
     if "openai" in apis:
         app.router.add_get("/v1/models", models)
         app.router.add_post("/v1/completions", completions)

@@ -1,0 +1,213 @@
+"""``inferfleet bench`` end to end through the real entry point."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from inferfleet.cli.main import main
+
+INFERFLEET = str(Path(sys.executable).with_name("inferfleet"))
+
+
+def cli(*args: str) -> int:
+    with pytest.raises(SystemExit) as exited:
+        main(["bench", *args])
+    return int(exited.value.code or 0)
+
+
+def test_run_writes_results_csv_report_and_plots(
+    shared_server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    code = cli(
+        "--target", shared_server, "--users", "2,6", "--duration", "1", "--warmup", "0.3",
+        "--output-tokens", "uniform:4:12", "--seed", "3", "--out", str(out),
+        "--price-per-hour", "1.5", "--instances", "3", "--json",
+    )  # fmt: skip
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out)
+    results = json.loads((out / "results.json").read_text())
+    assert printed == results
+    assert results["schema_version"] == 1
+    assert results["partial"] is False
+    assert results["tool"]["name"] == "inferfleet bench" and results["tool"]["version"]
+    assert results["machine"]["cpus"] >= 1
+    assert results["target"]["url"].endswith("/v1/completions")
+    assert results["target"]["emulated"] is False
+    assert results["workload"]["seed"] == 3
+    assert len(results["workload"]["hash"]) == 64
+    assert [step["users"] for step in results["steps"]] == [2, 6]
+    for step in results["steps"]:
+        assert step["variant"] == "default"
+        for metric in ("ttft_ms", "itl_ms", "tpot_ms", "e2e_ms"):
+            assert set(step[metric]) == {"p50", "p90", "p99", "p999", "mean", "count"}
+        assert 49 <= step["ttft_ms"]["p50"] <= 70
+        assert step["requests"] > 0 and step["errors"] == 0
+        assert step["output_tokens_per_min"] > 0 and step["requests_per_s"] > 0
+        assert step["cost_per_million_output_tokens"] > 0
+        assert step["token_source"] == "usage"
+        assert {row["instance"] for row in step["per_instance"]} == {"inst-0", "inst-1", "inst-2"}
+        assert sum(row["requests"] for row in step["per_instance"]) == step["succeeded"]
+    # More users, more throughput: the server's latency does not depend on load.
+    assert (
+        results["steps"][1]["output_tokens_per_min"]
+        > 2 * results["steps"][0]["output_tokens_per_min"]
+    )
+    with (out / "requests.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    expected_rows = sum(
+        step["requests"] + step["warmup_requests"] + step["cancelled_requests"]
+        for step in results["steps"]
+    )
+    assert len(rows) == expected_rows
+    assert {row["step"] for row in rows} == {"1", "2"}
+    report = (out / "report.md").read_text()
+    assert "| 1 | default | 2 users | " in report
+    assert "from the server's usage report" in report
+    assert "EMULATED" not in report
+    pngs = sorted(path.name for path in out.glob("*.png"))
+    assert pngs == [
+        "latency_cdf_users_2.png", "latency_cdf_users_6.png", "p99_latency_vs_load.png",
+        "tokens_per_min_vs_load.png",
+    ]  # fmt: skip
+    for name in pngs:
+        data = (out / name).read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) > 5000
+        assert f"]({name})" in report
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+BASE = ("--duration", "1", "--warmup", "0")
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "phrase"),
+    [
+        (("--users", "0", *BASE), 2, "--users: "),
+        (("--users", "4", "--output-tokens", "uniform:9:1", *BASE), 2, "--output-tokens: "),
+        (("--users", "4", "--prompt-tokens", "zipf:3", *BASE), 2, "--prompt-tokens: "),
+        (("--users", "4", "--rate", "2", *BASE), 2, "--rate: "),
+        (("--users", "4"), 2, "--duration: "),
+        (("--users", "4", "--dataset", "/nonexistent.jsonl", *BASE), 2, "--dataset: "),
+        (("--users", "4", "--api", "websocket", *BASE), 2, "--api: "),
+        (("--users", "4", "--compare", "routing=random,least_outstanding_requests", *BASE), 2,
+         "--compare: "),
+    ],
+)  # fmt: skip
+def test_bad_input_is_one_clear_line_and_exit_2(
+    shared_server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    args: tuple[str, ...], code: int, phrase: str,
+) -> None:  # fmt: skip
+    assert cli("--target", shared_server, "--out", str(tmp_path / "o"), *args) == code
+    error = capsys.readouterr().err
+    assert phrase in error
+    assert "Traceback" not in error
+    assert not (tmp_path / "o").exists()
+
+
+def test_unreachable_target_fails_cleanly(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    target = f"http://127.0.0.1:{free_port()}"
+    assert cli("--target", target, "--users", "1", *BASE, "--out", str(tmp_path / "o")) == 1
+    error = capsys.readouterr().err
+    assert "--target: cannot connect" in error and "Traceback" not in error
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(("served", "asked"), [("triton", "openai"), ("openai", "triton")])
+def test_wrong_api_is_named(
+    timed_server, tmp_path: Path, capsys: pytest.CaptureFixture, served: str, asked: str
+) -> None:
+    url = timed_server(apis=served)
+    out = str(tmp_path / "o")
+    assert cli("--target", url, "--api", asked, "--users", "1", *BASE, "--out", out) == 2
+    error = capsys.readouterr().err
+    assert "--api: " in error and "Traceback" not in error
+
+
+def test_ctrl_c_keeps_partial_results(shared_server: str, tmp_path: Path) -> None:
+    out = tmp_path / "partial"
+    command = [
+        INFERFLEET, "bench", "--target", shared_server, "--users", "4,8", "--duration", "60",
+        "--warmup", "0.2", "--output-tokens", "8", "--out", str(out),
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not (out / "results.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.5)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    results = json.loads((out / "results.json").read_text())
+    assert results["partial"] is True
+    [step] = results["steps"]
+    assert step["partial"] is True and step["valid"] is False
+    assert step["requests"] > 0 and step["errors"] == 0
+    assert step["output_tokens_per_min"] > 0
+    assert "PARTIAL RESULTS" in (out / "report.md").read_text()
+    assert len((out / "requests.csv").read_text().splitlines()) > step["requests"]
+
+
+@pytest.mark.slow
+def test_workers_share_an_open_loop_schedule(shared_server: str, tmp_path: Path) -> None:
+    out = tmp_path / "workers"
+    code = cli(
+        "--target", shared_server, "--rate", "60", "--requests", "90", "--warmup", "0.3",
+        "--output-tokens", "5", "--workers", "2", "--out", str(out),
+    )  # fmt: skip
+    assert code == 0
+    [step] = json.loads((out / "results.json").read_text())["steps"]
+    assert step["client"]["processes"] == 2
+    assert step["requests"] == 90 and step["errors"] == 0
+    assert step["requests_per_s"] == pytest.approx(60, rel=0.35)
+    with (out / "requests.csv").open() as handle:
+        indices = sorted(int(row["index"]) for row in csv.DictReader(handle))
+    assert indices == list(range(len(indices)))
+
+
+@pytest.mark.slow
+def test_local_fleet_ab_run_is_labelled_emulated_and_torn_down(tmp_path: Path) -> None:
+    out = tmp_path / "local"
+    code = cli(
+        "--local", "--servers", "3", "--users", "6", "--duration", "1.5", "--warmup", "0.5",
+        "--output-tokens", "16", "--compare", "routing=least_outstanding_requests,random",
+        "--repeat", "2", "--out", str(out),
+    )  # fmt: skip
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["target"]["emulated"] is True
+    assert [step["variant"] for step in results["steps"]] == [
+        "routing=least_outstanding_requests", "routing=random",
+    ] * 2  # fmt: skip
+    assert all(step["emulated"] and step["errors"] == 0 for step in results["steps"])
+    assert {row["instance"] for row in results["steps"][0]["per_instance"]} <= {
+        f"emulator-{n}" for n in range(3)
+    }
+    [comparison] = results["comparisons"]
+    assert comparison["pairs"] == 2
+    assert len(comparison["ratios"]["tokens/min"]["per_repeat"]) == 2
+    report = (out / "report.md").read_text()
+    assert "EMULATED TARGET" in report and "paired ratios" in report
+    port = int(results["target"]["url"].split(":")[2].split("/")[0])
+    with socket.socket() as probe, pytest.raises(OSError):
+        probe.connect(("127.0.0.1", port))
