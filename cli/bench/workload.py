@@ -18,121 +18,21 @@ import numpy as np
 from inferfleet.cli.bench.config import BenchConfig, Distribution
 from inferfleet.cli.errors import UserError
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 POOL_SIZE = 4096
 
 # Common English words that most LLM tokenizers encode as one token each (with
 # the leading space), so a prompt of N words is close to N prompt tokens.
-_WORDS = (
-    "the",
-    "of",
-    "and",
-    "to",
-    "in",
-    "is",
-    "was",
-    "for",
-    "that",
-    "on",
-    "with",
-    "as",
-    "by",
-    "at",
-    "from",
-    "his",
-    "her",
-    "they",
-    "this",
-    "have",
-    "not",
-    "are",
-    "but",
-    "had",
-    "one",
-    "all",
-    "were",
-    "when",
-    "there",
-    "can",
-    "more",
-    "time",
-    "some",
-    "out",
-    "would",
-    "what",
-    "about",
-    "into",
-    "only",
-    "other",
-    "new",
-    "which",
-    "their",
-    "like",
-    "over",
-    "also",
-    "after",
-    "first",
-    "two",
-    "may",
-    "could",
-    "these",
-    "people",
-    "well",
-    "made",
-    "any",
-    "part",
-    "most",
-    "then",
-    "than",
-    "many",
-    "such",
-    "state",
-    "way",
-    "work",
-    "years",
-    "back",
-    "good",
-    "great",
-    "under",
-    "just",
-    "high",
-    "water",
-    "long",
-    "little",
-    "very",
-    "through",
-    "where",
-    "before",
-    "world",
-    "day",
-    "life",
-    "same",
-    "city",
-    "house",
-    "small",
-    "place",
-    "home",
-    "found",
-    "right",
-    "still",
-    "old",
-    "school",
-    "while",
-    "name",
-    "both",
-    "light",
-    "never",
-    "last",
-    "each",
-    "power",
-    "family",
-    "down",
-    "side",
-    "order",
-    "point",
-    "hand",
-    "group",
+_VOCABULARY = (
+    "the of and to in is was for that on with as by at from his her they this have not are "
+    "but had one all were when there can more time some out would what about into only other "
+    "new which their like over also after first two may could these people well made any part "
+    "most then than many such state way work years back good great under just high water long "
+    "little very through where before world day life same city house small place home found "
+    "right still old school while name both light never last each power family down side "
+    "order point hand group"
 )
+_WORDS = np.array(_VOCABULARY.split())
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +77,11 @@ class Workload:
         else:
             self._prompt_lengths = prompt_tokens.sample(rng, POOL_SIZE)
             self._output = output_tokens.sample(rng, POOL_SIZE)
+        # Word ids of every pool prompt, drawn at once; the text is joined on first use.
+        self._word_ids = np.random.default_rng([seed, 1]).integers(
+            0, len(_WORDS), size=int(self._prompt_lengths.sum()) if not dataset else 0
+        )
+        self._word_offsets = np.concatenate(([0], np.cumsum(self._prompt_lengths)))
         self._prompts: dict[int, str] = {}
         self._dataset_digest = (
             hashlib.sha256(json.dumps(self._dataset, sort_keys=True).encode()).hexdigest()
@@ -206,12 +111,8 @@ class Workload:
         length = int(self._prompt_lengths[slot])
         prompt = self._prompts.get(slot)
         if prompt is None:
-            # Cached per pool slot: synthesizing text per request would cost the client
-            # more CPU than a fast server spends answering.
-            words = np.random.default_rng([self.seed, 1, slot]).integers(
-                0, len(_WORDS), size=length
-            )
-            prompt = self._prompts[slot] = " ".join(_WORDS[word] for word in words)
+            ids = self._word_ids[self._word_offsets[slot] : self._word_offsets[slot + 1]]
+            prompt = self._prompts[slot] = " ".join(_WORDS[ids].tolist())
         return RequestSpec(index, prompt, length, output_tokens)
 
     def describe(self) -> dict:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from time import perf_counter
 
-from inferfleet.cli.bench.clients.base import Client, StreamFormatError
+from inferfleet.cli.bench.clients.base import JSON_HEADERS, Client, StreamFormatError
 from inferfleet.cli.bench.records import RequestRecord
 from inferfleet.cli.bench.workload import RequestSpec
 
@@ -19,15 +19,16 @@ class ClassifyClient(Client):
     streams = False
 
     async def exchange(self, spec: RequestSpec, record: RequestRecord) -> None:
+        body = json.dumps({"inputs": spec.prompt}).encode()
         async with self.session.post(
-            self.settings.target, json={"inputs": spec.prompt}
+            self.settings.target, data=body, headers=JSON_HEADERS
         ) as response:
             if not self.note_response(response, record):
                 await self.fail_with_body(response, record)
                 return
-            body = await response.read()
+            answer = await response.read()
             record.end = record.first_token = record.last_token = perf_counter()
         try:
-            json.loads(body)
+            json.loads(answer)
         except ValueError:
-            raise StreamFormatError(f"the answer is not JSON: {body[:80]!r}") from None
+            raise StreamFormatError(f"the answer is not JSON: {answer[:80]!r}") from None

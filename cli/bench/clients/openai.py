@@ -11,6 +11,7 @@ import json
 from time import perf_counter
 
 from inferfleet.cli.bench.clients.base import (
+    JSON_HEADERS,
     Client,
     StreamFormatError,
     expect_event_stream,
@@ -65,7 +66,8 @@ class OpenAIClient(Client):
 
     async def exchange(self, spec: RequestSpec, record: RequestRecord) -> None:
         chat = self.settings.endpoint == "chat"
-        async with self.session.post(self.url, json=self.payload(spec)) as response:
+        body = json.dumps(self.payload(spec)).encode()
+        async with self.session.post(self.url, data=body, headers=JSON_HEADERS) as response:
             if not self.note_response(response, record):
                 await self.fail_with_body(response, record)
                 return

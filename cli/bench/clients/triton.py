@@ -12,6 +12,7 @@ from time import perf_counter
 from urllib.parse import quote
 
 from inferfleet.cli.bench.clients.base import (
+    JSON_HEADERS,
     Client,
     StreamFormatError,
     expect_event_stream,
@@ -73,7 +74,8 @@ class TritonClient(Client):
         }
 
     async def exchange(self, spec: RequestSpec, record: RequestRecord) -> None:
-        async with self.session.post(self.url, json=self.payload(spec)) as response:
+        body = json.dumps(self.payload(spec)).encode()
+        async with self.session.post(self.url, data=body, headers=JSON_HEADERS) as response:
             if not self.note_response(response, record):
                 await self.fail_with_body(response, record)
                 return
