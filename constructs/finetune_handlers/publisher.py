@@ -99,10 +99,11 @@ class Publisher:
         for job in jobs:
             source_bucket, source_key = self._artifact_source(job, end)
             key = model_artifact_key(self.settings.model_prefix, job.user_id, job.model_id)
-            self.s3.copy_object(
+            # Managed copy: multipart above 5 GB, which large models reach.
+            self.s3.copy(
+                CopySource={"Bucket": source_bucket, "Key": source_key},
                 Bucket=self.settings.model_bucket,
                 Key=key,
-                CopySource={"Bucket": source_bucket, "Key": source_key},
             )
             urls[job.job_id] = f"s3://{self.settings.model_bucket}/{key}"
             self.store.record_model(job, urls[job.job_id])

@@ -1,0 +1,741 @@
+"""A fine-tune queue: per-user uploads become SageMaker training jobs, then MME models.
+
+Flow: the client writes data and then a manifest under ``uploads/{user}/{job}/`` of the data
+bucket -> the register function puts one QUEUED job (conditional write, so duplicate S3 events
+register it once) -> the job table's stream and a scheduled sweep feed the launcher, which
+starts training jobs under deterministic names, at most ``max_running_jobs`` at a time and at
+``create_calls_per_second`` -> EventBridge's "SageMaker Training Job State Change" feeds the
+publisher, which copies the artifact to ``{model_prefix}{user}/{model}.tar.gz`` of the model
+bucket, records the model and emits an event for the application.
+
+Lambda code is the ``finetune_handlers`` package next to this module (no Docker bundling);
+Powertools comes from its public layer.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+from pathlib import Path
+
+from aws_cdk import Aws, CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_notifications as s3_notifications
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from inferfleet.constructs.finetune_handlers.layout import (
+    BATCH_ROOT,
+    MANIFEST_NAME,
+    TRAINING_OUTPUT_ROOT,
+    UPLOAD_ROOT,
+)
+from inferfleet.constructs.finetune_handlers.schema import (
+    BY_STATUS_INDEX,
+    BY_TRAINING_JOB_INDEX,
+    BY_USER_INDEX,
+    CREATED_AT,
+    JOB_KEY,
+    LAUNCH_STREAM_FILTER,
+    MODEL_KEY,
+    USER_KEY,
+)
+from inferfleet.constructs.nag import acknowledge, nag_resource
+
+# CloudFormation output names the CLI reads from the deployed stack.
+DATA_BUCKET_OUTPUT = "FinetuneDataBucket"
+JOBS_TABLE_OUTPUT = "FinetuneJobsTable"
+MODELS_TABLE_OUTPUT = "FinetuneModelsTable"
+
+HANDLERS_PACKAGE = "finetune_handlers"
+POWERTOOLS_ACCOUNT = "017000801446"
+DEFAULT_POWERTOOLS_LAYER_VERSION = 27
+RUNTIME = lambda_.Runtime.PYTHON_3_13
+# The stack-level singleton CDK adds to put notifications on a bucket at deploy time.
+_NOTIFICATIONS_HANDLER_ID = "BucketNotificationsHandler050a0587b7544547bf325f094a3db834"
+_PREFIX_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,19}$")
+
+
+def default_training_image_directory() -> Path:
+    """containers/finetune, in the repository or in the installed package alike."""
+    return Path(str(resources.files("inferfleet.containers").joinpath("finetune")))
+
+
+class FinetuneQueue(Construct):
+    """Uploads -> DynamoDB job queue -> SageMaker training jobs -> models on an MME prefix.
+
+    :param model_bucket: bucket the multi-model endpoint loads from (e.g.
+        ``SageMakerEndpoint.model_bucket``).
+    :param model_prefix: the endpoint's model prefix; models land at
+        ``{model_prefix}{user_id}/{model_id}.tar.gz``. Default: ``models/``.
+    :param training_image_uri: the fine-tune container. Default: built from
+        ``containers/finetune`` as a Docker image asset.
+    :param training_instance_type: Default: ``ml.trn1.2xlarge``.
+    :param training_volume_gb: Default: 100.
+    :param training_max_runtime: Default: 24 hours.
+    :param training_job_prefix: start of every training job name (1-20 letters, digits,
+        hyphens); the state-change rule matches it. Default: ``inferfleet-ft``.
+    :param max_running_jobs: training jobs running at once. Default: 10.
+    :param create_calls_per_second: CreateTrainingJob pace (SageMaker allows about 1).
+        Default: 1.
+    :param max_attempts: launches of one job before it fails. Default: 5.
+    :param batch_threshold: queued jobs from which the launcher runs K tasks as one
+        multi-instance training job; 0 turns batching off. Default: 0.
+    :param batch_tasks: K, tasks per batch job. Default: 8.
+    :param batch_instances: instances of a batch job; instance ``h`` of ``n`` runs the tasks
+        whose index ``i % n == h``. Default: 2.
+    :param sweep_interval: how often the launcher sweeps the queue. Default: 1 minute.
+    :param powertools_layer_version: version of the public Powertools for AWS Lambda
+        (Python) v3 layer. Default: 27.
+    :param event_bus: bus for the ready/failed events. Default: the account's default bus.
+    :param event_source: ``source`` of those events. Default: ``inferfleet.finetune``.
+    :param alarm_topic: SNS topic the alarms notify. Default: none.
+    :param access_logs_bucket: where the data bucket logs access. Default: none.
+    :param removal_policy: for tables and the data bucket. Default: RETAIN.
+    :param emit_outputs: add the CfnOutputs the CLI reads. Default: True.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        model_bucket: s3.IBucket,
+        model_prefix: str = "models/",
+        training_image_uri: str | None = None,
+        training_instance_type: str = "ml.trn1.2xlarge",
+        training_volume_gb: int = 100,
+        training_max_runtime: Duration | None = None,
+        training_job_prefix: str = "inferfleet-ft",
+        max_running_jobs: int = 10,
+        create_calls_per_second: float = 1.0,
+        max_attempts: int = 5,
+        batch_threshold: int = 0,
+        batch_tasks: int = 8,
+        batch_instances: int = 2,
+        sweep_interval: Duration | None = None,
+        powertools_layer_version: int = DEFAULT_POWERTOOLS_LAYER_VERSION,
+        event_bus: events.IEventBus | None = None,
+        event_source: str = "inferfleet.finetune",
+        alarm_topic: sns.ITopic | None = None,
+        access_logs_bucket: s3.IBucket | None = None,
+        removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
+        emit_outputs: bool = True,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        training_max_runtime = training_max_runtime or Duration.hours(24)
+        sweep_interval = sweep_interval or Duration.minutes(1)
+        _validate(
+            construct_id,
+            model_prefix=model_prefix,
+            training_instance_type=training_instance_type,
+            training_job_prefix=training_job_prefix,
+            max_running_jobs=max_running_jobs,
+            create_calls_per_second=create_calls_per_second,
+            max_attempts=max_attempts,
+            batch_threshold=batch_threshold,
+            batch_tasks=batch_tasks,
+            batch_instances=batch_instances,
+        )
+        self.model_bucket = model_bucket
+        self.model_prefix = model_prefix
+        self.training_job_prefix = training_job_prefix
+        self.event_bus = event_bus or events.EventBus.from_event_bus_name(
+            self, "DefaultBus", "default"
+        )
+
+        self.jobs_table = self._jobs_table(removal_policy)
+        self.models_table = self._table(
+            "ModelsTable", USER_KEY, MODEL_KEY, removal_policy=removal_policy
+        )
+        self.idempotency_table = self._idempotency_table()
+        self.data_bucket = self._data_bucket(access_logs_bucket, removal_policy)
+        self.dead_letter_queue = self._dead_letter_queue()
+
+        self.training_image_uri = training_image_uri or self._training_image().image_uri
+        self.training_role = self._training_role()
+
+        self._layer = lambda_.LayerVersion.from_layer_version_arn(
+            self,
+            "Powertools",
+            f"arn:{Aws.PARTITION}:lambda:{Aws.REGION}:{POWERTOOLS_ACCOUNT}:layer:"
+            f"AWSLambdaPowertoolsPythonV3-python313-x86_64:{powertools_layer_version}",
+        )
+        self._code = lambda_.Code.from_asset(
+            str(Path(__file__).parent),
+            exclude=["*", f"!{HANDLERS_PACKAGE}", f"!{HANDLERS_PACKAGE}/*.py"],
+        )
+        common = {
+            "JOBS_TABLE": self.jobs_table.table_name,
+            "MODELS_TABLE": self.models_table.table_name,
+            "DATA_BUCKET": self.data_bucket.bucket_name,
+            "TRAINING_JOB_PREFIX": training_job_prefix,
+        }
+
+        self.register_function = self._function(
+            "Register",
+            "register",
+            timeout=Duration.minutes(1),
+            environment={**common, "IDEMPOTENCY_TABLE": self.idempotency_table.table_name},
+            dead_letter_queue=self.dead_letter_queue,
+        )
+        self.launcher_function = self._function(
+            "Launcher",
+            "launcher",
+            timeout=Duration.minutes(5),
+            # One launcher at a time: it alone paces CreateTrainingJob for the account.
+            reserved_concurrent_executions=1,
+            environment={
+                **common,
+                "TRAINING_IMAGE": self.training_image_uri,
+                "TRAINING_ROLE_ARN": self.training_role.role_arn,
+                "TRAINING_INSTANCE_TYPE": training_instance_type,
+                "TRAINING_VOLUME_GB": str(training_volume_gb),
+                "TRAINING_MAX_RUNTIME_S": str(int(training_max_runtime.to_seconds())),
+                "MAX_RUNNING_JOBS": str(max_running_jobs),
+                "CREATE_CALLS_PER_SECOND": str(create_calls_per_second),
+                "MAX_ATTEMPTS": str(max_attempts),
+                # Longer than the function timeout: a live launch is never taken over.
+                "LAUNCH_LEASE_S": str(int(Duration.minutes(10).to_seconds())),
+                "BATCH_THRESHOLD": str(batch_threshold),
+                "BATCH_TASKS": str(batch_tasks),
+                "BATCH_INSTANCES": str(batch_instances),
+            },
+        )
+        self.publisher_function = self._function(
+            "Publisher",
+            "publisher",
+            timeout=Duration.minutes(5),
+            environment={
+                **common,
+                "MODEL_BUCKET": model_bucket.bucket_name,
+                "MODEL_PREFIX": model_prefix,
+                "EVENT_BUS": self.event_bus.event_bus_name,
+                "EVENT_SOURCE": event_source,
+            },
+        )
+
+        self._wire_register()
+        self._wire_launcher(sweep_interval)
+        self._wire_publisher()
+        self.alarms = self._alarms()
+        if alarm_topic is not None:
+            for alarm in self.alarms.values():
+                alarm.add_alarm_action(cloudwatch_actions.SnsAction(alarm_topic))
+        if emit_outputs:
+            for name, value in (
+                (DATA_BUCKET_OUTPUT, self.data_bucket.bucket_name),
+                (JOBS_TABLE_OUTPUT, self.jobs_table.table_name),
+                (MODELS_TABLE_OUTPUT, self.models_table.table_name),
+            ):
+                CfnOutput(self, name, value=value).override_logical_id(name)
+
+    # -- storage -----------------------------------------------------------------------------
+
+    def _table(
+        self,
+        construct_id: str,
+        partition: str,
+        sort: str | None = None,
+        *,
+        removal_policy: RemovalPolicy,
+        stream: dynamodb.StreamViewType | None = None,
+    ) -> dynamodb.Table:
+        return dynamodb.Table(
+            self,
+            construct_id,
+            partition_key=dynamodb.Attribute(name=partition, type=dynamodb.AttributeType.STRING),
+            sort_key=(
+                dynamodb.Attribute(name=sort, type=dynamodb.AttributeType.STRING) if sort else None
+            ),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            encryption=dynamodb.TableEncryption.AWS_MANAGED,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            stream=stream,
+            removal_policy=removal_policy,
+        )
+
+    def _jobs_table(self, removal_policy: RemovalPolicy) -> dynamodb.Table:
+        table = self._table(
+            "JobsTable",
+            JOB_KEY,
+            removal_policy=removal_policy,
+            stream=dynamodb.StreamViewType.NEW_AND_OLD_IMAGES,
+        )
+        for index, partition, sort in (
+            (BY_STATUS_INDEX, "status", CREATED_AT),
+            (BY_USER_INDEX, USER_KEY, CREATED_AT),
+            (BY_TRAINING_JOB_INDEX, "training_job_name", JOB_KEY),
+        ):
+            table.add_global_secondary_index(
+                index_name=index,
+                partition_key=dynamodb.Attribute(
+                    name=partition, type=dynamodb.AttributeType.STRING
+                ),
+                sort_key=dynamodb.Attribute(name=sort, type=dynamodb.AttributeType.STRING),
+            )
+        return table
+
+    def _idempotency_table(self) -> dynamodb.Table:
+        table = dynamodb.Table(
+            self,
+            "IdempotencyTable",
+            partition_key=dynamodb.Attribute(name="id", type=dynamodb.AttributeType.STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            encryption=dynamodb.TableEncryption.AWS_MANAGED,
+            time_to_live_attribute="expiration",
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        return table
+
+    def _data_bucket(
+        self, access_logs_bucket: s3.IBucket | None, removal_policy: RemovalPolicy
+    ) -> s3.Bucket:
+        bucket = s3.Bucket(
+            self,
+            "DataBucket",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            enforce_ssl=True,
+            versioned=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            removal_policy=removal_policy,
+            server_access_logs_bucket=access_logs_bucket,
+            server_access_logs_prefix="finetune-data/" if access_logs_bucket else None,
+        )
+        if access_logs_bucket is None:
+            acknowledge(
+                bucket,
+                "AwsSolutions-S1",
+                "access logging needs a log bucket the application owns; pass "
+                "access_logs_bucket to turn it on",
+            )
+        return bucket
+
+    def _dead_letter_queue(self) -> sqs.Queue:
+        queue = sqs.Queue(
+            self,
+            "DeadLetterQueue",
+            encryption=sqs.QueueEncryption.KMS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        acknowledge(
+            queue,
+            "AwsSolutions-SQS3",
+            "this queue is itself the dead-letter queue of the launcher's stream, the register "
+            "function and the publisher's rule",
+        )
+        return queue
+
+    # -- training ----------------------------------------------------------------------------
+
+    def _training_image(self) -> ecr_assets.DockerImageAsset:
+        return ecr_assets.DockerImageAsset(
+            self, "TrainingImage", directory=str(default_training_image_directory())
+        )
+
+    def _training_role(self) -> iam.Role:
+        role = iam.Role(
+            self,
+            "TrainingRole",
+            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+            description="Fine-tune training jobs: read uploads, write outputs, pull image, log",
+        )
+        bucket_arn = self.data_bucket.bucket_arn
+        nag_bucket = nag_resource(role, bucket_arn)
+        _grant_prefixes(
+            role, bucket_arn, [UPLOAD_ROOT, BATCH_ROOT], ["s3:GetObject"], nag_bucket=nag_bucket
+        )
+        _grant_prefixes(
+            role,
+            bucket_arn,
+            [TRAINING_OUTPUT_ROOT, BATCH_ROOT],
+            ["s3:PutObject"],
+            nag_bucket=nag_bucket,
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"],
+                resources=[bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{UPLOAD_ROOT}*", f"{BATCH_ROOT}*"]}},
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+                resources=[f"arn:{Aws.PARTITION}:ecr:{Aws.REGION}:{Aws.ACCOUNT_ID}:repository/*"],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"])
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],
+                conditions={
+                    "StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/TrainingJobs"}
+                },
+            )
+        )
+        log_groups = (
+            f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:"
+            "log-group:/aws/sagemaker/TrainingJobs"
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[log_groups, f"{log_groups}:*"],
+            )
+        )
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "ecr:GetAuthorizationToken has no resource-level permissions; PutMetricData is "
+            "limited to the training namespace by condition",
+        )
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ecr:<AWS::Region>:"
+            "<AWS::AccountId>:repository/*]",
+            "the training image's repository (an asset or a given URI) is known at deploy "
+            "time only; pulls stay in this account and region",
+        )
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:"
+            "<AWS::AccountId>:log-group:/aws/sagemaker/TrainingJobs:*]",
+            "SageMaker writes one log stream per training job and instance",
+        )
+        return role
+
+    # -- functions ---------------------------------------------------------------------------
+
+    def _function(
+        self,
+        construct_id: str,
+        module: str,
+        *,
+        timeout: Duration,
+        environment: dict[str, str],
+        reserved_concurrent_executions: int | None = None,
+        dead_letter_queue: sqs.IQueue | None = None,
+    ) -> lambda_.Function:
+        log_group = logs.LogGroup(
+            self,
+            f"{construct_id}Logs",
+            retention=logs.RetentionDays.ONE_MONTH,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        role = iam.Role(
+            self,
+            f"{construct_id}Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[log_group.log_group_arn],
+            )
+        )
+        acknowledge(
+            role,
+            f"AwsSolutions-IAM5[Resource::{nag_resource(role, log_group.log_group_arn)}]",
+            "Lambda creates a log stream per execution environment in the function's own log group",
+        )
+        function = lambda_.Function(
+            self,
+            construct_id,
+            runtime=RUNTIME,
+            architecture=lambda_.Architecture.X86_64,
+            code=self._code,
+            handler=f"{HANDLERS_PACKAGE}.{module}.handler",
+            layers=[self._layer],
+            timeout=timeout,
+            memory_size=512,
+            role=role,
+            log_group=log_group,
+            reserved_concurrent_executions=reserved_concurrent_executions,
+            dead_letter_queue=dead_letter_queue,
+            environment={
+                **environment,
+                "POWERTOOLS_SERVICE_NAME": f"inferfleet-finetune-{module}",
+                "POWERTOOLS_LOG_LEVEL": "INFO",
+            },
+        )
+        acknowledge(
+            function,
+            "AwsSolutions-L1",
+            "the runtime is the one the Powertools public layer is built for "
+            "(AWSLambdaPowertoolsPythonV3-python313); move both together",
+        )
+        return function
+
+    def _wire_register(self) -> None:
+        function = self.register_function
+        self.data_bucket.add_event_notification(
+            s3.EventType.OBJECT_CREATED,
+            s3_notifications.LambdaDestination(function),
+            s3.NotificationKeyFilter(prefix=UPLOAD_ROOT, suffix=MANIFEST_NAME),
+        )
+        function.configure_async_invoke(retry_attempts=2)
+        notifications = Stack.of(self).node.try_find_child(_NOTIFICATIONS_HANDLER_ID)
+        if notifications is not None:
+            acknowledge(
+                notifications,
+                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                "AWSLambdaBasicExecutionRole]",
+                "CDK's own handler that configures bucket notifications at deploy time; it "
+                "only writes its logs",
+            )
+        self.data_bucket.grant_read(function, f"{UPLOAD_ROOT}*")
+        self.jobs_table.grant(function, "dynamodb:PutItem")
+        self.idempotency_table.grant(
+            function,
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:DeleteItem",
+        )
+        self._acknowledge_grants(function, reads=[UPLOAD_ROOT])
+
+    def _wire_launcher(self, sweep_interval: Duration) -> None:
+        function = self.launcher_function
+        function.add_event_source(
+            event_sources.DynamoEventSource(
+                self.jobs_table,
+                starting_position=lambda_.StartingPosition.TRIM_HORIZON,
+                batch_size=10,
+                bisect_batch_on_error=True,
+                retry_attempts=3,
+                report_batch_item_failures=True,
+                on_failure=event_sources.SqsDlq(self.dead_letter_queue),
+                filters=[lambda_.FilterCriteria.filter(LAUNCH_STREAM_FILTER)],
+            )
+        )
+        events.Rule(
+            self,
+            "SweepSchedule",
+            description="Launch what the stream left queued; recover interrupted launches",
+            schedule=events.Schedule.rate(sweep_interval),
+            targets=[
+                targets.LambdaFunction(
+                    function, event=events.RuleTargetInput.from_object({"sweep": True})
+                )
+            ],
+        )
+        self.jobs_table.grant(function, "dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem")
+        # SageMaker ARNs carry the name in lower case.
+        training_jobs = (
+            f"arn:{Aws.PARTITION}:sagemaker:{Aws.REGION}:{Aws.ACCOUNT_ID}:"
+            f"training-job/{self.training_job_prefix.lower()}-*"
+        )
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "sagemaker:CreateTrainingJob",
+                    "sagemaker:DescribeTrainingJob",
+                    "sagemaker:AddTags",
+                ],
+                resources=[training_jobs],
+            )
+        )
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["iam:PassRole"],
+                resources=[self.training_role.role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+            )
+        )
+        self.data_bucket.grant_put(function, f"{BATCH_ROOT}*")
+        acknowledge(
+            function.role,  # type: ignore[arg-type]
+            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:"
+            f"<AWS::AccountId>:training-job/{self.training_job_prefix.lower()}-*]",
+            "training jobs are named per job at run time; the prefix scopes them to this queue",
+        )
+        self._acknowledge_grants(function, writes=[BATCH_ROOT])
+        acknowledge(
+            function.role,  # type: ignore[arg-type]
+            "AwsSolutions-IAM5[Resource::*]",
+            "dynamodb:ListStreams, granted for the stream event source, has no resource-level "
+            "permissions",
+        )
+
+    def _wire_publisher(self) -> None:
+        function = self.publisher_function
+        self.training_state_rule = events.Rule(
+            self,
+            "TrainingJobStateChange",
+            description="Publish or fail fine-tune jobs when their training job ends",
+            event_pattern=events.EventPattern(
+                source=["aws.sagemaker"],
+                detail_type=["SageMaker Training Job State Change"],
+                detail={
+                    "TrainingJobStatus": ["Completed", "Failed", "Stopped"],
+                    "TrainingJobName": [{"prefix": f"{self.training_job_prefix}-"}],
+                },
+            ),
+            targets=[
+                targets.LambdaFunction(
+                    function,
+                    retry_attempts=8,
+                    max_event_age=Duration.hours(24),
+                    dead_letter_queue=self.dead_letter_queue,
+                )
+            ],
+        )
+        self.jobs_table.grant(function, "dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem")
+        self.models_table.grant(function, "dynamodb:PutItem")
+        self.data_bucket.grant_read(function, f"{TRAINING_OUTPUT_ROOT}*")
+        self.data_bucket.grant_read(function, f"{BATCH_ROOT}*")
+        self.model_bucket.grant_put(function, f"{self.model_prefix}*")
+        self.event_bus.grant_put_events_to(function)
+        self._acknowledge_grants(function, reads=[TRAINING_OUTPUT_ROOT, BATCH_ROOT])
+        model_bucket_arn = nag_resource(function, self.model_bucket.bucket_arn)
+        acknowledge(
+            function.role,  # type: ignore[arg-type]
+            f"AwsSolutions-IAM5[Resource::{model_bucket_arn}/{self.model_prefix}*]",
+            "the publisher writes {user}/{model}.tar.gz under the endpoint's model prefix only",
+        )
+
+    def _acknowledge_grants(
+        self, function: lambda_.Function, *, reads: list[str] = (), writes: list[str] = ()
+    ) -> None:
+        role = function.role
+        bucket = nag_resource(function, self.data_bucket.bucket_arn)
+        for prefix in (*reads, *writes):
+            acknowledge(
+                role,  # type: ignore[arg-type]
+                f"AwsSolutions-IAM5[Resource::{bucket}/{prefix}*]",
+                f"objects are per upload or per training job under {prefix}; nothing else",
+            )
+        for action in (
+            "s3:GetBucket*",
+            "s3:GetObject*",
+            "s3:List*",
+            "s3:Abort*",
+            "s3:DeleteObject*",
+        ):
+            acknowledge(
+                role,  # type: ignore[arg-type]
+                f"AwsSolutions-IAM5[Action::{action}]",
+                "CDK's bucket grant actions, limited to the prefixes named above",
+            )
+        acknowledge(
+            role,  # type: ignore[arg-type]
+            f"AwsSolutions-IAM5[Resource::{nag_resource(function, self.jobs_table.table_arn)}"
+            "/index/*]",
+            "the job queue is read through its status, user and training-job indexes",
+        )
+
+    # -- alarms ------------------------------------------------------------------------------
+
+    def _alarms(self) -> dict[str, cloudwatch.Alarm]:
+        alarms = {
+            "DeadLetters": cloudwatch.Alarm(
+                self,
+                "DeadLettersAlarm",
+                alarm_description="Fine-tune records or events were dead-lettered",
+                metric=self.dead_letter_queue.metric_approximate_number_of_messages_visible(
+                    period=Duration.minutes(1), statistic="Maximum"
+                ),
+                threshold=1,
+                evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
+        }
+        for name, function in (
+            ("Register", self.register_function),
+            ("Launcher", self.launcher_function),
+            ("Publisher", self.publisher_function),
+        ):
+            alarms[f"{name}Errors"] = cloudwatch.Alarm(
+                self,
+                f"{name}ErrorsAlarm",
+                alarm_description=f"The fine-tune {name.lower()} function failed",
+                metric=function.metric_errors(period=Duration.minutes(5)),
+                threshold=1,
+                evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
+        return alarms
+
+
+def _grant_prefixes(
+    role: iam.Role, bucket_arn: str, prefixes: list[str], actions: list[str], *, nag_bucket: str
+) -> None:
+    role.add_to_policy(
+        iam.PolicyStatement(
+            actions=actions, resources=[f"{bucket_arn}/{prefix}*" for prefix in prefixes]
+        )
+    )
+    for prefix in prefixes:
+        acknowledge(
+            role,
+            f"AwsSolutions-IAM5[Resource::{nag_bucket}/{prefix}*]",
+            f"training jobs read and write per-job objects under {prefix} only",
+        )
+
+
+def _validate(
+    construct_id: str,
+    *,
+    model_prefix: str,
+    training_instance_type: str,
+    training_job_prefix: str,
+    max_running_jobs: int,
+    create_calls_per_second: float,
+    max_attempts: int,
+    batch_threshold: int,
+    batch_tasks: int,
+    batch_instances: int,
+) -> None:
+    problems = []
+    if not model_prefix.endswith("/") or model_prefix.startswith("/"):
+        problems.append(f"model_prefix {model_prefix!r} must look like 'models/'")
+    if not training_instance_type.startswith("ml."):
+        problems.append(
+            f"training_instance_type {training_instance_type!r} needs the ml. form, "
+            "e.g. ml.trn1.2xlarge"
+        )
+    if not _PREFIX_PATTERN.match(training_job_prefix):
+        problems.append(
+            f"training_job_prefix {training_job_prefix!r} must be 1-20 letters, digits or "
+            "hyphens, starting and ending with a letter or digit"
+        )
+    if max_running_jobs < 1:
+        problems.append("max_running_jobs must be at least 1")
+    if not 0 < create_calls_per_second <= 10:
+        problems.append(
+            "create_calls_per_second must be in (0, 10]; SageMaker allows about 1 per second"
+        )
+    if max_attempts < 1:
+        problems.append("max_attempts must be at least 1")
+    if batch_threshold < 0:
+        problems.append("batch_threshold must be 0 (off) or positive")
+    if batch_threshold and not 2 <= batch_tasks <= 99:
+        problems.append("batch_tasks must be 2..99 (one DynamoDB transaction claims them all)")
+    if batch_threshold and not 1 <= batch_instances <= batch_tasks:
+        problems.append("batch_instances must be 1..batch_tasks")
+    if problems:
+        raise ValueError(f"{construct_id}: " + "; ".join(problems))

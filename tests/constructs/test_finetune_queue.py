@@ -1,0 +1,378 @@
+"""Template assertions for the fine-tune queue construct, its Lambda asset and cdk-nag report."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk import App, Environment, Stack, Validations
+from aws_cdk import aws_s3 as s3
+from aws_cdk.assertions import Match, Template
+from cdk_nag import AwsSolutionsChecks
+
+from inferfleet.constructs.finetune_handlers.schema import LAUNCH_STREAM_FILTER
+from inferfleet.constructs.finetune_queue import (
+    DATA_BUCKET_OUTPUT,
+    JOBS_TABLE_OUTPUT,
+    MODELS_TABLE_OUTPUT,
+    FinetuneQueue,
+)
+from inferfleet.constructs.sagemaker_endpoint import HostingMode, SageMakerEndpoint
+from inferfleet.infra.feature_flags import cdk_feature_flags
+
+REGION = Environment(region="us-east-1")
+
+
+def _build(app: App, **props: Any) -> tuple[Stack, FinetuneQueue]:
+    stack = Stack(app, "Personalization", env=REGION)
+    endpoint = SageMakerEndpoint(stack, "Users", mode=HostingMode.MULTI_MODEL)
+    props = {"model_bucket": endpoint.model_bucket, "model_prefix": endpoint.model_prefix, **props}
+    queue = FinetuneQueue(stack, "Finetune", **props)
+    return stack, queue
+
+
+@pytest.fixture(scope="module")
+def synthesized(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One synth with cdk-nag, shared: the template, the construct, the report, the assets."""
+    outdir = tmp_path_factory.mktemp("cdk.out")
+    app = App(context=cdk_feature_flags(), outdir=str(outdir))
+    Validations.of(app).add_plugins(AwsSolutionsChecks())
+    stack, queue = _build(app, batch_threshold=20, batch_tasks=8)
+    # A control: a bare bucket in another stack must be reported, or the check checks nothing.
+    s3.Bucket(Stack(app, "Control", env=REGION), "Bare")
+    with pytest.raises(RuntimeError, match="ValidationFailed"):
+        app.synth()
+    template = json.loads((outdir / "Personalization.template.json").read_text())
+    return {
+        "template": Template.from_json(template),
+        "json": template,
+        "queue": queue,
+        "stack": stack,
+        "outdir": outdir,
+        "report": json.loads((outdir / "validation-report.json").read_text()),
+    }
+
+
+def _logical_id(synthesized: dict[str, Any], construct: Any) -> str:
+    return synthesized["stack"].resolve(synthesized["stack"].get_logical_id(construct))
+
+
+def _policy_statements(synthesized: dict[str, Any], role: Any) -> list[dict[str, Any]]:
+    role_id = _logical_id(synthesized, role.node.default_child)
+    statements = []
+    for resource in synthesized["json"]["Resources"].values():
+        if (
+            resource["Type"] == "AWS::IAM::Policy"
+            and {"Ref": role_id} in resource["Properties"]["Roles"]
+        ):
+            statements.extend(resource["Properties"]["PolicyDocument"]["Statement"])
+    return statements
+
+
+def _actions(statements: list[dict[str, Any]]) -> set[str]:
+    actions: set[str] = set()
+    for statement in statements:
+        action = statement["Action"]
+        actions.update([action] if isinstance(action, str) else action)
+    return actions
+
+
+def test_tables_are_encrypted_with_point_in_time_recovery(synthesized) -> None:
+    tables = synthesized["template"].find_resources("AWS::DynamoDB::Table")
+    assert len(tables) == 3  # jobs, models, idempotency
+    for table in tables.values():
+        properties = table["Properties"]
+        assert properties["SSESpecification"] == {"SSEEnabled": True}
+        recovery = properties["PointInTimeRecoverySpecification"]
+        assert recovery["PointInTimeRecoveryEnabled"] is True
+
+
+def test_the_job_table_has_a_stream_and_the_queue_indexes(synthesized) -> None:
+    queue = synthesized["queue"]
+    jobs = synthesized["json"]["Resources"][
+        _logical_id(synthesized, queue.jobs_table.node.default_child)
+    ]["Properties"]
+    assert jobs["StreamSpecification"] == {"StreamViewType": "NEW_AND_OLD_IMAGES"}
+    assert jobs["KeySchema"] == [{"AttributeName": "job_id", "KeyType": "HASH"}]
+    assert {index["IndexName"] for index in jobs["GlobalSecondaryIndexes"]} == {
+        "by-status",
+        "by-user",
+        "by-training-job",
+    }
+    models = synthesized["json"]["Resources"][
+        _logical_id(synthesized, queue.models_table.node.default_child)
+    ]["Properties"]
+    assert models["KeySchema"] == [
+        {"AttributeName": "user_id", "KeyType": "HASH"},
+        {"AttributeName": "model_id", "KeyType": "RANGE"},
+    ]
+
+
+def test_the_launcher_hears_new_queued_jobs_with_partial_failures_and_a_dlq(synthesized) -> None:
+    queue = synthesized["queue"]
+    dlq_id = _logical_id(synthesized, queue.dead_letter_queue.node.default_child)
+    synthesized["template"].has_resource_properties(
+        "AWS::Lambda::EventSourceMapping",
+        {
+            "FunctionName": {
+                "Ref": _logical_id(synthesized, queue.launcher_function.node.default_child)
+            },
+            "BisectBatchOnFunctionError": True,
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            "MaximumRetryAttempts": 3,
+            "StartingPosition": "TRIM_HORIZON",
+            "DestinationConfig": {"OnFailure": {"Destination": {"Fn::GetAtt": [dlq_id, "Arn"]}}},
+            "FilterCriteria": {
+                "Filters": [{"Pattern": Match.serialized_json(LAUNCH_STREAM_FILTER)}]
+            },
+        },
+    )
+    synthesized["template"].has_resource_properties(
+        "AWS::Lambda::Function",
+        {"Handler": "finetune_handlers.launcher.handler", "ReservedConcurrentExecutions": 1},
+    )
+    synthesized["template"].has_resource_properties(
+        "AWS::Events::Rule",
+        {
+            "ScheduleExpression": "rate(1 minute)",
+            "Targets": [Match.object_like({"Input": '{"sweep":true}'})],
+        },
+    )
+
+
+def test_the_dead_letter_queue_is_encrypted_and_alarmed(synthesized) -> None:
+    queue = synthesized["queue"]
+    synthesized["template"].has_resource_properties(
+        "AWS::SQS::Queue", {"KmsMasterKeyId": "alias/aws/sqs"}
+    )
+    dlq_id = _logical_id(synthesized, queue.dead_letter_queue.node.default_child)
+    synthesized["template"].has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {
+            "MetricName": "ApproximateNumberOfMessagesVisible",
+            "Dimensions": [{"Name": "QueueName", "Value": {"Fn::GetAtt": [dlq_id, "QueueName"]}}],
+            "Threshold": 1,
+        },
+    )
+
+
+def test_training_state_changes_reach_the_publisher(synthesized) -> None:
+    queue = synthesized["queue"]
+    publisher_id = _logical_id(synthesized, queue.publisher_function.node.default_child)
+    synthesized["template"].has_resource_properties(
+        "AWS::Events::Rule",
+        {
+            "EventPattern": {
+                "source": ["aws.sagemaker"],
+                "detail-type": ["SageMaker Training Job State Change"],
+                "detail": {
+                    "TrainingJobStatus": ["Completed", "Failed", "Stopped"],
+                    "TrainingJobName": [{"prefix": "inferfleet-ft-"}],
+                },
+            },
+            "Targets": [
+                Match.object_like(
+                    {
+                        "Arn": {"Fn::GetAtt": [publisher_id, "Arn"]},
+                        "DeadLetterConfig": Match.any_value(),
+                        "RetryPolicy": Match.any_value(),
+                    }
+                )
+            ],
+        },
+    )
+
+
+def test_manifests_under_uploads_trigger_the_register_function(synthesized) -> None:
+    queue = synthesized["queue"]
+    register_id = _logical_id(synthesized, queue.register_function.node.default_child)
+    synthesized["template"].has_resource_properties(
+        "Custom::S3BucketNotifications",
+        {
+            "NotificationConfiguration": {
+                "LambdaFunctionConfigurations": [
+                    {
+                        "Events": ["s3:ObjectCreated:*"],
+                        "Filter": {
+                            "Key": {
+                                "FilterRules": Match.array_with(
+                                    [
+                                        {"Name": "suffix", "Value": "manifest.json"},
+                                        {"Name": "prefix", "Value": "uploads/"},
+                                    ]
+                                )
+                            }
+                        },
+                        "LambdaFunctionArn": {"Fn::GetAtt": [register_id, "Arn"]},
+                    }
+                ]
+            }
+        },
+    )
+
+
+def test_the_launcher_may_start_only_this_queues_training_jobs(synthesized) -> None:
+    queue = synthesized["queue"]
+    statements = _policy_statements(synthesized, queue.launcher_function.role)
+    assert _actions(statements) == {
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "dynamodb:GetItem",
+        "dynamodb:Query",
+        "dynamodb:UpdateItem",
+        "dynamodb:DescribeStream",
+        "dynamodb:GetRecords",
+        "dynamodb:GetShardIterator",
+        "dynamodb:ListStreams",
+        "sagemaker:CreateTrainingJob",
+        "sagemaker:DescribeTrainingJob",
+        "sagemaker:AddTags",
+        "iam:PassRole",
+        "s3:PutObject",
+        "s3:PutObjectLegalHold",
+        "s3:PutObjectRetention",
+        "s3:PutObjectTagging",
+        "s3:PutObjectVersionTagging",
+        "s3:Abort*",
+        "sqs:SendMessage",
+        "sqs:GetQueueAttributes",
+        "sqs:GetQueueUrl",
+    }
+    sagemaker = next(s for s in statements if "sagemaker:CreateTrainingJob" in s["Action"])
+    assert sagemaker["Resource"]["Fn::Join"][1][-1] == ":training-job/inferfleet-ft-*"
+    pass_role = next(s for s in statements if s["Action"] == "iam:PassRole")
+    assert pass_role["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}
+    }
+    training_role_id = _logical_id(synthesized, queue.training_role.node.default_child)
+    assert pass_role["Resource"] == {"Fn::GetAtt": [training_role_id, "Arn"]}
+    put = next(s for s in statements if "s3:PutObject" in s["Action"])
+    assert put["Resource"]["Fn::Join"][1][-1] == "/batches/*"
+
+
+def test_the_publisher_writes_only_under_the_model_prefix(synthesized) -> None:
+    queue = synthesized["queue"]
+    statements = _policy_statements(synthesized, queue.publisher_function.role)
+    writes = [s for s in statements if "s3:PutObject" in s["Action"]]
+    assert [s["Resource"]["Fn::Join"][1][-1] for s in writes] == ["/models/*"]
+    reads = [s for s in statements if "s3:GetObject*" in s["Action"]]
+    object_resources = [
+        resource["Fn::Join"][1][-1]
+        for s in reads
+        for resource in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])
+        if "Fn::Join" in resource
+    ]
+    assert sorted(object_resources) == ["/batches/*", "/training/*"]
+    assert "dynamodb:PutItem" in _actions(statements)
+    assert "dynamodb:DeleteItem" not in _actions(statements)
+    assert not any(action.endswith(":*") or action == "*" for action in _actions(statements))
+
+
+def test_lambda_code_is_the_handler_package_alone_and_imports_as_lambda_does(synthesized) -> None:
+    functions = synthesized["template"].find_resources("AWS::Lambda::Function")
+    handlers = {
+        f["Properties"]["Handler"]
+        for f in functions.values()
+        if f["Properties"]["Handler"].startswith("finetune_handlers.")
+    }
+    assert handlers == {
+        "finetune_handlers.register.handler",
+        "finetune_handlers.launcher.handler",
+        "finetune_handlers.publisher.handler",
+    }
+    launcher = next(
+        f
+        for f in functions.values()
+        if f["Properties"]["Handler"] == "finetune_handlers.launcher.handler"
+    )
+    asset_hash = launcher["Properties"]["Code"]["S3Key"].removesuffix(".zip")
+    assets = json.loads((synthesized["outdir"] / "Personalization.assets.json").read_text())
+    asset = synthesized["outdir"] / assets["files"][asset_hash]["source"]["path"]
+    assert sorted(path.name for path in asset.iterdir()) == ["finetune_handlers"]
+    assert not list(asset.rglob("__pycache__"))
+    assert any(
+        "AWSLambdaPowertoolsPythonV3-python313-x86_64" in str(layer)
+        for layer in launcher["Properties"]["Layers"]
+    )
+    # Lambda puts the asset root on sys.path; nothing of this repository may be needed.
+    imported = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import finetune_handlers.launcher, finetune_handlers.register, "
+            "finetune_handlers.publisher, sys; "
+            "assert not any(m.split('.')[0] == 'inferfleet' for m in sys.modules)",
+        ],
+        cwd=asset,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert imported.returncode == 0, imported.stderr
+
+
+def test_the_training_image_defaults_to_the_finetune_container(synthesized) -> None:
+    assets = json.loads((synthesized["outdir"] / "Personalization.assets.json").read_text())
+    [image] = assets["dockerImages"].values()
+    directory = synthesized["outdir"] / image["source"]["directory"]
+    assert (directory / "Dockerfile").is_file()
+    launcher_id = _logical_id(
+        synthesized, synthesized["queue"].launcher_function.node.default_child
+    )
+    launcher = synthesized["json"]["Resources"][launcher_id]
+    environment = launcher["Properties"]["Environment"]["Variables"]
+    assert "TRAINING_IMAGE" in environment and "BATCH_THRESHOLD" in environment
+    assert environment["BATCH_THRESHOLD"] == "20"
+
+
+def test_an_explicit_training_image_uri_replaces_the_asset() -> None:
+    app = App(context=cdk_feature_flags())
+    uri = "111122223333.dkr.ecr.us-east-1.amazonaws.com/finetune:7"
+    stack, queue = _build(app, training_image_uri=uri)
+    assert queue.training_image_uri == uri
+    template = Template.from_stack(stack)
+    template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {"Environment": {"Variables": Match.object_like({"TRAINING_IMAGE": uri})}},
+    )
+    assembly = app.synth()
+    assets = json.loads((Path(assembly.directory) / "Personalization.assets.json").read_text())
+    assert assets.get("dockerImages", {}) == {}
+
+
+def test_outputs_carry_the_names_the_cli_reads(synthesized) -> None:
+    outputs = synthesized["json"]["Outputs"]
+    assert {DATA_BUCKET_OUTPUT, JOBS_TABLE_OUTPUT, MODELS_TABLE_OUTPUT} <= set(outputs)
+
+
+def test_cdk_nag_finds_no_unacknowledged_errors(synthesized) -> None:
+    erring = {
+        construct.get("constructPath", "")
+        for plugin in synthesized["report"]["pluginReports"]
+        for violation in plugin.get("violations", [])
+        if violation.get("severity", "error") == "error"
+        for construct in violation["violatingConstructs"]
+    }
+    assert erring, "the control bucket was not reported: cdk-nag did not run"
+    assert {path.split("/")[0] for path in erring} == {"Control"}
+
+
+@pytest.mark.parametrize(
+    ("props", "message"),
+    [
+        ({"training_job_prefix": "bad_prefix"}, "training_job_prefix 'bad_prefix'"),
+        ({"training_job_prefix": "x" * 21}, "1-20 letters"),
+        ({"max_running_jobs": 0}, "max_running_jobs"),
+        ({"create_calls_per_second": 50}, "about 1 per second"),
+        ({"batch_threshold": 10, "batch_tasks": 150}, "batch_tasks must be 2..99"),
+        ({"model_prefix": "models"}, "model_prefix 'models'"),
+        ({"training_instance_type": "trn1.2xlarge"}, "ml. form"),
+    ],
+)
+def test_bad_props_fail_at_construction_with_the_field_named(props, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        _build(App(context=cdk_feature_flags()), **props)
