@@ -212,9 +212,9 @@ class NeuronModelService(Construct):
         self.task_definitions: dict[str, ecs.Ec2TaskDefinition] = {}
         self.services: dict[str, ecs.Ec2Service] = {}
         common_environment = {
-            "SERVICE_KIND": kind,
-            "MODEL_ARTIFACT": model_artifact or "",
-            "NEURON_COMPILE_CACHE_URL": serving_cluster.compile_cache_bucket.s3_url_for_object(
+            "INFERFLEET_SERVICE_KIND": kind,
+            "INFERFLEET_MODEL_ARTIFACT": model_artifact or "",
+            "INFERFLEET_COMPILE_CACHE_URL": serving_cluster.compile_cache_bucket.s3_url_for_object(
                 compile_cache_prefix
             ),
             **(environment or {}),
@@ -332,10 +332,10 @@ class NeuronModelService(Construct):
             ),
             environment={
                 **environment,
-                "INSTANCE_TYPE": instance.name,
-                "TENSOR_PARALLEL_DEGREE": str(pool.tensor_parallel),
-                "NEURON_CORES": str(instance.neuron_cores),
-                "NEURON_REPLICAS": str(instance.neuron_cores // pool.tensor_parallel),
+                "INFERFLEET_INSTANCE_TYPE": instance.name,
+                "INFERFLEET_TP_DEGREE": str(pool.tensor_parallel),
+                "INFERFLEET_NEURON_CORES": str(instance.neuron_cores),
+                "INFERFLEET_REPLICAS": str(instance.neuron_cores // pool.tensor_parallel),
                 "NEURON_RT_VISIBLE_CORES": f"0-{instance.neuron_cores - 1}",
             },
         )

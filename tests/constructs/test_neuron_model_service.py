@@ -77,10 +77,11 @@ def test_task_maps_exactly_the_instance_devices(built, service, instance_type, d
     assert container["LinuxParameters"]["Capabilities"]["Add"] == ["IPC_LOCK"]
     assert {"Name": "memlock", "SoftLimit": -1, "HardLimit": -1} in container["Ulimits"]
     environment = {e["Name"]: e["Value"] for e in container["Environment"]}
-    assert environment["TENSOR_PARALLEL_DEGREE"] == str(tp)
-    assert environment["NEURON_CORES"] == str(cores)
-    assert environment["NEURON_REPLICAS"] == str(cores // tp)
-    assert environment["INSTANCE_TYPE"] == instance_type
+    assert environment["INFERFLEET_TP_DEGREE"] == str(tp)
+    assert environment["INFERFLEET_NEURON_CORES"] == str(cores)
+    assert environment["INFERFLEET_REPLICAS"] == str(cores // tp)
+    assert environment["INFERFLEET_INSTANCE_TYPE"] == instance_type
+    assert environment["NEURON_RT_VISIBLE_CORES"] == f"0-{cores - 1}"
 
 
 def test_target_group_routes_by_least_outstanding_requests(built):
