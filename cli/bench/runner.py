@@ -271,6 +271,8 @@ def _run_steps(
                 break
             if switch is not None and step.variant is not None:
                 switch.apply(step.variant.value)
+                if stop.is_set():
+                    break
             plan = step_plan(config, step, arrivals)
             load_text = f"{step.load:g} req/s" if config.open_loop else f"{step.load:g} users"
             total = (config.warmup + config.duration) if config.duration else plan_requests(plan)

@@ -69,6 +69,7 @@ def test_sagemaker_response_stream_is_signed_and_decoded(
     record = exchange("sagemaker", settings)
     # The container reported generated_tokens in its last event.
     assert_streamed(record, source="usage")
+    assert record.instance is not None and record.instance.endswith(":u1.tar.gz")
 
 
 def test_classify_times_the_whole_exchange(shared_server: str) -> None:

@@ -50,8 +50,9 @@ class Timing:
             await asyncio.sleep(wait)
         return loop.time(), number
 
-    def headers(self, number: int) -> dict[str, str]:
-        return {"X-Inferfleet-Instance": f"inst-{number % self.instances}"}
+    def headers(self, number: int, model: str | None = None) -> dict[str, str]:
+        instance = f"inst-{number % self.instances}" + (f":{model}" if model else "")
+        return {"X-Inferfleet-Instance": instance}
 
     async def chunks(self, origin: float, count: int):  # type: ignore[no-untyped-def]
         """Yield chunk numbers at origin + ttft + k * itl."""
@@ -138,7 +139,11 @@ def build_app(timing: Timing, apis: set[str]) -> web.Application:
         origin, number = await timing.arrive()
         count = body["parameters"]["max_new_tokens"]
         response = web.StreamResponse(
-            headers={"Content-Type": "application/vnd.amazon.eventstream", **timing.headers(number)}
+            headers={
+                "Content-Type": "application/vnd.amazon.eventstream",
+                # Echo the multi-model endpoint's model in the instance id, for the test.
+                **timing.headers(number, request.headers.get("X-Amzn-SageMaker-Target-Model")),
+            }
         )
         await response.prepare(request)
         async for k in timing.chunks(origin, count):
