@@ -29,6 +29,7 @@ import numpy as np
 from inferfleet.cli.bench.clients import Client, ClientSettings, client_for
 from inferfleet.cli.bench.records import RequestRecord
 from inferfleet.cli.bench.workload import Workload
+from inferfleet.cli.errors import UserError
 
 LAG_SAMPLE_INTERVAL_S = 0.005
 STOP_POLL_S = 0.05
@@ -78,14 +79,14 @@ class StepOutcome:
 class StopFlag:
     """Set by Ctrl-C; read by the running step, in this process or a worker."""
 
-    def __init__(self) -> None:
-        self._event = multiprocessing.get_context("spawn").Event()
+    def __init__(self, event: object | None = None) -> None:
+        self.event = event or multiprocessing.get_context("spawn").Event()
 
     def set(self) -> None:
-        self._event.set()
+        self.event.set()  # type: ignore[attr-defined]
 
     def is_set(self) -> bool:
-        return self._event.is_set()
+        return self.event.is_set()  # type: ignore[attr-defined]
 
 
 class Tally:
@@ -318,7 +319,7 @@ class WorkerPool:
                     api,
                     settings,
                     workload,
-                    stop._event,
+                    stop.event,
                     self._completed,
                     self._inboxes[slot],
                     self._results,
@@ -344,7 +345,11 @@ class WorkerPool:
                 parts.append(self._results.get(timeout=PROGRESS_POLL_S))
             except queue.Empty:
                 if not all(process.is_alive() for process in self._processes):
-                    raise RuntimeError("a benchmark worker process died") from None
+                    raise UserError(
+                        "--workers: a client worker process exited unexpectedly; rerun with "
+                        "--workers 1 to see its error",
+                        exit_code=1,
+                    ) from None
             if on_progress:
                 on_progress(sum(self._completed))
         return StepOutcome.merge(parts)
@@ -398,8 +403,7 @@ def _worker_main(
 ) -> None:
     # Ctrl-C reaches the whole process group; the parent decides and sets the stop flag.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    stop = StopFlag.__new__(StopFlag)
-    stop._event = stop_event  # type: ignore[assignment]
+    stop = StopFlag(stop_event)
     results.put(None)
     while (plan := inbox.get()) is not None:
         tally = Tally(completed, slot)
