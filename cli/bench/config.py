@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 Api = Literal["openai", "triton", "sagemaker", "classify"]
 Routing = Literal["least_outstanding_requests", "random", "round_robin"]
 ROUTINGS: tuple[str, ...] = ("least_outstanding_requests", "random", "round_robin")
+DEFAULT_DURATION_S = 30.0
 
 
 class Distribution(BaseModel):
@@ -210,8 +211,10 @@ class BenchConfig(BaseModel):
             raise ValueError(
                 "rate: --users and --rate are exclusive; one run is closed or open loop"
             )
-        if (self.duration is None) == (self.requests is None):
-            raise ValueError("duration: give exactly one of --duration SECONDS or --requests N")
+        if self.duration is not None and self.requests is not None:
+            raise ValueError("duration: give one of --duration SECONDS or --requests N, not both")
+        if self.duration is None and self.requests is None:
+            self.duration = DEFAULT_DURATION_S
         if self.local and self.target:
             raise ValueError("target: --local starts its own fleet; drop --target or --local")
         if not self.local and not self.target:

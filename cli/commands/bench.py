@@ -87,7 +87,10 @@ def bench(
     ] = None,
     duration: Annotated[
         float | None,
-        typer.Option(help="Measured seconds per step (after warm-up).", rich_help_panel=LOAD),
+        typer.Option(
+            help="Measured seconds per step, after warm-up (default 30 unless --requests).",
+            rich_help_panel=LOAD,
+        ),
     ] = None,
     requests: Annotated[
         int | None,

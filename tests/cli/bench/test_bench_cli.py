@@ -101,7 +101,7 @@ BASE = ("--duration", "1", "--warmup", "0")
         (("--users", "4", "--output-tokens", "uniform:9:1", *BASE), 2, "--output-tokens: "),
         (("--users", "4", "--prompt-tokens", "zipf:3", *BASE), 2, "--prompt-tokens: "),
         (("--users", "4", "--rate", "2", *BASE), 2, "--rate: "),
-        (("--users", "4"), 2, "--duration: "),
+        (("--users", "4", "--duration", "5", "--requests", "9"), 2, "--duration: "),
         (("--users", "4", "--dataset", "/nonexistent.jsonl", *BASE), 2, "--dataset: "),
         (("--users", "4", "--api", "websocket", *BASE), 2, "--api: "),
         (("--users", "4", "--compare", "routing=random,least_outstanding_requests", *BASE), 2,

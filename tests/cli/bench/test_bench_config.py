@@ -79,8 +79,7 @@ def test_bad_compare_is_rejected(text: str) -> None:
         ({"users": [], "rate": "0"}, "--rate", "above 0"),
         ({"users": []}, "--users", "--rate"),
         ({"rate": "3"}, "--rate", "exclusive"),
-        ({"duration": None}, "--duration", "exactly one"),
-        ({"requests": 5}, "--duration", "exactly one"),
+        ({"requests": 5}, "--duration", "not both"),
         ({"target": None}, "--target", "--local"),
         ({"target": "localhost:8000"}, "--target", "http"),
         ({"compare": "routing=random,round_robin"}, "--compare", "--target-group-arn"),
@@ -93,6 +92,12 @@ def test_incoherent_flags_are_named(fields: dict, flag: str, phrase: str) -> Non
     message = config_error(**{**BASE, **fields})
     assert message.startswith(f"{flag}: "), message
     assert phrase in message
+
+
+def test_steps_default_to_thirty_seconds() -> None:
+    assert BenchConfig.model_validate({**BASE, "duration": None}).duration == 30.0
+    by_count = BenchConfig.model_validate({**BASE, "duration": None, "requests": 9})
+    assert (by_count.duration, by_count.requests) == (None, 9)
 
 
 def test_local_fleet_counts_its_servers_as_instances() -> None:
