@@ -1,0 +1,219 @@
+"""The fine-tune CLI against moto: resources found from a real CloudFormation stack's outputs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pytest
+from finetune_stack import Deployed, deploy_stack
+from finetune_world import FakeLambdaContext, FinetuneWorld
+
+from inferfleet.cli.main import main
+from inferfleet.constructs.finetune_handlers import launcher, publisher, register
+from inferfleet.constructs.finetune_handlers.layout import manifest_key
+from inferfleet.infra.naming import regional_stack_name
+from inferfleet.infra.spec import load_fleet_spec
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exited:
+        main(list(argv))
+    captured = capsys.readouterr()
+    return int(exited.value.code or 0), captured.out, captured.err
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
+    code, out, err = run(capsys, *argv, "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def _training_data(tmp_path: Path) -> Path:
+    data = tmp_path / "data"
+    (data / "shards").mkdir(parents=True)
+    (data / "train.jsonl").write_text('{"text": "hello"}\n')
+    (data / "shards" / "part-1.jsonl").write_text('{"text": "world"}\n')
+    return data
+
+
+def test_submit_uploads_data_then_the_manifest_and_prints_the_job_id(
+    deployed: Deployed, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    data = _training_data(tmp_path)
+    code, out, err = run(
+        capsys,
+        "finetune", "submit", "--user", "alice", "--data", str(data),
+        "--hp", "epochs=3", "--hp", "lr=0.0001", "--model", "poems",
+        *deployed.cli_args(),
+    )  # fmt: skip
+
+    assert code == 0, err
+    job_id = out.strip()
+    assert len(job_id) == 32 and "finetune status" in err
+    s3 = deployed.world.client("s3")
+    keys = sorted(
+        item["Key"] for item in s3.list_objects_v2(Bucket=deployed.world.data_bucket)["Contents"]
+    )
+    prefix = f"uploads/alice/{job_id}/"
+    assert keys == [
+        f"{prefix}data/shards/part-1.jsonl",
+        f"{prefix}data/train.jsonl",
+        f"{prefix}manifest.json",
+    ]
+    manifest = json.loads(
+        s3.get_object(Bucket=deployed.world.data_bucket, Key=manifest_key("alice", job_id))[
+            "Body"
+        ].read()
+    )
+    assert manifest == {"hyperparameters": {"epochs": "3", "lr": "0.0001"}, "model_id": "poems"}
+    # The manifest is the last object written: its event must not outrun the data.
+    puts = [
+        entry["url"]
+        for entry in deployed.server.recorded_requests()
+        if entry["method"] == "PUT" and "/uploads/alice/" in entry["url"]
+    ]
+    assert puts[-1].endswith("manifest.json") and len(puts) == 3
+
+
+def test_status_and_list_follow_a_job_to_ready(
+    deployed: Deployed, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    world = deployed.world
+    submitted = run_json(
+        capsys,
+        "finetune", "submit", "--user", "bob", "--data", str(_training_data(tmp_path)),
+        *deployed.cli_args(),
+    )  # fmt: skip
+    job_id = submitted["job_id"]
+    register.handler(world.s3_event(manifest_key("bob", job_id)), FakeLambdaContext())
+    assert run_json(capsys, "finetune", "status", job_id, *deployed.cli_args())["status"] == (
+        "QUEUED"
+    )
+
+    launcher.handler({"sweep": True}, FakeLambdaContext())
+    training = run_json(capsys, "finetune", "status", job_id, *deployed.cli_args())
+    assert training["status"] == "TRAINING" and training["attempts"] == 1
+    world.write_training_output(training["training_job_name"])
+    publisher.handler(world.training_job_event(training["training_job_name"]), FakeLambdaContext())
+
+    listing = run_json(capsys, "finetune", "list", "--user", "bob", *deployed.cli_args())
+    assert [(job["job_id"], job["status"]) for job in listing["jobs"]] == [(job_id, "READY")]
+    assert [model["model_id"] for model in listing["models"]] == [job_id]
+    assert listing["models"][0]["artifact_url"].endswith(f"/bob/{job_id}.tar.gz")
+
+    code, out, _ = run(capsys, "finetune", "list", "--user", "bob", *deployed.cli_args())
+    assert code == 0 and job_id in out and "READY" in out
+    code, out, _ = run(capsys, "finetune", "status", job_id, *deployed.cli_args())
+    assert code == 0 and "READY" in out
+
+
+def test_invoke_sends_the_user_model_as_target_model(
+    deployed: Deployed, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    world = deployed.world
+    world.client("dynamodb").put_item(
+        TableName=world.models_table,
+        Item={
+            "user_id": {"S": "carol"},
+            "model_id": {"S": "style-v2"},
+            "artifact_url": {"S": f"s3://{world.model_bucket}/models/carol/style-v2.tar.gz"},
+            "job_id": {"S": "j1"},
+        },
+    )
+    deployed.server.set_sagemaker_endpoint_results(
+        [{"Body": '{"generated_text": "hi"}', "ContentType": "application/json"}]
+    )
+    payload = tmp_path / "request.json"
+    payload.write_text('{"inputs": "hello"}')
+
+    result = run_json(
+        capsys,
+        "invoke", "--user", "carol", "--model", "style-v2", "--payload", str(payload),
+        *deployed.cli_args(),
+    )  # fmt: skip
+
+    assert result["body"] == '{"generated_text": "hi"}'
+    assert result["target_model"] == "carol/style-v2.tar.gz"
+    [request] = [
+        entry
+        for entry in deployed.server.recorded_requests()
+        if entry["url"].endswith(f"/endpoints/{deployed.endpoint_name}/invocations")
+    ]
+    headers = {key.lower(): value for key, value in request["headers"].items()}
+    assert headers["x-amzn-sagemaker-target-model"] == "carol/style-v2.tar.gz"
+    assert request["body"] == '{"inputs": "hello"}'
+
+
+def test_invoke_refuses_a_model_the_user_does_not_have(
+    deployed: Deployed, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    payload = tmp_path / "request.json"
+    payload.write_text("{}")
+    code, out, err = run(
+        capsys,
+        "invoke", "--user", "dan", "--model", "nope", "--payload", str(payload),
+        *deployed.cli_args(),
+    )  # fmt: skip
+    assert code == 1 and out == ""
+    assert "user dan has no such model" in err and "Traceback" not in err
+
+
+def test_the_fleet_file_names_the_stack(
+    moto, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    fleet = tmp_path / "fleet.yaml"
+    shutil.copy(str(resources.files("inferfleet.infra").joinpath("example_fleet.yaml")), fleet)
+    spec = load_fleet_spec(fleet)
+    region = spec.regions[1].name
+    world = FinetuneWorld(suffix="fleetfile", region=region)
+    deploy_stack(world, regional_stack_name(spec.name, region), "users")
+
+    listing = run_json(
+        capsys,
+        "finetune", "list", "--user", "erin", "--config", str(fleet), "--region", region,
+        "--endpoint-url", moto.url,
+    )  # fmt: skip
+
+    assert listing == {"user_id": "erin", "jobs": [], "models": []}
+    code, _, err = run(
+        capsys, "finetune", "list", "--user", "erin", "--config", str(fleet),
+        "--endpoint-url", moto.url,
+    )  # fmt: skip
+    # Without --region the fleet's first region is meant, where nothing is deployed.
+    assert code == 1
+    assert f"stack {regional_stack_name(spec.name, spec.regions[0].name)} does not exist" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "message"),
+    [
+        (["finetune", "submit", "--user", "u", "--data", "missing"], 2, "--data missing: no such"),
+        (["finetune", "submit", "--user", "u", "--data", ".", "--hp", "epochs"], 2, "KEY=VALUE"),
+        (["finetune", "list", "--user", "bad user"], 2, "--user 'bad user'"),
+        (["finetune", "status", "0123"], 1, "job 0123: not found"),
+    ],
+)
+def test_bad_input_gets_one_paragraph_and_the_right_exit_code(
+    deployed: Deployed, capsys: pytest.CaptureFixture[str], argv, code, message
+) -> None:
+    exit_code, _, err = run(capsys, *argv, *deployed.cli_args())
+    assert exit_code == code
+    assert message in err and "Traceback" not in err
+
+
+def test_a_stack_without_the_fine_tune_outputs_says_so(
+    moto, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cloudformation = FinetuneWorld(suffix="bare", region=moto.region).client("cloudformation")
+    template = {"Resources": {"Bucket": {"Type": "AWS::S3::Bucket"}}}
+    cloudformation.create_stack(StackName="serving-only", TemplateBody=json.dumps(template))
+    code, _, err = run(
+        capsys, "finetune", "list", "--user", "u", "--stack", "serving-only",
+        "--region", moto.region, "--endpoint-url", moto.url,
+    )  # fmt: skip
+    assert code == 1
+    assert "has no output FinetuneJobsTable" in err
