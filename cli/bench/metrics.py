@@ -224,7 +224,8 @@ def tokens_between(record: RequestRecord, start: float, end: float) -> float:
 
 
 def _token_source(records: Sequence[RequestRecord]) -> str | None:
-    sources = {r.token_source for r in records}
+    # Non-streaming answers (classifiers) carry no tokens to count either way.
+    sources = {r.token_source for r in records if r.chunks or r.usage_tokens is not None}
     if not sources:
         return None
     return sources.pop() if len(sources) == 1 else "mixed"

@@ -211,3 +211,37 @@ def test_local_fleet_ab_run_is_labelled_emulated_and_torn_down(tmp_path: Path) -
     port = int(results["target"]["url"].split(":")[2].split("/")[0])
     with socket.socket() as probe, pytest.raises(OSError):
         probe.connect(("127.0.0.1", port))
+
+
+@pytest.mark.parametrize(
+    ("api", "target", "extra", "source"),
+    [
+        ("triton", "{url}", (), "chunks"),
+        ("sagemaker", "llm-endpoint", ("--endpoint-url", "{url}", "--region", "us-east-1",
+                                       "--target-model", "user-7.tar.gz"), "usage"),
+        ("classify", "{url}/classify", (), None),
+        ("openai", "{url}", ("--endpoint", "chat"), "usage"),
+    ],
+)  # fmt: skip
+def test_every_api_through_the_cli(
+    shared_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    api: str, target: str, extra: tuple[str, ...], source: str | None,
+) -> None:  # fmt: skip
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    dataset = tmp_path / "prompts.jsonl"
+    dataset.write_text(
+        "".join(json.dumps({"prompt": f"item {n} in red?"}) + "\n" for n in range(5))
+    )
+    out = tmp_path / api
+    args = [arg.format(url=shared_server) for arg in (target, *extra)]
+    code = cli(
+        "--api", api, "--target", args[0], *args[1:], "--users", "3", "--requests", "12",
+        "--warmup", "0", "--output-tokens", "6", "--dataset", str(dataset), "--out", str(out),
+    )  # fmt: skip
+    assert code == 0
+    [step] = json.loads((out / "results.json").read_text())["steps"]
+    assert step["requests"] == 12 and step["errors"] == 0
+    assert step["token_source"] == source
+    assert 49 <= step["ttft_ms"]["p50"] <= 75
+    assert step["output_tokens_per_min"] > 0 or api == "classify"
