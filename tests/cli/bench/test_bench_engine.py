@@ -129,7 +129,7 @@ def test_open_loop_sends_at_the_poisson_rate(shared_server: str) -> None:
     assert len(sent) == offsets.size
     assert abs(sent.size - rate * seconds) < 4 * np.sqrt(rate * seconds)
     # Each request leaves when it is due, give or take the loop's timer resolution.
-    assert np.median(sent - np.sort(offsets)) < 0.003
+    assert np.median(sent - np.sort(offsets)) < 0.005
     step = measure_step(outcome, open_loop=True, thresholds=DEFAULT_LIMITS).summary
     assert step["client"]["dispatch_lag_ms"]["p99"] is not None
     assert step["errors"] == 0

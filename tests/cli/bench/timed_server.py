@@ -6,6 +6,10 @@ request's arrival so sleeps never drift. One server speaks every ``--api``
 the benchmark knows (restrict with ``--apis``). ``--stall-after N --stall-s S``
 freezes the server for S seconds once N requests have arrived.
 
+``GET /_sent_log`` returns (and forgets) when each completions answer's chunks
+were handed to the socket, on the monotonic clock the client reads too, so a
+test can compare the client's timestamps with the truth.
+
 Prints ``PORT <n>`` on stdout once it listens on 127.0.0.1.
 """
 
