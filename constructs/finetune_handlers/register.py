@@ -33,7 +33,7 @@ from .jobs import Job, JobStore, utc_now_iso
 from .layout import NAME_PATTERN, data_prefix, parse_manifest_key
 from .schema import JobStatus
 from .settings import Tables
-from .training import TASKS_MANIFEST_HYPERPARAMETER
+from .training import RESERVED_HYPERPARAMETERS
 
 logger = Logger(service="inferfleet-finetune-register")
 
@@ -61,8 +61,9 @@ def parse_manifest(body: bytes, job_id: str) -> tuple[str, dict[str, str]]:
     hyperparameters = manifest.get("hyperparameters", {})
     if not isinstance(hyperparameters, dict) or len(hyperparameters) > MAX_HYPERPARAMETERS:
         raise ManifestError(f"hyperparameters must be an object of at most {MAX_HYPERPARAMETERS}")
-    if TASKS_MANIFEST_HYPERPARAMETER in hyperparameters:
-        raise ManifestError(f"hyperparameter {TASKS_MANIFEST_HYPERPARAMETER} is reserved")
+    reserved = sorted(RESERVED_HYPERPARAMETERS & set(hyperparameters))
+    if reserved:
+        raise ManifestError(f"hyperparameters {', '.join(reserved)} are set by the queue")
     as_text = {}
     for key, value in hyperparameters.items():
         if isinstance(value, dict | list) or value is None:

@@ -31,6 +31,9 @@ THROTTLING_CODES = frozenset(
 )
 # Hyperparameter the fine-tune container reads to run a batch: the S3 URI of the task list.
 TASKS_MANIFEST_HYPERPARAMETER = "inferfleet_tasks_manifest"
+# Set by the launcher, so the container can label what it trains; users cannot set them.
+IDENTITY_HYPERPARAMETERS = ("user_id", "model_id")
+RESERVED_HYPERPARAMETERS = frozenset({TASKS_MANIFEST_HYPERPARAMETER, *IDENTITY_HYPERPARAMETERS})
 
 
 class StartOutcome(Enum):
@@ -90,7 +93,11 @@ def _base_request(settings: LauncherSettings, name: str, instance_count: int) ->
 
 def single_job_request(settings: LauncherSettings, job: Job, name: str) -> dict[str, Any]:
     request = _base_request(settings, name, instance_count=1)
-    request["HyperParameters"] = dict(job.hyperparameters)
+    request["HyperParameters"] = {
+        **job.hyperparameters,
+        "user_id": job.user_id,
+        "model_id": job.model_id,
+    }
     request["InputDataConfig"] = [
         {
             "ChannelName": "train",

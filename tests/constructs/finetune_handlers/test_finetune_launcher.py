@@ -84,7 +84,7 @@ def test_a_new_job_starts_one_training_job_with_its_deterministic_name(
     assert job is not None and job.status is JobStatus.TRAINING
     assert job.training_job_name == name and job.attempts == 1
     described = world.client("sagemaker").describe_training_job(TrainingJobName=name)
-    assert described["HyperParameters"] == {"epochs": "1"}
+    assert described["HyperParameters"] == {"epochs": "1", "user_id": "alice", "model_id": job_id}
     channel = described["InputDataConfig"][0]["DataSource"]["S3DataSource"]
     assert channel["S3Uri"] == job.data_uri
     assert _store(world).running_count() == 1

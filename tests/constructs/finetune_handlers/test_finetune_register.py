@@ -66,3 +66,13 @@ def test_keys_that_are_not_manifests_are_ignored(world: FinetuneWorld) -> None:
     result = register.handler(world.s3_event("uploads/x/readme.txt"), FakeLambdaContext())
     assert result == {"registered": []}
     assert _job_items(world) == []
+
+
+def test_hyperparameters_the_queue_sets_are_refused(world: FinetuneWorld) -> None:
+    job_id, event = world.upload("dee", hyperparameters={"user_id": "mallory", "epochs": 1})
+
+    register.handler(event, FakeLambdaContext())
+
+    job = _store(world).get(job_id)
+    assert job.status is JobStatus.FAILED
+    assert job.error == "hyperparameters user_id are set by the queue"
