@@ -104,6 +104,16 @@ def render_report(results: dict, plots: Sequence[str]) -> str:
             kinds = ", ".join(f"{kind} x{count}" for kind, count in step["errors_by_kind"].items())
             lines.append(f"- step {step['id']}: {kinds}")
         lines.append("")
+    short = [step for step in steps if step["output_length_mismatches"]]
+    if short:
+        lines += ["## Output lengths", ""]
+        for step in short:
+            lines.append(
+                f"- step {step['id']}: {step['output_length_mismatches']} of {step['succeeded']} "
+                "answers did not have the requested number of tokens (the server ignored "
+                "min_tokens/ignore_eos or stopped early); tokens/min counts what arrived"
+            )
+        lines.append("")
     lines += _comparison_section(results.get("comparisons") or [])
     lines += _instance_section(steps)
     if plots:
