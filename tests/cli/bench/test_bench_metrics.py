@@ -157,3 +157,12 @@ def test_distribution_and_cost_edge_cases() -> None:
     assert cost_per_million(0.0, 5.0, 1) is None
     assert cost_per_million(1e6 / 60, 5.0, None) is None
     assert cost_per_million(1e6 / 60, 5.0, 3) == pytest.approx(15.0)
+
+
+def test_answers_of_another_length_are_counted() -> None:
+    exact = streamed(0, 0.0, ttft=0.1, gap=0.01, tokens=5)
+    short = streamed(1, 0.0, ttft=0.1, gap=0.01, tokens=5)
+    short.requested_tokens = 8
+    step = measure_step(outcome([exact, short]), open_loop=False, thresholds=LENIENT).summary
+    assert step["output_length_mismatches"] == 1
+    assert step["output_tokens"] == 10
