@@ -349,6 +349,17 @@ def test_outputs_carry_the_names_the_cli_reads(synthesized) -> None:
     assert {DATA_BUCKET_OUTPUT, JOBS_TABLE_OUTPUT, MODELS_TABLE_OUTPUT} <= set(outputs)
 
 
+def test_cfn_lint_is_clean(synthesized) -> None:
+    from cfnlint.api import ManualArgs, lint_file
+
+    matches = lint_file(
+        synthesized["outdir"] / "Personalization.template.json",
+        # W3005: the redundant DependsOn CDK writes.
+        config=ManualArgs(ignore_checks=["W3005"], regions=[REGION.region]),
+    )
+    assert [(match.rule.id, match.message) for match in matches] == []
+
+
 def test_cdk_nag_finds_no_unacknowledged_errors(synthesized) -> None:
     erring = {
         construct.get("constructPath", "")
