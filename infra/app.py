@@ -16,6 +16,9 @@ from inferfleet.infra.feature_flags import cdk_feature_flags
 from inferfleet.infra.regional_stack import RegionalStack
 from inferfleet.infra.spec import FleetSpec, load_fleet_spec
 
+# Context key that turns on emulator mode (see RegionalStack); `-c inferfleet:emulator=true`.
+EMULATOR_CONTEXT_KEY = "inferfleet:emulator"
+
 
 def build_app(
     spec: FleetSpec,
@@ -23,13 +26,17 @@ def build_app(
     outdir: str | None = None,
     config_dir: Path = Path("."),
     regions: list[str] | None = None,
+    emulator: bool = False,
 ) -> App:
-    """An App with the stacks of ``regions`` (default all) and the AwsSolutions checks."""
+    """An App with the stacks of ``regions`` (default all) and the AwsSolutions checks.
+
+    ``emulator`` leaves out what an AWS emulator cannot run (listed in regional_stack).
+    """
     app = App(outdir=outdir, context=_context(spec, config_dir), analytics_reporting=False)
     Validations.of(app).add_plugins(AwsSolutionsChecks())
     for region in spec.regions:
         if regions is None or region.name in regions:
-            RegionalStack(app, spec, region, config_dir=str(config_dir))
+            RegionalStack(app, spec, region, config_dir=str(config_dir), emulator=emulator)
     return app
 
 
@@ -57,7 +64,8 @@ def _context(spec: FleetSpec, config_dir: Path) -> dict[str, Any]:
 def main() -> None:
     probe = App()
     config = Path(probe.node.try_get_context("config") or "fleet.yaml")
-    app = build_app(load_fleet_spec(config), config_dir=config.parent)
+    emulator = str(probe.node.try_get_context(EMULATOR_CONTEXT_KEY)).lower() == "true"
+    app = build_app(load_fleet_spec(config), config_dir=config.parent, emulator=emulator)
     app.synth()
 
 

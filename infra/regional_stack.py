@@ -1,6 +1,22 @@
-"""One CloudFormation stack per region, built from the fleet spec."""
+"""One CloudFormation stack per region, built from the fleet spec.
+
+Emulator mode (``emulator=True``; the ``inferfleet:emulator`` context key, set by
+``inferfleet deploy --endpoint-url``) leaves out exactly what moto's CloudFormation
+cannot run, and nothing else:
+
+- the Lambda-backed custom resource that strips the rules of the VPC's default
+  security group (``@aws-cdk/aws-ec2:restrictDefaultSecurityGroup``), with its
+  provider function and role: the emulator runs no Lambda code, so the stack would
+  wait for the resource forever;
+- the tags on the alarm topic's KMS key: moto fails creating a tagged key from a
+  template;
+- what reads a target group's ``TargetGroupFullName`` attribute, which moto cannot
+  resolve: each service's three CloudWatch alarms, its request-count scaling
+  policies, and the cluster's dashboard.
+"""
 
 from aws_cdk import CfnOutput, Duration, Environment, Stack, Tags
+from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
@@ -19,13 +35,20 @@ ROUTING = {
     "round_robin": _Algorithm.ROUND_ROBIN,
     "weighted_random": _Algorithm.WEIGHTED_RANDOM,
 }
+RESTRICT_DEFAULT_SECURITY_GROUP = "@aws-cdk/aws-ec2:restrictDefaultSecurityGroup"
 
 
 class RegionalStack(Stack):
     """Serving cluster and model services of one region of a fleet."""
 
     def __init__(
-        self, scope: Construct, spec: FleetSpec, region: RegionSpec, *, config_dir: str = "."
+        self,
+        scope: Construct,
+        spec: FleetSpec,
+        region: RegionSpec,
+        *,
+        config_dir: str = ".",
+        emulator: bool = False,
     ) -> None:
         super().__init__(
             scope,
@@ -35,13 +58,17 @@ class RegionalStack(Stack):
         )
         self.spec = spec
         self.region_spec = region
+        if emulator:
+            self.node.set_context(RESTRICT_DEFAULT_SECURITY_GROUP, False)
+        untagged = ["AWS::KMS::Key"] if emulator else None
         for key, value in {"inferfleet:fleet": spec.name, **spec.tags}.items():
-            Tags.of(self).add(key, value)
+            Tags.of(self).add(key, value, exclude_resource_types=untagged)
 
         self.serving_cluster = NeuronServingCluster(
             self,
             "Serving",
             vpc=self._imported_vpc(region.vpc) if region.vpc else None,
+            vpc_cidr=region.vpc.cidr if region.vpc else None,
             max_azs=len(region.availability_zones) if region.availability_zones else 3,
             nat_gateways=None if region.vpc else spec.network.nat_gateways,
             alarm_emails=spec.alarm_emails,
@@ -62,6 +89,20 @@ class RegionalStack(Stack):
                 value=model_service.target_group.target_group_arn,
             )
         CfnOutput(self, "ClusterName", value=self.serving_cluster.cluster.cluster_name)
+        if emulator:
+            self._leave_out_target_group_name_readers()
+
+    def _leave_out_target_group_name_readers(self) -> None:
+        readers: list[Construct] = [self.serving_cluster.dashboard]
+        for model_service in self.services.values():
+            readers.extend(model_service.alarms.values())
+        readers.extend(
+            node
+            for node in self.node.find_all()
+            if isinstance(node, appscaling.TargetTrackingScalingPolicy)
+        )
+        for reader in readers:
+            reader.node.scope.node.try_remove_child(reader.node.id)
 
     def _model_service(
         self,

@@ -9,6 +9,9 @@ venv's bin, waits until it answers and yields a :class:`MotoServer`. ``moto`` (f
 points boto3 at it through the environment (``AWS_ENDPOINT_URL``, test credentials, region),
 resets its state before the test and yields the same object.
 
+For a server of another scope (one per module, say), use :func:`running_moto_server` in
+your own fixture, and :func:`offline_aws_environment` for the environment of subprocesses.
+
 The server records the requests it receives (moto's recorder), so a test can check what
 reached "AWS" rather than what a client meant to send.
 """
@@ -24,6 +27,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +61,10 @@ class MotoServer:
     def reset(self) -> None:
         """Forget every resource, and start the request recording afresh."""
         self._post("/moto-api/reset")
+        self.restart_recording()
+
+    def restart_recording(self) -> None:
+        """Start the request recording afresh, keeping every resource."""
         self._post("/moto-api/recorder/reset-recording")
         self._post("/moto-api/recorder/start-recording")
 
@@ -104,11 +112,11 @@ def _wait_until_up(server: MotoServer, deadline: float) -> None:
     raise RuntimeError(f"moto_server did not answer on {server.url} within {STARTUP_TIMEOUT_S} s")
 
 
-@pytest.fixture(scope="session")
-def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+@contextmanager
+def running_moto_server(recording: Path) -> Iterator[MotoServer]:
+    """A moto server on a free port of 127.0.0.1, stopped on exit; for fixtures of any scope."""
     port = free_port()
     binary = Path(sys.executable).with_name("moto_server")
-    recording = tmp_path_factory.mktemp("moto") / "recording.jsonl"
     env = {**os.environ, "MOTO_RECORDER_FILEPATH": str(recording)}
     env.pop("AWS_ENDPOINT_URL", None)
     process = subprocess.Popen(
@@ -130,16 +138,31 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer
             process.wait()
 
 
+def offline_aws_environment(server: MotoServer) -> dict[str, str]:
+    """Variables that send every AWS client (boto3, the CDK CLI) to ``server`` with test
+    credentials, and nowhere else: no profile, no shared config or credentials files."""
+    return {
+        "AWS_ENDPOINT_URL": server.url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": server.region,
+        "AWS_REGION": server.region,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_CONFIG_FILE": os.devnull,
+    }
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    with running_moto_server(tmp_path_factory.mktemp("moto") / "recording.jsonl") as server:
+        yield server
+
+
 @pytest.fixture
 def moto(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServer:
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.url)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", moto_server.region)
-    monkeypatch.setenv("AWS_REGION", moto_server.region)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
-    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    for name, value in offline_aws_environment(moto_server).items():
+        monkeypatch.setenv(name, value)
     moto_server.reset()
     return moto_server

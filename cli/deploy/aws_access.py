@@ -1,0 +1,73 @@
+"""boto3 sessions and clients with the user's profile and, for an emulator, its endpoint."""
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from inferfleet.cli.errors import UserError
+
+CREDENTIALS_FIX = (
+    "run `aws configure`, set AWS_PROFILE (or pass --profile), or export "
+    "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+)
+
+
+@dataclass(frozen=True)
+class AwsAccess:
+    """Where every AWS call goes: the standard credential chain (optionally a named profile),
+    and ``endpoint_url`` for an emulator such as moto."""
+
+    profile: str | None = None
+    endpoint_url: str | None = None
+
+    @property
+    def emulated(self) -> bool:
+        return self.endpoint_url is not None
+
+    @cached_property
+    def session(self) -> Any:  # boto3.Session, imported lazily
+        import boto3
+        from botocore.exceptions import ProfileNotFound
+
+        try:
+            return boto3.Session(profile_name=self.profile)
+        except ProfileNotFound:
+            raise UserError(
+                f"--profile {self.profile}: no such profile in your AWS config; "
+                "list them with `aws configure list-profiles`"
+            ) from None
+
+    def client(self, service: str, region: str) -> Any:
+        from botocore.config import Config
+
+        return self.session.client(
+            service,
+            region_name=region,
+            endpoint_url=self.endpoint_url,
+            config=Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=10),
+        )
+
+    def account(self, region: str) -> str:
+        """The account the credentials belong to; a UserError that says how to get
+        credentials when there are none or they are refused."""
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+        if self.session.get_credentials() is None:
+            raise UserError(f"no AWS credentials found; {CREDENTIALS_FIX}", exit_code=1)
+        try:
+            return self.client("sts", region).get_caller_identity()["Account"]
+        except NoCredentialsError:
+            raise UserError(f"no AWS credentials found; {CREDENTIALS_FIX}", exit_code=1) from None
+        except ClientError as error:
+            raise UserError(
+                f"AWS refused the credentials ({error.response['Error']['Code']}: "
+                f"{error.response['Error'].get('Message', '')}); {CREDENTIALS_FIX}",
+                exit_code=1,
+            ) from None
+        except BotoCoreError as error:
+            where = self.endpoint_url or f"STS in {region}"
+            raise UserError(
+                f"could not reach {where} to check the credentials ({error}); check the "
+                "network, or --endpoint-url when you meant an emulator",
+                exit_code=1,
+            ) from None

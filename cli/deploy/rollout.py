@@ -1,0 +1,299 @@
+"""The rollout engine: regions one after another in the order of the fleet file.
+
+The first region is the canary. Each region goes through preflight (bootstrapped?),
+``cdk deploy`` of its stack, a wait for the ECS services and ALB targets, and a smoke
+request per service; the first failing step stops the rollout, and the regions after
+it are not touched. ``destroy`` walks the regions in reverse order.
+
+Against an emulator (``--endpoint-url``) the waits and smoke requests are reported as
+skipped: the emulator launches no instances and runs no load balancers, so services
+never become stable and endpoints never answer. The stacks themselves are deployed.
+"""
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from inferfleet.cli.deploy.aws_access import AwsAccess
+from inferfleet.cli.deploy.cdk_cli import CdkCli, CdkRun, resource_progress, stacks_with_differences
+from inferfleet.cli.deploy.events import Event, EventStream, Step, StepFailed
+from inferfleet.cli.deploy.preflight import check_account, check_bootstrapped
+from inferfleet.cli.deploy.smoke import smoke_request
+from inferfleet.cli.deploy.waiters import (
+    Deadline,
+    as_detail,
+    wait_services_stable,
+    wait_targets_healthy,
+)
+from inferfleet.cli.errors import UserError
+from inferfleet.infra.naming import output_key, regional_stack_name
+from inferfleet.infra.spec import FleetSpec
+
+EMULATOR_SKIP_REASON = (
+    "skipped against an emulator ({url}): it starts no instances and serves no load "
+    "balancer, so services never become stable and endpoints never answer"
+)
+
+
+@dataclass(frozen=True)
+class RolloutOptions:
+    wait: bool = True
+    smoke: bool = True
+    wait_timeout_s: float = 1800
+    poll_s: float = 15
+
+
+@dataclass
+class RolloutResult:
+    command: str
+    completed: list[str] = field(default_factory=list)
+    untouched: list[str] = field(default_factory=list)
+    failed_region: str | None = None
+    failed_phase: str | None = None
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.failed_phase is None
+
+    def summary(self) -> str:
+        done = ", ".join(self.completed) or "none"
+        if self.ok:
+            return f"{self.command} finished: {done}"
+        where = f"at {self.failed_region}" if self.failed_region else "before any region"
+        return (
+            f"{self.command} stopped {where} in step {self.failed_phase}: {self.message}. "
+            f"Completed: {done}; untouched: {', '.join(self.untouched) or 'none'}"
+        )
+
+
+def emit_summary(events: EventStream, result: RolloutResult) -> None:
+    events.emit(
+        Event(
+            "summary",
+            "succeeded" if result.ok else "failed",
+            message=result.summary(),
+            detail=asdict(result),
+        )
+    )
+
+
+def rollout_regions(spec: FleetSpec, selected: list[str] | None, *, source: str) -> list[str]:
+    """``selected`` regions (all when None) in the order the fleet file lists them."""
+    known = [region.name for region in spec.regions]
+    unknown = [name for name in selected or [] if name not in known]
+    if unknown:
+        raise UserError(
+            f"--region {', '.join(unknown)}: not in {source}; use some of {', '.join(known)}"
+        )
+    return [name for name in known if selected is None or name in selected]
+
+
+class Rollout:
+    def __init__(
+        self,
+        spec: FleetSpec,
+        *,
+        config: Path,
+        aws: AwsAccess,
+        cdk: CdkCli,
+        workdir: Path,
+        events: EventStream,
+    ) -> None:
+        self.spec = spec
+        self.config = config.resolve()
+        self.aws = aws
+        self.cdk = cdk
+        self.workdir = workdir.resolve()
+        self.events = events
+        self.assembly = self.workdir / "assembly"
+        self.account = ""
+
+    def stack(self, region: str) -> str:
+        return regional_stack_name(self.spec.name, region)
+
+    # --- commands ------------------------------------------------------------
+
+    def deploy(self, regions: list[str], options: RolloutOptions) -> RolloutResult:
+        return self._run("deploy", regions, lambda region: self._deploy_region(region, options))
+
+    def diff(self, regions: list[str]) -> RolloutResult:
+        return self._run("diff", regions, self._diff_region)
+
+    def destroy(self, regions: list[str]) -> RolloutResult:
+        return self._run("destroy", list(reversed(regions)), self._destroy_region)
+
+    def _run(
+        self, command: str, regions: list[str], per_region: Callable[[str], None]
+    ) -> RolloutResult:
+        result = RolloutResult(command, untouched=list(regions))
+        try:
+            self._credentials(regions)
+            self._synth()
+            for region in regions:
+                result.untouched.remove(region)
+                try:
+                    per_region(region)
+                except StepFailed:
+                    result.failed_region = region
+                    raise
+                result.completed.append(region)
+        except StepFailed as failure:
+            result.failed_phase = self.events.events[-1].phase
+            result.message = str(failure)
+        emit_summary(self.events, result)
+        return result
+
+    # --- steps ---------------------------------------------------------------
+
+    def _credentials(self, regions: list[str]) -> None:
+        with self.events.step("credentials") as step:
+            account = self.aws.account(regions[0])
+            for region in regions:
+                expected = self.spec.account_of(self.spec.region(region))
+                check_account(expected, account, source=f"{self.config.name} ({region})")
+            step.detail = {"account": account, "endpoint_url": self.aws.endpoint_url}
+            self.account = account
+
+    def _synth(self) -> None:
+        with self.events.step("synth") as step:
+            run = self.cdk.synth(
+                config=self.config,
+                assembly=self.assembly,
+                emulator=self.aws.emulated,
+                log=self.workdir / "logs" / "synth.log",
+                cwd=self.config.parent,
+            )
+            _raise_unless_ok(run, "cdk synth")
+            step.detail = {"assembly": str(self.assembly), "emulator": self.aws.emulated}
+
+    def _deploy_region(self, region: str, options: RolloutOptions) -> None:
+        stack = self.stack(region)
+        with self.events.step("preflight", region=region, stack=stack) as step:
+            step.detail = {"bootstrap_version": check_bootstrapped(self.aws, region, self.account)}
+        with self.events.step("deploy", region=region, stack=stack) as step:
+            outputs_file = self.workdir / "outputs" / f"{region}.json"
+            outputs_file.unlink(missing_ok=True)
+            run = self.cdk.deploy(
+                stack,
+                assembly=self.assembly,
+                outputs_file=outputs_file,
+                emulator=self.aws.emulated,
+                log=self.workdir / "logs" / f"deploy-{region}.log",
+                cwd=self.config.parent,
+                on_line=self._report_resource_progress,
+            )
+            _raise_unless_ok(run, "cdk deploy")
+            outputs = self._outputs(stack, outputs_file)
+            step.outputs = outputs
+            step.detail = {"outputs_file": str(outputs_file)}
+        with self.events.step("wait", region=region, stack=stack) as step:
+            if not self._skipped(step, None if options.wait else "--no-wait"):
+                self._wait(region, outputs, options, step)
+        with self.events.step("smoke", region=region, stack=stack) as step:
+            off = "--no-wait" if not options.wait else None if options.smoke else "--no-smoke"
+            if not self._skipped(step, off):
+                self._smoke(outputs, step)
+
+    def _diff_region(self, region: str) -> None:
+        stack = self.stack(region)
+        with self.events.step("diff", region=region, stack=stack) as step:
+            run = self.cdk.diff(
+                stack,
+                assembly=self.assembly,
+                emulator=self.aws.emulated,
+                log=self.workdir / "logs" / f"diff-{region}.log",
+                cwd=self.config.parent,
+            )
+            _raise_unless_ok(run, "cdk diff")
+            differences = stacks_with_differences(run.output)
+            step.message = "no differences" if differences == 0 else "differences found"
+            step.detail = {"differences": differences, "diff": _diff_text(run.output, stack)}
+
+    def _destroy_region(self, region: str) -> None:
+        stack = self.stack(region)
+        with self.events.step("destroy", region=region, stack=stack):
+            run = self.cdk.destroy(
+                stack,
+                assembly=self.assembly,
+                log=self.workdir / "logs" / f"destroy-{region}.log",
+                cwd=self.config.parent,
+                on_line=self._report_resource_progress,
+            )
+            _raise_unless_ok(run, "cdk destroy")
+            from inferfleet.cli.deploy.status import stack_state
+
+            state = stack_state(self.aws, region, stack)
+            if state is not None:
+                raise StepFailed(f"{stack} still exists ({state.status}) after cdk destroy")
+
+    # --- helpers -------------------------------------------------------------
+
+    def _skipped(self, step: Step, flag: str | None) -> bool:
+        if flag is not None:
+            step.skip(f"skipped: {flag}")
+        elif self.aws.emulated:
+            step.skip(EMULATOR_SKIP_REASON.format(url=self.aws.endpoint_url))
+        return step.status == "skipped"
+
+    def _report_resource_progress(self, line: str) -> None:
+        progress = resource_progress(line)
+        if progress is not None:
+            self.events.progress(f"{progress[0]}/{progress[1]} resources")
+
+    def _outputs(self, stack: str, outputs_file: Path) -> dict[str, str]:
+        try:
+            outputs = json.loads(outputs_file.read_text()).get(stack, {})
+        except (OSError, ValueError):
+            outputs = {}
+        expected = ["ClusterName"] + [
+            output_key(name, what)
+            for name in self.spec.services
+            for what in ("Endpoint", "TargetGroupArn")
+        ]
+        missing = [key for key in expected if key not in outputs]
+        if missing:
+            raise StepFailed(
+                f"{stack} deployed without the outputs {', '.join(missing)}; the stack is not "
+                "the one this fleet file describes (check the stack in the CloudFormation console)"
+            )
+        return outputs
+
+    def _wait(
+        self, region: str, outputs: dict[str, str], options: RolloutOptions, step: Step
+    ) -> None:
+        deadline = Deadline(options.wait_timeout_s)
+        counts = wait_services_stable(
+            self.aws.client("ecs", region),
+            outputs["ClusterName"],
+            deadline,
+            delay_s=options.poll_s,
+        )
+        health = wait_targets_healthy(
+            self.aws.client("elbv2", region),
+            [outputs[output_key(name, "TargetGroupArn")] for name in self.spec.services],
+            deadline,
+            delay_s=options.poll_s,
+        )
+        step.detail = as_detail(counts, health)
+
+    def _smoke(self, outputs: dict[str, str], step: Step) -> None:
+        results = {}
+        for name, service in self.spec.services.items():
+            url = outputs[output_key(name, "Endpoint")].rstrip("/") + service.health_check.path
+            results[name] = asdict(smoke_request(url))
+        step.detail = {"requests": results}
+
+
+def _raise_unless_ok(run: CdkRun, what: str) -> None:
+    if not run.ok:
+        raise StepFailed(f"{what} failed: {run.error_summary()} (full output: {run.log})")
+
+
+def _diff_text(output: str, stack: str) -> str:
+    lines = output.splitlines()
+    for index, line in enumerate(lines):
+        if line.startswith(f"Stack {stack}"):
+            return "\n".join(lines[index:]).strip()
+    return output.strip()

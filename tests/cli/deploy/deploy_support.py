@@ -1,0 +1,88 @@
+"""Test fleets, and the ``inferfleet`` command run as a subprocess against a moto server."""
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from moto_server import MotoServer, offline_aws_environment
+
+ACCOUNT = "123456789012"
+INFERFLEET = Path(sys.executable).with_name("inferfleet")
+CLI_TIMEOUT_S = 600
+
+
+def fleet_document(name: str, regions: list[dict[str, Any]]) -> dict[str, Any]:
+    """One small llm service on inf2.xlarge (a registry image: no Docker build at deploy)."""
+    return {
+        "name": name,
+        "account": ACCOUNT,
+        "regions": regions,
+        "services": {
+            "chat": {
+                "kind": "llm",
+                "model": {"parameters_b": 1, "max_sequence_length": 2048, "max_batch_size": 4},
+                "container": {"image": "public.ecr.aws/example/llm-neuron:test"},
+                "pools": [{"instance_type": "inf2.xlarge", "tensor_parallel": 2, "max": 2}],
+            }
+        },
+        "network": {"nat_gateways": 1},
+    }
+
+
+def new_vpc_region(name: str) -> dict[str, Any]:
+    return {"name": name, "availability_zones": [f"{name}a", f"{name}b"]}
+
+
+def write_fleet(path: Path, name: str, regions: list[dict[str, Any]]) -> Path:
+    path.write_text(yaml.safe_dump(fleet_document(name, regions), sort_keys=False))
+    return path
+
+
+@dataclass
+class CliRun:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def events(self) -> list[dict[str, Any]]:
+        """Every stdout line parsed as one JSON object (fails on a line that is not)."""
+        return [json.loads(line) for line in self.stdout.splitlines()]
+
+
+def run_inferfleet(args: list[str], server: MotoServer, cwd: Path) -> CliRun:
+    """``inferfleet ARGS --endpoint-url <moto>`` with test credentials and no AWS profile."""
+    env = {k: v for k, v in os.environ.items() if k not in ("AWS_PROFILE", "AWS_SESSION_TOKEN")}
+    env.update(offline_aws_environment(server))
+    env["AWS_EC2_METADATA_DISABLED"] = "true"
+    result = subprocess.run(
+        [str(INFERFLEET), *args, "--endpoint-url", server.url],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_S,
+        stdin=subprocess.DEVNULL,
+    )
+    return CliRun(result.returncode, result.stdout, result.stderr)
+
+
+def aws_client(server: MotoServer, service: str, region: str) -> Any:
+    import boto3
+
+    return boto3.client(
+        service,
+        region_name=region,
+        endpoint_url=server.url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def stack_names(server: MotoServer, region: str) -> list[str]:
+    stacks = aws_client(server, "cloudformation", region).describe_stacks()["Stacks"]
+    return [s["StackName"] for s in stacks if s["StackStatus"] != "DELETE_COMPLETE"]
