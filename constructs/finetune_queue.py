@@ -318,6 +318,12 @@ class FinetuneQueue(Construct):
             removal_policy=removal_policy,
             server_access_logs_bucket=access_logs_bucket,
             server_access_logs_prefix="finetune-data/" if access_logs_bucket else None,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    noncurrent_version_expiration=Duration.days(30),
+                    abort_incomplete_multipart_upload_after=Duration.days(7),
+                )
+            ],
         )
         if access_logs_bucket is None:
             acknowledge(
@@ -332,7 +338,8 @@ class FinetuneQueue(Construct):
         queue = sqs.Queue(
             self,
             "DeadLetterQueue",
-            encryption=sqs.QueueEncryption.KMS_MANAGED,
+            # SSE-SQS: EventBridge cannot deliver to a queue under the AWS-managed KMS key.
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
             retention_period=Duration.days(14),
         )

@@ -146,8 +146,37 @@ def test_the_launcher_hears_new_queued_jobs_with_partial_failures_and_a_dlq(synt
 
 def test_the_dead_letter_queue_is_encrypted_and_alarmed(synthesized) -> None:
     queue = synthesized["queue"]
+    dlq_arn = {
+        "Fn::GetAtt": [_logical_id(synthesized, queue.dead_letter_queue.node.default_child), "Arn"]
+    }
+    # Uploads whose registration keeps failing land there too.
     synthesized["template"].has_resource_properties(
-        "AWS::SQS::Queue", {"KmsMasterKeyId": "alias/aws/sqs"}
+        "AWS::Lambda::Function",
+        {
+            "Handler": "finetune_handlers.register.handler",
+            "DeadLetterConfig": {"TargetArn": dlq_arn},
+        },
+    )
+    synthesized["template"].has_resource_properties(
+        "AWS::SQS::Queue", {"SqsManagedSseEnabled": True}
+    )
+    # SSL only, like the buckets.
+    synthesized["template"].has_resource_properties(
+        "AWS::SQS::QueuePolicy",
+        {
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {
+                                "Effect": "Deny",
+                                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                            }
+                        )
+                    ]
+                )
+            }
+        },
     )
     dlq_id = _logical_id(synthesized, queue.dead_letter_queue.node.default_child)
     synthesized["template"].has_resource_properties(
