@@ -537,7 +537,7 @@ class FinetuneQueue(Construct):
                 filters=[lambda_.FilterCriteria.filter(LAUNCH_STREAM_FILTER)],
             )
         )
-        events.Rule(
+        self.sweep_rule = events.Rule(
             self,
             "SweepSchedule",
             description="Launch what the stream left queued; recover interrupted launches",
