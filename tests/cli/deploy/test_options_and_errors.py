@@ -1,0 +1,109 @@
+"""Option validation and the errors that say what to run, through the real entry point."""
+
+import os
+from pathlib import Path
+
+import pytest
+from deploy_support import new_vpc_region, write_fleet
+
+from inferfleet.cli.deploy.aws_access import AwsAccess
+from inferfleet.cli.deploy.rollout import RolloutResult, rollout_regions
+from inferfleet.cli.errors import UserError
+from inferfleet.cli.main import main
+from inferfleet.infra.spec import load_fleet_spec
+
+REGIONS = ["us-east-1", "us-west-2", "eu-west-1"]
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Path:
+    return write_fleet(tmp_path / "fleet.yaml", "options", [new_vpc_region(r) for r in REGIONS])
+
+
+def _exit(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    return int(exited.value.code or 0), capsys.readouterr().err
+
+
+def test_regions_roll_out_in_the_fleet_files_order(fleet: Path):
+    spec = load_fleet_spec(fleet)
+    assert rollout_regions(spec, None, source="f") == REGIONS
+    assert rollout_regions(spec, ["eu-west-1", "us-east-1"], source="f") == [
+        "us-east-1",
+        "eu-west-1",
+    ]
+    with pytest.raises(UserError, match="--region ap-south-1: not in f; use some of us-east-1"):
+        rollout_regions(spec, ["ap-south-1"], source="f")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["deploy"], "--region: say which regions to deploy: --region R (repeatable) or --all"),
+        (["deploy", "--all", "-r", "us-east-1"], "--all and --region: give one"),
+        (["destroy"], "--region: say which regions to destroy"),
+        (["deploy", "-r", "mars-north-1"], "--region mars-north-1: not in"),
+        (["destroy", "--all"], "--yes: destroy asks for confirmation"),
+    ],
+)
+def test_bad_options_are_one_line_errors(
+    argv: list[str], message: str, fleet: Path, capsys: pytest.CaptureFixture[str]
+):
+    code, err = _exit([*argv, "--config", str(fleet)], capsys)
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_a_wait_timeout_below_one_second_is_refused(
+    fleet: Path, capsys: pytest.CaptureFixture[str]
+):
+    code, err = _exit(["deploy", "--all", "--config", str(fleet), "--wait-timeout", "0"], capsys)
+    assert code == 2
+    assert "--wait-timeout" in err
+
+
+def test_missing_credentials_say_how_to_configure_them(
+    fleet: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+):
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    # Nothing may leave the machine even if a credential turned up: a closed local port.
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://localhost:9")
+
+    code, err = _exit(
+        ["deploy", "--all", "--config", str(fleet), "--out", str(tmp_path / "out")], capsys
+    )
+
+    assert code == 1
+    assert "stopped before any region in step credentials" in err
+    assert "no AWS credentials found; run `aws configure`, set AWS_PROFILE" in err
+
+
+def test_an_unknown_profile_names_the_flag(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    with pytest.raises(UserError, match="--profile no-such-profile: no such profile"):
+        AwsAccess(profile="no-such-profile").session  # noqa: B018 - the session is the check
+
+
+def test_a_failed_rollout_names_region_step_and_what_was_left():
+    result = RolloutResult(
+        "deploy",
+        completed=["us-east-1"],
+        untouched=["eu-west-1"],
+        failed_region="us-west-2",
+        failed_phase="wait",
+        message="ECS services not stable within 60 s",
+    )
+    assert result.summary() == (
+        "deploy stopped at us-west-2 in step wait: ECS services not stable within 60 s. "
+        "Completed: us-east-1; untouched: eu-west-1"
+    )
