@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from containers_support import INTENT_LABELS, put_contexts_on_path
+from moto_server import moto, moto_server  # noqa: F401 - fixtures
 
 put_contexts_on_path()
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -1,0 +1,411 @@
+"""The images fetch their model from S3 at start.
+
+Each test runs the scripts an image copies (``fetch_model.sh``, ``start.sh``) from a tree laid
+out like the image, with the AWS CLI from the venv, against a real moto S3 server.
+"""
+
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from containers_support import INTENT_CONTEXT, LLM_CONTEXT, image_tree
+from llm_engine import EngineSettings
+from moto_server import MotoServer
+
+from inferfleet.containers.local_triton import free_port
+
+BUCKET = "models"
+VENV_BIN = Path(sys.executable).parent
+
+
+def _fake_model() -> dict[str, bytes]:
+    """A model folder in miniature: config, nested tokenizer files, two weight shards."""
+    rng = random.Random(7)
+    return {
+        "config.json": json.dumps({"architectures": ["LlamaForCausalLM"]}).encode(),
+        "tokenizer/vocab.txt": "\n".join(f"word{index}" for index in range(500)).encode(),
+        "model-00001-of-00002.safetensors": rng.randbytes(3 * 1024 * 1024 + 17),
+        "model-00002-of-00002.safetensors": rng.randbytes(700 * 1024),
+    }
+
+
+def _upload(files: dict[str, bytes], prefix: str) -> None:
+    import boto3
+
+    s3 = boto3.client("s3")
+    existing = [bucket["Name"] for bucket in s3.list_buckets().get("Buckets", [])]
+    if BUCKET not in existing:
+        s3.create_bucket(Bucket=BUCKET)
+    for name, body in files.items():
+        s3.put_object(Bucket=BUCKET, Key=f"{prefix}{name}", Body=body)
+
+
+def _upload_folder(folder: Path, prefix: str) -> None:
+    _upload(
+        {
+            path.relative_to(folder).as_posix(): path.read_bytes()
+            for path in folder.rglob("*")
+            if path.is_file()
+        },
+        prefix,
+    )
+
+
+def _environment(**variables: str) -> dict[str, str]:
+    """This process's environment (moto's endpoint and test credentials) plus ``variables``."""
+    return {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}", **variables}
+
+
+def _run(
+    script: Path, *arguments: str, unset: tuple[str, ...] = (), **variables: str
+) -> subprocess.CompletedProcess[str]:
+    environment = _environment(**variables)
+    for name in unset:
+        environment.pop(name, None)
+    return subprocess.run(
+        [str(script), *arguments],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _downloaded_keys(moto: MotoServer) -> list[str]:
+    """Object keys the server was asked to send: GETs of a key, not bucket listings."""
+    keys = []
+    for entry in moto.recorded_requests():
+        path = urllib.parse.urlsplit(entry["url"]).path
+        bucket, _, key = path.lstrip("/").partition("/")
+        if entry["method"] == "GET" and bucket == BUCKET and key:
+            keys.append(key)
+    return keys
+
+
+def _files_under(folder: Path) -> dict[str, bytes]:
+    return {
+        path.relative_to(folder).as_posix(): path.read_bytes()
+        for path in folder.rglob("*")
+        if path.is_file()
+    }
+
+
+def _stamps(folder: Path) -> dict[str, tuple[int, int]]:
+    return {
+        path.relative_to(folder).as_posix(): (path.stat().st_ino, path.stat().st_mtime_ns)
+        for path in folder.rglob("*")
+        if path.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    parent = tmp_path_factory.mktemp("images")
+    return {context.name: image_tree(context, parent) for context in (LLM_CONTEXT, INTENT_CONTEXT)}
+
+
+def test_both_images_copy_one_fetch_script(images: dict[str, Path]) -> None:
+    llm, intent = images["llm-neuron"], images["intent-neuron"]
+    assert (llm / "fetch_model.sh").read_bytes() == (intent / "fetch_model.sh").read_bytes()
+    for root in (llm, intent):
+        for script in ("fetch_model.sh", "start.sh", "serve.sh"):
+            assert os.access(root / script, os.X_OK), f"{root.name}/{script} is not executable"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("image", ["llm-neuron", "intent-neuron"])
+def test_fetch_downloads_every_object_and_nothing_on_a_restart(
+    moto: MotoServer, images: dict[str, Path], tmp_path: Path, image: str
+) -> None:
+    model = _fake_model()
+    _upload(model, "llm/v1/")
+    model_dir = tmp_path / "opt" / "models" / "llm"
+    fetch = images[image] / "fetch_model.sh"
+
+    first = _run(fetch, str(model_dir), INFERFLEET_MODEL_ARTIFACT=f"s3://{BUCKET}/llm/v1/")
+    assert first.returncode == 0, first.stderr
+    assert _files_under(model_dir) == model
+    downloads = _downloaded_keys(moto)
+    assert sorted(downloads) == sorted(f"llm/v1/{name}" for name in model)
+    stamps = _stamps(model_dir)
+
+    # A restarted container runs the same script on the same folder.
+    restart = _run(fetch, str(model_dir), INFERFLEET_MODEL_ARTIFACT=f"s3://{BUCKET}/llm/v1")
+    assert restart.returncode == 0, restart.stderr
+    assert _downloaded_keys(moto) == downloads
+    assert _stamps(model_dir) == stamps
+
+
+def test_an_interrupted_fetch_resumes_with_what_is_missing(
+    moto: MotoServer, images: dict[str, Path], tmp_path: Path
+) -> None:
+    model = _fake_model()
+    _upload(model, "llm/v1/")
+    model_dir = tmp_path / "model"
+    (model_dir / "tokenizer").mkdir(parents=True)
+    # Present with the right size: kept. A shorter file: fetched again. Absent: fetched.
+    kept = "model-00001-of-00002.safetensors"
+    (model_dir / kept).write_bytes(model[kept])
+    (model_dir / "config.json").write_bytes(model["config.json"][:5])
+
+    result = _run(
+        images["llm-neuron"] / "fetch_model.sh",
+        str(model_dir),
+        INFERFLEET_MODEL_ARTIFACT=f"s3://{BUCKET}/llm/v1/",
+    )
+    assert result.returncode == 0, result.stderr
+    assert _files_under(model_dir) == model
+    assert sorted(_downloaded_keys(moto)) == sorted(
+        f"llm/v1/{name}" for name in model if name != kept
+    )
+
+
+def test_an_empty_prefix_fails_with_one_clear_line(
+    moto: MotoServer, images: dict[str, Path], tmp_path: Path
+) -> None:
+    _upload(_fake_model(), "llm/v1/")
+    result = _run(
+        images["llm-neuron"] / "fetch_model.sh",
+        str(tmp_path / "model"),
+        INFERFLEET_MODEL_ARTIFACT=f"s3://{BUCKET}/llm/v2/",
+    )
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        f"fetch_model: s3://{BUCKET}/llm/v2/ holds no objects; "
+        "upload the model there or fix INFERFLEET_MODEL_ARTIFACT"
+    ]
+    assert _downloaded_keys(moto) == []
+
+
+def test_an_unreadable_prefix_fails_with_one_clear_line(
+    moto: MotoServer, images: dict[str, Path], tmp_path: Path
+) -> None:
+    result = _run(
+        images["llm-neuron"] / "fetch_model.sh",
+        str(tmp_path / "model"),
+        INFERFLEET_MODEL_ARTIFACT="s3://no-such-bucket/llm/v1/",
+    )
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("fetch_model: cannot read s3://no-such-bucket/llm/v1/: ")
+    assert "NoSuchBucket" in lines[0]
+
+
+@pytest.mark.slow
+def test_a_failed_download_fails_with_one_clear_line(
+    moto: MotoServer, images: dict[str, Path], tmp_path: Path
+) -> None:
+    _upload(_fake_model(), "llm/v1/")
+    model_dir = tmp_path / "model"
+    (model_dir / "config.json").mkdir(parents=True)  # where a file must go
+    result = _run(
+        images["llm-neuron"] / "fetch_model.sh",
+        str(model_dir),
+        INFERFLEET_MODEL_ARTIFACT=f"s3://{BUCKET}/llm/v1/",
+    )
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"fetch_model: downloading s3://{BUCKET}/llm/v1/ into {model_dir}")
+    assert "config.json" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("artifact", "model_dir", "message"),
+    [
+        ("https://example.com/model/", "/opt/models/llm", "is not an S3 URI"),
+        ("s3://models/llm/v1/", "meta-llama/Llama-3.1-8B", "must be an absolute path"),
+    ],
+)
+def test_bad_locations_fail_before_any_request(
+    moto: MotoServer, images: dict[str, Path], artifact: str, model_dir: str, message: str
+) -> None:
+    result = _run(
+        images["llm-neuron"] / "fetch_model.sh", model_dir, INFERFLEET_MODEL_ARTIFACT=artifact
+    )
+    assert result.returncode != 0
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert message in result.stderr
+    assert moto.recorded_requests() == []
+
+
+@pytest.mark.parametrize("artifact", [None, ""])
+def test_without_an_artifact_the_baked_model_is_used(
+    moto: MotoServer, images: dict[str, Path], tmp_path: Path, artifact: str | None
+) -> None:
+    fetch = images["llm-neuron"] / "fetch_model.sh"
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text("{}")
+    if artifact is None:
+        result = _run(fetch, str(model_dir), unset=("INFERFLEET_MODEL_ARTIFACT",))
+    else:
+        result = _run(fetch, str(model_dir), INFERFLEET_MODEL_ARTIFACT=artifact)
+    assert result.returncode == 0, result.stderr
+    assert _files_under(model_dir) == {"config.json": b"{}"}
+    assert moto.recorded_requests() == []
+
+
+def test_llm_start_rejects_bad_settings_before_fetching(
+    moto: MotoServer, images: dict[str, Path], tmp_path: Path
+) -> None:
+    _upload(_fake_model(), "llm/v1/")
+    result = _run(
+        images["llm-neuron"] / "start.sh",
+        INFERFLEET_MODEL=str(tmp_path / "model"),
+        INFERFLEET_MODEL_ARTIFACT=f"s3://{BUCKET}/llm/v1/",
+        INFERFLEET_DTYPE="int8",
+        INFERFLEET_PYTHON=sys.executable,
+    )
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        "settings: INFERFLEET_DTYPE: Input should be 'bfloat16', 'float16' or 'float32'"
+    ]
+    assert _downloaded_keys(moto) == []
+    assert not (tmp_path / "model").exists()
+
+
+@pytest.mark.parametrize(
+    ("image", "wrong_kind"), [("llm-neuron", "classifier"), ("intent-neuron", "llm")]
+)
+def test_start_refuses_a_task_for_the_other_kind(
+    moto: MotoServer, images: dict[str, Path], tmp_path: Path, image: str, wrong_kind: str
+) -> None:
+    result = _run(
+        images[image] / "start.sh",
+        INFERFLEET_SERVICE_KIND=wrong_kind,
+        INFERFLEET_MODEL=str(tmp_path / "model"),
+        INFERFLEET_INTENT_SOURCE_DIR=str(tmp_path / "model"),
+        INFERFLEET_MODEL_ARTIFACT=f"s3://{BUCKET}/llm/v1/",
+    )
+    assert result.returncode != 0
+    assert f"INFERFLEET_SERVICE_KIND={wrong_kind}" in result.stderr
+    assert moto.recorded_requests() == []
+
+
+def test_intent_start_fetches_before_tracing(
+    moto: MotoServer, images: dict[str, Path], tmp_path: Path
+) -> None:
+    _upload(_fake_model(), "intent/v1/")
+    compiled = tmp_path / "compiled"
+    result = _run(
+        images["intent-neuron"] / "start.sh",
+        INFERFLEET_INTENT_SOURCE_DIR=str(tmp_path / "source"),
+        INFERFLEET_INTENT_MODEL_DIR=str(compiled),
+        INFERFLEET_MODEL_ARTIFACT=f"s3://{BUCKET}/intent/v2/",
+        INFERFLEET_INTENT_TARGET="cpu",
+    )
+    assert result.returncode != 0
+    assert f"s3://{BUCKET}/intent/v2/ holds no objects" in result.stderr
+    assert not compiled.exists()
+
+
+def test_engine_settings_read_what_the_service_sets() -> None:
+    """Every variable the model service puts on a task, as its construct writes them."""
+    task_environment = {
+        "INFERFLEET_SERVICE_KIND": "llm",
+        "INFERFLEET_MODEL_ARTIFACT": "s3://models/llm/v1/",
+        "INFERFLEET_COMPILE_CACHE_URL": "s3://compile-cache/Fleet/Llm/",
+        "INFERFLEET_INSTANCE_TYPE": "trn1.32xlarge",
+        "INFERFLEET_TP_DEGREE": "32",
+        "INFERFLEET_NEURON_CORES": "32",
+        "INFERFLEET_REPLICAS": "1",
+        "INFERFLEET_MAX_SEQ_LEN": "8192",
+        "INFERFLEET_MAX_NUM_SEQS": "48",
+        "INFERFLEET_QUANTIZATION": "none",
+        "INFERFLEET_DTYPE": "fp16",
+        "INFERFLEET_MODEL": "/opt/models/llm",
+    }
+    settings = EngineSettings.from_env(task_environment)
+    assert settings.tp_degree == 32
+    assert settings.max_seq_len == 8192
+    assert settings.max_num_seqs == 48
+    assert settings.quantization == "none"
+    assert settings.dtype == "float16"
+    assert settings.compile_cache_url == "s3://compile-cache/Fleet/Llm/"
+    # An empty value is unset: the default applies.
+    blank = EngineSettings.from_env(
+        {**task_environment, "INFERFLEET_DTYPE": "", "INFERFLEET_COMPILE_CACHE_URL": ""}
+    )
+    assert blank.dtype == "bfloat16"
+    assert blank.compile_cache_url is None
+
+
+@pytest.fixture
+def llm_server(
+    moto: MotoServer, images: dict[str, Path], tmp_path: Path, tiny_lm_dir: Path
+) -> Iterator[tuple[str, Path]]:
+    """The llm image's entrypoint with its model in S3 only; yields its URL and model folder."""
+    _upload_folder(tiny_lm_dir, "llm/tiny/")
+    model_dir = tmp_path / "models" / "llm"
+    http_port = free_port()
+    log_path = tmp_path / "server.log"
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(
+            [
+                str(images["llm-neuron"] / "start.sh"),
+                "--http-address=127.0.0.1",
+                "--grpc-address=127.0.0.1",
+                "--metrics-address=127.0.0.1",
+            ],
+            env=_environment(
+                INFERFLEET_SERVICE_KIND="llm",
+                INFERFLEET_ENGINE="cpu",
+                INFERFLEET_MODEL=str(model_dir),
+                INFERFLEET_MODEL_ARTIFACT=f"s3://{BUCKET}/llm/tiny/",
+                INFERFLEET_MAX_SEQ_LEN="256",
+                INFERFLEET_MAX_NUM_SEQS="2",
+                INFERFLEET_DTYPE="fp32",
+                INFERFLEET_PYTHON=sys.executable,
+                INFERFLEET_TRITON_BACKENDS=str(tmp_path / "backends"),
+                INFERFLEET_HTTP_PORT=str(http_port),
+                INFERFLEET_GRPC_PORT=str(free_port()),
+                INFERFLEET_METRICS_PORT=str(free_port()),
+                OMP_NUM_THREADS="1",
+            ),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            yield f"http://127.0.0.1:{http_port}", model_dir
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, 9)
+                server.wait()
+
+
+@pytest.mark.slow
+def test_llm_entrypoint_serves_the_model_it_fetched(
+    llm_server: tuple[str, Path], tiny_lm_dir: Path, tmp_path: Path
+) -> None:
+    url, model_dir = llm_server
+    request = urllib.request.Request(
+        f"{url}/v2/models/llm/generate",
+        data=json.dumps({"text_input": "a good tent", "max_tokens": 4, "stream": False}).encode(),
+    )
+    deadline, answer = time.monotonic() + 180, None
+    while answer is None and time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(request, timeout=10) as reply:
+                answer = json.loads(reply.read())
+        except OSError:
+            time.sleep(0.5)
+    assert answer is not None, (tmp_path / "server.log").read_text()[-3000:]
+    assert answer["text_output"]
+    assert _files_under(model_dir) == _files_under(tiny_lm_dir)
+    log = (tmp_path / "server.log").read_text()
+    assert f"fetch_model: s3://{BUCKET}/llm/tiny/ is in {model_dir}" in log
