@@ -134,9 +134,13 @@ def _run_section(results: dict) -> list[str]:
     limits = f"event-loop lag p99 <= {load['max_loop_lag_ms']:g} ms"
     if load["mode"] == "open":
         limits += f", dispatch lag p99 <= {load['max_dispatch_lag_ms']:g} ms"
+    cost = "not computed (give --price-per-hour and --instances)"
+    if target.get("price_per_hour") and target.get("instances"):
+        cost = f"${target['price_per_hour']:g}/h x {target['instances']} instance(s)"
     return [
         f"- Target: `{target.get('url') or target.get('endpoint_name')}` "
         f"(api `{target['api']}`{model})",
+        f"- Cost basis: {cost}",
         f"- Load: {load['mode']} loop, {amount} after {load['warmup']:g} s warm-up, "
         f"repeat {load['repeat']}, {load['workers']} client process(es)",
         f"- Workload: seed {workload['seed']}, prompt tokens {workload['prompt_tokens']}, "

@@ -180,6 +180,9 @@ def test_workers_share_an_open_loop_schedule(shared_server: str, tmp_path: Path)
     assert step["client"]["processes"] == 2
     assert step["requests"] == 90 and step["errors"] == 0
     assert step["requests_per_s"] == pytest.approx(60, rel=0.35)
+    assert step["ttft_from_schedule_ms"]["p50"] >= step["ttft_ms"]["p50"]
+    report = (out / "report.md").read_text()
+    assert "TTFT p50 / p99 from schedule" in report and "| 60 req/s |" in report
     with (out / "requests.csv").open() as handle:
         indices = sorted(int(row["index"]) for row in csv.DictReader(handle))
     assert indices == list(range(len(indices)))
