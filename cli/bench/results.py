@@ -19,6 +19,8 @@ from pathlib import Path
 from inferfleet.cli.bench.records import RequestRecord
 
 SCHEMA_VERSION = 1
+OWN_FILES = ("results.json", "requests.csv", "report.md", "latency_cdf_*.png",
+             "p99_latency_vs_load.png", "tokens_per_min_vs_load.png")  # fmt: skip
 CSV_COLUMNS = (
     "step",
     "variant",
@@ -132,6 +134,10 @@ class ResultsWriter:
     def __init__(self, out: Path, header: dict) -> None:
         self.out = out
         self.out.mkdir(parents=True, exist_ok=True)
+        # A previous run's files in the same directory would read as this run's.
+        for pattern in OWN_FILES:
+            for stale in out.glob(pattern):
+                stale.unlink()
         self.results: dict = {
             "schema_version": SCHEMA_VERSION,
             "partial": True,

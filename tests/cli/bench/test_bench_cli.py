@@ -28,6 +28,9 @@ def test_run_writes_results_csv_report_and_plots(
     shared_server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "run"
+    out.mkdir()
+    (out / "latency_cdf_users_99.png").write_bytes(b"from an older run")
+    (out / "notes.txt").write_text("kept")
     code = cli(
         "--target", shared_server, "--users", "2,6", "--duration", "1", "--warmup", "0.3",
         "--output-tokens", "uniform:4:12", "--seed", "3", "--out", str(out),
@@ -79,6 +82,7 @@ def test_run_writes_results_csv_report_and_plots(
         "latency_cdf_users_2.png", "latency_cdf_users_6.png", "p99_latency_vs_load.png",
         "tokens_per_min_vs_load.png",
     ]  # fmt: skip
+    assert (out / "notes.txt").read_text() == "kept"
     for name in pngs:
         data = (out / name).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 5000
