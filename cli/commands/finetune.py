@@ -15,7 +15,9 @@ from inferfleet.cli.commands.fleet import JsonOption
 
 StackConfigOption = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="Fleet file the stack was deployed from [fleet.yaml]."),
+    typer.Option(
+        "--config", "-c", help="Fleet file the stack was deployed from (default: fleet.yaml)."
+    ),
 ]
 StackOption = Annotated[
     str | None,
@@ -23,7 +25,7 @@ StackOption = Annotated[
 ]
 RegionOption = Annotated[
     str | None,
-    typer.Option("--region", "-r", help="Region of the stack [fleet's first region]."),
+    typer.Option("--region", "-r", help="Region of the stack (default: the fleet's first region)."),
 ]
 UserOption = Annotated[str, typer.Option("--user", "-u", help="User id.")]
 EndpointOption = Annotated[
@@ -75,7 +77,7 @@ def submit(
         typer.Option("--hp", help="Hyperparameter KEY=VALUE (repeatable)."),
     ] = None,
     model: Annotated[
-        str | None, typer.Option("--model", "-m", help="Model id [the job id].")
+        str | None, typer.Option("--model", "-m", help="Model id (default: the job id).")
     ] = None,
     config: StackConfigOption = None,
     stack: StackOption = None,
