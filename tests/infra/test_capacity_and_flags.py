@@ -14,7 +14,9 @@ def test_packaged_feature_flags_match_cdk_json():
     cdk_json = json.loads((REPO_ROOT / "cdk.json").read_text())
     flags = {k: v for k, v in cdk_json["context"].items() if k != "config"}
     assert flags == cdk_feature_flags()
-    assert cdk_feature_flags()["@aws-cdk/aws-autoscaling:generateLaunchTemplateInsteadOfLaunchConfig"]
+    assert cdk_feature_flags()[
+        "@aws-cdk/aws-autoscaling:generateLaunchTemplateInsteadOfLaunchConfig"
+    ]
 
 
 @pytest.mark.parametrize(

@@ -71,7 +71,9 @@ def test_unknown_instance_type_lists_the_known_ones(tmp_path):
 
 def test_tensor_parallel_larger_than_the_cores(tmp_path):
     message = problems_of(tmp_path, with_pool(tensor_parallel=48))
-    assert "pools[0].tensor_parallel: 48 is more than the 24 NeuronCores of inf2.48xlarge" in message
+    assert (
+        "pools[0].tensor_parallel: 48 is more than the 24 NeuronCores of inf2.48xlarge" in message
+    )
     assert "use one of 1, 2, 3, 4, 6, 8, 12, 24" in message
 
 
@@ -142,7 +144,9 @@ def test_capacity_says_what_is_needed_and_available_and_the_fix(tmp_path):
     message = problems_of(tmp_path, data)
     # 70e9 x 2 bytes = 130.4 GiB; KV cache 80 layers x 8 heads x 128 x 2 x 2 B x 4096 x 8 = 10 GiB
     assert "a replica needs 144.4 GiB of device memory" in message
-    assert "weights 130.4 GiB bf16, KV cache 10.0 GiB for 8 x 4096 tokens, runtime 4.0 GiB" in message
+    assert (
+        "weights 130.4 GiB bf16, KV cache 10.0 GiB for 8 x 4096 tokens, runtime 4.0 GiB" in message
+    )
     assert "tensor_parallel 4 on inf2.48xlarge gives 64 GiB (4 NeuronCores x 16 GiB)" in message
     assert "raise tensor_parallel to 12 or more, use weights_dtype int8" in message
 
@@ -205,7 +209,9 @@ def test_region_and_vpc_formats(tmp_path):
         },
     ]
     message = problems_of(tmp_path, data)
-    assert "regions[0].name: 'Mars' is not valid here; use a region name such as us-east-1" in message
+    assert (
+        "regions[0].name: 'Mars' is not valid here; use a region name such as us-east-1" in message
+    )
     assert "regions[1].vpc.vpc_id: 'vpc-123' is not valid here; use an id like vpc-" in message
 
 
