@@ -7,6 +7,7 @@ an emulator changes.
 """
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -37,6 +38,7 @@ WorkdirOption = Annotated[
     typer.Option("--out", "-o", help="Cloud assembly, stack outputs and CDK CLI logs."),
 ]
 DEFAULT_WORKDIR = Path("cdk.out.deploy")
+REGION_NAME = re.compile(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d")
 
 
 def bootstrap(
@@ -55,6 +57,9 @@ def bootstrap(
     """Bootstrap regions for the CDK (the toolkit stack `deploy` publishes through)."""
     from inferfleet.cli.deploy.bootstrap import bootstrap_regions
 
+    for name in region:
+        if not REGION_NAME.fullmatch(name):
+            raise UserError(f"--region {name}: not a region name; use one like us-east-1")
     expected: dict[str, str | None] = {}
     source = "the fleet file"
     if config is not None:

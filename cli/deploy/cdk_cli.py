@@ -41,10 +41,11 @@ class CdkRun:
     def error_summary(self) -> str:
         """The CLI's own account of a failure: its ``❌`` lines and what follows them."""
         lines = [line.strip() for line in self.output.splitlines() if line.strip()]
-        for index, line in enumerate(lines):
-            if line.startswith("❌"):
-                return " ".join(lines[index : index + 3])
-        return " ".join(lines[-3:]) or f"exit code {self.returncode}"
+        start = next((i for i, line in enumerate(lines) if line.startswith("❌")), None)
+        chosen = lines[start : start + 3] if start is not None else lines[-3:]
+        # The CLI repeats the error message under its ❌ line.
+        summary = [line for i, line in enumerate(chosen) if line not in " ".join(chosen[:i])]
+        return " ".join(summary) or f"exit code {self.returncode}"
 
 
 def resource_progress(line: str) -> tuple[int, int] | None:

@@ -85,10 +85,10 @@ _MARKS = {
 class RichView:
     """A spinner for the running step and one line per finished step, on stderr."""
 
-    def __init__(self) -> None:
+    def __init__(self, console: Any = None) -> None:
         from rich.console import Console
 
-        self.console = Console(stderr=True, highlight=False)
+        self.console = console or Console(stderr=True, highlight=False)
         self._status: Any = None
         self._label = ""
 
@@ -159,6 +159,19 @@ class EventStream:
         start = time.monotonic()
         try:
             yield step
+        except KeyboardInterrupt:
+            self.emit(
+                Event(
+                    phase,
+                    "failed",
+                    region=region,
+                    stack=stack,
+                    duration_s=time.monotonic() - start,
+                    message="interrupted; an operation CloudFormation already started goes on "
+                    "without us: check the stack before running again",
+                )
+            )
+            raise
         except Exception as error:  # reported as the failure of the step
             message = str(error) if isinstance(error, StepFailed | UserError) else _describe(error)
             self.emit(

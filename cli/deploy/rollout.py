@@ -5,9 +5,20 @@ The first region is the canary. Each region goes through preflight (bootstrapped
 request per service; the first failing step stops the rollout, and the regions after
 it are not touched. ``destroy`` walks the regions in reverse order.
 
-Against an emulator (``--endpoint-url``) the waits and smoke requests are reported as
-skipped: the emulator launches no instances and runs no load balancers, so services
-never become stable and endpoints never answer. The stacks themselves are deployed.
+Against an emulator (``--endpoint-url`` or AWS_ENDPOINT_URL; written for moto's server
+mode):
+
+- the app is synthesized in emulator mode (context ``inferfleet:emulator=true``), which
+  leaves out what moto cannot run; regional_stack lists exactly what;
+- ``cdk deploy`` uses ``--method direct``: moto's change-set execution creates the
+  resources but never the stack outputs; ``cdk diff`` uses ``--method template``: moto
+  cannot create the read-only change set;
+- the waits and smoke requests are reported as skipped, with the reason: the emulator
+  launches no instances and serves no load balancer, so services never become stable
+  and endpoints never answer. The stacks themselves are deployed and their outputs read;
+- ``destroy`` works for fleets that import their VPC (``regions[].vpc``); moto cannot
+  delete a new VPC's NAT gateway, internet gateway, routes and flow log, so deleting such
+  a stack fails there (the command says so and stops).
 """
 
 import json

@@ -24,6 +24,6 @@ def print_status(fleet: str, statuses: list[RegionStatus]) -> None:
     for status in statuses:
         for name, service in status.services.items():
             if service.endpoint:
-                console.print(f"{status.region} {name}: {service.endpoint}")
+                console.print(f"{status.region} {name}: {service.endpoint}", soft_wrap=True)
         if status.error:
             console.print(f"[yellow]{status.region}: could not read everything: {status.error}")

@@ -81,6 +81,15 @@ def test_the_failure_summary_is_the_clis_own_account():
     assert CdkRun(["deploy"], 1, "", Path("x")).error_summary() == "exit code 1"
 
 
+def test_the_failure_summary_says_a_repeated_message_once():
+    output = (
+        "❌  fleet-us-west-2: destroy failed DeploymentError: The vpc vpc-1 has dependencies\n"
+        "The vpc vpc-1 has dependencies\n"
+    )
+    summary = CdkRun(["destroy"], 1, output, Path("x")).error_summary()
+    assert summary.count("The vpc vpc-1 has dependencies") == 1
+
+
 def test_the_number_of_stacks_with_differences_is_read_from_diff_output():
     assert stacks_with_differences("\n✨  Number of stacks with differences: 2\n") == 2
     assert stacks_with_differences("no summary") is None

@@ -4,8 +4,9 @@ import io
 import json
 
 import pytest
+from rich.console import Console
 
-from inferfleet.cli.deploy.events import EventStream, JsonLinesSink, StepFailed
+from inferfleet.cli.deploy.events import Event, EventStream, JsonLinesSink, RichView, StepFailed
 
 
 def _stream() -> tuple[EventStream, io.StringIO]:
@@ -54,3 +55,20 @@ def test_an_unexpected_error_is_reported_as_the_steps_failure():
     ):
         raise KeyError("ClusterName")
     assert json.loads(out.getvalue())["status"] == "failed"
+
+
+def test_the_rich_view_prints_a_line_per_step_and_only_a_successful_summary():
+    out = io.StringIO()
+    view = RichView(Console(file=out, width=200, no_color=True))
+    events = EventStream([view])
+    with events.step("deploy", region="us-east-1") as step:
+        events.progress("12/57 resources")
+    with events.step("smoke", region="us-east-1") as step:
+        step.skip("skipped: --no-wait")
+    events.emit(Event("summary", "succeeded", message="deploy finished: us-east-1"))
+    events.emit(Event("summary", "failed", message="deploy stopped at us-west-2"))
+
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("✓ deploy us-east-1 (")
+    assert lines[1].startswith("- smoke us-east-1 (") and "skipped: --no-wait" in lines[1]
+    assert lines[2:] == ["deploy finished: us-east-1"]

@@ -56,6 +56,12 @@ def test_bad_options_are_one_line_errors(
     assert "Traceback" not in err
 
 
+def test_bootstrap_refuses_what_is_not_a_region_name(capsys: pytest.CaptureFixture[str]):
+    code, err = _exit(["bootstrap", "--region", "us-east"], capsys)
+    assert code == 2
+    assert "--region us-east: not a region name; use one like us-east-1" in err
+
+
 def test_a_wait_timeout_below_one_second_is_refused(
     fleet: Path, capsys: pytest.CaptureFixture[str]
 ):
