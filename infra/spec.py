@@ -153,6 +153,48 @@ class NetworkSpec(_Strict):
     nat_gateways: int | None = Field(None, ge=0, le=6, description="Default one per AZ.")
 
 
+class EndpointSpec(_Strict):
+    """The SageMaker multi-model endpoint that serves every user's fine-tuned models."""
+
+    instance_type: str = Field("ml.g5.2xlarge", pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+    min: int = Field(1, ge=1, le=100)
+    max: int = Field(4, ge=1, le=100)
+    invocations_per_instance: int = Field(
+        100, ge=1, description="Target tracking: invocations per instance per minute."
+    )
+    routing: Literal["least_outstanding_requests", "random"] = "least_outstanding_requests"
+    image_uri: str | None = Field(
+        None, description="Serving image; default Triton from the SageMaker SDK's tables."
+    )
+
+
+class FinetuneQueueSpec(_Strict):
+    training_instance_type: str = Field("ml.trn1.2xlarge", pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+    training_image_uri: str | None = Field(
+        None, description="Training image; default built from containers/finetune."
+    )
+    max_running_jobs: int = Field(10, ge=1, le=1000)
+    create_calls_per_second: float = Field(
+        1.0, gt=0, le=10, description="Pace of CreateTrainingJob (about 1/s per account)."
+    )
+    max_attempts: int = Field(5, ge=1, le=50)
+    batch_threshold: int = Field(
+        0, ge=0, description="Queued jobs that start one multi-instance job; 0 never batches."
+    )
+    batch_tasks: int = Field(8, ge=2, le=1000)
+    batch_instances: int = Field(2, ge=1, le=100)
+
+
+class PersonalizationSpec(_Strict):
+    """Per-user fine-tuning and one multi-model endpoint serving the results."""
+
+    regions: list[RegionName] | None = Field(
+        None, description="Where to deploy it; default the first region of the fleet."
+    )
+    endpoint: EndpointSpec = Field(default_factory=EndpointSpec)
+    queue: FinetuneQueueSpec = Field(default_factory=FinetuneQueueSpec)
+
+
 class FleetSpec(_Strict):
     name: ResourceName
     account: AccountId | None = Field(None, description="Default account of every region.")
@@ -161,6 +203,7 @@ class FleetSpec(_Strict):
     )
     services: dict[ResourceName, ServiceSpec] = Field(min_length=1)
     network: NetworkSpec = Field(default_factory=NetworkSpec)
+    personalization: PersonalizationSpec | None = None
     alarm_emails: list[Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]] = (
         Field(default_factory=list)
     )
@@ -172,6 +215,12 @@ class FleetSpec(_Strict):
         if not isinstance(regions, list):
             return regions
         return [{"name": r} if isinstance(r, str) else r for r in regions]
+
+    def personalized(self, region: str) -> bool:
+        """Whether the fine-tune queue and multi-model endpoint run in ``region``."""
+        if self.personalization is None:
+            return False
+        return region in (self.personalization.regions or [self.regions[0].name])
 
     def pools_in(self, service: ServiceSpec, region: str) -> list[PoolSpec]:
         return [p for p in service.pools if p.regions is None or region in p.regions]
@@ -248,6 +297,40 @@ def fleet_problems(spec: FleetSpec) -> list[Problem]:
     for name, service in spec.services.items():
         problems.extend(_service_problems(service, ("services", name)))
         problems.extend(_placement_problems(spec, name, service))
+    if spec.personalization:
+        problems.extend(_personalization_problems(spec, spec.personalization))
+    return problems
+
+
+def _personalization_problems(spec: FleetSpec, section: PersonalizationSpec) -> list[Problem]:
+    problems = []
+    fleet_regions = [region.name for region in spec.regions]
+    for region in section.regions or []:
+        if region not in fleet_regions:
+            problems.append(
+                Problem(
+                    ("personalization", "regions"),
+                    f"{region} is not a region of the fleet; use some of "
+                    f"{', '.join(fleet_regions)}",
+                )
+            )
+    endpoint = section.endpoint
+    if endpoint.min > endpoint.max:
+        problems.append(
+            Problem(
+                ("personalization", "endpoint", "min"),
+                f"min {endpoint.min} is greater than max {endpoint.max}; set min <= max",
+            )
+        )
+    queue = section.queue
+    if queue.batch_threshold and queue.batch_threshold < queue.batch_tasks:
+        problems.append(
+            Problem(
+                ("personalization", "queue", "batch_threshold"),
+                f"{queue.batch_threshold} queued jobs cannot fill a batch of batch_tasks "
+                f"{queue.batch_tasks}; raise batch_threshold to at least {queue.batch_tasks}",
+            )
+        )
     return problems
 
 
@@ -506,6 +589,8 @@ def _pattern_hint(location: YamlPath) -> str:
         "cidr": "use a CIDR like 10.0.0.0/16",
         "artifact": "use an S3 URI like s3://my-bucket/models/llama",
         "certificate_arn": "use an ACM certificate ARN of the same region",
+        "instance_type": "use a SageMaker instance type like ml.g5.2xlarge",
+        "training_instance_type": "use a SageMaker instance type like ml.trn1.2xlarge",
         "alarm_emails": "use an e-mail address",
         "path": "start the path with /",
     }
@@ -540,4 +625,7 @@ _NESTED_MODELS: dict[tuple[type[BaseModel], str | int], tuple[type[BaseModel], b
     (ServiceSpec, "health_check"): (HealthCheckSpec, False),
     (ServiceSpec, "autoscaling"): (AutoscalingSpec, False),
     (RegionSpec, "vpc"): (VpcSpec, False),
+    (FleetSpec, "personalization"): (PersonalizationSpec, False),
+    (PersonalizationSpec, "endpoint"): (EndpointSpec, False),
+    (PersonalizationSpec, "queue"): (FinetuneQueueSpec, False),
 }

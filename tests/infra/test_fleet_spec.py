@@ -240,3 +240,31 @@ def test_missing_file_says_how_to_start(tmp_path):
 def test_a_file_that_is_not_a_mapping(tmp_path):
     message = problems_of(tmp_path, "- just\n- a list\n")
     assert "must be a mapping with name, regions and services" in message
+
+
+def test_personalization_defaults_to_the_first_region(tmp_path):
+    data = {**VALID, "personalization": {}}
+    spec = load_fleet_spec(write(tmp_path, yaml.safe_dump(data)))
+    assert spec.personalized("us-east-1") and not spec.personalized("us-west-2")
+    assert spec.personalization.endpoint.routing == "least_outstanding_requests"
+    assert spec.personalization.queue.create_calls_per_second == 1.0
+
+
+def test_personalization_problems(tmp_path):
+    data = {
+        **VALID,
+        "personalization": {
+            "regions": ["eu-west-1"],
+            "endpoint": {"instance_type": "g5.2xlarge", "min": 3, "max": 2},
+            "queue": {"batch_threshold": 4, "batch_tasks": 8},
+        },
+    }
+    message = problems_of(tmp_path, data)
+    assert "personalization.endpoint.instance_type: 'g5.2xlarge' is not valid here; use a " in (
+        message
+    )
+    data["personalization"]["endpoint"]["instance_type"] = "ml.g5.2xlarge"
+    message = problems_of(tmp_path, data)
+    assert "personalization.regions: eu-west-1 is not a region of the fleet" in message
+    assert "personalization.endpoint.min: min 3 is greater than max 2" in message
+    assert "raise batch_threshold to at least 8" in message
