@@ -1,12 +1,14 @@
 """``bootstrap``, ``deploy``, ``status`` and ``destroy``: a fleet in AWS, region by region.
 
 Every AWS call honours the standard credential chain (``--profile`` picks a named
-profile) and ``--endpoint-url`` (or AWS_ENDPOINT_URL), which sends the CDK CLI and
-boto3 alike to an emulator such as moto; see inferfleet.cli.deploy.rollout for what
-an emulator changes.
+profile) and ``--endpoint-url``, which sends the CDK CLI and boto3 alike to an emulator
+such as moto; see inferfleet.cli.deploy.rollout for what an emulator changes. An
+AWS_ENDPOINT_URL in the environment without the flag is refused rather than followed,
+since emulator mode leaves resources out of the stacks.
 """
 
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -26,8 +28,7 @@ EndpointOption = Annotated[
     str | None,
     typer.Option(
         "--endpoint-url",
-        envvar="AWS_ENDPOINT_URL",
-        help="Send every AWS call (CDK CLI and boto3) to this endpoint, e.g. a local moto.",
+        help="Send every AWS call (CDK CLI and boto3) to this emulator, e.g. a local moto.",
     ),
 ]
 ProfileOption = Annotated[
@@ -126,13 +127,12 @@ def status(
     as_json: JsonOption = False,
 ) -> None:
     """Per region: stack status, ECS tasks desired/running, target health, endpoints."""
-    from inferfleet.cli.deploy.aws_access import AwsAccess
     from inferfleet.cli.deploy.rollout import rollout_regions
     from inferfleet.cli.deploy.status import region_status
 
     spec = load_spec(config)
     regions = rollout_regions(spec, region, source=str(config))
-    aws = AwsAccess(profile=profile, endpoint_url=endpoint_url)
+    aws = _aws(endpoint_url, profile)
     aws.account(regions[0])
     statuses = [region_status(aws, spec, name) for name in regions]
     if as_json:
@@ -179,13 +179,26 @@ def _selected(config: Path, region: list[str] | None, all_regions: bool, *, verb
     return rollout_regions(spec, None if all_regions else region, source=str(config))
 
 
-def _access(endpoint_url: str | None, profile: str | None, config: Path | None):
+def _aws(endpoint_url: str | None, profile: str | None):
     from inferfleet.cli.deploy.aws_access import AwsAccess
+
+    # Emulator mode leaves resources out, so it is never turned on by the environment alone.
+    from_environment = os.environ.get("AWS_ENDPOINT_URL")
+    if from_environment and not endpoint_url:
+        raise UserError(
+            f"AWS_ENDPOINT_URL is set ({from_environment}) but --endpoint-url is not: pass "
+            f"--endpoint-url {from_environment} to use that emulator, or unset AWS_ENDPOINT_URL "
+            "to reach AWS"
+        )
+    return AwsAccess(profile=profile, endpoint_url=endpoint_url)
+
+
+def _access(endpoint_url: str | None, profile: str | None, config: Path | None):
     from inferfleet.cli.deploy.cdk_cli import CdkCli
 
+    aws = _aws(endpoint_url, profile)
     starts = [Path.cwd()] + ([config.resolve().parent] if config else [])
-    cdk = CdkCli.locate(*starts, endpoint_url=endpoint_url, profile=profile)
-    return AwsAccess(profile=profile, endpoint_url=endpoint_url), cdk
+    return aws, CdkCli.locate(*starts, endpoint_url=endpoint_url, profile=profile)
 
 
 def _rollout(config: Path, endpoint_url: str | None, profile: str | None, out: Path, as_json: bool):

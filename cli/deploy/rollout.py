@@ -5,8 +5,7 @@ The first region is the canary. Each region goes through preflight (bootstrapped
 request per service; the first failing step stops the rollout, and the regions after
 it are not touched. ``destroy`` walks the regions in reverse order.
 
-Against an emulator (``--endpoint-url`` or AWS_ENDPOINT_URL; written for moto's server
-mode):
+Against an emulator (``--endpoint-url``; written for moto's server mode):
 
 - the app is synthesized in emulator mode (context ``inferfleet:emulator=true``), which
   leaves out what moto cannot run; regional_stack lists exactly what;

@@ -85,13 +85,21 @@ def test_missing_credentials_say_how_to_configure_them(
     # Nothing may leave the machine even if a credential turned up: a closed local port.
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://localhost:9")
 
-    code, err = _exit(
-        ["deploy", "--all", "--config", str(fleet), "--out", str(tmp_path / "out")], capsys
-    )
+    argv = ["deploy", "--all", "--config", str(fleet), "--out", str(tmp_path / "out")]
+    code, err = _exit([*argv, "--endpoint-url", "http://localhost:9"], capsys)
 
     assert code == 1
     assert "stopped before any region in step credentials" in err
     assert "no AWS credentials found; run `aws configure`, set AWS_PROFILE" in err
+
+
+def test_an_endpoint_in_the_environment_alone_does_not_switch_to_emulator_mode(
+    fleet: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://localhost:9")
+    code, err = _exit(["status", "--config", str(fleet)], capsys)
+    assert code == 2
+    assert "pass --endpoint-url http://localhost:9 to use that emulator, or unset" in err
 
 
 def test_an_unknown_profile_names_the_flag(monkeypatch: pytest.MonkeyPatch):
