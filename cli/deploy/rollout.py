@@ -198,6 +198,11 @@ class Rollout:
             outputs = self._outputs(stack, outputs_file)
             step.outputs = outputs
             step.detail = {"outputs_file": str(outputs_file)}
+        self.verify(region, outputs, options)
+
+    def verify(self, region: str, outputs: dict[str, str], options: RolloutOptions) -> None:
+        """The wait and smoke steps of a deployed region, from its stack outputs."""
+        stack = self.stack(region)
         with self.events.step("wait", region=region, stack=stack) as step:
             if not self._skipped(step, None if options.wait else "--no-wait"):
                 self._wait(region, outputs, options, step)

@@ -4,7 +4,11 @@ import json
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -86,3 +90,32 @@ def aws_client(server: MotoServer, service: str, region: str) -> Any:
 def stack_names(server: MotoServer, region: str) -> list[str]:
     stacks = aws_client(server, "cloudformation", region).describe_stacks()["Stacks"]
     return [s["StackName"] for s in stacks if s["StackStatus"] != "DELETE_COMPLETE"]
+
+
+class ReadinessHandler(BaseHTTPRequestHandler):
+    """200 on the readiness path; 503 elsewhere, except ``/warming`` from the third call on."""
+
+    calls = 0
+
+    def do_GET(self) -> None:
+        type(self).calls += 1
+        ready = self.path == "/v2/health/ready" or (self.path == "/warming" and self.calls > 2)
+        self.send_response(200 if ready else 503)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def readiness_server() -> Iterator[str]:
+    """A model server's readiness endpoint on 127.0.0.1; yields its base URL."""
+    ReadinessHandler.calls = 0
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), ReadinessHandler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

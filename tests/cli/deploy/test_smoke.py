@@ -1,38 +1,19 @@
 """Smoke requests against a real HTTP server on 127.0.0.1."""
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from deploy_support import readiness_server
 from moto_server import free_port
 
 from inferfleet.cli.deploy.events import StepFailed
 from inferfleet.cli.deploy.smoke import smoke_request
 
 
-class _Readiness(BaseHTTPRequestHandler):
-    calls = 0
-
-    def do_GET(self) -> None:
-        type(self).calls += 1
-        ready = self.path == "/v2/health/ready" or (self.path == "/warming" and self.calls > 2)
-        self.send_response(200 if ready else 503)
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def server() -> Iterator[str]:
-    _Readiness.calls = 0
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Readiness)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with readiness_server() as url:
+        yield url
 
 
 def test_a_ready_server_passes_at_once(server: str):
