@@ -65,20 +65,27 @@ def server_sent_log(url: str) -> dict[str, dict]:
         return {entry["prompt"]: entry for entry in json.load(response)}
 
 
-# Median error of the measured end of stream, ms. At 50 users the client finishes one
-# stream while sending the next requests, and on a shared 2-core box it waits for CPU.
-END_ERROR_MS = {1: 3.0, 10: 4.0, 50: 10.0}
+# Allowed median error of the measured first token and end of stream, ms. At 50 users
+# chunks arrive in bursts while users send their next requests, and a shared 2-core
+# box sometimes makes the client wait for the CPU.
+MEDIAN_ERROR_MS = {1: 3.0, 10: 3.0, 50: 6.0}
 
 
-@pytest.mark.parametrize("users", sorted(END_ERROR_MS))
+@pytest.mark.parametrize("users", sorted(MEDIAN_ERROR_MS))
 def test_closed_loop_measures_known_timing(shared_server: str, users: int) -> None:
     # The server means to answer with TTFT 50 ms and one chunk every 10 ms (10 tokens:
     # 140 ms E2E) and logs when it actually wrote each chunk. The client's error is
     # its measurement minus the server's truth, on the one monotonic clock.
-    server_sent_log(shared_server)
-    outcome = run(shared_server, StepPlan(users=users, duration=1.2, warmup=0.3))
-    truth = server_sent_log(shared_server)
-    step = measure_step(outcome, open_loop=False, thresholds=DEFAULT_LIMITS).summary
+    # The contract: a step the client marks valid was measured accurately. When other
+    # processes starve the client, the step is flagged invalid instead; measure again.
+    for _attempt in range(3):
+        server_sent_log(shared_server)
+        outcome = run(shared_server, StepPlan(users=users, duration=1.2, warmup=0.3))
+        truth = server_sent_log(shared_server)
+        step = measure_step(outcome, open_loop=False, thresholds=DEFAULT_LIMITS).summary
+        if step["valid"]:
+            break
+    assert step["valid"], f"the client was starved in 3 attempts: {step['invalid_reasons']}"
     assert step["errors"] == 0
     assert step["requests"] >= users * 5
 
@@ -91,8 +98,8 @@ def test_closed_loop_measures_known_timing(shared_server: str, users: int) -> No
         e2e_error.append(record.end - sent["done"])
         itl_error.extend(np.array(record.itl_ms) - np.diff(written) * 1000.0)
     ttft_error_ms, e2e_error_ms = np.array(ttft_error) * 1000.0, np.array(e2e_error) * 1000.0
-    assert -1.0 <= np.median(ttft_error_ms) <= 3.0
-    assert -1.0 <= np.median(e2e_error_ms) <= END_ERROR_MS[users]
+    assert -1.0 <= np.median(ttft_error_ms) <= MEDIAN_ERROR_MS[users]
+    assert -1.0 <= np.median(e2e_error_ms) <= MEDIAN_ERROR_MS[users]
     assert abs(np.median(itl_error)) <= 1.0
     # A loaded 2-core box sometimes runs the client late; the tail is checked loosely.
     assert np.percentile(ttft_error_ms, 90) <= 30.0
