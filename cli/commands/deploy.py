@@ -7,17 +7,25 @@ AWS_ENDPOINT_URL in the environment without the flag is refused rather than foll
 since emulator mode leaves resources out of the stacks.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import re
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from inferfleet.cli.commands.fleet import ConfigOption, JsonOption, load_spec
 from inferfleet.cli.errors import UserError
+
+if TYPE_CHECKING:  # boto3 and the CDK app stay out of `inferfleet --help`
+    from inferfleet.cli.deploy.aws_access import AwsAccess
+    from inferfleet.cli.deploy.cdk_cli import CdkCli
+    from inferfleet.cli.deploy.events import EventStream
+    from inferfleet.cli.deploy.rollout import Rollout, RolloutResult
 
 RegionsOption = Annotated[
     list[str] | None,
@@ -179,7 +187,7 @@ def _selected(config: Path, region: list[str] | None, all_regions: bool, *, verb
     return rollout_regions(spec, None if all_regions else region, source=str(config))
 
 
-def _aws(endpoint_url: str | None, profile: str | None):
+def _aws(endpoint_url: str | None, profile: str | None) -> AwsAccess:
     from inferfleet.cli.deploy.aws_access import AwsAccess
 
     # Emulator mode leaves resources out, so it is never turned on by the environment alone.
@@ -193,7 +201,9 @@ def _aws(endpoint_url: str | None, profile: str | None):
     return AwsAccess(profile=profile, endpoint_url=endpoint_url)
 
 
-def _access(endpoint_url: str | None, profile: str | None, config: Path | None):
+def _access(
+    endpoint_url: str | None, profile: str | None, config: Path | None
+) -> tuple[AwsAccess, CdkCli]:
     from inferfleet.cli.deploy.cdk_cli import CdkCli
 
     aws = _aws(endpoint_url, profile)
@@ -201,7 +211,9 @@ def _access(endpoint_url: str | None, profile: str | None, config: Path | None):
     return aws, CdkCli.locate(*starts, endpoint_url=endpoint_url, profile=profile)
 
 
-def _rollout(config: Path, endpoint_url: str | None, profile: str | None, out: Path, as_json: bool):
+def _rollout(
+    config: Path, endpoint_url: str | None, profile: str | None, out: Path, as_json: bool
+) -> Rollout:
     from inferfleet.cli.deploy.rollout import Rollout
 
     spec = load_spec(config)
@@ -209,13 +221,13 @@ def _rollout(config: Path, endpoint_url: str | None, profile: str | None, out: P
     return Rollout(spec, config=config, aws=aws, cdk=cdk, workdir=out, events=_events(as_json))
 
 
-def _events(as_json: bool):
+def _events(as_json: bool) -> EventStream:
     from inferfleet.cli.deploy.events import EventStream, JsonLinesSink, RichView
 
     return EventStream([JsonLinesSink() if as_json else RichView()])
 
 
-def _finish(result) -> None:
+def _finish(result: RolloutResult) -> None:
     if not result.ok:
         raise UserError(result.summary(), exit_code=1)
 
