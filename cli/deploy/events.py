@@ -1,7 +1,16 @@
 """Steps of a rollout as events: JSON lines for CI, a rich view on stderr for people.
 
-Every step ends in exactly one event (succeeded, failed or skipped) that names the
-phase, the region and stack, how long it took, and the stack outputs once known.
+Every step ends in exactly one event, one JSON object per line with ``--json``::
+
+    {"time": "2026-11-21T11:57:34+00:00", "phase": "deploy", "status": "succeeded",
+     "region": "us-east-1", "stack": "fleet-us-east-1", "duration_s": 41.2,
+     "outputs": {"AssistantEndpoint": "http://...", ...}, "message": "", "detail": {...}}
+
+``phase`` is one of credentials, bootstrap, synth, preflight, deploy, wait, smoke, diff,
+destroy, summary; ``status`` one of succeeded, failed, skipped (``message`` says why).
+``region`` and ``stack`` are null for steps of the whole run, ``outputs`` null until a
+deploy step has them. The last event is always the summary, whose detail names the
+completed and untouched regions and, on failure, the region and phase that failed.
 """
 
 import json
