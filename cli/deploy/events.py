@@ -9,8 +9,9 @@ Every step ends in exactly one event, one JSON object per line with ``--json``::
 ``phase`` is one of credentials, bootstrap, synth, preflight, deploy, wait, smoke, diff,
 destroy, summary; ``status`` one of succeeded, failed, skipped (``message`` says why).
 ``region`` and ``stack`` are null for steps of the whole run, ``outputs`` null until a
-deploy step has them. The last event is always the summary, whose detail names the
-completed and untouched regions and, on failure, the region and phase that failed.
+deploy step has them. The last event is the summary, whose detail names the completed
+and untouched regions and, on failure, the region and phase that failed; after Ctrl-C
+it is the interrupted step's failure instead.
 """
 
 import json
