@@ -72,3 +72,12 @@ def test_the_rich_view_prints_a_line_per_step_and_only_a_successful_summary():
     assert lines[0].startswith("✓ deploy us-east-1 (")
     assert lines[1].startswith("- smoke us-east-1 (") and "skipped: --no-wait" in lines[1]
     assert lines[2:] == ["deploy finished: us-east-1"]
+
+
+def test_ctrl_c_ends_the_stream_with_the_interrupted_step():
+    events, out = _stream()
+    with pytest.raises(KeyboardInterrupt), events.step("deploy", region="us-east-1"):
+        raise KeyboardInterrupt
+    line = json.loads(out.getvalue())
+    assert (line["phase"], line["status"]) == ("deploy", "failed")
+    assert line["message"].startswith("interrupted; an operation CloudFormation already started")
