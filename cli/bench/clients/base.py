@@ -20,6 +20,7 @@ from inferfleet.cli.bench.workload import RequestSpec
 
 # Bodies are encoded here and sent as bytes: cheaper than aiohttp's JSON payload path.
 JSON_HEADERS = {"Content-Type": "application/json"}
+YIELD_EVERY_LINES = 128
 INSTANCE_HEADER = "X-Inferfleet-Instance"
 EMULATED_HEADER = "X-Inferfleet-Emulated"
 
@@ -131,9 +132,13 @@ async def sse_data(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[floa
     async for received in response.content.iter_any():
         now = perf_counter()
         *lines, pending = (pending + received).split(b"\n")
-        for line in lines:
+        for number, line in enumerate(lines, start=1):
             if line.startswith(b"data:"):
                 yield now, line[5:].strip()
+            if number % YIELD_EVERY_LINES == 0:
+                # A burst of thousands of events must not hold the loop: other streams'
+                # bytes are waiting to be stamped.
+                await asyncio.sleep(0)
     if pending.startswith(b"data:"):
         yield perf_counter(), pending[5:].strip()
 
