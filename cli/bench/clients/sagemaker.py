@@ -9,11 +9,12 @@ endpoint. Payload parts carry the container's own stream (TGI/LMI
 
 from __future__ import annotations
 
+import asyncio
 import json
 from time import perf_counter
 from urllib.parse import quote
 
-from inferfleet.cli.bench.clients.base import Client, StreamFormatError
+from inferfleet.cli.bench.clients.base import YIELD_EVERY_LINES, Client, StreamFormatError
 from inferfleet.cli.bench.records import RequestRecord
 from inferfleet.cli.bench.workload import RequestSpec
 from inferfleet.cli.errors import UserError
@@ -97,7 +98,7 @@ class SageMakerClient(Client):
                 await self.fail_with_body(response, record)
                 return
             events = self._events_type()
-            pending = b""
+            pending, read = b"", 0
             async for data in response.content.iter_any():
                 now = perf_counter()
                 events.add_data(data)
@@ -120,6 +121,10 @@ class SageMakerClient(Client):
                     *lines, pending = pending.split(b"\n")
                     for line in lines:
                         read_payload_line(line, now, record)
+                    read += len(lines)
+                    if read >= YIELD_EVERY_LINES:
+                        read = 0
+                        await asyncio.sleep(0)  # as in sse_data: bursts must not hold the loop
             if pending.strip():
                 read_payload_line(pending, perf_counter(), record)
         record.end = perf_counter()
