@@ -179,38 +179,7 @@ def run_bench(config: BenchConfig, console: Console | None = None) -> RunOutcome
         )
         label = target if config.api != "sagemaker" else f"SageMaker endpoint {target}"
         settings, description, emulated = asyncio.run(preflight(config.api, settings, label))
-        header = {
-            "tool": tool_info(),
-            "machine": machine_info(),
-            "target": {
-                **description,
-                "emulated": emulated or config.local,
-                "local": {"servers": config.servers, "mode": config.local_mode}
-                if config.local
-                else None,
-                "instances": config.instance_count,
-                "price_per_hour": config.price_per_hour,
-            },
-            "workload": {
-                **workload.describe(),
-                "hash": schedule_hash(workload, [arrivals[rate] for rate in config.rate]),
-            },
-            "load": {
-                "mode": "open" if config.open_loop else "closed",
-                "users": config.users or None,
-                "rates": config.rate or None,
-                "duration": config.duration,
-                "requests": config.requests,
-                "warmup": config.warmup,
-                "repeat": config.repeat,
-                "workers": config.workers,
-                "max_inflight": config.max_inflight,
-                "max_loop_lag_ms": config.max_loop_lag_ms,
-                "max_dispatch_lag_ms": config.max_dispatch_lag_ms,
-            },
-            "variants": [variant.name for variant in config.compare] or ["default"],
-            "started_at": now_iso(),
-        }
+        header = run_header(config, description, emulated, workload, arrivals)
         writer = ResultsWriter(config.out, header)
         switch = routing_switch(config, fleet)
         executor = (
@@ -232,6 +201,48 @@ def run_bench(config: BenchConfig, console: Console | None = None) -> RunOutcome
     writer.finish(partial=stop.is_set(), comparisons=paired_ratios(results["steps"], variants))
     _write_report(config, writer.results, latencies)
     return RunOutcome(writer.results, INTERRUPTED_EXIT if stop.is_set() else 0)
+
+
+def run_header(
+    config: BenchConfig,
+    description: dict,
+    emulated: bool,
+    workload: Workload,
+    arrivals: dict[float, np.ndarray],
+) -> dict:
+    """What results.json says about the run before any step: tool, machine, target, load."""
+    return {
+        "tool": tool_info(),
+        "machine": machine_info(),
+        "target": {
+            **description,
+            "emulated": emulated or config.local,
+            "local": {"servers": config.servers, "mode": config.local_mode}
+            if config.local
+            else None,
+            "instances": config.instance_count,
+            "price_per_hour": config.price_per_hour,
+        },
+        "workload": {
+            **workload.describe(),
+            "hash": schedule_hash(workload, [arrivals[rate] for rate in config.rate]),
+        },
+        "load": {
+            "mode": "open" if config.open_loop else "closed",
+            "users": config.users or None,
+            "rates": config.rate or None,
+            "duration": config.duration,
+            "requests": config.requests,
+            "warmup": config.warmup,
+            "repeat": config.repeat,
+            "workers": config.workers,
+            "max_inflight": config.max_inflight,
+            "max_loop_lag_ms": config.max_loop_lag_ms,
+            "max_dispatch_lag_ms": config.max_dispatch_lag_ms,
+        },
+        "variants": [variant.name for variant in config.compare] or ["default"],
+        "started_at": now_iso(),
+    }
 
 
 def routing_switch(config: BenchConfig, fleet: object | None) -> RoutingSwitch | None:
