@@ -27,7 +27,7 @@ model_dir="$1"
   || fail "model folder ${model_dir} must be an absolute path to download ${artifact} into"
 artifact="${artifact%/}/"
 
-# The first error the CLI printed, on one line, and how many more followed.
+# The first error the CLI printed, on one line, and how many lines followed it.
 first_error() {
   local lines
   lines="$(grep -c . "$1" || true)"
@@ -37,7 +37,7 @@ first_error() {
   fi
   grep -m 1 . "$1" | tr -s '[:space:]' ' ' | sed -e 's/^ //' -e 's/ $//'
   if ((lines > 1)); then
-    echo " (and $((lines - 1)) more lines)"
+    echo " (+$((lines - 1)) more)"
   fi
 }
 

@@ -1,24 +1,30 @@
-"""The images fetch their model from S3 at start.
+"""What the serving images do at start with the environment a task gives them.
 
-Each test runs the scripts an image copies (``fetch_model.sh``, ``start.sh``) from a tree laid
-out like the image, with the AWS CLI from the venv, against a real moto S3 server.
+They fetch the model from S3, check the engine settings, and run one copy of the LLM per
+``INFERFLEET_REPLICAS`` on cores of its own. The scripts an image copies (``fetch_model.sh``,
+``start.sh``) run from a tree laid out like the image, with the AWS CLI from the venv, against
+a real moto S3 server.
 """
 
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from containers_support import INTENT_CONTEXT, LLM_CONTEXT, image_tree
 from llm_engine import EngineSettings
+from llm_engine.replicas import format_cores, parse_cores, replica_cores, replica_index
 from moto_server import MotoServer
+from pydantic import ValidationError
 
 from inferfleet.containers.local_triton import free_port
 
@@ -341,16 +347,65 @@ def test_engine_settings_read_what_the_service_sets() -> None:
     assert blank.compile_cache_url is None
 
 
+def test_settings_refuse_more_replicas_than_the_cores_hold() -> None:
+    task = {"INFERFLEET_MODEL": "/opt/models/llm", "INFERFLEET_NEURON_CORES": "32"}
+    fits = EngineSettings.from_env(
+        {**task, "INFERFLEET_TP_DEGREE": "8", "INFERFLEET_REPLICAS": "4"}
+    )
+    assert (fits.replicas, fits.neuron_cores) == (4, 32)
+    with pytest.raises(ValidationError, match="need 40 NeuronCores"):
+        EngineSettings.from_env({**task, "INFERFLEET_TP_DEGREE": "8", "INFERFLEET_REPLICAS": "5"})
+
+
+@pytest.mark.parametrize(
+    ("visible", "replica", "tp_degree", "cores"),
+    [
+        ("0-31", 0, 8, "0-7"),
+        ("0-31", 3, 8, "24-31"),
+        (None, 1, 24, "24-47"),
+        ("4-7,12-15", 1, 4, "12-15"),
+        ("0,2,4,6", 1, 2, "4,6"),
+    ],
+)
+def test_each_replica_takes_the_next_cores(
+    visible: str | None, replica: int, tp_degree: int, cores: str
+) -> None:
+    assert replica_cores(visible, replica, tp_degree) == cores
+
+
+def test_a_replica_beyond_the_visible_cores_is_refused() -> None:
+    with pytest.raises(ValueError, match="lower INFERFLEET_REPLICAS or INFERFLEET_TP_DEGREE"):
+        replica_cores("0-23", 1, 24)
+
+
+def test_core_lists_round_trip() -> None:
+    for text in ("0-31", "3", "0,2,5", "0-3,8-11"):
+        assert parse_cores(format_cores(parse_cores(text))) == parse_cores(text)
+    assert replica_index("llm_0_3") == 3
+
+
+@dataclass(frozen=True)
+class RunningEntrypoint:
+    url: str
+    metrics_url: str
+    model_dir: Path
+    log_path: Path
+
+
 @pytest.fixture
-def llm_server(
+def llm_entrypoint(
     moto: MotoServer, images: dict[str, Path], tmp_path: Path, tiny_lm_dir: Path
-) -> Iterator[tuple[str, Path]]:
-    """The llm image's entrypoint with its model in S3 only; yields its URL and model folder."""
+) -> Iterator[RunningEntrypoint]:
+    """The llm image's entrypoint, its model in S3 only, two replicas of two cores each."""
     _upload_folder(tiny_lm_dir, "llm/tiny/")
-    model_dir = tmp_path / "models" / "llm"
-    http_port = free_port()
-    log_path = tmp_path / "server.log"
-    with log_path.open("wb") as log:
+    http_port, metrics_port = free_port(), free_port()
+    running = RunningEntrypoint(
+        url=f"http://127.0.0.1:{http_port}",
+        metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
+        model_dir=tmp_path / "models" / "llm",
+        log_path=tmp_path / "server.log",
+    )
+    with running.log_path.open("wb") as log:
         server = subprocess.Popen(
             [
                 str(images["llm-neuron"] / "start.sh"),
@@ -361,16 +416,20 @@ def llm_server(
             env=_environment(
                 INFERFLEET_SERVICE_KIND="llm",
                 INFERFLEET_ENGINE="cpu",
-                INFERFLEET_MODEL=str(model_dir),
+                INFERFLEET_MODEL=str(running.model_dir),
                 INFERFLEET_MODEL_ARTIFACT=f"s3://{BUCKET}/llm/tiny/",
                 INFERFLEET_MAX_SEQ_LEN="256",
                 INFERFLEET_MAX_NUM_SEQS="2",
                 INFERFLEET_DTYPE="fp32",
+                INFERFLEET_TP_DEGREE="2",
+                INFERFLEET_REPLICAS="2",
+                INFERFLEET_NEURON_CORES="4",
+                NEURON_RT_VISIBLE_CORES="0-3",
                 INFERFLEET_PYTHON=sys.executable,
                 INFERFLEET_TRITON_BACKENDS=str(tmp_path / "backends"),
                 INFERFLEET_HTTP_PORT=str(http_port),
                 INFERFLEET_GRPC_PORT=str(free_port()),
-                INFERFLEET_METRICS_PORT=str(free_port()),
+                INFERFLEET_METRICS_PORT=str(metrics_port),
                 OMP_NUM_THREADS="1",
             ),
             stdout=log,
@@ -378,7 +437,7 @@ def llm_server(
             start_new_session=True,
         )
         try:
-            yield f"http://127.0.0.1:{http_port}", model_dir
+            yield running
         finally:
             server.terminate()
             try:
@@ -388,24 +447,37 @@ def llm_server(
                 server.wait()
 
 
+def _read(url: str, data: bytes | None = None) -> bytes:
+    with urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=10) as reply:
+        return reply.read()
+
+
 @pytest.mark.slow
-def test_llm_entrypoint_serves_the_model_it_fetched(
-    llm_server: tuple[str, Path], tiny_lm_dir: Path, tmp_path: Path
+def test_llm_entrypoint_serves_the_model_it_fetched_in_two_replicas(
+    llm_entrypoint: RunningEntrypoint, tiny_lm_dir: Path
 ) -> None:
-    url, model_dir = llm_server
-    request = urllib.request.Request(
-        f"{url}/v2/models/llm/generate",
-        data=json.dumps({"text_input": "a good tent", "max_tokens": 4, "stream": False}).encode(),
-    )
+    running = llm_entrypoint
+    payload = json.dumps({"text_input": "a good tent", "max_tokens": 4, "stream": False})
     deadline, answer = time.monotonic() + 180, None
     while answer is None and time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(request, timeout=10) as reply:
-                answer = json.loads(reply.read())
+            answer = json.loads(_read(f"{running.url}/v2/models/llm/generate", payload.encode()))
         except OSError:
             time.sleep(0.5)
-    assert answer is not None, (tmp_path / "server.log").read_text()[-3000:]
+    log = running.log_path.read_text()
+    assert answer is not None, log[-3000:]
     assert answer["text_output"]
-    assert _files_under(model_dir) == _files_under(tiny_lm_dir)
-    log = (tmp_path / "server.log").read_text()
-    assert f"fetch_model: s3://{BUCKET}/llm/tiny/ is in {model_dir}" in log
+    assert _files_under(running.model_dir) == _files_under(tiny_lm_dir)
+    assert f"fetch_model: s3://{BUCKET}/llm/tiny/ is in {running.model_dir}" in log
+
+    config = json.loads(_read(f"{running.url}/v2/models/llm/config"))
+    assert config["instance_group"][0]["count"] == 2
+    assert "llm replica 0 of 2 on NeuronCores 0-1" in log
+    assert "llm replica 1 of 2 on NeuronCores 2-3" in log
+    metrics = _read(running.metrics_url).decode()
+    for replica in ("0", "1"):
+        assert re.search(
+            rf'^inferfleet_time_to_first_token_seconds_count\{{[^}}]*replica="{replica}"',
+            metrics,
+            re.M,
+        ), metrics[-2000:]

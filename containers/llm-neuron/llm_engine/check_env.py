@@ -17,6 +17,8 @@ def main() -> None:
     except ValidationError as error:
         problems = "; ".join(
             f"{ENV_PREFIX}{'.'.join(map(str, issue['loc'])).upper()}: {issue['msg']}"
+            if issue["loc"]
+            else issue["msg"].removeprefix("Value error, ")
             for issue in error.errors()
         )
         raise SystemExit(f"settings: {problems}") from None

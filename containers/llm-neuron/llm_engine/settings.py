@@ -1,11 +1,11 @@
 """Engine settings read from the container environment.
 
 Each field ``name`` is read from ``INFERFLEET_<NAME>``; an empty value counts as
-unset, so a task definition can list every variable. Only ``INFERFLEET_TP_DEGREE``
-differs between instance types of one fleet (24 on inf2.48xlarge, 32 on
-trn1.32xlarge); everything else is per model. Variables that name no field
-(``INFERFLEET_MODEL_ARTIFACT``, read by ``fetch_model.sh``, and the task's sizing
-facts) are left to the scripts that use them.
+unset, so a task definition can list every variable. Only the sizing differs
+between instance types of one fleet (``INFERFLEET_TP_DEGREE`` 24 on inf2.48xlarge,
+32 on trn1.32xlarge, and the replicas and cores that go with it); everything else
+is per model. ``INFERFLEET_MODEL_ARTIFACT`` and ``INFERFLEET_SERVICE_KIND`` are
+read by ``start.sh`` and ``fetch_model.sh``; ``INFERFLEET_INSTANCE_TYPE`` by nothing.
 """
 
 import os
@@ -13,7 +13,7 @@ import socket
 from collections.abc import Mapping
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 ENV_PREFIX = "INFERFLEET_"
 # Short names as fleet specs write them, mapped to the names vLLM takes.
@@ -32,6 +32,10 @@ class EngineSettings(BaseModel):
         default=None,
         description="s3://bucket/prefix holding compiled Neuron graphs, shared by all instances.",
     )
+    replicas: int = Field(default=1, ge=1, description="Model copies on this instance.")
+    neuron_cores: int | None = Field(
+        default=None, ge=1, description="NeuronCores of the instance, when the task states them."
+    )
     instance_id: str = Field(default_factory=socket.gethostname)
     default_max_tokens: int = Field(default=256, ge=1)
 
@@ -39,6 +43,16 @@ class EngineSettings(BaseModel):
     @classmethod
     def _full_dtype_name(cls, value: object) -> object:
         return DTYPE_ALIASES.get(value, value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _replicas_fit_the_cores(self) -> "EngineSettings":
+        if self.neuron_cores is not None and self.replicas * self.tp_degree > self.neuron_cores:
+            raise ValueError(
+                f"INFERFLEET_REPLICAS={self.replicas} copies of INFERFLEET_TP_DEGREE="
+                f"{self.tp_degree} cores need {self.replicas * self.tp_degree} NeuronCores, but"
+                f" INFERFLEET_NEURON_CORES={self.neuron_cores}; lower one of the first two"
+            )
+        return self
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "EngineSettings":

@@ -6,6 +6,7 @@ context, three levels above this file.
 
 import asyncio
 import json
+import os
 import sys
 import threading
 import uuid
@@ -18,6 +19,7 @@ import triton_python_backend_utils as pb_utils
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 from llm_engine import EngineSettings, GenerationRequest, create_engine
+from llm_engine.replicas import replica_cores, replica_index
 from llm_engine.timing import TokenTimer
 
 LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
@@ -26,11 +28,25 @@ LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         self._settings = EngineSettings.from_env()
+        replica = replica_index(args["model_instance_name"])
+        if self._settings.replicas > 1:
+            # This instance is its own process: the runtime it starts sees only these cores.
+            cores = replica_cores(
+                os.environ.get("NEURON_RT_VISIBLE_CORES"), replica, self._settings.tp_degree
+            )
+            os.environ["NEURON_RT_VISIBLE_CORES"] = cores
+            pb_utils.Logger.log_info(
+                f"llm replica {replica} of {self._settings.replicas} on NeuronCores {cores}"
+            )
         self._engine = create_engine(self._settings)
         self._loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._loop_thread.start()
-        labels = {"model": args["model_name"], "instance_id": self._settings.instance_id}
+        labels = {
+            "model": args["model_name"],
+            "instance_id": self._settings.instance_id,
+            "replica": str(replica),
+        }
         self._ttft_family = pb_utils.MetricFamily(
             name="inferfleet_time_to_first_token_seconds",
             description="Time from request arrival in the model to its first token",
