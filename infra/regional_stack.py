@@ -12,7 +12,11 @@ cannot run, and nothing else:
   template;
 - what reads a target group's ``TargetGroupFullName`` attribute, which moto cannot
   resolve: each service's three CloudWatch alarms, its request-count scaling
-  policies, and the cluster's dashboard.
+  policies, and the cluster's dashboard;
+- the ``personalization`` section (SageMaker multi-model endpoint and fine-tune
+  queue): moto knows no ``ml.*`` instance types for endpoints, and the queue's
+  upload trigger is a Lambda-backed custom resource (S3 bucket notifications).
+  The fine-tune handlers are exercised against moto in their own tests.
 """
 
 from aws_cdk import CfnOutput, Duration, Environment, Stack, Tags
@@ -23,11 +27,20 @@ from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from constructs import Construct
 
+from inferfleet.constructs.finetune_queue import FinetuneQueue
 from inferfleet.constructs.neuron_model_service import NeuronModelService, NeuronPool
 from inferfleet.constructs.neuron_serving_cluster import NeuronServingCluster
+from inferfleet.constructs.sagemaker_endpoint import HostingMode, RoutingStrategy, SageMakerEndpoint
 from inferfleet.infra import capacity
 from inferfleet.infra.naming import output_key, regional_stack_name
-from inferfleet.infra.spec import FleetSpec, RegionSpec, ServiceSpec, VpcSpec, grace_period_s
+from inferfleet.infra.spec import (
+    FleetSpec,
+    PersonalizationSpec,
+    RegionSpec,
+    ServiceSpec,
+    VpcSpec,
+    grace_period_s,
+)
 
 _Algorithm = elbv2.TargetGroupLoadBalancingAlgorithmType
 ROUTING = {
@@ -35,6 +48,12 @@ ROUTING = {
     "round_robin": _Algorithm.ROUND_ROBIN,
     "weighted_random": _Algorithm.WEIGHTED_RANDOM,
 }
+SAGEMAKER_ROUTING = {
+    "least_outstanding_requests": RoutingStrategy.LEAST_OUTSTANDING_REQUESTS,
+    "random": RoutingStrategy.RANDOM,
+}
+# Compute dtype of the serving engine; int8 is weight-only, activations stay bf16.
+CONTAINER_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "int8": "bfloat16"}
 RESTRICT_DEFAULT_SECURITY_GROUP = "@aws-cdk/aws-ec2:restrictDefaultSecurityGroup"
 
 
@@ -89,8 +108,49 @@ class RegionalStack(Stack):
                 value=model_service.target_group.target_group_arn,
             )
         CfnOutput(self, "ClusterName", value=self.serving_cluster.cluster.cluster_name)
+        self.personalization: tuple[SageMakerEndpoint, FinetuneQueue] | None = None
+        if spec.personalization and spec.personalized(region.name) and not emulator:
+            self.personalization = self._personalization(spec.personalization)
         if emulator:
             self._leave_out_target_group_name_readers()
+
+    def _personalization(
+        self, section: PersonalizationSpec
+    ) -> tuple[SageMakerEndpoint, FinetuneQueue]:
+        endpoint_spec, queue_spec = section.endpoint, section.queue
+        topic = self.serving_cluster.alarm_topic
+        logs = self.serving_cluster.access_log_bucket
+        endpoint = SageMakerEndpoint(
+            self,
+            "Personalization",
+            mode=HostingMode.MULTI_MODEL,
+            instance_type=endpoint_spec.instance_type,
+            min_capacity=endpoint_spec.min,
+            max_capacity=endpoint_spec.max,
+            target_invocations_per_instance=endpoint_spec.invocations_per_instance,
+            routing_strategy=SAGEMAKER_ROUTING[endpoint_spec.routing],
+            image_uri=endpoint_spec.image_uri,
+            access_logs_bucket=logs,
+            alarm_topic=topic,
+        )
+        queue = FinetuneQueue(
+            self,
+            "Finetune",
+            model_bucket=endpoint.model_bucket,
+            model_prefix=endpoint.model_prefix,
+            training_image_uri=queue_spec.training_image_uri,
+            training_instance_type=queue_spec.training_instance_type,
+            training_job_prefix=f"{self.spec.name}-ft"[:40],
+            max_running_jobs=queue_spec.max_running_jobs,
+            create_calls_per_second=queue_spec.create_calls_per_second,
+            max_attempts=queue_spec.max_attempts,
+            batch_threshold=queue_spec.batch_threshold,
+            batch_tasks=queue_spec.batch_tasks,
+            batch_instances=queue_spec.batch_instances,
+            access_logs_bucket=logs,
+            alarm_topic=topic,
+        )
+        return endpoint, queue
 
     def _leave_out_target_group_name_readers(self) -> None:
         readers: list[Construct] = [self.serving_cluster.dashboard]
@@ -136,11 +196,11 @@ class RegionalStack(Stack):
             image=image,
             container_port=container.port,
             environment={
+                "INFERFLEET_MAX_SEQ_LEN": str(model.max_sequence_length),
+                "INFERFLEET_MAX_NUM_SEQS": str(model.max_batch_size),
+                "INFERFLEET_QUANTIZATION": "int8" if model.weights_dtype == "int8" else "none",
+                "INFERFLEET_DTYPE": CONTAINER_DTYPES[model.weights_dtype],
                 **container.environment,
-                "MODEL_PARAMETERS_B": str(model.parameters_b),
-                "WEIGHTS_DTYPE": model.weights_dtype,
-                "MAX_SEQUENCE_LENGTH": str(model.max_sequence_length),
-                "MAX_BATCH_SIZE": str(model.max_batch_size),
             },
             model_artifact=model.artifact,
             weights_gib=capacity.weights_gib(model.parameters_b, model.weights_dtype),

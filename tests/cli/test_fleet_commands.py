@@ -158,3 +158,32 @@ def test_unacknowledged_nag_error_fails_synth_and_keeps_the_old_output(tmp_path,
     assert report["passed"] is False
     assert {f["rule"] for f in report["nag"]} >= {"AwsSolutions-EC23"}
     assert (out / "previous.txt").read_text() == "kept"
+
+
+@pytest.mark.slow
+def test_personalization_deploys_only_in_its_region(example_synth):
+    _, out = example_synth
+
+    def resource_types(region: str) -> set[str]:
+        template = json.loads((out / f"shopping-assistant-{region}.template.json").read_text())
+        return {r["Type"] for r in template["Resources"].values()}
+
+    first, other = resource_types("us-east-1"), resource_types("us-west-2")
+    for kind in ("AWS::SageMaker::Endpoint", "AWS::DynamoDB::Table", "AWS::Events::Rule"):
+        assert kind in first and kind not in other
+    template = json.loads((out / "shopping-assistant-us-east-1.template.json").read_text())
+    config = next(
+        r["Properties"]
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::SageMaker::EndpointConfig"
+    )
+    variant = config["ProductionVariants"][0]
+    assert variant["RoutingConfig"] == {"RoutingStrategy": "LEAST_OUTSTANDING_REQUESTS"}
+    assert variant["InstanceType"] == "ml.g5.2xlarge"
+    model = next(
+        r["Properties"]
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::SageMaker::Model"
+    )
+    assert model["PrimaryContainer"]["Mode"] == "MultiModel"
+    assert set(template["Outputs"]) >= {"SageMakerEndpointName", "FinetuneJobsTable"}
