@@ -46,3 +46,8 @@ echo "set up: $(.venv/bin/python --version), node $(node --version), cdk $(node_
 [ $run_main_job = 1 ] || exit 0
 inferfleet validate --config fleet.yaml
 inferfleet synth --config fleet.yaml --out cdk.out
+# A short local routing A/B: 5 emulated continuous-batching servers behind a real nginx.
+inferfleet bench --local --servers 5 --users 20 \
+  --compare routing=least_outstanding_requests,random \
+  --output-tokens lognormal:64:0.8 --duration 10 --out out/local-ab
+echo "main job done: templates in cdk.out/, local A/B report in out/local-ab/report.md"
