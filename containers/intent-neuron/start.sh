@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Fetch the model from S3 when the task names one (INFERFLEET_MODEL_ARTIFACT), trace it
-# for the NeuronCores on first start, then serve it.
+# Fetch the model from S3 when the task names one (INFERFLEET_MODEL_ARTIFACT), take its
+# traced graphs from the service's compile cache or trace it for the NeuronCores on first
+# start, then serve it.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -9,12 +10,16 @@ if [[ "${kind}" != classifier ]]; then
   echo "start: INFERFLEET_SERVICE_KIND=${kind}, but this image serves classifier; deploy the llm-neuron image for LLMs" >&2
   exit 1
 fi
-./fetch_model.sh "${INFERFLEET_INTENT_SOURCE_DIR:?set INFERFLEET_INTENT_SOURCE_DIR to the model folder}"
-if [[ ! -f "${INFERFLEET_INTENT_MODEL_DIR}/manifest.json" ]]; then
+source_dir="${INFERFLEET_INTENT_SOURCE_DIR:?set INFERFLEET_INTENT_SOURCE_DIR to the model folder}"
+traced_dir="${INFERFLEET_INTENT_MODEL_DIR:?set INFERFLEET_INTENT_MODEL_DIR to the traced graphs folder}"
+./fetch_model.sh "${source_dir}"
+if [[ ! -f "${traced_dir}/manifest.json" ]] \
+  && ! ./traced_cache.sh fetch "${source_dir}" "${traced_dir}"; then
   python3 -m intent_classifier.compile \
-    --model-dir "${INFERFLEET_INTENT_SOURCE_DIR}" \
-    --out "${INFERFLEET_INTENT_MODEL_DIR}" \
+    --model-dir "${source_dir}" \
+    --out "${traced_dir}" \
     --buckets "${INFERFLEET_INTENT_BUCKETS:-16,32,64,128}" \
     --target "${INFERFLEET_INTENT_TARGET:-neuron}"
+  ./traced_cache.sh store "${source_dir}" "${traced_dir}"
 fi
 exec ./serve.sh "$@"

@@ -16,6 +16,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -388,50 +389,43 @@ def test_core_lists_round_trip() -> None:
 class RunningEntrypoint:
     url: str
     metrics_url: str
-    model_dir: Path
     log_path: Path
 
+    def answer(self, model: str, payload: dict, timeout: float = 180) -> dict | None:
+        """The first answer to ``payload`` once the server takes requests; None if it never does."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                body = _read(f"{self.url}/v2/models/{model}/generate", json.dumps(payload).encode())
+                return json.loads(body)
+            except OSError:
+                time.sleep(0.5)
+        return None
 
-@pytest.fixture
-def llm_entrypoint(
-    moto: MotoServer, images: dict[str, Path], tmp_path: Path, tiny_lm_dir: Path
-) -> Iterator[RunningEntrypoint]:
-    """The llm image's entrypoint, its model in S3 only, two replicas of two cores each."""
-    _upload_folder(tiny_lm_dir, "llm/tiny/")
+
+@contextmanager
+def _entrypoint(script: Path, workdir: Path, **variables: str) -> Iterator[RunningEntrypoint]:
+    """An image's start script serving on 127.0.0.1 at free ports, stopped on exit."""
     http_port, metrics_port = free_port(), free_port()
     running = RunningEntrypoint(
         url=f"http://127.0.0.1:{http_port}",
         metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
-        model_dir=tmp_path / "models" / "llm",
-        log_path=tmp_path / "server.log",
+        log_path=workdir / "server.log",
     )
+    environment = _environment(
+        INFERFLEET_PYTHON=sys.executable,
+        INFERFLEET_TRITON_BACKENDS=str(workdir / "backends"),
+        INFERFLEET_HTTP_PORT=str(http_port),
+        INFERFLEET_GRPC_PORT=str(free_port()),
+        INFERFLEET_METRICS_PORT=str(metrics_port),
+        OMP_NUM_THREADS="1",
+        **variables,
+    )
+    addresses = ["--http-address=127.0.0.1", "--grpc-address=127.0.0.1"]
     with running.log_path.open("wb") as log:
         server = subprocess.Popen(
-            [
-                str(images["llm-neuron"] / "start.sh"),
-                "--http-address=127.0.0.1",
-                "--grpc-address=127.0.0.1",
-                "--metrics-address=127.0.0.1",
-            ],
-            env=_environment(
-                INFERFLEET_SERVICE_KIND="llm",
-                INFERFLEET_ENGINE="cpu",
-                INFERFLEET_MODEL=str(running.model_dir),
-                INFERFLEET_MODEL_ARTIFACT=f"s3://{BUCKET}/llm/tiny/",
-                INFERFLEET_MAX_SEQ_LEN="256",
-                INFERFLEET_MAX_NUM_SEQS="2",
-                INFERFLEET_DTYPE="fp32",
-                INFERFLEET_TP_DEGREE="2",
-                INFERFLEET_REPLICAS="2",
-                INFERFLEET_NEURON_CORES="4",
-                NEURON_RT_VISIBLE_CORES="0-3",
-                INFERFLEET_PYTHON=sys.executable,
-                INFERFLEET_TRITON_BACKENDS=str(tmp_path / "backends"),
-                INFERFLEET_HTTP_PORT=str(http_port),
-                INFERFLEET_GRPC_PORT=str(free_port()),
-                INFERFLEET_METRICS_PORT=str(metrics_port),
-                OMP_NUM_THREADS="1",
-            ),
+            [str(script), *addresses, "--metrics-address=127.0.0.1"],
+            env=environment,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -454,30 +448,193 @@ def _read(url: str, data: bytes | None = None) -> bytes:
 
 @pytest.mark.slow
 def test_llm_entrypoint_serves_the_model_it_fetched_in_two_replicas(
-    llm_entrypoint: RunningEntrypoint, tiny_lm_dir: Path
+    moto: MotoServer, images: dict[str, Path], tmp_path: Path, tiny_lm_dir: Path
 ) -> None:
-    running = llm_entrypoint
-    payload = json.dumps({"text_input": "a good tent", "max_tokens": 4, "stream": False})
-    deadline, answer = time.monotonic() + 180, None
-    while answer is None and time.monotonic() < deadline:
-        try:
-            answer = json.loads(_read(f"{running.url}/v2/models/llm/generate", payload.encode()))
-        except OSError:
-            time.sleep(0.5)
-    log = running.log_path.read_text()
-    assert answer is not None, log[-3000:]
-    assert answer["text_output"]
-    assert _files_under(running.model_dir) == _files_under(tiny_lm_dir)
-    assert f"fetch_model: s3://{BUCKET}/llm/tiny/ is in {running.model_dir}" in log
+    _upload_folder(tiny_lm_dir, "llm/tiny/")
+    model_dir = tmp_path / "models" / "llm"
+    with _entrypoint(
+        images["llm-neuron"] / "start.sh",
+        tmp_path,
+        INFERFLEET_SERVICE_KIND="llm",
+        INFERFLEET_ENGINE="cpu",
+        INFERFLEET_MODEL=str(model_dir),
+        INFERFLEET_MODEL_ARTIFACT=f"s3://{BUCKET}/llm/tiny/",
+        INFERFLEET_MAX_SEQ_LEN="256",
+        INFERFLEET_MAX_NUM_SEQS="2",
+        INFERFLEET_DTYPE="fp32",
+        INFERFLEET_TP_DEGREE="2",
+        INFERFLEET_REPLICAS="2",
+        INFERFLEET_NEURON_CORES="4",
+        NEURON_RT_VISIBLE_CORES="0-3",
+    ) as running:
+        answer = running.answer("llm", {"text_input": "a tent", "max_tokens": 4, "stream": False})
+        log = running.log_path.read_text()
+        assert answer is not None, log[-3000:]
+        assert answer["text_output"]
+        assert _files_under(model_dir) == _files_under(tiny_lm_dir)
+        assert f"fetch_model: s3://{BUCKET}/llm/tiny/ is in {model_dir}" in log
 
-    config = json.loads(_read(f"{running.url}/v2/models/llm/config"))
-    assert config["instance_group"][0]["count"] == 2
-    assert "llm replica 0 of 2 on NeuronCores 0-1" in log
-    assert "llm replica 1 of 2 on NeuronCores 2-3" in log
-    metrics = _read(running.metrics_url).decode()
-    for replica in ("0", "1"):
-        assert re.search(
-            rf'^inferfleet_time_to_first_token_seconds_count\{{[^}}]*replica="{replica}"',
-            metrics,
-            re.M,
-        ), metrics[-2000:]
+        config = json.loads(_read(f"{running.url}/v2/models/llm/config"))
+        assert config["instance_group"][0]["count"] == 2
+        assert "llm replica 0 of 2 on NeuronCores 0-1" in log
+        assert "llm replica 1 of 2 on NeuronCores 2-3" in log
+        metrics = _read(running.metrics_url).decode()
+        for replica in ("0", "1"):
+            assert re.search(
+                rf'^inferfleet_time_to_first_token_seconds_count\{{[^}}]*replica="{replica}"',
+                metrics,
+                re.M,
+            ), metrics[-2000:]
+
+
+CACHE_BUCKET = "compile-cache"
+CACHE_URL = f"s3://{CACHE_BUCKET}/Fleet/Intent/"
+
+
+def _traced_cache(
+    images: dict[str, Path], action: str, source: Path, traced: Path, **variables: str
+) -> subprocess.CompletedProcess[str]:
+    settings = {
+        "INFERFLEET_COMPILE_CACHE_URL": CACHE_URL,
+        "INFERFLEET_INTENT_BUCKETS": "16,32",
+        "INFERFLEET_INTENT_TARGET": "cpu",
+        "INFERFLEET_INSTANCE_TYPE": "inf2.xlarge",
+        "INFERFLEET_PYTHON": sys.executable,
+        **variables,
+    }
+    return _run(
+        images["intent-neuron"] / "traced_cache.sh", action, str(source), str(traced), **settings
+    )
+
+
+def _cached_keys(prefix: str = "Fleet/Intent/") -> list[str]:
+    import boto3
+
+    listing = boto3.client("s3").list_objects_v2(Bucket=CACHE_BUCKET, Prefix=prefix)
+    return [item["Key"] for item in listing.get("Contents", [])]
+
+
+@pytest.mark.slow
+def test_traced_graphs_are_shared_through_the_compile_cache(
+    moto: MotoServer,
+    images: dict[str, Path],
+    tmp_path: Path,
+    intent_model_dir: Path,
+    intent_compiled_dir: Path,
+) -> None:
+    import boto3
+
+    boto3.client("s3").create_bucket(Bucket=CACHE_BUCKET)
+    first = _traced_cache(images, "fetch", intent_model_dir, tmp_path / "first")
+    assert (first.returncode, first.stderr) == (1, "")
+
+    stored = _traced_cache(images, "store", intent_model_dir, intent_compiled_dir)
+    assert stored.returncode == 0, stored.stderr
+    keys = _cached_keys()
+    assert {key.rsplit("/", 1)[1] for key in keys} == set(_files_under(intent_compiled_dir))
+
+    later = tmp_path / "later"
+    fetched = _traced_cache(images, "fetch", intent_model_dir, later)
+    assert fetched.returncode == 0, fetched.stderr
+    assert _files_under(later) == _files_under(intent_compiled_dir)
+    same_family = _traced_cache(
+        images,
+        "fetch",
+        intent_model_dir,
+        tmp_path / "big",
+        INFERFLEET_INSTANCE_TYPE="inf2.48xlarge",
+    )
+    assert same_family.returncode == 0
+
+    # Anything the graphs depend on changes the key.
+    for change in (
+        {"INFERFLEET_INTENT_BUCKETS": "16,32,64"},
+        {"INFERFLEET_INTENT_TARGET": "neuron"},
+        {"INFERFLEET_INSTANCE_TYPE": "trn2.48xlarge"},
+    ):
+        missed = _traced_cache(images, "fetch", intent_model_dir, tmp_path / "other", **change)
+        assert missed.returncode == 1, change
+    assert not (tmp_path / "other").exists()
+
+
+@pytest.mark.slow
+def test_a_cache_entry_without_its_manifest_is_not_used(
+    moto: MotoServer,
+    images: dict[str, Path],
+    tmp_path: Path,
+    intent_model_dir: Path,
+    intent_compiled_dir: Path,
+) -> None:
+    import boto3
+
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=CACHE_BUCKET)
+    assert _traced_cache(images, "store", intent_model_dir, intent_compiled_dir).returncode == 0
+    manifest = next(key for key in _cached_keys() if key.endswith("/manifest.json"))
+    s3.delete_object(Bucket=CACHE_BUCKET, Key=manifest)  # as while another task still uploads
+    result = _traced_cache(images, "fetch", intent_model_dir, tmp_path / "traced")
+    assert result.returncode == 1
+
+
+def test_without_a_cache_fetch_misses_and_store_does_nothing(
+    moto: MotoServer, images: dict[str, Path], tmp_path: Path, intent_compiled_dir: Path
+) -> None:
+    source = tmp_path / "source"
+    source.mkdir()
+    missed = _traced_cache(images, "fetch", source, tmp_path / "t", INFERFLEET_COMPILE_CACHE_URL="")
+    kept = _traced_cache(
+        images, "store", source, intent_compiled_dir, INFERFLEET_COMPILE_CACHE_URL=""
+    )
+    assert (missed.returncode, kept.returncode) == (1, 0)
+    assert moto.recorded_requests() == []
+
+
+def test_an_unreachable_cache_only_costs_the_trace(
+    moto: MotoServer, images: dict[str, Path], tmp_path: Path, intent_compiled_dir: Path
+) -> None:
+    source = tmp_path / "source"
+    source.mkdir()
+    unreachable = {"INFERFLEET_COMPILE_CACHE_URL": "s3://no-such-cache/Fleet/Intent/"}
+    missed = _traced_cache(images, "fetch", source, tmp_path / "t", **unreachable)
+    assert missed.returncode == 1
+    assert missed.stderr.startswith("traced_cache: cannot read s3://no-such-cache/")
+    kept = _traced_cache(images, "store", source, intent_compiled_dir, **unreachable)
+    assert kept.returncode == 0
+    assert kept.stderr.startswith("traced_cache: storing in s3://no-such-cache/")
+    assert len(kept.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_intent_entrypoint_fetches_the_model_and_takes_cached_graphs(
+    moto: MotoServer,
+    images: dict[str, Path],
+    tmp_path: Path,
+    intent_model_dir: Path,
+    intent_compiled_dir: Path,
+) -> None:
+    import boto3
+
+    boto3.client("s3").create_bucket(Bucket=CACHE_BUCKET)
+    _upload_folder(intent_model_dir, "intent/v1/")
+    assert _traced_cache(images, "store", intent_model_dir, intent_compiled_dir).returncode == 0
+    source, traced = tmp_path / "source", tmp_path / "traced"
+    with _entrypoint(
+        images["intent-neuron"] / "start.sh",
+        tmp_path,
+        INFERFLEET_SERVICE_KIND="classifier",
+        INFERFLEET_MODEL_ARTIFACT=f"s3://{BUCKET}/intent/v1/",
+        INFERFLEET_INTENT_SOURCE_DIR=str(source),
+        INFERFLEET_INTENT_MODEL_DIR=str(traced),
+        INFERFLEET_COMPILE_CACHE_URL=CACHE_URL,
+        INFERFLEET_INTENT_BUCKETS="16,32",
+        INFERFLEET_INTENT_TARGET="cpu",
+        INFERFLEET_INSTANCE_TYPE="inf2.xlarge",
+    ) as running:
+        answer = running.answer("intent", {"inputs": "where is my order"})
+        log = running.log_path.read_text()
+        assert answer is not None, log[-3000:]
+    assert answer["label"] in json.loads((traced / "manifest.json").read_text())["labels"]
+    assert _files_under(source) == _files_under(intent_model_dir)
+    assert _files_under(traced) == _files_under(intent_compiled_dir)
+    assert "traced_cache: traced graphs from " + CACHE_URL in log
+    assert "stored in" not in log  # the graphs came from the cache: nothing was traced
