@@ -1,9 +1,10 @@
 """What the serving images do at start with the environment a task gives them.
 
-They fetch the model from S3, check the engine settings, and run one copy of the LLM per
-``INFERFLEET_REPLICAS`` on cores of its own. The scripts an image copies (``fetch_model.sh``,
-``start.sh``) run from a tree laid out like the image, with the AWS CLI from the venv, against
-a real moto S3 server.
+They fetch the model from S3, check the engine settings, run one copy of the LLM per
+``INFERFLEET_REPLICAS`` on cores of its own, and share the classifier's traced graphs through
+the compile cache. The scripts an image copies (``fetch_model.sh``, ``start.sh``,
+``traced_cache.sh``) run from a tree laid out like the image, with the AWS CLI from the venv,
+against a real moto S3 server.
 """
 
 import json
@@ -53,17 +54,6 @@ def _upload(files: dict[str, bytes], prefix: str) -> None:
         s3.create_bucket(Bucket=BUCKET)
     for name, body in files.items():
         s3.put_object(Bucket=BUCKET, Key=f"{prefix}{name}", Body=body)
-
-
-def _upload_folder(folder: Path, prefix: str) -> None:
-    _upload(
-        {
-            path.relative_to(folder).as_posix(): path.read_bytes()
-            for path in folder.rglob("*")
-            if path.is_file()
-        },
-        prefix,
-    )
 
 
 def _environment(**variables: str) -> dict[str, str]:
@@ -126,6 +116,7 @@ def test_both_images_copy_one_fetch_script(images: dict[str, Path]) -> None:
     for root in (llm, intent):
         for script in ("fetch_model.sh", "start.sh", "serve.sh"):
             assert os.access(root / script, os.X_OK), f"{root.name}/{script} is not executable"
+    assert os.access(intent / "traced_cache.sh", os.X_OK)
 
 
 @pytest.mark.slow
@@ -338,6 +329,7 @@ def test_engine_settings_read_what_the_service_sets() -> None:
     assert settings.max_seq_len == 8192
     assert settings.max_num_seqs == 48
     assert settings.quantization == "none"
+    assert (settings.replicas, settings.neuron_cores) == (1, 32)
     assert settings.dtype == "float16"
     assert settings.compile_cache_url == "s3://compile-cache/Fleet/Llm/"
     # An empty value is unset: the default applies.
@@ -450,7 +442,7 @@ def _read(url: str, data: bytes | None = None) -> bytes:
 def test_llm_entrypoint_serves_the_model_it_fetched_in_two_replicas(
     moto: MotoServer, images: dict[str, Path], tmp_path: Path, tiny_lm_dir: Path
 ) -> None:
-    _upload_folder(tiny_lm_dir, "llm/tiny/")
+    _upload(_files_under(tiny_lm_dir), "llm/tiny/")
     model_dir = tmp_path / "models" / "llm"
     with _entrypoint(
         images["llm-neuron"] / "start.sh",
@@ -615,7 +607,7 @@ def test_intent_entrypoint_fetches_the_model_and_takes_cached_graphs(
     import boto3
 
     boto3.client("s3").create_bucket(Bucket=CACHE_BUCKET)
-    _upload_folder(intent_model_dir, "intent/v1/")
+    _upload(_files_under(intent_model_dir), "intent/v1/")
     assert _traced_cache(images, "store", intent_model_dir, intent_compiled_dir).returncode == 0
     source, traced = tmp_path / "source", tmp_path / "traced"
     with _entrypoint(
