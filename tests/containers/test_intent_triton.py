@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -50,6 +51,16 @@ def test_a_query_gets_a_label_scores_and_the_instance(
     assert answer["instance_id"] == "inf2-intent-0"
 
 
+def _settled_statistics(triton: LocalTriton, expected_count: int) -> dict:
+    """Triton updates its statistics just after the reply; poll until they catch up."""
+    deadline = time.monotonic() + 5
+    statistics = _statistics(triton)
+    while statistics["inference_count"] < expected_count and time.monotonic() < deadline:
+        time.sleep(0.05)
+        statistics = _statistics(triton)
+    return statistics
+
+
 def test_concurrent_queries_are_batched_dynamically(triton: LocalTriton) -> None:
     before = _statistics(triton)
     queries = [f"blue running shoes size {size}" for size in range(64)]
@@ -57,7 +68,7 @@ def test_concurrent_queries_are_batched_dynamically(triton: LocalTriton) -> None
         answers = list(
             pool.map(lambda query: generate(triton.url, "intent", {"inputs": query}), queries)
         )
-    after = _statistics(triton)
+    after = _settled_statistics(triton, before["inference_count"] + len(queries))
     assert all(answer["label"] in INTENT_LABELS for answer in answers)
     requests = after["inference_count"] - before["inference_count"]
     executions = after["execution_count"] - before["execution_count"]
