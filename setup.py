@@ -4,8 +4,6 @@
 library aws-cdk-lib imports), so packages are listed here rather than found.
 """
 
-from pathlib import Path
-
 from setuptools import find_namespace_packages, setup
 
 ROOTS = ("constructs", "infra", "cli", "containers")
@@ -13,8 +11,9 @@ ROOTS = ("constructs", "infra", "cli", "containers")
 
 def _packages(root: str) -> list[str]:
     found = find_namespace_packages(where=root, exclude=["*__pycache__*"])
+    # Hyphenated folders are image build contexts: package data, not packages.
     return [f"inferfleet.{root}"] + [
-        f"inferfleet.{root}.{name}" for name in found if "-" not in name and "." not in Path(name).name[:1]
+        f"inferfleet.{root}.{name}" for name in found if "-" not in name
     ]
 
 

@@ -28,10 +28,17 @@ def test_chips_cores_and_device_memory(name, chips, cores, memory_gib):
 
 def test_tensor_parallel_degrees_divide_the_cores():
     assert neuron_instance_type("inf2.48xlarge").tensor_parallel_degrees() == [
-        1, 2, 3, 4, 6, 8, 12, 24
+        1,
+        2,
+        3,
+        4,
+        6,
+        8,
+        12,
+        24,
     ]
 
 
 def test_unknown_type_lists_the_catalog():
-    with pytest.raises(UnknownInstanceTypeError, match="use one of: inf2.xlarge, inf2.8xlarge"):
+    with pytest.raises(UnknownInstanceTypeError, match=r"use one of: inf2\.xlarge, inf2\.8xlarge"):
         neuron_instance_type("g5.48xlarge")
