@@ -11,10 +11,10 @@ ROOTS = ("constructs", "infra", "cli", "containers")
 
 def _packages(root: str) -> list[str]:
     found = find_namespace_packages(where=root, exclude=["*__pycache__*"])
-    # Hyphenated folders are image build contexts: package data, not packages.
-    return [f"inferfleet.{root}"] + [
-        f"inferfleet.{root}.{name}" for name in found if "-" not in name
-    ]
+    # Folders whose names are not identifiers (image build contexts like llm-neuron,
+    # Triton's numbered version folders) are package data, not packages.
+    importable = [name for name in found if all(part.isidentifier() for part in name.split("."))]
+    return [f"inferfleet.{root}"] + [f"inferfleet.{root}.{name}" for name in importable]
 
 
 setup(
