@@ -22,7 +22,7 @@ from inferfleet.cli.commands.fleet import ConfigOption, JsonOption, load_spec
 from inferfleet.cli.errors import UserError
 
 if TYPE_CHECKING:  # boto3 and the CDK app stay out of `inferfleet --help`
-    from inferfleet.cli.deploy.aws_access import AwsAccess
+    from inferfleet.cli.aws import AwsAccess
     from inferfleet.cli.deploy.cdk_cli import CdkCli
     from inferfleet.cli.deploy.events import EventStream
     from inferfleet.cli.deploy.rollout import Rollout, RolloutResult
@@ -188,7 +188,7 @@ def _selected(config: Path, region: list[str] | None, all_regions: bool, *, verb
 
 
 def _aws(endpoint_url: str | None, profile: str | None) -> AwsAccess:
-    from inferfleet.cli.deploy.aws_access import AwsAccess
+    from inferfleet.cli.aws import AwsAccess
 
     # Emulator mode leaves resources out, so it is never turned on by the environment alone.
     from_environment = os.environ.get("AWS_ENDPOINT_URL")

@@ -52,7 +52,7 @@ def _target(
     endpoint_url: str | None,
     profile: str | None,
 ) -> Any:
-    from inferfleet.cli.finetune.aws import Aws
+    from inferfleet.cli.aws import AwsAccess
     from inferfleet.cli.finetune.stack_outputs import resolve_target
 
     if stack is None and config is None:
@@ -61,7 +61,7 @@ def _target(
         stack=stack,
         config=config,
         region=region,
-        aws=Aws(profile=profile, endpoint_url=endpoint_url),
+        aws=AwsAccess(profile=profile, endpoint_url=endpoint_url),
         env_region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
     )
 

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from inferfleet.cli.deploy.aws_access import AwsAccess
+from inferfleet.cli.aws import AwsAccess
 from inferfleet.cli.deploy.cdk_cli import CdkCli
 from inferfleet.cli.deploy.events import EventStream, StepFailed
 from inferfleet.cli.deploy.preflight import check_account, check_bootstrapped

@@ -1,6 +1,6 @@
 """Checks before anything changes: whose credentials, and whether a region is bootstrapped."""
 
-from inferfleet.cli.deploy.aws_access import AwsAccess
+from inferfleet.cli.aws import AwsAccess
 from inferfleet.cli.deploy.events import StepFailed
 
 # Written by `cdk bootstrap` with the default qualifier; the CDK CLI reads it before a deploy.

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from inferfleet.cli.deploy.aws_access import AwsAccess
+from inferfleet.cli.aws import AwsAccess
 from inferfleet.cli.deploy.cdk_cli import CdkCli, CdkRun, resource_progress, stacks_with_differences
 from inferfleet.cli.deploy.events import Event, EventStream, Step, StepFailed
 from inferfleet.cli.deploy.preflight import check_account, check_bootstrapped

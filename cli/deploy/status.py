@@ -6,7 +6,7 @@ Read with boto3 only; the names come from the fleet file and the stack outputs.
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from inferfleet.cli.deploy.aws_access import AwsAccess
+from inferfleet.cli.aws import AwsAccess
 from inferfleet.cli.deploy.waiters import ServiceCount, service_counts, target_health
 from inferfleet.infra.naming import output_key, regional_stack_name
 from inferfleet.infra.spec import FleetSpec

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from inferfleet.cli.aws import AwsAccess
 from inferfleet.cli.errors import UserError
-from inferfleet.cli.finetune.aws import Aws
 
 
 @dataclass(frozen=True)
@@ -15,7 +15,7 @@ class StackTarget:
 
     stack_name: str
     region: str
-    aws: Aws
+    aws: AwsAccess
 
 
 def resolve_target(
@@ -23,7 +23,7 @@ def resolve_target(
     stack: str | None,
     config: Path | None,
     region: str | None,
-    aws: Aws,
+    aws: AwsAccess,
     env_region: str | None,
 ) -> StackTarget:
     """``--stack`` wins; else the fleet file's name and the region give the stack name.
@@ -57,7 +57,7 @@ def _region(region: str | None, env_region: str | None) -> str:
 def stack_outputs(target: StackTarget) -> dict[str, str]:
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-    from inferfleet.cli.finetune.aws import CREDENTIALS_FIX
+    from inferfleet.cli.aws import CREDENTIALS_FIX
 
     cloudformation = target.aws.client("cloudformation", target.region)
     try:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from deploy_support import new_vpc_region, write_fleet
 
-from inferfleet.cli.deploy.aws_access import AwsAccess
+from inferfleet.cli.aws import AwsAccess
 from inferfleet.cli.deploy.rollout import RolloutResult, rollout_regions
 from inferfleet.cli.errors import UserError
 from inferfleet.cli.main import main

@@ -10,7 +10,7 @@ import pytest
 from deploy_support import aws_client, new_vpc_region, readiness_server, write_fleet
 from moto_server import MotoServer
 
-from inferfleet.cli.deploy.aws_access import AwsAccess
+from inferfleet.cli.aws import AwsAccess
 from inferfleet.cli.deploy.cdk_cli import CdkCli
 from inferfleet.cli.deploy.events import EventStream, JsonLinesSink, StepFailed
 from inferfleet.cli.deploy.rollout import Rollout, RolloutOptions
