@@ -52,6 +52,7 @@ from inferfleet.constructs.finetune_handlers.schema import (
     USER_KEY,
 )
 from inferfleet.constructs.nag import acknowledge, nag_resource
+from inferfleet.constructs.private_bucket import private_bucket
 
 # CloudFormation output names the CLI reads from the deployed stack.
 DATA_BUCKET_OUTPUT = "FinetuneDataBucket"
@@ -307,17 +308,12 @@ class FinetuneQueue(Construct):
     def _data_bucket(
         self, access_logs_bucket: s3.IBucket | None, removal_policy: RemovalPolicy
     ) -> s3.Bucket:
-        bucket = s3.Bucket(
+        return private_bucket(
             self,
             "DataBucket",
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            enforce_ssl=True,
-            versioned=True,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            access_logs_bucket=access_logs_bucket,
+            access_logs_prefix="finetune-data/",
             removal_policy=removal_policy,
-            server_access_logs_bucket=access_logs_bucket,
-            server_access_logs_prefix="finetune-data/" if access_logs_bucket else None,
             lifecycle_rules=[
                 s3.LifecycleRule(
                     noncurrent_version_expiration=Duration.days(30),
@@ -325,14 +321,6 @@ class FinetuneQueue(Construct):
                 )
             ],
         )
-        if access_logs_bucket is None:
-            acknowledge(
-                bucket,
-                "AwsSolutions-S1",
-                "access logging needs a log bucket the application owns; pass "
-                "access_logs_bucket to turn it on",
-            )
-        return bucket
 
     def _dead_letter_queue(self) -> sqs.Queue:
         queue = sqs.Queue(

@@ -12,6 +12,8 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
+from inferfleet.constructs.private_bucket import private_bucket
+
 
 class NeuronServingCluster(Construct):
     """A VPC, an ECS cluster with Container Insights, and what its services share.
@@ -73,17 +75,13 @@ class NeuronServingCluster(Construct):
             lifecycle_rules=[s3.LifecycleRule(expiration=access_log_retention)],
             removal_policy=RemovalPolicy.RETAIN,
         )
-        self.compile_cache_bucket = s3.Bucket(
+        self.compile_cache_bucket = private_bucket(
             self,
             "CompileCache",
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            enforce_ssl=True,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            server_access_logs_bucket=self.access_log_bucket,
-            server_access_logs_prefix="compile-cache/",
+            access_logs_bucket=self.access_log_bucket,
+            access_logs_prefix="compile-cache/",
+            versioned=False,
             lifecycle_rules=[s3.LifecycleRule(expiration=compile_cache_retention)],
-            removal_policy=RemovalPolicy.RETAIN,
         )
         self.alarm_key = kms.Key(
             self,

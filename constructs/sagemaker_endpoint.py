@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 
-from aws_cdk import Aws, CfnOutput, Duration, RemovalPolicy, Stack, Token
+from aws_cdk import Aws, CfnOutput, Duration, Stack, Token
 from aws_cdk import aws_applicationautoscaling as autoscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
@@ -23,6 +23,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from inferfleet.constructs.nag import acknowledge, nag_resource
+from inferfleet.constructs.private_bucket import private_bucket
 
 # CloudFormation output names the CLI reads from the deployed stack.
 ENDPOINT_NAME_OUTPUT = "SageMakerEndpointName"
@@ -263,26 +264,12 @@ class SageMakerEndpoint(Construct):
             raise ValueError(f"{construct_id}: {error}") from None
 
     def _new_bucket(self, access_logs_bucket: s3.IBucket | None) -> s3.Bucket:
-        bucket = s3.Bucket(
+        return private_bucket(
             self,
             "ModelBucket",
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            enforce_ssl=True,
-            versioned=True,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            removal_policy=RemovalPolicy.RETAIN,
-            server_access_logs_bucket=access_logs_bucket,
-            server_access_logs_prefix="model-bucket/" if access_logs_bucket else None,
+            access_logs_bucket=access_logs_bucket,
+            access_logs_prefix="model-bucket/",
         )
-        if access_logs_bucket is None:
-            acknowledge(
-                bucket,
-                "AwsSolutions-S1",
-                "access logging needs a log bucket the application owns; pass "
-                "access_logs_bucket to turn it on (object reads are in CloudTrail data events)",
-            )
-        return bucket
 
     def _execution_role(self) -> iam.Role:
         role = iam.Role(
