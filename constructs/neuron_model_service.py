@@ -213,6 +213,8 @@ class NeuronModelService(Construct):
         self.services: dict[str, ecs.Ec2Service] = {}
         common_environment = {
             "INFERFLEET_SERVICE_KIND": kind,
+            # The AWS CLI in the image fetches the model; name the region, don't rely on redirects.
+            "AWS_DEFAULT_REGION": Stack.of(self).region,
             "INFERFLEET_MODEL_ARTIFACT": model_artifact or "",
             "INFERFLEET_COMPILE_CACHE_URL": serving_cluster.compile_cache_bucket.s3_url_for_object(
                 compile_cache_prefix

@@ -82,6 +82,10 @@ def test_task_maps_exactly_the_instance_devices(built, service, instance_type, d
     assert environment["INFERFLEET_REPLICAS"] == str(cores // tp)
     assert environment["INFERFLEET_INSTANCE_TYPE"] == instance_type
     assert environment["NEURON_RT_VISIBLE_CORES"] == f"0-{cores - 1}"
+    assert environment["AWS_DEFAULT_REGION"] == "us-east-1"
+    assert environment["INFERFLEET_MODEL_ARTIFACT"] == (
+        "s3://models/assistant/" if service == "assistant" else ""
+    )
 
 
 def test_target_group_routes_by_least_outstanding_requests(built):
