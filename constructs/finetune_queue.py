@@ -15,7 +15,6 @@ Powertools comes from its public layer.
 from __future__ import annotations
 
 import re
-from importlib import resources
 from pathlib import Path
 
 from aws_cdk import Aws, CfnOutput, Duration, RemovalPolicy, Stack
@@ -35,6 +34,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from inferfleet.constructs.container_images import image_asset_options
 from inferfleet.constructs.finetune_handlers.layout import (
     BATCH_ROOT,
     MANIFEST_NAME,
@@ -66,11 +66,6 @@ RUNTIME = lambda_.Runtime.PYTHON_3_13
 # The stack-level singleton CDK adds to put notifications on a bucket at deploy time.
 _NOTIFICATIONS_HANDLER_ID = "BucketNotificationsHandler050a0587b7544547bf325f094a3db834"
 _PREFIX_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,19}$")
-
-
-def default_training_image_directory() -> Path:
-    """containers/finetune, in the repository or in the installed package alike."""
-    return Path(str(resources.files("inferfleet.containers").joinpath("finetune")))
 
 
 class FinetuneQueue(Construct):
@@ -342,9 +337,7 @@ class FinetuneQueue(Construct):
     # -- training ----------------------------------------------------------------------------
 
     def _training_image(self) -> ecr_assets.DockerImageAsset:
-        return ecr_assets.DockerImageAsset(
-            self, "TrainingImage", directory=str(default_training_image_directory())
-        )
+        return ecr_assets.DockerImageAsset(self, "TrainingImage", **image_asset_options("finetune"))
 
     def _training_role(self) -> iam.Role:
         role = iam.Role(

@@ -2,7 +2,6 @@
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import Literal
 
 from aws_cdk import Duration, Stack
@@ -10,13 +9,13 @@ from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_ec2 as ec2
-from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from inferfleet.constructs.container_images import BuiltInImage, image_asset_options
 from inferfleet.constructs.nag import acknowledge, nag_resource
 from inferfleet.constructs.neuron_capacity_pool import NeuronCapacityPool
 from inferfleet.constructs.neuron_instances import neuron_instance_type
@@ -25,7 +24,7 @@ from inferfleet.constructs.neuron_serving_cluster import NeuronServingCluster
 ServiceKind = Literal["llm", "classifier"]
 Routing = elbv2.TargetGroupLoadBalancingAlgorithmType
 
-BUILT_IN_IMAGE_CONTEXTS: dict[ServiceKind, str] = {
+BUILT_IN_IMAGES: dict[ServiceKind, BuiltInImage] = {
     "llm": "llm-neuron",
     "classifier": "intent-neuron",
 }
@@ -55,12 +54,8 @@ class NeuronPool:
 
 def built_in_image(kind: ServiceKind) -> ecs.ContainerImage:
     """The image this package ships a build context for; built by ``cdk deploy``."""
-    directory = resources.files("inferfleet.containers").joinpath(BUILT_IN_IMAGE_CONTEXTS[kind])
-    return ecs.ContainerImage.from_asset(
-        str(directory),
-        platform=ecr_assets.Platform.LINUX_AMD64,
-        exclude=["**/__pycache__", "**/*.pyc", "tests"],
-    )
+    options = image_asset_options(BUILT_IN_IMAGES[kind])
+    return ecs.ContainerImage.from_asset(options.pop("directory"), **options)
 
 
 class NeuronModelService(Construct):
@@ -491,7 +486,7 @@ def _grant_prefix(
 def _validate(
     construct_id: str, pools: Sequence[NeuronPool], kind: str, model_artifact: str | None
 ) -> None:
-    if kind not in BUILT_IN_IMAGE_CONTEXTS:
+    if kind not in BUILT_IN_IMAGES:
         raise ValueError(f"{construct_id}: kind {kind!r} must be one of llm, classifier")
     if not pools:
         raise ValueError(f"{construct_id}: give at least one pool")

@@ -347,8 +347,14 @@ def test_lambda_code_is_the_handler_package_alone_and_imports_as_lambda_does(syn
 def test_the_training_image_defaults_to_the_finetune_container(synthesized) -> None:
     assets = json.loads((synthesized["outdir"] / "Personalization.assets.json").read_text())
     [image] = assets["dockerImages"].values()
-    directory = synthesized["outdir"] / image["source"]["directory"]
-    assert (directory / "Dockerfile").is_file()
+    source = image["source"]
+    directory = synthesized["outdir"] / source["directory"]
+    # Built from containers/ with finetune/Dockerfile; the serving images are left out.
+    assert source["dockerFile"] == "finetune/Dockerfile"
+    assert (directory / "finetune" / "Dockerfile").is_file()
+    assert (directory / "finetune" / "lora_finetune").is_dir()
+    assert not (directory / "llm-neuron").exists()
+    assert not (directory / "intent-neuron").exists()
     launcher_id = _logical_id(
         synthesized, synthesized["queue"].launcher_function.node.default_child
     )

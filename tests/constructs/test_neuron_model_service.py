@@ -1,5 +1,7 @@
 """Template assertions for the serving constructs, used directly without a fleet file."""
 
+import json
+
 import pytest
 from aws_cdk import App, Duration, Environment, Stack
 from aws_cdk import aws_certificatemanager as acm
@@ -324,3 +326,19 @@ def test_props_are_validated_at_construction(pools, message):
     cluster = NeuronServingCluster(stack, "Cluster")
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         NeuronModelService(stack, "svc", serving_cluster=cluster, image=IMAGE, pools=pools)
+
+
+def test_built_in_images_build_from_containers_without_the_other_images(tmp_path):
+    app = App(context=cdk_feature_flags(), outdir=str(tmp_path))
+    stack = Stack(app, "BuiltIn", env=REGION)
+    cluster = NeuronServingCluster(stack, "Cluster")
+    NeuronModelService(stack, "svc", serving_cluster=cluster, pools=[NeuronPool("inf2.xlarge", 1)])
+    app.synth()
+    assets = json.loads((tmp_path / "BuiltIn.assets.json").read_text())
+    [image] = assets["dockerImages"].values()
+    assert image["source"]["dockerFile"] == "llm-neuron/Dockerfile"
+    staged = tmp_path / image["source"]["directory"]
+    assert (staged / "common" / "serve.sh").is_file()
+    assert (staged / "llm-neuron" / "llm_engine").is_dir()
+    assert not (staged / "intent-neuron").exists() and not (staged / "finetune").exists()
+    assert not list(staged.glob("*.py")), "local tooling stays out of the image"

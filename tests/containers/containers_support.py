@@ -9,6 +9,7 @@ CONTAINERS = Path(__file__).resolve().parents[2] / "containers"
 LLM_CONTEXT = CONTAINERS / "llm-neuron"
 INTENT_CONTEXT = CONTAINERS / "intent-neuron"
 FINETUNE_CONTEXT = CONTAINERS / "finetune"
+COMMON = CONTAINERS / "common"
 INTENT_LABELS = ["search", "product_question", "order_status", "chitchat"]
 
 
@@ -67,7 +68,7 @@ def image_tree(context: Path, parent: Path) -> Path:
     root.mkdir(parents=True)
     for copy in copies:
         for source in copy.sources:
-            origin = context / source
+            origin = CONTAINERS / source  # every image builds from containers/
             target = root / copy.destination
             if origin.is_dir():
                 shutil.copytree(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from containers_support import (
+    COMMON,
     CONTAINERS,
     FINETUNE_CONTEXT,
     INTENT_CONTEXT,
@@ -18,6 +19,7 @@ from containers_support import (
     image_tree,
 )
 
+from inferfleet.constructs.container_images import image_asset_options
 from inferfleet.containers.local_triton import free_port
 
 CONTEXTS = [LLM_CONTEXT, INTENT_CONTEXT, FINETUNE_CONTEXT]
@@ -46,17 +48,21 @@ def test_hadolint_passes(context: Path) -> None:
 
 @pytest.mark.parametrize("context", CONTEXTS, ids=lambda path: path.name)
 def test_copied_sources_exist_and_are_not_ignored(context: Path) -> None:
+    """Neither .dockerignore nor the CDK asset's exclusions drop what the Dockerfile copies."""
     ignored = [
         line.strip()
-        for line in (context / ".dockerignore").read_text().splitlines()
+        for line in (CONTAINERS / ".dockerignore").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
+    excluded = image_asset_options(context.name)["exclude"]
     copies = context_copies(context / "Dockerfile")
     assert copies
     for copy in copies:
         for source in copy.sources:
-            assert (context / source).exists(), f"{context.name}: COPY {source} is missing"
-            assert not any(fnmatch.fnmatch(source.rstrip("/"), pattern) for pattern in ignored)
+            assert (CONTAINERS / source).exists(), f"{context.name}: COPY {source} is missing"
+            top = source.rstrip("/")
+            assert not any(fnmatch.fnmatch(top, pattern) for pattern in [*ignored, *excluded])
+            assert top.split("/")[0] not in excluded, f"{source} is left out of the asset"
 
 
 @pytest.mark.parametrize("context", CONTEXTS, ids=lambda path: path.name)
@@ -72,10 +78,12 @@ def test_images_start_from_a_pinned_neuron_base(context: Path) -> None:
             assert "==" in args and "--no-cache-dir" in args
 
 
-def test_both_servers_share_one_start_script() -> None:
-    assert (LLM_CONTEXT / "serve.sh").read_bytes() == (INTENT_CONTEXT / "serve.sh").read_bytes()
-    assert os.access(LLM_CONTEXT / "serve.sh", os.X_OK)
+def test_both_servers_copy_the_one_shared_serve_script(tmp_path: Path) -> None:
+    assert os.access(COMMON / "serve.sh", os.X_OK)
     assert os.access(INTENT_CONTEXT / "start.sh", os.X_OK)
+    for context in (LLM_CONTEXT, INTENT_CONTEXT):
+        root = image_tree(context, tmp_path)
+        assert (root / "serve.sh").read_bytes() == (COMMON / "serve.sh").read_bytes()
 
 
 def test_the_image_tree_holds_only_what_is_copied(tmp_path: Path) -> None:
