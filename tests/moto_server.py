@@ -152,6 +152,15 @@ def offline_aws_environment(server: MotoServer) -> dict[str, str]:
     }
 
 
+def point_boto3_at(server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServer:
+    """This process's boto3 talks to ``server``, with test credentials and no profile."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in offline_aws_environment(server).items():
+        monkeypatch.setenv(name, value)
+    return server
+
+
 @pytest.fixture(scope="session")
 def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
     with running_moto_server(tmp_path_factory.mktemp("moto") / "recording.jsonl") as server:
@@ -160,9 +169,5 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer
 
 @pytest.fixture
 def moto(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServer:
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in offline_aws_environment(moto_server).items():
-        monkeypatch.setenv(name, value)
     moto_server.reset()
-    return moto_server
+    return point_boto3_at(moto_server, monkeypatch)

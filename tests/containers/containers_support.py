@@ -1,6 +1,8 @@
 """Paths of the build contexts and helpers shared by the container tests."""
 
+import json
 import shutil
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,3 +83,16 @@ def image_tree(context: Path, parent: Path) -> Path:
                 target.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(origin, target / origin.name)
     return root
+
+
+def run_bench(out: Path, *arguments: str) -> dict:
+    """Run the real ``inferfleet bench`` CLI with ``--out out``; return its results.json."""
+    completed = subprocess.run(
+        [str(Path(sys.executable).parent / "inferfleet"), "bench", *arguments, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    return json.loads((out / "results.json").read_text())

@@ -1,8 +1,6 @@
 """The intent model repository under a real Triton server, with its dynamic batcher."""
 
 import json
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -10,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from containers_support import INTENT_CONTEXT, INTENT_LABELS, image_tree
+from containers_support import INTENT_CONTEXT, INTENT_LABELS, image_tree, run_bench
 from intent_classifier.runtime import IntentRuntime
 from triton_http import generate, get_status
 
@@ -78,32 +76,21 @@ def test_concurrent_queries_are_batched_dynamically(triton: LocalTriton) -> None
 
 
 def test_inferfleet_bench_measures_the_classifier(triton: LocalTriton, tmp_path: Path) -> None:
-    out = tmp_path / "bench"
-    completed = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "inferfleet"),
-            "bench",
-            "--api",
-            "classify",
-            "--target",
-            f"{triton.url}/v2/models/intent/generate",
-            "--users",
-            "4",
-            "--requests",
-            "40",
-            "--warmup",
-            "0.5",
-            "--prompt-tokens",
-            "12",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    results = run_bench(
+        tmp_path / "bench",
+        "--api",
+        "classify",
+        "--target",
+        f"{triton.url}/v2/models/intent/generate",
+        "--users",
+        "4",
+        "--requests",
+        "40",
+        "--warmup",
+        "0.5",
+        "--prompt-tokens",
+        "12",
     )
-    assert completed.returncode == 0, completed.stdout + completed.stderr
-    step = json.loads((out / "results.json").read_text())["steps"][0]
+    step = results["steps"][0]
     assert (step["succeeded"], step["errors"]) == (40, 0)
     assert step["e2e_ms"]["p50"] > 0

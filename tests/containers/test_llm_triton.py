@@ -1,9 +1,6 @@
 """The LLM model repository under a real Triton server (from the nvidia-pytriton wheel)."""
 
-import json
 import re
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -11,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from containers_support import LLM_CONTEXT, image_tree
+from containers_support import LLM_CONTEXT, image_tree, run_bench
 from triton_http import generate, generate_stream, get_status
 
 from inferfleet.containers.local_triton import LocalTriton
@@ -102,37 +99,25 @@ def test_metrics_expose_time_to_first_token_and_inter_token_latency(triton: Loca
 
 
 def test_inferfleet_bench_streams_through_triton(triton: LocalTriton, tmp_path: Path) -> None:
-    out = tmp_path / "bench"
-    completed = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "inferfleet"),
-            "bench",
-            "--api",
-            "triton",
-            "--target",
-            triton.url,
-            "--model",
-            "llm",
-            "--users",
-            "2",
-            "--requests",
-            "12",
-            "--warmup",
-            "0.5",
-            "--prompt-tokens",
-            "16",
-            "--output-tokens",
-            "8",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    results = run_bench(
+        tmp_path / "bench",
+        "--api",
+        "triton",
+        "--target",
+        triton.url,
+        "--model",
+        "llm",
+        "--users",
+        "2",
+        "--requests",
+        "12",
+        "--warmup",
+        "0.5",
+        "--prompt-tokens",
+        "16",
+        "--output-tokens",
+        "8",
     )
-    assert completed.returncode == 0, completed.stdout + completed.stderr
-    results = json.loads((out / "results.json").read_text())
     step = results["steps"][0]
     assert (step["succeeded"], step["errors"]) == (12, 0)
     # One event per token: the bench counts exactly the tokens it asked for.
