@@ -154,9 +154,11 @@ def target_context(config: BenchConfig) -> Iterator[tuple[str, object | None]]:
         yield config.target or "", None
         return
     from inferfleet.cli.local.fleet import LocalFleet
+    from inferfleet.cli.sizing.profile import ServerProfile
 
     first_routing = config.compare[0].value if config.compare else "least_outstanding_requests"
-    with LocalFleet(servers=config.servers, mode=config.local_mode, routing=first_routing) as fleet:
+    profile = ServerProfile(batching=config.local_mode)
+    with LocalFleet(servers=config.servers, routing=first_routing, profile=profile) as fleet:
         yield fleet.url, fleet
 
 

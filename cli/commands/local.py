@@ -2,7 +2,7 @@
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import typer
 
@@ -25,8 +25,13 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON report on
 def up(
     servers: Annotated[int, typer.Option("--servers", "-n", help="Emulated servers.")] = 5,
     mode: Annotated[
-        str, typer.Option("--mode", help="Batching: continuous or static.")
-    ] = "continuous",
+        str | None,
+        typer.Option(
+            "--mode",
+            help="Batching: continuous or static; default: the profile's (continuous).",
+            show_default=False,
+        ),
+    ] = None,
     routing: Annotated[
         str,
         typer.Option(
@@ -39,11 +44,12 @@ def up(
             "--port", help="nginx port on 127.0.0.1; default: a free one.", show_default=False
         ),
     ] = None,
-    timing: Annotated[
+    profile: Annotated[
         Path | None,
         typer.Option(
-            "--timing",
-            help="JSON file of emulator timing parameters (slots, decode_base_s, ...).",
+            "--server-profile",
+            help="JSON file of a server profile (slots, decode_base_s, ...), e.g. from "
+            "`inferfleet profile fit`.",
             show_default=False,
         ),
     ] = None,
@@ -53,15 +59,19 @@ def up(
     """Start emulated inference servers behind a real nginx, left running in the background."""
     from inferfleet.cli.local import state as local_state
     from inferfleet.cli.local.config import build_config
-    from inferfleet.cli.local.timing import EmulatorTiming
+    from inferfleet.cli.sizing.profile import Batching, ServerProfile, read_profile
 
+    server_profile = read_profile(profile, flag="--server-profile") if profile else ServerProfile()
+    if mode is not None:
+        if mode not in get_args(Batching):
+            raise UserError(f"--mode: Input should be 'continuous' or 'static' (got {mode!r})")
+        server_profile = server_profile.model_copy(update={"batching": mode})
     config = build_config(
         flag_style=True,
         servers=servers,
-        mode=mode,
         routing=routing,
         port=port,
-        timing=_read_timing(timing) if timing else EmulatorTiming(),
+        profile=server_profile,
     )
     where = local_state.StateDir(state_dir or local_state.default_state_dir())
     with _progress(as_json, f"starting {servers} emulated servers and nginx"):
@@ -71,7 +81,7 @@ def up(
         typer.echo(json.dumps(report, indent=2))
         return
     typer.echo(
-        f"local fleet up (emulated): {report['url']}  {servers} {mode}-batching servers, "
+        f"local fleet up (emulated): {report['url']}  {servers} {config.mode}-batching servers, "
         f"routing {routing}\nstop it with: inferfleet local down"
     )
 
@@ -105,21 +115,6 @@ def down(state_dir: StateDirOption = None) -> None:
         typer.echo(f"no local fleet recorded in {where.root}; nothing to stop")
     else:
         typer.echo(f"stopped local fleet at {stopped.host.url}")
-
-
-def _read_timing(path: Path) -> Any:
-    from pydantic import ValidationError
-
-    from inferfleet.cli.local.timing import EmulatorTiming
-
-    try:
-        return EmulatorTiming.model_validate_json(path.read_text())
-    except OSError as error:
-        raise UserError(f"--timing: cannot read {path} ({error.strerror})") from None
-    except ValidationError as error:
-        first = error.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "file"
-        raise UserError(f"--timing {path}: {field}: {first['msg']}; fix the file") from None
 
 
 def _progress(quiet: bool, message: str) -> Any:

@@ -2,7 +2,8 @@
 
 No AWS account or accelerator needed. ``N`` emulated servers (one host process,
 one aiohttp server each) speak the OpenAI completions API and pace their tokens
-like continuous- or static-batching accelerators (:mod:`.timing`); a real nginx
+like continuous- or static-batching accelerators
+(:class:`~inferfleet.cli.sizing.profile.ServerProfile`); a real nginx
 in front routes by ``least_conn`` (least outstanding requests), ``random`` or
 round robin (:mod:`.nginx`). Everything they answer is marked emulated.
 

@@ -1,13 +1,12 @@
-"""What a local fleet is made of: servers, batching mode, routing policy, timing."""
+"""What a local fleet is made of: servers, routing policy and the servers' profile."""
 
 from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from inferfleet.cli.errors import UserError
-from inferfleet.cli.local.timing import EmulatorTiming
+from inferfleet.cli.sizing.profile import Batching, ServerProfile
 
-Mode = Literal["continuous", "static"]
 Routing = Literal["least_outstanding_requests", "random", "round_robin"]
 ROUTINGS: tuple[str, ...] = get_args(Routing)
 DEFAULT_MODEL = "emulated-llm"
@@ -19,16 +18,22 @@ class LocalFleetConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     servers: int = Field(default=5, ge=1, le=64, description="Emulated servers.")
-    mode: Mode = Field(default="continuous", description="Batching of every server.")
     routing: Routing = Field(
         default="least_outstanding_requests", description="nginx upstream policy."
     )
-    timing: EmulatorTiming = Field(default_factory=EmulatorTiming)
+    profile: ServerProfile = Field(
+        default_factory=ServerProfile, description="Batching and timing of every server."
+    )
     model: str = Field(default=DEFAULT_MODEL, min_length=1, description="Served model name.")
     port: int | None = Field(
         default=None, ge=1, le=65535, description="nginx port; None picks a free one."
     )
     nginx_workers: int = Field(default=1, ge=1, le=64, description="nginx worker processes.")
+
+    @property
+    def mode(self) -> Batching:
+        """Batching of every server, as the profile says."""
+        return self.profile.batching
 
 
 def check_routing(routing: str) -> Routing:

@@ -3,7 +3,7 @@
 Each server answers ``POST /v1/completions`` and ``POST /v1/chat/completions``
 (``stream`` true or false, ``stream_options.include_usage``), producing exactly
 ``max_tokens`` tokens per request, paced by a batch scheduler that follows
-:class:`~inferfleet.cli.local.timing.EmulatorTiming`. It also serves:
+:class:`~inferfleet.cli.sizing.profile.ServerProfile`. It also serves:
 
 - ``GET /v1/models``: the model, marked ``"emulated": true``;
 - ``GET /health``: instance id, mode, slots, ``active``, ``queued``, ``served``,
@@ -27,8 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
-from inferfleet.cli.local.config import Mode
-from inferfleet.cli.local.timing import EmulatorTiming
+from inferfleet.cli.sizing.profile import ServerProfile
 
 INSTANCE_HEADER = "X-Inferfleet-Instance"
 EMULATED_HEADER = "X-Inferfleet-Emulated"
@@ -62,8 +61,8 @@ class Sequence:
 class BatchScheduler:
     """Paces tokens for the sequences of one server; subclasses decide the batching."""
 
-    def __init__(self, timing: EmulatorTiming) -> None:
-        self.timing = timing
+    def __init__(self, profile: ServerProfile) -> None:
+        self.profile = profile
         self.waiting: deque[Sequence] = deque()
         self.served = 0
         self.generated_tokens = 0
@@ -125,8 +124,8 @@ class BatchScheduler:
 class ContinuousBatcher(BatchScheduler):
     """Admits queued requests into free slots between steps (iteration-level batching)."""
 
-    def __init__(self, timing: EmulatorTiming) -> None:
-        super().__init__(timing)
+    def __init__(self, profile: ServerProfile) -> None:
+        super().__init__(profile)
         self.batch: list[Sequence] = []
 
     @property
@@ -137,15 +136,15 @@ class ContinuousBatcher(BatchScheduler):
         self.batch = [s for s in self.batch if not (s.cancelled or s.finished)]
         if not self.batch:
             await self._wait_for_work()
-        joining = self._take_waiting(self.timing.slots - len(self.batch))
+        joining = self._take_waiting(self.profile.slots - len(self.batch))
         if joining:
             self.batch.extend(joining)
-            await self._step(self.timing.prefill_s(sum(s.prompt_tokens for s in joining)))
+            await self._step(self.profile.prefill_s(sum(s.prompt_tokens for s in joining)))
             for sequence in joining:
                 self._emit(sequence)
             return
         if self.batch:
-            await self._step(self.timing.decode_step_s(len(self.batch)))
+            await self._step(self.profile.decode_step_s(len(self.batch)))
             for sequence in self.batch:
                 self._emit(sequence)
 
@@ -153,8 +152,8 @@ class ContinuousBatcher(BatchScheduler):
 class StaticBatcher(BatchScheduler):
     """Runs one batch to the end of its longest sequence before forming the next."""
 
-    def __init__(self, timing: EmulatorTiming) -> None:
-        super().__init__(timing)
+    def __init__(self, profile: ServerProfile) -> None:
+        super().__init__(profile)
         self.batch: list[Sequence] = []
 
     @property
@@ -163,16 +162,16 @@ class StaticBatcher(BatchScheduler):
 
     async def _schedule(self) -> None:
         await self._wait_for_work()
-        self.batch = self._take_waiting(self.timing.slots)
+        self.batch = self._take_waiting(self.profile.slots)
         if not self.batch:
             return
-        await self._step(self.timing.prefill_s(sum(s.prompt_tokens for s in self.batch)))
+        await self._step(self.profile.prefill_s(sum(s.prompt_tokens for s in self.batch)))
         for sequence in self.batch:
             self._emit(sequence)
         # Finished rows stay in the padded batch: the step cost keeps the full size.
         size = len(self.batch)
         while self.active:
-            await self._step(self.timing.decode_step_s(size))
+            await self._step(self.profile.decode_step_s(size))
             for sequence in self.batch:
                 self._emit(sequence)
         self.batch = []
@@ -196,15 +195,15 @@ class ParsedRequest:
     chat: bool
 
 
-def _text_tokens(text: str, timing: EmulatorTiming) -> int:
-    return math.ceil(len(text) / timing.chars_per_token)
+def _text_tokens(text: str, profile: ServerProfile) -> int:
+    return math.ceil(len(text) / profile.chars_per_token)
 
 
-def _prompt_tokens(prompt: Any, timing: EmulatorTiming) -> int:
+def _prompt_tokens(prompt: Any, profile: ServerProfile) -> int:
     if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str | list):
         prompt = prompt[0]
     if isinstance(prompt, str):
-        return max(1, _text_tokens(prompt, timing))
+        return max(1, _text_tokens(prompt, profile))
     if isinstance(prompt, list) and prompt and all(isinstance(t, int) for t in prompt):
         return len(prompt)
     raise RequestError(
@@ -212,7 +211,7 @@ def _prompt_tokens(prompt: Any, timing: EmulatorTiming) -> int:
     )
 
 
-def _chat_tokens(messages: Any, timing: EmulatorTiming) -> int:
+def _chat_tokens(messages: Any, profile: ServerProfile) -> int:
     if not isinstance(messages, list) or not messages:
         raise RequestError("messages", "messages must be a non-empty list")
     total = 0
@@ -222,28 +221,28 @@ def _chat_tokens(messages: Any, timing: EmulatorTiming) -> int:
             content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
         if not isinstance(content, str):
             raise RequestError("messages", "each message needs a string or text-part content")
-        total += _text_tokens(content, timing) + timing.chat_tokens_per_message
+        total += _text_tokens(content, profile) + profile.chat_tokens_per_message
     return max(1, total)
 
 
-def parse_request(body: Any, *, chat: bool, timing: EmulatorTiming, model: str) -> ParsedRequest:
+def parse_request(body: Any, *, chat: bool, profile: ServerProfile, model: str) -> ParsedRequest:
     """Validate an OpenAI completions or chat body into what the scheduler needs."""
     if not isinstance(body, dict):
         raise RequestError("body", "the request body must be a JSON object")
     if chat:
-        prompt_tokens = _chat_tokens(body.get("messages"), timing)
+        prompt_tokens = _chat_tokens(body.get("messages"), profile)
         max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
     else:
         if "prompt" not in body:
             raise RequestError("prompt", "prompt is required")
-        prompt_tokens = _prompt_tokens(body["prompt"], timing)
+        prompt_tokens = _prompt_tokens(body["prompt"], profile)
         max_tokens = body.get("max_tokens")
     if max_tokens is None:
-        max_tokens = timing.default_max_tokens
+        max_tokens = profile.default_max_tokens
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
         raise RequestError("max_tokens", "max_tokens must be a positive integer")
-    if max_tokens > timing.max_output_tokens:
-        raise RequestError("max_tokens", f"max_tokens must be at most {timing.max_output_tokens}")
+    if max_tokens > profile.max_output_tokens:
+        raise RequestError("max_tokens", f"max_tokens must be at most {profile.max_output_tokens}")
     if body.get("n", 1) != 1:
         raise RequestError("n", "only n=1 is emulated")
     stream = body.get("stream", False)
@@ -270,13 +269,12 @@ def _error_response(status: int, message: str, param: str | None) -> web.Respons
 class EmulatedServer:
     """One emulated instance: an aiohttp application around a batch scheduler."""
 
-    def __init__(self, instance_id: str, *, mode: Mode, timing: EmulatorTiming, model: str) -> None:
+    def __init__(self, instance_id: str, *, profile: ServerProfile, model: str) -> None:
         self.instance_id = instance_id
-        self.mode = mode
-        self.timing = timing
+        self.profile = profile
         self.model = model
-        scheduler_type = ContinuousBatcher if mode == "continuous" else StaticBatcher
-        self.scheduler: BatchScheduler = scheduler_type(timing)
+        scheduler_type = ContinuousBatcher if profile.batching == "continuous" else StaticBatcher
+        self.scheduler: BatchScheduler = scheduler_type(profile)
         self._request_ids = itertools.count(1)
         self._scheduler_task: asyncio.Task[None] | None = None
 
@@ -328,8 +326,8 @@ class EmulatedServer:
                 "status": "ok" if self.scheduler.running else "starting",
                 "emulated": True,
                 "instance": self.instance_id,
-                "mode": self.mode,
-                "slots": self.timing.slots,
+                "mode": self.profile.batching,
+                "slots": self.profile.slots,
                 "model": self.model,
                 **self.counters(),
             }
@@ -369,7 +367,7 @@ class EmulatedServer:
         except ValueError:
             return _error_response(400, "the request body is not valid JSON", None)
         try:
-            parsed = parse_request(body, chat=chat, timing=self.timing, model=self.model)
+            parsed = parse_request(body, chat=chat, profile=self.profile, model=self.model)
         except RequestError as error:
             return _error_response(400, str(error), error.param)
         sequence = Sequence(prompt_tokens=parsed.prompt_tokens, max_tokens=parsed.max_tokens)

@@ -35,12 +35,11 @@ from inferfleet.cli.local import nginx
 from inferfleet.cli.local.config import (
     DEFAULT_MODEL,
     LocalFleetConfig,
-    Mode,
     Routing,
     build_config,
     check_routing,
 )
-from inferfleet.cli.local.timing import EmulatorTiming
+from inferfleet.cli.sizing.profile import Batching, ServerProfile
 
 _STOP_TIMEOUT_S = 10.0
 _HOST_MODULE = "inferfleet.cli.local.host"
@@ -275,10 +274,9 @@ class LocalFleet:
 
     Args:
         servers: number of emulated servers (1..64).
-        mode: ``"continuous"`` or ``"static"`` batching in every server.
         routing: ``"least_outstanding_requests"`` (nginx ``least_conn``), ``"random"``
             or ``"round_robin"``.
-        timing: the emulators' timing model; ``None`` uses the defaults.
+        profile: batching and timing of every server; ``None`` uses the defaults.
         port: nginx port on 127.0.0.1; ``None`` picks a free one.
         model: model name the servers report.
         nginx_workers: nginx worker processes (they share upstream state).
@@ -294,9 +292,8 @@ class LocalFleet:
     def __init__(
         self,
         servers: int = 5,
-        mode: Mode = "continuous",
         routing: Routing = "least_outstanding_requests",
-        timing: EmulatorTiming | None = None,
+        profile: ServerProfile | None = None,
         *,
         port: int | None = None,
         model: str = DEFAULT_MODEL,
@@ -307,9 +304,8 @@ class LocalFleet:
     ) -> None:
         self.config = build_config(
             servers=servers,
-            mode=mode,
             routing=routing,
-            timing=timing or EmulatorTiming(),
+            profile=profile or ServerProfile(),
             model=model,
             port=port,
             nginx_workers=nginx_workers,
@@ -386,12 +382,12 @@ class LocalFleet:
         return self.config.servers
 
     @property
-    def mode(self) -> Mode:
+    def mode(self) -> Batching:
         return self.config.mode
 
     @property
-    def timing(self) -> EmulatorTiming:
-        return self.config.timing
+    def profile(self) -> ServerProfile:
+        return self.config.profile
 
     @property
     def model(self) -> str:
@@ -431,6 +427,6 @@ class LocalFleet:
             "mode": self.mode,
             "routing": self.routing,
             "model": self.model,
-            "timing": self.timing.model_dump(),
+            "profile": self.profile.model_dump(),
             "instance_urls": self.instance_urls,
         }

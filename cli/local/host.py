@@ -56,9 +56,7 @@ async def _start_emulators(
     runners: list[web.AppRunner] = []
     ports: list[int] = []
     for index in range(config.servers):
-        server = EmulatedServer(
-            f"emulator-{index}", mode=config.mode, timing=config.timing, model=config.model
-        )
+        server = EmulatedServer(f"emulator-{index}", profile=config.profile, model=config.model)
         runner = web.AppRunner(
             server.application(),
             access_log=None,

@@ -171,7 +171,7 @@ def describe(state: FleetState, state_dir: StateDir) -> dict[str, Any]:
         "mode": state.config.mode,
         "routing": state.config.routing,
         "model": state.config.model,
-        "timing": state.config.timing.model_dump(),
+        "profile": state.config.profile.model_dump(),
         "instances": instances,
         "pid": state.host.pid,
         "nginx_pid": state.host.nginx_pid,

@@ -11,7 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from inferfleet.cli.local.fleet import LocalFleet
-from inferfleet.cli.local.timing import EmulatorTiming
+from inferfleet.cli.sizing.profile import ServerProfile
 
 
 def process_alive(pid: int) -> bool:
@@ -26,6 +26,6 @@ def process_alive(pid: int) -> bool:
 @pytest.fixture(scope="module")
 def api_fleet() -> Iterator[LocalFleet]:
     """Two continuous-batching servers with fast steps, for API-shape tests."""
-    timing = EmulatorTiming(decode_base_s=0.002, decode_per_sequence_s=0.0, prefill_base_s=0.0)
-    with LocalFleet(servers=2, routing="round_robin", timing=timing) as fleet:
+    profile = ServerProfile(decode_base_s=0.002, decode_per_sequence_s=0.0, prefill_base_s=0.0)
+    with LocalFleet(servers=2, routing="round_robin", profile=profile) as fleet:
         yield fleet

@@ -101,7 +101,7 @@ def test_up_after_a_crash_replaces_the_stale_state(state_dir: Path) -> None:
         (["--mode", "dynamic"], {}, "--mode: Input should be 'continuous' or 'static'", 2),
         (["--routing", "fastest"], {}, "--routing: Input should be", 2),
         (["--port", "70000"], {}, "--port: Input should be less than or equal to 65535", 2),
-        (["--timing", "/nonexistent/timing.json"], {}, "--timing: cannot read", 2),
+        (["--server-profile", "/nonexistent/profile.json"], {}, "--server-profile: cannot read", 2),
         ([], {"INFERFLEET_NGINX": "/nonexistent/nginx"}, "apt-get install nginx", 1),
     ],
 )
@@ -116,14 +116,14 @@ def test_bad_input_is_one_clear_line_and_a_nonzero_exit(
     assert not (state_dir / "state.json").exists()
 
 
-def test_bad_timing_file_names_the_field(state_dir: Path, tmp_path: Path) -> None:
-    timing = tmp_path / "timing.json"
-    timing.write_text(json.dumps({"slots": -1}))
+def test_bad_profile_file_names_the_field(state_dir: Path, tmp_path: Path) -> None:
+    profile = tmp_path / "profile.json"
+    profile.write_text(json.dumps({"slots": -1}))
 
-    result = inferfleet("up", "--timing", str(timing), "--state-dir", str(state_dir))
+    result = inferfleet("up", "--server-profile", str(profile), "--state-dir", str(state_dir))
 
     assert result.returncode == 2
-    assert f"--timing {timing}: slots:" in result.stderr
+    assert f"--server-profile {profile}: slots:" in result.stderr
 
 
 def test_down_with_nothing_running_is_harmless(state_dir: Path) -> None:

@@ -118,7 +118,7 @@ def test_non_streamed_completion_and_chat(api_fleet: LocalFleet) -> None:
 def test_default_max_tokens_is_the_timing_default(api_fleet: LocalFleet) -> None:
     _, _, body = post_json(f"{api_fleet.url}/v1/completions", {"prompt": "hi"})
 
-    assert body["usage"]["completion_tokens"] == api_fleet.timing.default_max_tokens
+    assert body["usage"]["completion_tokens"] == api_fleet.profile.default_max_tokens
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ import pytest
 from local_sse_client import Streamed, closed_loop, stream
 
 from inferfleet.cli.local.fleet import LocalFleet
-from inferfleet.cli.local.timing import EmulatorTiming
+from inferfleet.cli.sizing.profile import ServerProfile
 
 pytestmark = pytest.mark.slow
 
@@ -29,43 +29,43 @@ async def concurrent(url: str, bodies: list[dict[str, object]]) -> list[Streamed
 
 
 def test_ttft_follows_prefill_cost_per_prompt_token() -> None:
-    timing = EmulatorTiming(prefill_base_s=0.05, prefill_per_token_s=0.001)
-    with LocalFleet(servers=1, timing=timing) as fleet:
+    profile = ServerProfile(prefill_base_s=0.05, prefill_per_token_s=0.001)
+    with LocalFleet(servers=1, profile=profile) as fleet:
         url = fleet.instance_urls[0]
         short, long = (
             asyncio.run(concurrent(url, [{"prompt": list(range(n)), "max_tokens": 2}]))[0]
             for n in (20, 300)
         )
 
-    expected_short, expected_long = timing.prefill_s(20), timing.prefill_s(300)
+    expected_short, expected_long = profile.prefill_s(20), profile.prefill_s(300)
     assert expected_short <= short.ttft_s < expected_short + 0.2
     assert expected_long <= long.ttft_s < expected_long + 0.2
     assert long.ttft_s - short.ttft_s == pytest.approx(0.28, abs=0.1)
 
 
 def test_inter_token_latency_grows_with_the_active_batch() -> None:
-    timing = EmulatorTiming(
+    profile = ServerProfile(
         slots=8, decode_base_s=0.01, decode_per_sequence_s=0.01, prefill_base_s=0.0
     )
     body = {"prompt": "hi", "max_tokens": 30}
-    with LocalFleet(servers=1, timing=timing) as fleet:
+    with LocalFleet(servers=1, profile=profile) as fleet:
         url = fleet.instance_urls[0]
         alone = asyncio.run(concurrent(url, [body]))[0]
         batch = asyncio.run(concurrent(url, [body] * 8))
 
     itl_alone = statistics.median(alone.itls_s)
     itl_batch = statistics.median(itl for result in batch for itl in result.itls_s)
-    assert timing.decode_step_s(1) * 0.95 <= itl_alone < timing.decode_step_s(1) + 0.03
-    assert timing.decode_step_s(8) * 0.95 <= itl_batch < timing.decode_step_s(8) + 0.05
+    assert profile.decode_step_s(1) * 0.95 <= itl_alone < profile.decode_step_s(1) + 0.03
+    assert profile.decode_step_s(8) * 0.95 <= itl_batch < profile.decode_step_s(8) + 0.05
     assert itl_batch > 2.5 * itl_alone
 
 
 def test_requests_beyond_the_slots_wait_in_a_queue() -> None:
-    timing = EmulatorTiming(
+    profile = ServerProfile(
         slots=2, decode_base_s=0.01, decode_per_sequence_s=0.01, prefill_base_s=0.0
     )
     body = {"prompt": "hi", "max_tokens": 20}
-    with LocalFleet(servers=1, timing=timing) as fleet:
+    with LocalFleet(servers=1, profile=profile) as fleet:
         url = fleet.instance_urls[0]
 
         async def load_and_watch() -> tuple[list[Streamed], list[dict[str, int]]]:
@@ -103,12 +103,12 @@ def _mean_ttft(url: str, users: int) -> float:
 
 
 def test_static_batching_ttft_grows_with_concurrency_continuous_stays_flat() -> None:
-    timing = EmulatorTiming(
+    profile = ServerProfile(
         slots=4, prefill_base_s=0.04, decode_base_s=0.02, decode_per_sequence_s=0.005
     )
     ttft: dict[tuple[str, int], float] = {}
     for mode in ("continuous", "static"):
-        with LocalFleet(servers=1, mode=mode, timing=timing) as fleet:
+        with LocalFleet(servers=1, profile=profile.model_copy(update={"batching": mode})) as fleet:
             _assert_mode(fleet.instance_urls[0], mode)
             for users in (1, 4):
                 ttft[mode, users] = _mean_ttft(fleet.instance_urls[0], users)

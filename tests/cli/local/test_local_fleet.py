@@ -25,17 +25,17 @@ from local_sse_client import stream
 from inferfleet.cli.errors import UserError
 from inferfleet.cli.local import nginx
 from inferfleet.cli.local.fleet import LocalFleet
-from inferfleet.cli.local.timing import EmulatorTiming
+from inferfleet.cli.sizing.profile import ServerProfile
 
 pytestmark = pytest.mark.slow
 
 # Fast steps: short requests finish in a few ms, 4000-token ones stream for 20 s.
-FAST = EmulatorTiming(decode_base_s=0.005, decode_per_sequence_s=0.0, prefill_base_s=0.0)
+FAST = ServerProfile(decode_base_s=0.005, decode_per_sequence_s=0.0, prefill_base_s=0.0)
 
 
 @pytest.fixture(scope="module")
 def fleet() -> Iterator[LocalFleet]:
-    with LocalFleet(servers=5, routing="round_robin", timing=FAST) as running:
+    with LocalFleet(servers=5, routing="round_robin", profile=FAST) as running:
         yield running
 
 
@@ -88,7 +88,7 @@ def test_round_robin_reaches_every_instance_in_turn(fleet: LocalFleet) -> None:
         "round_robin",
         5,
     )
-    assert described["timing"]["decode_base_s"] == FAST.decode_base_s
+    assert described["profile"]["decode_base_s"] == FAST.decode_base_s
 
 
 def test_least_outstanding_requests_sends_new_work_to_the_idle_instance(
@@ -169,7 +169,7 @@ def _port_closed(port: int) -> bool:
 
 
 def test_leaving_the_block_on_an_exception_stops_everything() -> None:
-    with pytest.raises(KeyboardInterrupt), LocalFleet(servers=2, timing=FAST) as small:
+    with pytest.raises(KeyboardInterrupt), LocalFleet(servers=2, profile=FAST) as small:
         pids = _pids_of(small)
         ports = [int(url.rsplit(":", 1)[1]) for url in [small.url, *small.instance_urls]]
         workdir = small.nginx_config_path.parents[2]
@@ -220,8 +220,6 @@ def test_busy_port_and_missing_nginx_are_user_errors() -> None:
 def test_bad_arguments_are_user_errors() -> None:
     with pytest.raises(UserError, match="servers"):
         LocalFleet(servers=0)
-    with pytest.raises(UserError, match="mode"):
-        LocalFleet(mode="dynamic")  # type: ignore[arg-type]
     with pytest.raises(UserError, match="routing"):
         LocalFleet(routing="weighted")  # type: ignore[arg-type]
 
@@ -229,7 +227,7 @@ def test_bad_arguments_are_user_errors() -> None:
 def test_least_conn_sees_every_workers_requests() -> None:
     # The upstream zone shares in-flight counts, so several workers still agree.
     with LocalFleet(
-        servers=3, routing="least_outstanding_requests", timing=FAST, nginx_workers=2
+        servers=3, routing="least_outstanding_requests", profile=FAST, nginx_workers=2
     ) as fleet:
         assert len(nginx.worker_pids(_pids_of(fleet)[1])) == 2
         short, held = instances_of(fleet.url, 6, hold_open=2)

@@ -17,14 +17,14 @@ import pytest
 from local_sse_client import LoadResult, closed_loop, percentile
 
 from inferfleet.cli.local.fleet import LocalFleet
-from inferfleet.cli.local.timing import EmulatorTiming
+from inferfleet.cli.sizing.profile import ServerProfile
 
 pytestmark = pytest.mark.slow
 
 USERS = 20
 SERVERS = 5
 WINDOW_S = 8.0
-TIMING = EmulatorTiming()  # 4 slots, decode 20 ms + 2 ms per sequence, prefill 5 ms + 0.1 ms/token
+PROFILE = ServerProfile()  # 4 slots, decode 20 ms + 2 ms per sequence, prefill 5 ms + 0.1 ms/token
 
 
 def lognormal_length(rng: random.Random) -> int:
@@ -46,7 +46,7 @@ def run_arm(fleet: LocalFleet, routing: str) -> LoadResult:
 
 
 def test_least_conn_beats_random_on_throughput_and_ttft_p99() -> None:
-    with LocalFleet(servers=SERVERS, timing=TIMING) as fleet:
+    with LocalFleet(servers=SERVERS, profile=PROFILE) as fleet:
         least_conn = run_arm(fleet, "least_outstanding_requests")
         random_arm = run_arm(fleet, "random")
 
@@ -62,7 +62,7 @@ def test_least_conn_beats_random_on_throughput_and_ttft_p99() -> None:
     print(f"A/B {USERS} users x {SERVERS} servers, {WINDOW_S:.0f} s per arm: {figures}")
     for arm in (least_conn, random_arm):
         assert {r.instance for r in arm.requests} == {f"emulator-{i}" for i in range(SERVERS)}
-    capacity = SERVERS * TIMING.full_batch_tokens_per_s() * 60
+    capacity = SERVERS * PROFILE.full_batch_tokens_per_s() * 60
     assert least_conn.tokens_per_min < capacity * 1.02, figures
     assert least_conn.tokens_per_min > 1.08 * random_arm.tokens_per_min, figures
     assert figures["least_conn"]["ttft_p99_s"] * 3 < figures["random"]["ttft_p99_s"], figures

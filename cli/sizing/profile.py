@@ -1,14 +1,17 @@
-"""Timing model of an emulated inference server.
+"""The timing model of one inference server replica: batching, slots, prefill and decode costs.
 
-An emulated server runs one scheduler loop that alternates *prefill steps* (new
-prompts enter the batch and each yields its first token) and *decode steps*
-(every sequence in the batch yields one more token). Steps are ``asyncio``
-sleeps, so an emulator costs almost no CPU, yet its latency behaves like a
-batching accelerator: time to first token follows the prompt length and the
-queue, inter-token latency grows with the batch.
+One model, three uses: the local emulator paces its tokens by it, the simulator
+replays a fleet of them, and the planner sizes a fleet from it. ``inferfleet
+profile fit`` derives one from a bench run of a real endpoint; shipped profiles
+come from public Neuron figures (:mod:`inferfleet.cli.sizing.catalog`).
+
+A server runs one scheduler loop that alternates *prefill steps* (new prompts
+enter the batch and each yields its first token) and *decode steps* (every
+sequence in the batch yields one more token).
 
 | Parameter | Default | Meaning |
 |---|---|---|
+| ``batching`` | continuous | ``continuous`` (iteration-level) or ``static`` batching |
 | ``slots`` | 4 | Sequences decoded together (static: the batch size); more requests queue |
 | ``prefill_base_s`` | 0.005 | Fixed cost of one prefill step, seconds |
 | ``prefill_per_token_s`` | 0.0001 | Prefill cost per prompt token, seconds |
@@ -32,22 +35,34 @@ With the defaults one server decodes ``4 / 0.028 s`` = about 143 tokens/s at a
 full batch (8,600 tokens/min) and 45 tokens/s for a lone sequence; a
 200-token prompt has a time to first token of about 25 ms on an idle server.
 
-Static batching (``mode="static"``) takes up to ``slots`` queued requests,
-prefills them together and decodes the batch at its full size until its longest
-sequence is done; requests arriving meanwhile wait for the next batch, so time
-to first token grows with concurrency.
+Static batching takes up to ``slots`` queued requests, prefills them together
+and decodes the batch at its full size until its longest sequence is done;
+requests arriving meanwhile wait for the next batch, so time to first token
+grows with concurrency.
+
+The optional ``model_name``, ``instance_type``, ``tensor_parallel``,
+``weights_dtype`` and ``source`` say what the parameters describe and where
+they come from; the timing ignores them.
 """
 
-from typing import Self
+from pathlib import Path
+from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from inferfleet.cli.errors import UserError
+
+Batching = Literal["continuous", "static"]
 
 
-class EmulatorTiming(BaseModel):
-    """Timing parameters of an emulated server (see the module docstring's table)."""
+class ServerProfile(BaseModel):
+    """Timing of one server replica (see the module docstring's table)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    batching: Batching = Field(
+        default="continuous", description="continuous (iteration-level) or static batching."
+    )
     slots: int = Field(
         default=4,
         ge=1,
@@ -78,11 +93,21 @@ class EmulatorTiming(BaseModel):
     max_output_tokens: int = Field(
         default=4096, ge=1, le=1_000_000, description="Largest max_tokens accepted."
     )
+    model_name: str | None = Field(default=None, description="Model the profile describes.")
+    instance_type: str | None = Field(default=None, description="Instance type it ran on.")
+    tensor_parallel: int | None = Field(default=None, ge=1, description="NeuronCores per replica.")
+    weights_dtype: str | None = Field(default=None, description="Weights dtype (bf16, int8...).")
+    source: str | None = Field(default=None, description="Where the parameters come from.")
 
     @model_validator(mode="after")
     def _default_fits_limit(self) -> Self:
         if self.default_max_tokens > self.max_output_tokens:
             raise ValueError("default_max_tokens must not exceed max_output_tokens")
+        if self.decode_base_s + self.decode_per_sequence_s <= 0:
+            raise ValueError(
+                "decode_base_s: a decode step must take some time; set decode_base_s or "
+                "decode_per_sequence_s above 0"
+            )
         return self
 
     def prefill_s(self, prompt_tokens: int) -> float:
@@ -94,5 +119,18 @@ class EmulatorTiming(BaseModel):
         return self.decode_base_s + batch_size * self.decode_per_sequence_s
 
     def full_batch_tokens_per_s(self) -> float:
-        """Decode throughput of one server with every slot busy."""
+        """Decode throughput of one replica with every slot busy."""
         return self.slots / self.decode_step_s(self.slots)
+
+
+def read_profile(path: Path, *, flag: str) -> ServerProfile:
+    """A profile from a JSON file; bad files become a ``UserError`` naming ``flag`` and field."""
+    try:
+        return ServerProfile.model_validate_json(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise UserError(f"{flag}: cannot read {path} ({error.strerror})") from None
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "file"
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise UserError(f"{flag} {path}: {field}: {message}; fix the file") from None
