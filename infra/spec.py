@@ -532,7 +532,7 @@ def load_fleet_spec(path: Path | str) -> FleetSpec:
             "or run `inferfleet init` to write an example"
         ) from None
     except YamlSourceError as error:
-        raise FleetSpecError(f"{path}:{error.line}: {error}") from None
+        raise FleetSpecError(error.located(str(path))) from None
     return parse_fleet_spec(document, str(path))
 
 
