@@ -1,27 +1,38 @@
 """In-process synth with the cfn-lint and cdk-nag gates.
 
 The CDK app is built and synthesized in this process (the CDK CLI is not
-needed); the assembly goes to a scratch folder next to ``outdir`` and replaces
+needed); the assembly goes to a staging folder next to ``outdir`` and replaces
 ``outdir`` only when synth succeeded and both gates passed, so a failed run
-leaves nothing half-written and the previous assembly in place.
+leaves nothing half-written and the previous assembly in place. ``outdir`` is
+replaced only when it is new, empty, or holds nothing but an assembly an earlier
+``inferfleet synth`` wrote (see :mod:`inferfleet.cli.output_folder`); that is
+checked before any work starts.
+
+Whatever goes wrong while the app is built, synthesized or linted reaches the
+user as a :class:`UserError` (exit 1) carrying the CDK's or cfn-lint's own words.
 """
 
 import json
 import os
-import shutil
+import re
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from inferfleet.cli import output_folder
 from inferfleet.cli.errors import UserError
 from inferfleet.infra.spec import FleetSpec
+
+WRITER = "inferfleet synth"
+OUT_FLAG = "--out"
 
 # W3005: CDK writes DependsOn that is also implied by references.
 # W3010: CDK writes the zones it was given (spec or cdk.context.json) literally.
 CFN_LINT_IGNORED = ["W3005", "W3010"]
 ACKNOWLEDGED_RULES = "aws:cdk:acknowledged-rules"
+# jsii prefixes the CDK's error code: "ValidationFailedWithErrors: Validation failed ..."
+_CDK_ERROR_CODE = re.compile(r"^[A-Z][A-Za-z]+: ")
 
 
 @dataclass(frozen=True)
@@ -101,23 +112,22 @@ def use_bundled_node() -> None:
 def synthesize(
     spec: FleetSpec, *, config_dir: Path, outdir: Path, regions: list[str] | None = None
 ) -> SynthReport:
-    use_bundled_node()
-    from inferfleet.infra.app import build_app
-
     outdir = outdir.resolve()
-    outdir.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{outdir.name}-", dir=outdir.parent))
+    output_folder.check_replaceable(outdir, flag=OUT_FLAG, writer=WRITER)
+    use_bundled_node()
+    scratch = output_folder.staging_folder(outdir, flag=OUT_FLAG)
     try:
         started = time.perf_counter()
-        app = build_app(spec, outdir=str(scratch), config_dir=config_dir, regions=regions)
-        nag_failed = _synth(app)
+        nag_failed = _synth(spec, scratch, config_dir, regions)
         synthesized = time.perf_counter()
         _raise_on_missing_context(scratch)
         report = SynthReport(outdir=str(outdir))
         report.nag = _nag_findings(scratch)
         if nag_failed and not report.nag_errors:
             raise UserError(
-                f"synth failed validation without a readable report in {scratch}", exit_code=1
+                "synth failed validation without a readable cdk-nag report; rerun, and if it "
+                "persists report it with the fleet file",
+                exit_code=1,
             )
         report.stacks = _stacks(scratch, outdir)
         report.acknowledged = _acknowledgments(scratch)
@@ -127,23 +137,32 @@ def synthesize(
             "lint": round(time.perf_counter() - synthesized, 2),
         }
         if report.passed:
-            if outdir.exists():
-                shutil.rmtree(outdir)
-            scratch.rename(outdir)
+            output_folder.replace(outdir, scratch, flag=OUT_FLAG, writer=WRITER)
         return report
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        output_folder.remove_staging(scratch)
 
 
-def _synth(app) -> bool:
-    """Synthesize; True when a validation plugin failed (its report is on disk)."""
+def _synth(spec: FleetSpec, assembly: Path, config_dir: Path, regions: list[str] | None) -> bool:
+    """Build and synthesize the app into ``assembly``; True when a validation plugin (cdk-nag)
+    failed, with its report on disk. Any other failure is a UserError in the CDK's words."""
+    from inferfleet.infra.app import build_app
+
     try:
+        app = build_app(spec, outdir=str(assembly), config_dir=config_dir, regions=regions)
         app.synth()
-    except RuntimeError as error:
-        if "ValidationFailed" in str(error):
+    except Exception as error:  # jsii raises RuntimeError; constructs raise their own errors
+        if (assembly / "validation-report.json").exists():
             return True
-        raise UserError(f"synth failed: {error}", exit_code=1) from None
+        raise UserError(f"synth failed: {_cdk_words(error)}", exit_code=1) from None
     return False
+
+
+def _cdk_words(error: Exception) -> str:
+    text = str(error).strip() or type(error).__name__
+    if isinstance(error, RuntimeError):  # from jsii: the CDK's own message
+        return "the CDK rejected the app: " + _CDK_ERROR_CODE.sub("", text)
+    return f"{type(error).__name__}: {text}"
 
 
 def _raise_on_missing_context(assembly: Path) -> None:
@@ -215,9 +234,16 @@ def _lint(assembly: Path, stacks: list[StackSummary]) -> list[LintFinding]:
     findings = []
     for stack in stacks:
         template = assembly / Path(stack.template).name
-        matches = lint_file(
-            template, config=ManualArgs(ignore_checks=CFN_LINT_IGNORED, regions=[stack.region])
-        )
+        try:
+            matches = lint_file(
+                template, config=ManualArgs(ignore_checks=CFN_LINT_IGNORED, regions=[stack.region])
+            )
+        except Exception as error:  # cfn-lint raises its own errors, e.g. for an unknown region
+            raise UserError(
+                f"cfn-lint could not check stack {stack.name} ({stack.region}): "
+                f"{type(error).__name__}: {error}",
+                exit_code=1,
+            ) from None
         findings.extend(
             LintFinding(
                 stack=stack.name,

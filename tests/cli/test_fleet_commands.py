@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from inferfleet.cli.main import main
+from inferfleet.cli.output_folder import replace, staging_folder
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO_ROOT / "fleet.yaml"
@@ -28,6 +29,31 @@ def test_init_writes_the_example_and_refuses_to_overwrite(tmp_path, capsys, monk
     code, _, err = run(capsys, "init")
     assert code == 2 and "fleet.yaml already exists; pass --force" in err
     assert run(capsys, "init", "--force")[0] == 0
+
+
+def test_init_creates_missing_folders_and_writes_into_a_folder(tmp_path, capsys):
+    code, out, err = run(capsys, "init", str(tmp_path / "new" / "project" / "fleet.yaml"))
+    assert code == 0, err
+    assert (tmp_path / "new" / "project" / "fleet.yaml").read_text() == EXAMPLE.read_text()
+    code, out, _ = run(capsys, "init", str(tmp_path / "new"))
+    assert code == 0 and f"wrote {tmp_path / 'new' / 'fleet.yaml'}" in out
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["fleet.yaml", "project"]
+
+
+@pytest.mark.parametrize("where", ["/proc/inferfleet/fleet.yaml", "{tmp}/a-file/fleet.yaml"])
+def test_init_where_it_cannot_write_is_a_clear_error(tmp_path, capsys, where):
+    (tmp_path / "a-file").write_text("mine")
+    code, _, err = run(capsys, "init", where.format(tmp=tmp_path))
+    assert code == 2
+    assert "cannot write it" in err and "Traceback" not in err
+    assert (tmp_path / "a-file").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
+def test_validate_a_folder_as_config_is_a_clear_error(tmp_path, capsys):
+    code, _, err = run(capsys, "validate", "--config", str(tmp_path))
+    assert code == 2
+    assert f"{tmp_path}: is a directory; pass the fleet file itself" in err
 
 
 def test_validate_the_example_as_json(capsys):
@@ -138,8 +164,9 @@ def test_synth_places_trainium_only_where_it_is_offered(example_synth):
 @pytest.mark.slow
 def test_unacknowledged_nag_error_fails_synth_and_keeps_the_old_output(tmp_path, capsys):
     out = tmp_path / "cdk.out"
-    out.mkdir()
-    (out / "previous.txt").write_text("kept")
+    staged = staging_folder(out, flag="--out")
+    (staged / "previous.txt").write_text("kept")
+    replace(out, staged, flag="--out", writer="inferfleet synth")
     fleet = tmp_path / "fleet.yaml"
     # An internet-facing load balancer open to the world is a real AwsSolutions-EC23 error.
     fleet.write_text(
