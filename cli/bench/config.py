@@ -7,6 +7,7 @@ Field names match the ``inferfleet bench`` flags (``--prompt-tokens`` is
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -17,6 +18,21 @@ Api = Literal["openai", "triton", "sagemaker", "classify"]
 Routing = Literal["least_outstanding_requests", "random", "round_robin"]
 ROUTINGS: tuple[str, ...] = ("least_outstanding_requests", "random", "round_robin")
 DEFAULT_DURATION_S = 30.0
+
+# Bounds of every user-given quantity: beyond them a run cannot be measured on one
+# client machine (or would exhaust its memory), so they are refused up front.
+MAX_TOKENS = 131_072  # a 128k context window
+MAX_LOGNORMAL_SIGMA = 4.0
+MAX_RATE = 100_000.0  # req/s; one client process tops out near 14k
+MAX_USERS = 20_000
+MAX_STEP_SECONDS = 86_400.0
+MAX_WARMUP_SECONDS = 3_600.0
+MAX_TIMEOUT_SECONDS = 3_600.0
+# Requests and streamed tokens kept in memory for one step (~2 GB at most).
+MAX_REQUESTS_PER_STEP = 2_000_000
+MAX_TOKENS_PER_STEP = 250_000_000
+MAX_STEPS = 1_000
+MAX_SEED = 2**63 - 1
 
 
 class Distribution(BaseModel):
@@ -35,21 +51,28 @@ class Distribution(BaseModel):
             numbers = tuple(float(part) for part in parts[1:]) if len(parts) > 1 else ()
             if len(parts) == 1:
                 value = int(parts[0])
-                if value < 1:
+                if not 1 <= value <= MAX_TOKENS:
                     raise ValueError
                 return cls(kind="fixed", params=(value,))
         except ValueError:
             raise ValueError(_distribution_help(spec)) from None
         kind, shape = parts[0], numbers
-        if kind == "uniform" and len(shape) == 2 and 1 <= shape[0] <= shape[1]:
+        if len(shape) != 2 or not all(math.isfinite(value) for value in shape):
+            raise ValueError(_distribution_help(spec))
+        if kind == "uniform" and 1 <= shape[0] <= shape[1] <= MAX_TOKENS:
             if not all(value.is_integer() for value in shape):
                 raise ValueError(_distribution_help(spec))
             return cls(kind="uniform", params=shape)
-        if kind == "lognormal" and len(shape) == 2 and shape[0] >= 1 and shape[1] >= 0:
+        if (
+            kind == "lognormal"
+            and 1 <= shape[0] <= MAX_TOKENS
+            and 0 <= shape[1] <= MAX_LOGNORMAL_SIGMA
+        ):
             return cls(kind="lognormal", params=shape)
         raise ValueError(_distribution_help(spec))
 
     def sample(self, rng: np.random.Generator, count: int) -> np.ndarray:
+        """``count`` token counts, each within 1..MAX_TOKENS (a lognormal's tail is clipped)."""
         if self.kind == "fixed":
             return np.full(count, int(self.params[0]), dtype=np.int64)
         if self.kind == "uniform":
@@ -57,7 +80,17 @@ class Distribution(BaseModel):
             return rng.integers(low, high + 1, size=count, dtype=np.int64)
         median, sigma = self.params
         drawn = np.rint(rng.lognormal(math.log(median), sigma, size=count))
-        return np.maximum(drawn, 1).astype(np.int64)
+        return np.clip(drawn, 1, MAX_TOKENS).astype(np.int64)
+
+    @property
+    def mean(self) -> float:
+        """Expected token count (before clipping a lognormal's tail)."""
+        if self.kind == "fixed":
+            return self.params[0]
+        if self.kind == "uniform":
+            return (self.params[0] + self.params[1]) / 2
+        median, sigma = self.params
+        return min(MAX_TOKENS, median * math.exp(sigma**2 / 2))
 
     def __str__(self) -> str:
         if self.kind == "fixed":
@@ -67,9 +100,10 @@ class Distribution(BaseModel):
 
 def _distribution_help(spec: str) -> str:
     return (
-        f"'{spec}' is not a token count or distribution; use a positive integer (128), "
-        "uniform:MIN:MAX with integers 1 <= MIN <= MAX, or lognormal:MEDIAN:SIGMA "
-        "with MEDIAN >= 1 and SIGMA >= 0"
+        f"'{spec}' is not a token count or distribution; use an integer from 1 to "
+        f"{MAX_TOKENS} (128), uniform:MIN:MAX with integers 1 <= MIN <= MAX <= {MAX_TOKENS}, "
+        f"or lognormal:MEDIAN:SIGMA with 1 <= MEDIAN <= {MAX_TOKENS} and "
+        f"0 <= SIGMA <= {MAX_LOGNORMAL_SIGMA:g} (finite numbers)"
     )
 
 
@@ -126,44 +160,45 @@ def _float_list(text: object) -> object:
 class BenchConfig(BaseModel):
     """A whole ``inferfleet bench`` run."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     api: Api = "openai"
-    target: str | None = None
+    target: str | None = Field(None, max_length=2048)
     local: bool = False
     servers: int = Field(5, ge=1, le=64)
     local_mode: Literal["continuous", "static"] = "continuous"
     endpoint: Literal["completions", "chat"] = "completions"
-    model: str | None = None
-    target_model: str | None = None
+    model: str | None = Field(None, min_length=1, max_length=512)
+    target_model: str | None = Field(None, min_length=1, max_length=1024)
     region: str | None = None
-    endpoint_url: str | None = None
+    endpoint_url: str | None = Field(None, max_length=2048)
 
     users: list[int] = Field(default_factory=list)
     rate: list[float] = Field(default_factory=list)
-    duration: float | None = Field(None, gt=0)
-    requests: int | None = Field(None, ge=1)
-    warmup: float = Field(2.0, ge=0)
+    duration: float | None = Field(None, gt=0, le=MAX_STEP_SECONDS)
+    requests: int | None = Field(None, ge=1, le=MAX_REQUESTS_PER_STEP)
+    warmup: float = Field(2.0, ge=0, le=MAX_WARMUP_SECONDS)
 
     prompt_tokens: Distribution = Distribution(kind="fixed", params=(128,))
     output_tokens: Distribution = Distribution(kind="fixed", params=(128,))
     dataset: Path | None = None
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
 
     compare: tuple[Variant, ...] = ()
     repeat: int = Field(1, ge=1, le=100)
-    target_group_arn: str | None = None
+    target_group_arn: str | None = Field(None, max_length=2048)
     alb_settle: float = Field(10.0, ge=0, le=600)
 
     out: Path = Path("bench-results")
-    price_per_hour: float | None = Field(None, gt=0)
-    instances: int | None = Field(None, ge=1)
+    price_per_hour: float | None = Field(None, gt=0, le=100_000)
+    instances: int | None = Field(None, ge=1, le=100_000)
 
     workers: int = Field(1, ge=1, le=64)
-    timeout: float = Field(300.0, gt=0)
-    max_inflight: int = Field(4096, ge=1)
-    max_loop_lag_ms: float = Field(20.0, gt=0)
-    max_dispatch_lag_ms: float = Field(20.0, gt=0)
+    timeout: float = Field(300.0, gt=0, le=MAX_TIMEOUT_SECONDS)
+    max_inflight: int = Field(4096, ge=1, le=65_536)
+    max_loop_lag_ms: float = Field(20.0, gt=0, le=60_000)
+    max_dispatch_lag_ms: float = Field(20.0, gt=0, le=60_000)
+    max_error_rate: float = Field(0.0, ge=0, le=1)
 
     _split_users = field_validator("users", mode="before")(_int_list)
     _split_rate = field_validator("rate", mode="before")(_float_list)
@@ -185,14 +220,31 @@ class BenchConfig(BaseModel):
     def _positive_users(cls, users: list[int]) -> list[int]:
         if any(count < 1 for count in users):
             raise ValueError(f"{users} has a count below 1; every step needs at least one user")
+        if any(count > MAX_USERS for count in users):
+            raise ValueError(
+                f"{max(users)} users is more than one client can drive (at most {MAX_USERS}); "
+                "run several bench clients"
+            )
         return users
 
     @field_validator("rate")
     @classmethod
     def _positive_rates(cls, rates: list[float]) -> list[float]:
         if any(not rate > 0 or not math.isfinite(rate) for rate in rates):
-            raise ValueError(f"{rates} has a rate that is not above 0 requests/s")
+            raise ValueError(f"{rates} has a rate that is not a finite number above 0 requests/s")
+        if any(rate > MAX_RATE for rate in rates):
+            raise ValueError(
+                f"{max(rates):g} req/s is more than one client can send (at most "
+                f"{MAX_RATE:g}); run several bench clients"
+            )
         return rates
+
+    @field_validator("region")
+    @classmethod
+    def _region_name(cls, region: str | None) -> str | None:
+        if region is not None and not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d{1,2}", region):
+            raise ValueError(f"'{region}' is not an AWS region name; use one like us-east-1")
+        return region
 
     @field_validator("dataset")
     @classmethod
@@ -215,6 +267,23 @@ class BenchConfig(BaseModel):
             raise ValueError("duration: give one of --duration SECONDS or --requests N, not both")
         if self.duration is None and self.requests is None:
             self.duration = DEFAULT_DURATION_S
+        steps = len(self.loads) * self.repeat * max(1, len(self.compare))
+        if steps > MAX_STEPS:
+            raise ValueError(
+                f"users: {steps} steps (loads x --repeat x variants) is more than {MAX_STEPS}; "
+                "give fewer loads or repeats"
+            )
+        if self.open_loop:
+            seconds = self.warmup + (self.duration or 0.0)
+            expected = max(self.rate) * seconds + (self.requests or 0)
+            if expected > MAX_REQUESTS_PER_STEP:
+                raise ValueError(
+                    f"{'duration' if self.duration else 'warmup'}: {max(self.rate):g} req/s for "
+                    f"{seconds:g} s{' plus --requests' if self.requests else ''} is about "
+                    f"{expected:,.0f} requests in one "
+                    f"step, more than the {MAX_REQUESTS_PER_STEP:,} bench keeps in memory; "
+                    "shorten --duration or --warmup, or lower --rate"
+                )
         if self.local and self.target:
             raise ValueError("target: --local starts its own fleet; drop --target or --local")
         if not self.local and not self.target:
@@ -271,6 +340,9 @@ def describe_validation_error(error: ValidationError) -> str:
     field, colon, rest = message.partition(": ")
     if colon and field in BenchConfig.model_fields:
         return f"{flag_of(field)}: {rest}"
+    given = first.get("input")
+    if first["type"] != "value_error" and isinstance(given, int | float | str):
+        message += f" (got {given!r})"
     if location:
         return f"{flag_of(location[0])}: {message}"
     return message

@@ -24,11 +24,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from time import perf_counter
 
-import numpy as np
-
 from inferfleet.cli.bench.clients import Client, ClientSettings, client_for
+from inferfleet.cli.bench.config import MAX_REQUESTS_PER_STEP, MAX_TOKENS_PER_STEP
 from inferfleet.cli.bench.records import RequestRecord
-from inferfleet.cli.bench.workload import Workload
+from inferfleet.cli.bench.workload import PoissonArrivals, Workload
 from inferfleet.cli.errors import UserError
 
 LAG_SAMPLE_INTERVAL_S = 0.005
@@ -44,13 +43,14 @@ class StepPlan:
     duration: float | None = None
     requests: int | None = None
     warmup: float = 0.0
-    arrival_offsets: np.ndarray | None = None
-    arrival_indices: np.ndarray | None = None
+    arrivals: PoissonArrivals | None = None
     max_inflight: int = 4096
     first_index: int = 0
     index_stride: int = 1
     start_at: float | None = None
     drain_timeout: float = 300.0
+    max_requests: int = MAX_REQUESTS_PER_STEP
+    max_tokens: int = MAX_TOKENS_PER_STEP
 
 
 @dataclass(slots=True)
@@ -62,6 +62,7 @@ class StepOutcome:
     loop_lag_ms: list[array] = field(default_factory=list)
     loop_lag_at: list[array] = field(default_factory=list)
     stopped: bool = False
+    capped: bool = False
 
     @staticmethod
     def merge(parts: list[StepOutcome]) -> StepOutcome:
@@ -73,6 +74,7 @@ class StepOutcome:
             loop_lag_ms=[lags for part in parts for lags in part.loop_lag_ms],
             loop_lag_at=[times for part in parts for times in part.loop_lag_at],
             stopped=any(part.stopped for part in parts),
+            capped=any(part.capped for part in parts),
         )
 
 
@@ -118,10 +120,11 @@ async def run_step(
     ]
     started = perf_counter()
     records: list[RequestRecord] = []
-    if plan.arrival_offsets is not None:
-        load = _open_loop(plan, client, workload, records, started, tally)
+    memory = MemoryBudget(plan.max_requests, plan.max_tokens)
+    if plan.arrivals is not None:
+        load = _open_loop(plan, client, workload, records, started, tally, memory)
     else:
-        load = _closed_loop(plan, client, workload, records, started, tally)
+        load = _closed_loop(plan, client, workload, records, started, tally, memory)
     load_task = asyncio.create_task(load)
     stop_task = asyncio.create_task(stopping.wait())
     try:
@@ -143,7 +146,23 @@ async def run_step(
         loop_lag_ms=[lags],
         loop_lag_at=[lag_times],
         stopped=stopped,
+        capped=memory.exhausted,
     )
+
+
+class MemoryBudget:
+    """Requests and requested tokens one step may hold in memory; past it, no more are sent."""
+
+    def __init__(self, requests: int, tokens: int) -> None:
+        self.requests, self.tokens = requests, tokens
+        self.exhausted = False
+
+    def take(self, output_tokens: int) -> bool:
+        self.requests -= 1
+        self.tokens -= output_tokens
+        if self.requests < 0 or self.tokens < 0:
+            self.exhausted = True
+        return not self.exhausted
 
 
 async def _closed_loop(
@@ -153,6 +172,7 @@ async def _closed_loop(
     records: list[RequestRecord],
     started: float,
     tally: Tally,
+    memory: MemoryBudget,
 ) -> None:
     assert plan.users is not None
     warm_end = started + plan.warmup
@@ -175,6 +195,8 @@ async def _closed_loop(
                     measured += 1
             index = plan.first_index + next(ordinal) * plan.index_stride
             spec = workload.spec(index)
+            if not memory.take(spec.output_tokens):
+                return
             record = RequestRecord(index, spec.prompt_tokens, spec.output_tokens, warmup=warm)
             records.append(record)
             await client.send(spec, record)
@@ -199,8 +221,9 @@ async def _open_loop(
     records: list[RequestRecord],
     started: float,
     tally: Tally,
+    memory: MemoryBudget,
 ) -> None:
-    assert plan.arrival_offsets is not None and plan.arrival_indices is not None
+    assert plan.arrivals is not None
     slots = asyncio.Semaphore(plan.max_inflight)
     in_flight: set[asyncio.Task] = set()
 
@@ -210,15 +233,15 @@ async def _open_loop(
         tally.add()
 
     try:
-        for offset, index in zip(
-            plan.arrival_offsets.tolist(), plan.arrival_indices.tolist(), strict=True
-        ):
+        for index, offset in plan.arrivals.share(plan.first_index, plan.index_stride):
             due = started + offset
             delay = due - perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
             woke = perf_counter()
             spec = workload.spec(index)
+            if not memory.take(spec.output_tokens):
+                break
             record = RequestRecord(
                 index,
                 spec.prompt_tokens,
@@ -233,6 +256,13 @@ async def _open_loop(
             task.add_done_callback(in_flight.discard)
         if in_flight:
             await asyncio.wait(in_flight, timeout=plan.drain_timeout)
+            for record in records:
+                if record.end is None:
+                    record.fail(
+                        "timeout",
+                        f"still answering {plan.drain_timeout:g} s after the "
+                        "last arrival (--timeout)",
+                    )
     finally:
         for task in in_flight:
             task.cancel()
@@ -375,17 +405,18 @@ def split_plan(plan: StepPlan, count: int, *, start_at: float) -> list[StepPlan]
             max_inflight=max(1, plan.max_inflight // count),
             start_at=start_at,
             drain_timeout=plan.drain_timeout,
+            max_requests=_even_share(plan.max_requests, count, slot),
+            max_tokens=_even_share(plan.max_tokens, count, slot),
         )
-        if plan.arrival_offsets is not None and plan.arrival_indices is not None:
-            share.arrival_offsets = plan.arrival_offsets[slot::count]
-            share.arrival_indices = plan.arrival_indices[slot::count]
+        share.first_index, share.index_stride = slot, count
+        if plan.arrivals is not None:
+            share.arrivals = plan.arrivals
         else:
             assert plan.users is not None
             share.users = _even_share(plan.users, count, slot)
             share.requests = (
                 None if plan.requests is None else _even_share(plan.requests, count, slot)
             )
-            share.first_index, share.index_stride = slot, count
         shares.append(share)
     return shares
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from inferfleet.cli.bench.config import MAX_REQUESTS_PER_STEP, MAX_TOKENS_PER_STEP
 from inferfleet.cli.bench.engine import StepOutcome
 from inferfleet.cli.bench.records import RequestRecord
 
@@ -117,6 +118,7 @@ def _origin(record: RequestRecord, from_schedule: bool) -> float:
 class Thresholds:
     max_loop_lag_ms: float
     max_dispatch_lag_ms: float
+    max_error_rate: float = 0.0
 
 
 @dataclass(slots=True)
@@ -194,7 +196,11 @@ def measure_step(
     }
     client = client_health(outcome, measured, open_loop=open_loop)
     summary["client"] = client
-    reasons = invalid_reasons(client, thresholds, succeeded=len(succeeded), stopped=outcome.stopped)
+    failures = failure_reasons(len(measured), failed, thresholds.max_error_rate)
+    summary["failed"] = bool(failures)
+    reasons = failures + invalid_reasons(
+        client, thresholds, stopped=outcome.stopped, capped=outcome.capped
+    )
     summary["valid"] = not reasons
     summary["invalid_reasons"] = reasons
     return StepFigures(summary=summary, latencies=latencies)
@@ -303,9 +309,31 @@ def client_health(
     return health
 
 
+def failure_reasons(measured: int, failed: Counter, max_error_rate: float) -> list[str]:
+    """Why the target failed this step: no answers, or more errors than allowed."""
+    errors = sum(failed.values())
+    if measured == 0:
+        return ["no request was measured"]
+    if errors == measured:
+        return [f"no request succeeded: all {measured:,} failed ({describe_errors(failed)})"]
+    if errors / measured > max_error_rate:
+        return [
+            f"{errors:,} of {measured:,} requests failed ({errors / measured:.2%}: "
+            f"{describe_errors(failed)}), over --max-error-rate {max_error_rate:g}"
+        ]
+    return []
+
+
+def describe_errors(failed: Counter) -> str:
+    return ", ".join(f"{kind} x{count:,}" for kind, count in failed.most_common(3)) + (
+        ", ..." if len(failed) > 3 else ""
+    )
+
+
 def invalid_reasons(
-    client: dict, thresholds: Thresholds, *, succeeded: int, stopped: bool
+    client: dict, thresholds: Thresholds, *, stopped: bool, capped: bool = False
 ) -> list[str]:
+    """Why this step's figures do not describe the target: the client, or a cut-short step."""
     reasons = []
     lag = client["loop_lag_ms"]["p99"]
     if lag > thresholds.max_loop_lag_ms:
@@ -320,8 +348,11 @@ def invalid_reasons(
             f"client bottleneck: dispatch lag p99 {dispatch:.1f} ms > "
             f"{thresholds.max_dispatch_lag_ms:g} ms (requests left later than scheduled)"
         )
-    if succeeded == 0:
-        reasons.append("no request succeeded")
+    if capped:
+        reasons.append(
+            f"stopped sending at bench's memory bound of one step ({MAX_REQUESTS_PER_STEP:,} "
+            f"requests or {MAX_TOKENS_PER_STEP:,} output tokens); shorten --duration"
+        )
     if stopped:
         reasons.append("interrupted: partial step")
     return reasons

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
+
+from inferfleet.cli.bench.results import OutputDir
 
 CDF_METRICS = (
     ("ttft_ms", "TTFT (ms)"),
@@ -16,7 +17,7 @@ CDF_METRICS = (
 
 
 def write_plots(
-    out: Path,
+    out: OutputDir,
     steps: Sequence[dict],
     latencies: Sequence[dict[str, np.ndarray]],
     *,
@@ -55,7 +56,7 @@ def write_plots(
         figure.suptitle(f"Latency CDFs at {load:g} {'req/s' if open_loop else 'users'}{suffix}")
         figure.tight_layout()
         name = f"latency_cdf_{'rate' if open_loop else 'users'}_{load:g}.png"
-        figure.savefig(out / name, dpi=110)
+        _save(figure, out, name)
         plt.close(figure)
         written.append(name)
 
@@ -73,7 +74,7 @@ def write_plots(
         axis.legend(fontsize=8)
     figure.suptitle(f"P99 latency vs load{suffix}")
     figure.tight_layout()
-    figure.savefig(out / "p99_latency_vs_load.png", dpi=110)
+    _save(figure, out, "p99_latency_vs_load.png")
     plt.close(figure)
     written.append("p99_latency_vs_load.png")
 
@@ -87,10 +88,15 @@ def write_plots(
     axis.legend(fontsize=8)
     axis.set_title(f"Throughput vs load{suffix}")
     figure.tight_layout()
-    figure.savefig(out / "tokens_per_min_vs_load.png", dpi=110)
+    _save(figure, out, "tokens_per_min_vs_load.png")
     plt.close(figure)
     written.append("tokens_per_min_vs_load.png")
     return written
+
+
+def _save(figure, out: OutputDir, name: str) -> None:  # type: ignore[no-untyped-def]
+    with out.atomic(name, binary=True) as handle:
+        figure.savefig(handle, format="png", dpi=110)
 
 
 def _log_scale_when_wide(axis) -> None:  # type: ignore[no-untyped-def]

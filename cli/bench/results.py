@@ -1,12 +1,18 @@
-"""``results.json`` (schema_version 1) and ``requests.csv``, rewritten after every step.
+"""The ``--out`` folder: ``results.json`` and ``requests.csv``, rewritten after every step.
 
-Both files are replaced atomically, so an interrupted run leaves the steps
-measured so far, flagged ``"partial": true``, and never a half-written file.
+bench writes only into a folder it created (or an empty one), marked by a
+``.inferfleet-bench`` file listing what it wrote; it refuses a folder holding
+anyone else's files and, on a rerun, replaces only its own. Every file is
+replaced atomically, so an interrupted run leaves the steps measured so far,
+flagged ``"partial": true``, and never a half-written file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fnmatch
+import io
 import json
 import os
 import platform
@@ -15,12 +21,17 @@ import sys
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
+from typing import IO
 
 from inferfleet.cli.bench.records import RequestRecord
+from inferfleet.cli.errors import UserError
 
 SCHEMA_VERSION = 1
-OWN_FILES = ("results.json", "requests.csv", "report.md", "latency_cdf_*.png",
-             "p99_latency_vs_load.png", "tokens_per_min_vs_load.png")  # fmt: skip
+MARKER = ".inferfleet-bench"
+# Every name bench may write into --out: a file so named that bench did not write is the
+# user's, and bench refuses to replace it.
+OWN_PATTERNS = ("results.json", "results.schema.json", "requests.csv", "report.md",
+                "report.html", "latency_cdf_*.png", "*_vs_*.png")  # fmt: skip
 CSV_COLUMNS = (
     "step",
     "variant",
@@ -128,16 +139,114 @@ def request_rows(
     return rows
 
 
-class ResultsWriter:
-    """Owns ``--out``: results.json and requests.csv, kept consistent after each step."""
+class OutputDir:
+    """The ``--out`` folder, claimed before any request is sent; bench touches only its files."""
 
-    def __init__(self, out: Path, header: dict) -> None:
+    def __init__(self, path: Path, created: list[Path], previous: list[str]) -> None:
+        self.path = path
+        self._created = created
+        self._previous = previous
+        self._written: list[str] = []
+
+    @classmethod
+    def claim(cls, path: Path) -> OutputDir:
+        """Check (and create) ``path`` so a run can write there; a clear error if it cannot."""
+        if path.exists() and not path.is_dir():
+            raise UserError(
+                f"--out: {path} is a file, not a folder; give the path of a folder "
+                "(bench creates it)"
+            )
+        created: list[Path] = []
+        previous: list[str] = []
+        try:
+            if path.is_dir():
+                previous = _own_files(path)
+            else:
+                missing = path
+                while not missing.exists():
+                    created.append(missing)
+                    missing = missing.parent
+                path.mkdir(parents=True)
+            probe = path / f".{MARKER}.probe"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as error:
+            cls(path, created, previous).release()
+            raise UserError(
+                f"--out: cannot write into {path} ({error.strerror or error}); pick a folder "
+                "you can write to"
+            ) from None
+        return cls(path, created, previous)
+
+    def begin(self) -> None:
+        """The run starts: the previous run's files would read as this run's, so they go."""
+        for name in self._previous:
+            (self.path / name).unlink(missing_ok=True)
+        self._previous = []
+        self._record()
+
+    def release(self) -> None:
+        """The run never started: remove what ``claim`` created, and nothing else."""
+        for folder in self._created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+    def atomic(self, name: str, *, binary: bool = False) -> _Atomic:
+        if name not in self._written:
+            self._written.append(name)
+            self._record()
+        return _Atomic(self.path / name, binary=binary)
+
+    def append(self, name: str) -> IO[str]:
+        return (self.path / name).open("a", newline="", encoding="utf-8")
+
+    def _record(self) -> None:
+        marker = {"tool": "inferfleet bench", "files": self._written}
+        with _Atomic(self.path / MARKER) as handle:
+            json.dump(marker, handle, indent=1)
+
+
+def _own_files(path: Path) -> list[str]:
+    """Files of an earlier run in ``path``; refuses a folder holding anyone else's files."""
+    marker = path / MARKER
+    entries = sorted(entry.name for entry in path.iterdir())
+    if not marker.is_file():
+        if entries:
+            shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+            raise UserError(
+                f"--out: {path} already holds files that inferfleet bench did not write "
+                f"({shown}); bench writes only into a new or empty folder, or over its own "
+                f"earlier run; pick another --out (e.g. {path / 'bench-run'}) or empty the folder"
+            )
+        return []
+    try:
+        files = json.loads(marker.read_text(encoding="utf-8"))["files"]
+        if not isinstance(files, list) or not all(isinstance(name, str) for name in files):
+            raise ValueError
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise UserError(
+            f"--out: {marker} is not a marker inferfleet bench wrote; pick another --out"
+        ) from None
+    own = {name for name in files if "/" not in name and not name.startswith(".")}
+    foreign = [
+        name
+        for name in entries
+        if name not in own and any(fnmatch.fnmatchcase(name, pattern) for pattern in OWN_PATTERNS)
+    ]
+    if foreign:
+        raise UserError(
+            f"--out: {path / foreign[0]} was not written by inferfleet bench and a run would "
+            "replace it; move it away or pick another --out"
+        )
+    return sorted(own)
+
+
+class ResultsWriter:
+    """results.json and requests.csv in the claimed ``--out``, kept consistent after each step."""
+
+    def __init__(self, out: OutputDir, header: dict) -> None:
         self.out = out
-        self.out.mkdir(parents=True, exist_ok=True)
-        # A previous run's files in the same directory would read as this run's.
-        for pattern in OWN_FILES:
-            for stale in out.glob(pattern):
-                stale.unlink()
+        out.begin()
         self.results: dict = {
             "schema_version": SCHEMA_VERSION,
             "partial": True,
@@ -145,15 +254,17 @@ class ResultsWriter:
             "steps": [],
             "comparisons": [],
         }
-        self._csv_path = out / "requests.csv"
-        with _atomic(self._csv_path) as handle:
+        with out.atomic("requests.csv") as handle:
             csv.DictWriter(handle, CSV_COLUMNS).writeheader()
         self.write()
 
     def add_step(self, summary: dict, rows: list[dict]) -> None:
         self.results["steps"].append(summary)
-        with self._csv_path.open("a", newline="", encoding="utf-8") as handle:
-            csv.DictWriter(handle, CSV_COLUMNS).writerows(rows)
+        # One write per step: an interrupted run ends the file after a whole step.
+        buffer = io.StringIO()
+        csv.DictWriter(buffer, CSV_COLUMNS).writerows(rows)
+        with self.out.append("requests.csv") as handle:
+            handle.write(buffer.getvalue())
         self.write()
 
     def finish(self, *, partial: bool, comparisons: list[dict]) -> None:
@@ -163,20 +274,24 @@ class ResultsWriter:
         self.write()
 
     def write(self) -> None:
-        with _atomic(self.out / "results.json") as handle:
+        with self.out.atomic("results.json") as handle:
             json.dump(self.results, handle, indent=2, allow_nan=False)
             handle.write("\n")
 
 
-class _atomic:
+class _Atomic:
     """Write to a sibling temp file and rename it over the target on success."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, binary: bool = False) -> None:
         self.path = path
+        self.binary = binary
         self.temporary = path.with_name(f".{path.name}.tmp")
 
     def __enter__(self):  # type: ignore[no-untyped-def]
-        self.handle = self.temporary.open("w", newline="", encoding="utf-8")
+        if self.binary:
+            self.handle = self.temporary.open("wb")
+        else:
+            self.handle = self.temporary.open("w", newline="", encoding="utf-8")
         return self.handle
 
     def __exit__(self, exc_type: object, *rest: object) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import math
 import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from inferfleet.cli.bench.engine import InProcessExecutor, StepPlan, StopFlag, W
 from inferfleet.cli.bench.metrics import Thresholds, measure_step
 from inferfleet.cli.bench.records import RequestRecord
 from inferfleet.cli.bench.results import (
+    OutputDir,
     ResultsWriter,
     machine_info,
     now_iso,
@@ -33,9 +33,12 @@ from inferfleet.cli.bench.results import (
     tool_info,
 )
 from inferfleet.cli.bench.variants import AlbRouting, LocalRouting, RoutingSwitch, paired_ratios
-from inferfleet.cli.bench.workload import RequestSpec, Workload, poisson_arrivals, schedule_hash
+from inferfleet.cli.bench.workload import PoissonArrivals, RequestSpec, Workload, schedule_hash
 from inferfleet.cli.errors import UserError
 
+# Exit codes of a run that was carried out (bad input exits 2, a failed operation 1).
+FAILED_STEP_EXIT = 3
+INVALID_STEP_EXIT = 4
 INTERRUPTED_EXIT = 130
 
 
@@ -66,22 +69,14 @@ def plan_steps(config: BenchConfig) -> list[Step]:
     return steps
 
 
-def open_loop_arrivals(config: BenchConfig, rate: float) -> np.ndarray:
+def open_loop_arrivals(config: BenchConfig, rate: float) -> PoissonArrivals:
     """Warm-up arrivals, then ``--duration`` seconds or ``--requests`` of measured ones."""
     if config.duration is not None:
-        return poisson_arrivals(rate, seed=config.seed, horizon_s=config.warmup + config.duration)
-    assert config.requests is not None
-    expected_warm = rate * config.warmup
-    count = config.requests + int(expected_warm + 6 * math.sqrt(expected_warm) + 16)
-    offsets = poisson_arrivals(rate, seed=config.seed, count=count)
-    while np.count_nonzero(offsets >= config.warmup) < config.requests:
-        count *= 2
-        offsets = poisson_arrivals(rate, seed=config.seed, count=count)
-    warm = np.count_nonzero(offsets < config.warmup)
-    return offsets[: warm + config.requests]
+        return PoissonArrivals(rate, config.seed, horizon_s=config.warmup + config.duration)
+    return PoissonArrivals(rate, config.seed, measured=config.requests, warmup=config.warmup)
 
 
-def step_plan(config: BenchConfig, step: Step, arrivals: dict[float, np.ndarray]) -> StepPlan:
+def step_plan(config: BenchConfig, step: Step, arrivals: dict[float, PoissonArrivals]) -> StepPlan:
     plan = StepPlan(
         duration=config.duration,
         requests=config.requests,
@@ -90,8 +85,7 @@ def step_plan(config: BenchConfig, step: Step, arrivals: dict[float, np.ndarray]
         drain_timeout=config.timeout,
     )
     if config.open_loop:
-        plan.arrival_offsets = arrivals[step.load]
-        plan.arrival_indices = np.arange(plan.arrival_offsets.size)
+        plan.arrivals = arrivals[step.load]
     else:
         plan.users = int(step.load)
     return plan
@@ -168,41 +162,74 @@ def run_bench(config: BenchConfig, console: Console | None = None) -> RunOutcome
     steps = plan_steps(config)
     arrivals = {rate: open_loop_arrivals(config, rate) for rate in config.rate}
     stop = StopFlag()
-    with ctrl_c_stops(stop, console), target_context(config) as (target, fleet):
-        settings = ClientSettings(
-            target=target,
-            endpoint=config.endpoint,
-            model=config.model,
-            target_model=config.target_model,
-            region=config.region,
-            endpoint_url=config.endpoint_url,
-            timeout=config.timeout,
-            max_connections=config.max_inflight,
-        )
-        label = target if config.api != "sagemaker" else f"SageMaker endpoint {target}"
-        settings, description, emulated = asyncio.run(preflight(config.api, settings, label))
-        header = run_header(config, description, emulated, workload, arrivals)
-        writer = ResultsWriter(config.out, header)
-        switch = routing_switch(config, fleet)
-        executor = (
-            WorkerPool(config.workers, config.api, settings, workload, stop)
-            if config.workers > 1
-            else InProcessExecutor(config.api, settings, workload, stop)
-        )
-        latencies = []
-        try:
-            latencies = _run_steps(
-                config, steps, arrivals, workload, executor, switch, writer, stop, console
+    output = OutputDir.claim(config.out)
+    writer: ResultsWriter | None = None
+    try:
+        with ctrl_c_stops(stop, console), target_context(config) as (target, fleet):
+            writer, latencies = _run_on_target(
+                config, target, fleet, output, workload, steps, arrivals, stop, console
             )
-        finally:
-            executor.close()
-            if switch is not None:
-                switch.restore()
+    finally:
+        if writer is None:
+            output.release()
     results = writer.results
     variants = results["variants"]
     writer.finish(partial=stop.is_set(), comparisons=paired_ratios(results["steps"], variants))
-    _write_report(config, writer.results, latencies)
-    return RunOutcome(writer.results, INTERRUPTED_EXIT if stop.is_set() else 0)
+    _write_report(output, config, writer.results, latencies)
+    return RunOutcome(writer.results, INTERRUPTED_EXIT if stop.is_set() else run_exit_code(results))
+
+
+def _run_on_target(
+    config: BenchConfig,
+    target: str,
+    fleet: object | None,
+    output: OutputDir,
+    workload: Workload,
+    steps: list[Step],
+    arrivals: dict[float, PoissonArrivals],
+    stop: StopFlag,
+    console: Console,
+) -> tuple[ResultsWriter, list[dict[str, np.ndarray]]]:
+    settings = ClientSettings(
+        target=target,
+        endpoint=config.endpoint,
+        model=config.model,
+        target_model=config.target_model,
+        region=config.region,
+        endpoint_url=config.endpoint_url,
+        timeout=config.timeout,
+        max_connections=config.max_inflight,
+    )
+    label = target if config.api != "sagemaker" else f"SageMaker endpoint {target}"
+    settings, description, emulated = asyncio.run(preflight(config.api, settings, label))
+    header = run_header(config, description, emulated, workload, arrivals)
+    writer = ResultsWriter(output, header)
+    switch = routing_switch(config, fleet)
+    executor = (
+        WorkerPool(config.workers, config.api, settings, workload, stop)
+        if config.workers > 1
+        else InProcessExecutor(config.api, settings, workload, stop)
+    )
+    latencies = []
+    try:
+        latencies = _run_steps(
+            config, steps, arrivals, workload, executor, switch, writer, stop, console
+        )
+    finally:
+        executor.close()
+        if switch is not None:
+            switch.restore()
+    return writer, latencies
+
+
+def run_exit_code(results: dict) -> int:
+    """3 when the target failed a step, 4 when a step's figures are not valid, else 0."""
+    steps = results["steps"]
+    if any(step["failed"] for step in steps):
+        return FAILED_STEP_EXIT
+    if any(not step["valid"] for step in steps):
+        return INVALID_STEP_EXIT
+    return 0
 
 
 def run_header(
@@ -210,7 +237,7 @@ def run_header(
     description: dict,
     emulated: bool,
     workload: Workload,
-    arrivals: dict[float, np.ndarray],
+    arrivals: dict[float, PoissonArrivals],
 ) -> dict:
     """What results.json says about the run before any step: tool, machine, target, load."""
     return {
@@ -241,6 +268,7 @@ def run_header(
             "max_inflight": config.max_inflight,
             "max_loop_lag_ms": config.max_loop_lag_ms,
             "max_dispatch_lag_ms": config.max_dispatch_lag_ms,
+            "max_error_rate": config.max_error_rate,
         },
         "variants": [variant.name for variant in config.compare] or ["default"],
         "started_at": now_iso(),
@@ -259,7 +287,7 @@ def routing_switch(config: BenchConfig, fleet: object | None) -> RoutingSwitch |
 def _run_steps(
     config: BenchConfig,
     steps: list[Step],
-    arrivals: dict[float, np.ndarray],
+    arrivals: dict[float, PoissonArrivals],
     workload: Workload,
     executor: InProcessExecutor | WorkerPool,
     switch: RoutingSwitch | None,
@@ -267,7 +295,9 @@ def _run_steps(
     stop: StopFlag,
     console: Console,
 ) -> list[dict[str, np.ndarray]]:
-    thresholds = Thresholds(config.max_loop_lag_ms, config.max_dispatch_lag_ms)
+    thresholds = Thresholds(
+        config.max_loop_lag_ms, config.max_dispatch_lag_ms, config.max_error_rate
+    )
     latencies = []
     progress = Progress(
         TextColumn("{task.description}"),
@@ -355,13 +385,13 @@ def _run_steps(
 
 
 def plan_requests(plan: StepPlan) -> float | None:
-    if plan.arrival_offsets is not None:
-        return float(plan.arrival_offsets.size)
-    return None
+    if plan.arrivals is not None:
+        return plan.arrivals.expected_count
+    return plan.requests
 
 
 def _write_report(
-    config: BenchConfig, results: dict, latencies: list[dict[str, np.ndarray]]
+    output: OutputDir, config: BenchConfig, results: dict, latencies: list[dict[str, np.ndarray]]
 ) -> None:
     from inferfleet.cli.bench.plots import write_plots
     from inferfleet.cli.bench.report import render_report
@@ -369,10 +399,11 @@ def _write_report(
     plots: list[str] = []
     if results["steps"]:
         plots = write_plots(
-            config.out,
+            output,
             results["steps"],
             latencies,
             open_loop=config.open_loop,
             emulated=bool(results["target"]["emulated"]),
         )
-    (config.out / "report.md").write_text(render_report(results, plots), encoding="utf-8")
+    with output.atomic("report.md") as handle:
+        handle.write(render_report(results, plots))

@@ -8,18 +8,22 @@ schedule hash lets two runs prove they sent the same thing.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
-import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from inferfleet.cli.bench.config import BenchConfig, Distribution
+from inferfleet.cli.bench.config import MAX_TOKENS, BenchConfig, Distribution
 from inferfleet.cli.errors import UserError
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 POOL_SIZE = 4096
+MAX_DATASET_BYTES = 1 << 30
+# Prompt text kept joined for reuse; longer pools rebuild a prompt on each use.
+PROMPT_CACHE_WORDS = 8_000_000
 
 # Common English words that most LLM tokenizers encode as one token each (with
 # the leading space), so a prompt of N words is close to N prompt tokens.
@@ -77,12 +81,10 @@ class Workload:
         else:
             self._prompt_lengths = prompt_tokens.sample(rng, POOL_SIZE)
             self._output = output_tokens.sample(rng, POOL_SIZE)
-        # Word ids of every pool prompt, drawn at once; the text is joined on first use.
-        self._word_ids = np.random.default_rng([seed, 1]).integers(
-            0, len(_WORDS), size=int(self._prompt_lengths.sum()) if not dataset else 0
-        )
-        self._word_offsets = np.concatenate(([0], np.cumsum(self._prompt_lengths)))
+        # Prompt text is drawn per slot on first use, so memory follows what is sent;
+        # joined prompts are kept up to a word budget.
         self._prompts: dict[int, str] = {}
+        self._cached_words = 0
         self._dataset_digest = (
             hashlib.sha256(json.dumps(self._dataset, sort_keys=True).encode()).hexdigest()
             if self._dataset
@@ -111,8 +113,11 @@ class Workload:
         length = int(self._prompt_lengths[slot])
         prompt = self._prompts.get(slot)
         if prompt is None:
-            ids = self._word_ids[self._word_offsets[slot] : self._word_offsets[slot + 1]]
-            prompt = self._prompts[slot] = " ".join(_WORDS[ids].tolist())
+            ids = np.random.default_rng([self.seed, 1, slot]).integers(0, len(_WORDS), size=length)
+            prompt = " ".join(_WORDS[ids].tolist())
+            if self._cached_words + length <= PROMPT_CACHE_WORDS:
+                self._prompts[slot] = prompt
+                self._cached_words += length
         return RequestSpec(index, prompt, length, output_tokens)
 
     def describe(self) -> dict:
@@ -137,56 +142,109 @@ class Workload:
         return digest
 
 
-def poisson_arrivals(
-    rate: float, *, seed: int, horizon_s: float | None = None, count: int | None = None
-) -> np.ndarray:
+ARRIVAL_CHUNK = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class PoissonArrivals:
     """Send offsets (seconds from the step start) of a Poisson process at ``rate`` per second.
 
-    Either everything before ``horizon_s`` or the first ``count`` arrivals.
+    Either every arrival before ``horizon_s``, or every warm-up arrival (before
+    ``warmup``) and then ``measured`` more. Offsets are drawn lazily, a chunk at a
+    time, so memory does not grow with the rate or the duration; the same
+    parameters always give the same offsets.
     """
-    rng = np.random.default_rng([seed, 2, round(rate * 1000)])
-    if count is not None:
-        return np.cumsum(rng.exponential(1.0 / rate, size=count))
-    assert horizon_s is not None
-    expected = rate * horizon_s
-    chunk = int(expected + 6 * math.sqrt(expected) + 16)
-    offsets = np.cumsum(rng.exponential(1.0 / rate, size=chunk))
-    while offsets[-1] < horizon_s:
-        more = np.cumsum(rng.exponential(1.0 / rate, size=chunk)) + offsets[-1]
-        offsets = np.concatenate([offsets, more])
-    return offsets[offsets < horizon_s]
+
+    rate: float
+    seed: int
+    horizon_s: float | None = None
+    measured: int | None = None
+    warmup: float = 0.0
+
+    def __iter__(self) -> Iterator[float]:
+        rng = np.random.default_rng([self.seed, 2, round(self.rate * 1000)])
+        last, measured = 0.0, 0
+        while True:
+            offsets = np.cumsum(rng.exponential(1.0 / self.rate, size=ARRIVAL_CHUNK)) + last
+            last = float(offsets[-1])
+            for offset in offsets.tolist():
+                if self.horizon_s is not None and offset >= self.horizon_s:
+                    return
+                if self.measured is not None and offset >= self.warmup:
+                    if measured == self.measured:
+                        return
+                    measured += 1
+                yield offset
+
+    def share(self, first: int, stride: int) -> Iterator[tuple[int, float]]:
+        """``(index, offset)`` of arrivals ``first``, ``first + stride``, ...: one worker's part."""
+        return itertools.islice(enumerate(self), first, None, stride)
+
+    @property
+    def expected_count(self) -> float:
+        if self.horizon_s is not None:
+            return self.rate * self.horizon_s
+        assert self.measured is not None
+        return self.rate * self.warmup + self.measured
+
+    def describe(self) -> str:
+        return (
+            f"poisson;rate={self.rate!r};seed={self.seed};horizon={self.horizon_s!r};"
+            f"measured={self.measured!r};warmup={self.warmup!r}"
+        )
 
 
-def schedule_hash(workload: Workload, arrivals: list[np.ndarray]) -> str:
+def schedule_hash(workload: Workload, arrivals: Sequence[PoissonArrivals]) -> str:
+    """Proves two runs sent the same requests: the pool, and each arrival process."""
     digest = workload.digest()
-    for offsets in arrivals:
-        digest.update(np.round(offsets, 9).tobytes())
+    for process in arrivals:
+        digest.update(process.describe().encode())
     return digest.hexdigest()
 
 
 def load_dataset(path: Path) -> list[dict]:
+    """Rows of a JSON Lines file: a string ``prompt`` and optionally ``output_tokens``."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_DATASET_BYTES:
+            raise UserError(
+                f"--dataset: {path} is {size / 2**20:,.0f} MiB; bench reads at most "
+                f"{MAX_DATASET_BYTES // 2**20} MiB of prompts; pass a sample of the file"
+            )
+        raw = path.read_bytes()
+    except OSError as error:
+        raise UserError(f"--dataset: cannot read {path} ({error.strerror or error})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise UserError(
+            f"--dataset: {path} is not UTF-8 text (byte 0x{raw[error.start]:02x} at offset "
+            f'{error.start}); give a JSON Lines file with one {{"prompt": ...}} object a line'
+        ) from None
     rows: list[dict] = []
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise UserError(
-                    f"--dataset: {path} line {number} is not JSON ({error.msg})"
-                ) from None
-            if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
-                raise UserError(
-                    f"--dataset: {path} line {number} needs a string field 'prompt' "
-                    "(and optionally an integer 'output_tokens')"
-                )
-            tokens = row.get("output_tokens")
-            if tokens is not None and (not isinstance(tokens, int) or tokens < 1):
-                raise UserError(
-                    f"--dataset: {path} line {number}: 'output_tokens' must be a positive integer"
-                )
-            rows.append({key: row[key] for key in ("prompt", "output_tokens") if key in row})
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise UserError(f"--dataset: {path} line {number} is not JSON ({error.msg})") from None
+        except RecursionError:
+            raise UserError(f"--dataset: {path} line {number} is nested too deeply") from None
+        if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
+            raise UserError(
+                f"--dataset: {path} line {number} needs a string field 'prompt' "
+                "(and optionally an integer 'output_tokens')"
+            )
+        tokens = row.get("output_tokens")
+        if tokens is not None and (
+            isinstance(tokens, bool) or not isinstance(tokens, int) or not 1 <= tokens <= MAX_TOKENS
+        ):
+            raise UserError(
+                f"--dataset: {path} line {number}: 'output_tokens' must be an integer from 1 "
+                f"to {MAX_TOKENS}"
+            )
+        rows.append({key: row[key] for key in ("prompt", "output_tokens") if key in row})
     if not rows:
         raise UserError(f"--dataset: {path} holds no prompts; write one JSON object a line")
     return rows

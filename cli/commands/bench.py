@@ -203,12 +203,27 @@ def bench(
             rich_help_panel=CLIENT,
         ),
     ] = 20.0,
+    max_error_rate: Annotated[
+        float,
+        typer.Option(
+            help="A step where a larger fraction of requests failed has failed "
+            "(0: any failed request fails it; 0.01 tolerates 1%).",
+            rich_help_panel=LOAD,
+        ),
+    ] = 0.0,
 ) -> None:
     """Measure TTFT, inter-token latency, E2E and tokens/min of an endpoint, per load step.
 
     Closed loop (--users) or open-loop Poisson (--rate); steps where the client
     was the bottleneck are marked invalid. Writes results.json, requests.csv,
-    report.md and PNG plots to --out. Ctrl-C keeps what was measured.
+    report.md and PNG plots to --out (a new folder, or one bench wrote before).
+    Ctrl-C keeps what was measured.
+
+    Exit codes: 0 every step valid; 1 the run could not be carried out (target
+    unreachable, an AWS call failed); 2 bad input; 3 a step failed (more requests
+    failed than --max-error-rate allows, or none succeeded); 4 a step's figures are
+    invalid (the client was the bottleneck, or it hit bench's memory bound);
+    130 interrupted (what was measured is saved).
     """
     from pydantic import ValidationError
 
@@ -246,6 +261,7 @@ def bench(
         "max_inflight": max_inflight,
         "max_loop_lag_ms": max_loop_lag_ms,
         "max_dispatch_lag_ms": max_dispatch_lag_ms,
+        "max_error_rate": max_error_rate,
     }
     try:
         config = BenchConfig.model_validate(raw)
@@ -260,10 +276,14 @@ def bench(
     else:
         steps = outcome.results["steps"]
         invalid = sum(1 for step in steps if not step["valid"])
+        requests = sum(step["requests"] for step in steps)
+        failed = sum(step["errors"] for step in steps)
         typer.secho(
-            f"{len(steps)} step(s) measured, {invalid} invalid; results in {config.out}/"
+            f"{len(steps)} step(s) measured, {invalid} invalid; {failed:,} of {requests:,} "
+            f"requests failed; results in {config.out}/"
             + (" (partial)" if outcome.results["partial"] else ""),
             err=True,
+            fg=typer.colors.RED if outcome.exit_code else None,
         )
     if outcome.exit_code:
         raise typer.Exit(outcome.exit_code)

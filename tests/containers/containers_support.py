@@ -86,9 +86,15 @@ def image_tree(context: Path, parent: Path) -> Path:
 
 
 def run_bench(out: Path, *arguments: str) -> dict:
-    """Run the real ``inferfleet bench`` CLI with ``--out out``; return its results.json."""
+    """Run the real ``inferfleet bench`` CLI with ``--out out``; return its results.json.
+
+    The client's lag limits are relaxed: these tests check the servers' answers, and a
+    busy 2-core box must not turn their steps invalid.
+    """
+    lenient = ("--max-loop-lag-ms", "1000", "--max-dispatch-lag-ms", "1000")
+    command = [str(Path(sys.executable).parent / "inferfleet"), "bench", *arguments, *lenient]
     completed = subprocess.run(
-        [str(Path(sys.executable).parent / "inferfleet"), "bench", *arguments, "--out", str(out)],
+        [*command, "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=300,

@@ -93,7 +93,8 @@ class Client(ABC):
             record.fail("timeout", f"no complete answer within {self.settings.timeout:g} s")
         except aiohttp.ClientConnectorError as error:
             record.fail("connect", str(error))
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as error:
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as error:
+            # The connection dropped after it was made: reset, closed, or cut mid-body.
             record.fail("disconnected", str(error) or type(error).__name__)
         except aiohttp.ClientError as error:
             record.fail("client_error", f"{type(error).__name__}: {error}")

@@ -20,7 +20,7 @@ from inferfleet.cli.bench.clients import ClientSettings, client_for
 from inferfleet.cli.bench.config import Distribution
 from inferfleet.cli.bench.engine import StepOutcome, StepPlan, StopFlag, Tally, run_step
 from inferfleet.cli.bench.metrics import Thresholds, measure_step
-from inferfleet.cli.bench.workload import Workload, poisson_arrivals
+from inferfleet.cli.bench.workload import PoissonArrivals, Workload
 
 DEFAULT_LIMITS = Thresholds(max_loop_lag_ms=20, max_dispatch_lag_ms=20)
 
@@ -129,8 +129,9 @@ def test_requests_budget_is_exact_and_excludes_warmup(shared_server: str) -> Non
 
 def test_open_loop_sends_at_the_poisson_rate(shared_server: str) -> None:
     rate, seconds = 80.0, 2.0
-    offsets = poisson_arrivals(rate, seed=5, horizon_s=seconds)
-    plan = StepPlan(arrival_offsets=offsets, arrival_indices=np.arange(offsets.size))
+    arrivals = PoissonArrivals(rate, 5, horizon_s=seconds)
+    offsets = np.fromiter(arrivals, dtype=float)
+    plan = StepPlan(arrivals=arrivals)
     outcome = run(shared_server, plan, output_tokens=3)
     sent = np.sort([record.sent - outcome.started for record in outcome.records])
     assert len(sent) == offsets.size
@@ -147,10 +148,7 @@ def test_server_stall_shows_in_schedule_relative_latency(timed_server) -> None:
     # wire, arrivals during the stall wait in the client: their latency counted from
     # the schedule grows, counted from the actual send it does not.
     url = timed_server(ttft_ms=30, itl_ms=5, stall_after=15, stall_s=1.0)
-    offsets = poisson_arrivals(30.0, seed=9, horizon_s=3.0)
-    plan = StepPlan(
-        arrival_offsets=offsets, arrival_indices=np.arange(offsets.size), max_inflight=6
-    )
+    plan = StepPlan(arrivals=PoissonArrivals(30.0, 9, horizon_s=3.0), max_inflight=6)
     outcome = run(url, plan, output_tokens=5)
     step = measure_step(outcome, open_loop=True, thresholds=DEFAULT_LIMITS).summary
     assert step["errors"] == 0
@@ -194,3 +192,13 @@ def test_stop_keeps_what_was_measured(shared_server: str) -> None:
     assert "interrupted: partial step" in step["invalid_reasons"]
     assert step["succeeded"] == len([r for r in completed if not r.warmup])
     assert step["cancelled_requests"] <= 5
+
+
+def test_a_step_stops_at_its_memory_bound_and_says_so(shared_server: str) -> None:
+    outcome = run(shared_server, StepPlan(users=3, duration=30, max_requests=12), output_tokens=2)
+    assert len(outcome.records) == 12 and outcome.capped
+    step = measure_step(outcome, open_loop=False, thresholds=DEFAULT_LIMITS).summary
+    assert step["valid"] is False and step["failed"] is False
+    assert any("memory bound" in reason for reason in step["invalid_reasons"])
+    by_tokens = run(shared_server, StepPlan(users=2, requests=50, max_tokens=21), output_tokens=4)
+    assert len(by_tokens.records) == 5 and by_tokens.capped

@@ -6,6 +6,7 @@ import pytest
 from fabricated import LENIENT, outcome, streamed
 
 from inferfleet.cli.bench.metrics import (
+    Thresholds,
     cost_per_million,
     distribution,
     measure_step,
@@ -103,8 +104,29 @@ def test_stopped_and_empty_steps_are_invalid() -> None:
     failed = RequestRecord(0, 10, 3, sent=0.0, end=0.1)
     failed.fail("connect")
     step = measure_step(outcome([failed], stopped=True), open_loop=False, thresholds=LENIENT)
-    assert step.summary["invalid_reasons"] == ["no request succeeded", "interrupted: partial step"]
+    assert step.summary["invalid_reasons"] == [
+        "no request succeeded: all 1 failed (connect x1)",
+        "interrupted: partial step",
+    ]
+    assert step.summary["failed"] is True
     assert step.summary["ttft_ms"]["p50"] is None
+
+
+def test_the_error_rate_threshold_fails_a_step() -> None:
+    records = [streamed(index, index * 0.1, ttft=0.05, gap=0.01, tokens=3) for index in range(97)]
+    for index in range(3):
+        failed = RequestRecord(100 + index, 10, 3, sent=1.0, end=1.1)
+        failed.fail("http_502", "bad gateway")
+        records.append(failed)
+    strict = measure_step(outcome(records), open_loop=False, thresholds=LENIENT).summary
+    assert strict["failed"] is True and strict["valid"] is False
+    assert strict["invalid_reasons"] == [
+        "3 of 100 requests failed (3.00%: http_502 x3), over --max-error-rate 0"
+    ]
+    tolerant = Thresholds(20, 20, max_error_rate=0.05)
+    step = measure_step(outcome(records), open_loop=False, thresholds=tolerant).summary
+    assert step["failed"] is False and step["valid"] is True
+    assert step["errors"] == 3
 
 
 def test_distribution_and_cost_edge_cases() -> None:

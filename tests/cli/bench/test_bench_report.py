@@ -7,15 +7,17 @@ import json
 from pathlib import Path
 
 import numpy as np
-from fabricated import LENIENT, outcome, streamed
+from fabricated import outcome, streamed
 
-from inferfleet.cli.bench.metrics import measure_step
+from inferfleet.cli.bench.metrics import Thresholds, measure_step
 from inferfleet.cli.bench.plots import write_plots
 from inferfleet.cli.bench.records import RequestRecord
 from inferfleet.cli.bench.report import render_report
-from inferfleet.cli.bench.results import ResultsWriter, request_rows
+from inferfleet.cli.bench.results import OutputDir, ResultsWriter, request_rows
 from inferfleet.cli.bench.variants import paired_ratios
 
+# One failed request in 21 is tolerated: the steps differ by their client lag alone.
+TOLERANT = Thresholds(max_loop_lag_ms=20, max_dispatch_lag_ms=20, max_error_rate=0.1)
 HEADER = {
     "tool": {"name": "inferfleet bench", "version": "0.1.0"},
     "machine": {"hostname": "box", "cpus": 2, "platform": "Linux"},
@@ -35,7 +37,7 @@ def measured_step(number: int, variant: str, ttft: float, lag_ms: float) -> tupl
     failed = RequestRecord(99, 10, 8, sent=0.5, end=0.6)
     failed.fail("http_503", "busy")
     records.append(failed)
-    figures = measure_step(outcome(records, [lag_ms] * 10), open_loop=True, thresholds=LENIENT)
+    figures = measure_step(outcome(records, [lag_ms] * 10), open_loop=True, thresholds=TOLERANT)
     summary = {"id": number, "variant": variant, "repeat": 0, "load": 4.0, "rate": 4.0,
                "partial": False, **figures.summary}  # fmt: skip
     rows = request_rows(records, step=number, variant=variant, repeat=0, users=None, rate=4.0,
@@ -44,7 +46,8 @@ def measured_step(number: int, variant: str, ttft: float, lag_ms: float) -> tupl
 
 
 def test_results_report_and_plots_agree(tmp_path: Path) -> None:
-    writer = ResultsWriter(tmp_path, HEADER)
+    output = OutputDir.claim(tmp_path)
+    writer = ResultsWriter(output, HEADER)
     assert json.loads((tmp_path / "results.json").read_text())["partial"] is True
     latencies = []
     for number, (variant, ttft, lag) in enumerate(
@@ -65,7 +68,7 @@ def test_results_report_and_plots_agree(tmp_path: Path) -> None:
     assert len(rows) == 42
     assert rows[20]["error"] == "http_503"
 
-    plots = write_plots(tmp_path, results["steps"], latencies, open_loop=True, emulated=True)
+    plots = write_plots(output, results["steps"], latencies, open_loop=True, emulated=True)
     assert plots == ["latency_cdf_rate_4.png", "p99_latency_vs_load.png",
                      "tokens_per_min_vs_load.png"]  # fmt: skip
     assert all((tmp_path / name).stat().st_size > 5000 for name in plots)

@@ -116,7 +116,7 @@ def test_compare_on_a_deployed_target_group_restores_it(
             "bench", "--target", shared_server, "--users", "2", "--duration", "0.5",
             "--warmup", "0", "--output-tokens", "4", "--target-group-arn", arn,
             "--compare", "routing=least_outstanding_requests,random", "--alb-settle", "0",
-            "--out", str(out),
+            "--out", str(out), "--max-loop-lag-ms", "1000",
         ])  # fmt: skip
     assert exited.value.code in (0, None)
     results = json.loads((out / "results.json").read_text())

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from inferfleet.cli.bench.config import Distribution
-from inferfleet.cli.bench.workload import Workload, load_dataset, poisson_arrivals, schedule_hash
+from inferfleet.cli.bench.workload import PoissonArrivals, Workload, load_dataset, schedule_hash
 from inferfleet.cli.errors import UserError
 
 
@@ -32,8 +32,11 @@ def test_hash_changes_with_seed_lengths_and_arrivals() -> None:
     base = schedule_hash(workload(), [])
     assert schedule_hash(workload(seed=8), []) != base
     assert schedule_hash(workload(output="uniform:10:501"), []) != base
-    arrivals = poisson_arrivals(5.0, seed=1, horizon_s=10)
+    arrivals = PoissonArrivals(5.0, 1, horizon_s=10)
     assert schedule_hash(workload(), [arrivals]) != base
+    assert schedule_hash(workload(), [PoissonArrivals(5.0, 1, horizon_s=11)]) != schedule_hash(
+        workload(), [arrivals]
+    )
 
 
 def test_prompt_length_is_the_drawn_word_count() -> None:
@@ -44,7 +47,7 @@ def test_prompt_length_is_the_drawn_word_count() -> None:
 
 def test_poisson_arrivals_match_the_rate() -> None:
     rate, horizon = 50.0, 400.0
-    offsets = poisson_arrivals(rate, seed=11, horizon_s=horizon)
+    offsets = np.fromiter(PoissonArrivals(rate, 11, horizon_s=horizon), dtype=float)
     expected = rate * horizon
     assert abs(offsets.size - expected) < 4 * np.sqrt(expected)
     assert offsets.max() < horizon
@@ -60,10 +63,31 @@ def test_poisson_arrivals_match_the_rate() -> None:
 
 
 def test_poisson_arrivals_by_count_are_a_prefix_of_the_same_process() -> None:
-    by_count = poisson_arrivals(8.0, seed=2, count=40)
-    assert by_count.size == 40
+    by_count = np.fromiter(PoissonArrivals(8.0, 2, measured=40, warmup=1.0), dtype=float)
+    warm = np.count_nonzero(by_count < 1.0)
+    assert by_count.size == 40 + warm
     assert np.all(np.diff(by_count) > 0)
-    assert not np.array_equal(by_count, poisson_arrivals(8.0, seed=3, count=40))
+    by_time = np.fromiter(PoissonArrivals(8.0, 2, horizon_s=by_count[-1] + 1e-9), dtype=float)
+    assert np.array_equal(by_count, by_time)
+    other_seed = np.fromiter(PoissonArrivals(8.0, 3, measured=40), dtype=float)
+    assert not np.array_equal(by_count[:40], other_seed)
+
+
+def test_arrivals_are_lazy_and_shared_between_workers() -> None:
+    import itertools
+    import tracemalloc
+
+    # 1e5 req/s for a day would be 8.6e9 offsets; drawing the first million holds one chunk.
+    endless = PoissonArrivals(100_000.0, 4, horizon_s=86_400.0)
+    tracemalloc.start()
+    for _ in itertools.islice(endless, 1_000_000):
+        pass
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 5_000_000
+    process = PoissonArrivals(50.0, 7, horizon_s=4.0)
+    together = sorted(pair for slot in range(3) for pair in process.share(slot, 3))
+    assert together == list(enumerate(process))
 
 
 def test_dataset_prompts_are_replayed_with_their_lengths(tmp_path: Path) -> None:
@@ -81,7 +105,7 @@ def test_dataset_prompts_are_replayed_with_their_lengths(tmp_path: Path) -> None
     [
         ('{"prompt": "a"}\nnot json\n', "line 2 is not JSON"),
         ('{"text": "a"}\n', "line 1 needs a string field 'prompt'"),
-        ('{"prompt": "a", "output_tokens": 0}\n', "positive integer"),
+        ('{"prompt": "a", "output_tokens": 0}\n', "must be an integer from 1 to"),
         ("\n\n", "holds no prompts"),
     ],
 )

@@ -4,7 +4,9 @@ Every streamed answer sends its first chunk ``ttft_ms`` after the request and
 each further chunk ``itl_ms`` after the previous one, scheduled from the
 request's arrival so sleeps never drift. One server speaks every ``--api``
 the benchmark knows (restrict with ``--apis``). ``--stall-after N --stall-s S``
-freezes the server for S seconds once N requests have arrived.
+freezes the server for S seconds once N requests have arrived; ``--fail-every N``
+answers every Nth request with HTTP 503; ``--cut-after K`` drops every stream
+but the first after K chunks.
 
 ``GET /_sent_log`` returns (and forgets) when each completions answer's chunks
 were handed to the socket, on the monotonic clock the client reads too, so a
@@ -36,6 +38,7 @@ class Timing:
         self.stall_after = args.stall_after
         self.stall_s = args.stall_s
         self.fail_every = args.fail_every
+        self.cut_after = args.cut_after
         self.arrivals = 0
         self.stall_until = 0.0
         # When each answer's bytes were handed to the socket, on the clock the client
@@ -93,6 +96,10 @@ def build_app(timing: Timing, apis: set[str]) -> web.Application:
         response = await sse_start(request, number)
         chunk_times = []
         async for k in timing.chunks(origin, count):
+            if timing.cut_after and k == timing.cut_after and number > 1:
+                # The connection drops mid-stream (the first request, a preflight, is spared).
+                request.transport.abort()
+                return response
             choice = (
                 {"index": 0, "delta": {"content": f" t{k}"}}
                 if chat
@@ -235,6 +242,7 @@ def main() -> None:
     parser.add_argument("--stall-after", type=int, default=0)
     parser.add_argument("--stall-s", type=float, default=0.0)
     parser.add_argument("--fail-every", type=int, default=0)
+    parser.add_argument("--cut-after", type=int, default=0, help="drop streams after N chunks")
     parser.add_argument("--apis", default=",".join(ROUTES))
     asyncio.run(serve(parser.parse_args()))
 
