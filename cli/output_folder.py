@@ -5,7 +5,8 @@ folder) keeps a marker file in it naming the command and, for a folder it replac
 as a whole, every entry it wrote. It then
 
 - writes into a folder only when the folder is new, empty, or marked by the same
-  command (:func:`claim`); and
+  command (:func:`claim`), listing what it wrote file by file where it keeps the
+  folder (:func:`record_entries`); and
 - replaces a folder only when every entry in it is one the marker lists
   (:func:`check_replaceable`, :func:`replace`), swapping the new folder in with
   one atomic rename where the system has one, so the folder is always either the
@@ -44,6 +45,16 @@ def claim(folder: Path, *, flag: str, writer: str) -> None:
             _write_marker(folder, writer, entries=None)
     except OSError as error:
         raise _cannot_write(folder, flag, error) from None
+
+
+def written_entries(folder: Path) -> list[str]:
+    """The entries the marker of a claimed ``folder`` lists as written (none yet: empty)."""
+    return list((_read_marker(folder) or {}).get("entries") or [])
+
+
+def record_entries(folder: Path, *, writer: str, entries: list[str]) -> None:
+    """List ``entries`` as ``writer``'s in the marker, for a command that writes file by file."""
+    _write_marker(folder, writer, entries=sorted(entries))
 
 
 def check_replaceable(folder: Path, *, flag: str, writer: str) -> None:

@@ -1,8 +1,8 @@
 """The ``--out`` folder: ``results.json`` and ``requests.csv``, rewritten after every step.
 
-bench writes only into a folder it created (or an empty one), marked by a
-``.inferfleet-bench`` file listing what it wrote; it refuses a folder holding
-anyone else's files and, on a rerun, replaces only its own. Every file is
+bench writes only into a folder it created (or an empty one), marked (see
+:mod:`inferfleet.cli.output_folder`) with the files it wrote; it refuses a folder
+holding anyone else's files and, on a rerun, replaces only its own. Every file is
 replaced atomically, so an interrupted run leaves the steps measured so far,
 flagged ``"partial": true``, and never a half-written file.
 """
@@ -23,11 +23,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import IO
 
+from inferfleet.cli import output_folder
 from inferfleet.cli.bench.records import RequestRecord
 from inferfleet.cli.errors import UserError
 
 SCHEMA_VERSION = 1
-MARKER = ".inferfleet-bench"
+OUT_FLAG = "--out"
+WRITER = "inferfleet bench"
 # Every name bench may write into --out: a file so named that bench did not write is the
 # user's, and bench refuses to replace it.
 OWN_PATTERNS = ("results.json", "results.schema.json", "requests.csv", "report.md",
@@ -142,41 +144,47 @@ def request_rows(
 class OutputDir:
     """The ``--out`` folder, claimed before any request is sent; bench touches only its files."""
 
-    def __init__(self, path: Path, created: list[Path], previous: list[str]) -> None:
+    def __init__(
+        self, path: Path, created: list[Path], previous: list[str], *, marked_now: bool
+    ) -> None:
         self.path = path
         self._created = created
         self._previous = previous
+        self._marked_now = marked_now
         self._written: list[str] = []
 
     @classmethod
     def claim(cls, path: Path) -> OutputDir:
         """Check (and create) ``path`` so a run can write there; a clear error if it cannot."""
-        if path.exists() and not path.is_dir():
-            raise UserError(
-                f"--out: {path} is a file, not a folder; give the path of a folder "
-                "(bench creates it)"
-            )
-        created: list[Path] = []
-        previous: list[str] = []
+        created = []
+        missing = path
+        while not missing.exists() and missing != missing.parent:
+            created.append(missing)
+            missing = missing.parent
+        previous = output_folder.written_entries(path) if path.is_dir() else []
+        marked_now = not (path / output_folder.MARKER).is_file()
+        output_folder.claim(path, flag=OUT_FLAG, writer=WRITER)
+        claimed = cls(path, created, previous, marked_now=marked_now)
         try:
-            if path.is_dir():
-                previous = _own_files(path)
-            else:
-                missing = path
-                while not missing.exists():
-                    created.append(missing)
-                    missing = missing.parent
-                path.mkdir(parents=True)
-            probe = path / f".{MARKER}.probe"
-            probe.write_text("")
-            probe.unlink()
+            # Proves a folder bench wrote before is still writable, before any request.
+            output_folder.record_entries(path, writer=WRITER, entries=previous)
         except OSError as error:
-            cls(path, created, previous).release()
             raise UserError(
-                f"--out: cannot write into {path} ({error.strerror or error}); pick a folder "
-                "you can write to"
+                f"{OUT_FLAG} {path}: cannot write there ({error.strerror or error}); give a "
+                "folder you can write to"
             ) from None
-        return cls(path, created, previous)
+        foreign = [
+            name
+            for name in sorted(entry.name for entry in path.iterdir())
+            if name not in previous and any(fnmatch.fnmatchcase(name, own) for own in OWN_PATTERNS)
+        ]
+        if foreign:
+            claimed.release()
+            raise UserError(
+                f"{OUT_FLAG} {path}: holds {foreign[0]}, which {WRITER} did not write and a run "
+                "would replace; move it out, or give another folder"
+            )
+        return claimed
 
     def begin(self) -> None:
         """The run starts: the previous run's files would read as this run's, so they go."""
@@ -186,7 +194,9 @@ class OutputDir:
         self._record()
 
     def release(self) -> None:
-        """The run never started: remove what ``claim`` created, and nothing else."""
+        """The run never started: remove the marker and folders ``claim`` created, nothing else."""
+        if self._marked_now:
+            (self.path / output_folder.MARKER).unlink(missing_ok=True)
         for folder in self._created:
             with contextlib.suppress(OSError):
                 folder.rmdir()
@@ -201,44 +211,7 @@ class OutputDir:
         return (self.path / name).open("a", newline="", encoding="utf-8")
 
     def _record(self) -> None:
-        marker = {"tool": "inferfleet bench", "files": self._written}
-        with _Atomic(self.path / MARKER) as handle:
-            json.dump(marker, handle, indent=1)
-
-
-def _own_files(path: Path) -> list[str]:
-    """Files of an earlier run in ``path``; refuses a folder holding anyone else's files."""
-    marker = path / MARKER
-    entries = sorted(entry.name for entry in path.iterdir())
-    if not marker.is_file():
-        if entries:
-            shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
-            raise UserError(
-                f"--out: {path} already holds files that inferfleet bench did not write "
-                f"({shown}); bench writes only into a new or empty folder, or over its own "
-                f"earlier run; pick another --out (e.g. {path / 'bench-run'}) or empty the folder"
-            )
-        return []
-    try:
-        files = json.loads(marker.read_text(encoding="utf-8"))["files"]
-        if not isinstance(files, list) or not all(isinstance(name, str) for name in files):
-            raise ValueError
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-        raise UserError(
-            f"--out: {marker} is not a marker inferfleet bench wrote; pick another --out"
-        ) from None
-    own = {name for name in files if "/" not in name and not name.startswith(".")}
-    foreign = [
-        name
-        for name in entries
-        if name not in own and any(fnmatch.fnmatchcase(name, pattern) for pattern in OWN_PATTERNS)
-    ]
-    if foreign:
-        raise UserError(
-            f"--out: {path / foreign[0]} was not written by inferfleet bench and a run would "
-            "replace it; move it away or pick another --out"
-        )
-    return sorted(own)
+        output_folder.record_entries(self.path, writer=WRITER, entries=self._written)
 
 
 class ResultsWriter:

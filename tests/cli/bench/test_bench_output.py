@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from inferfleet.cli.main import main
+from inferfleet.cli.output_folder import MARKER
 
 RUN = ("--users", "2", "--duration", "0.4", "--warmup", "0", "--output-tokens", "4",
        "--max-loop-lag-ms", "1000")  # fmt: skip
@@ -31,7 +32,7 @@ def test_a_rerun_replaces_only_its_own_files(
     url = timed_server(ttft_ms=5, itl_ms=2)
     out = tmp_path / "results" / "run"
     assert cli("--target", url, "--users", "2,3", *RUN[2:], "--out", str(out)) == 0
-    assert (out / ".inferfleet-bench").is_file()
+    assert (out / MARKER).is_file()
     assert {"latency_cdf_users_2.png", "latency_cdf_users_3.png"} <= {p.name for p in out.iterdir()}
     (out / "notes.txt").write_text("the user's own")
     assert cli("--target", url, "--users", "4", *RUN[2:], "--out", str(out)) == 0
@@ -43,8 +44,9 @@ def test_a_rerun_replaces_only_its_own_files(
     assert [step["users"] for step in json.loads((out / "results.json").read_text())["steps"]] == [
         4
     ]
-    marker = json.loads((out / ".inferfleet-bench").read_text())
-    assert "notes.txt" not in marker["files"] and "report.md" in marker["files"]
+    marker = json.loads((out / MARKER).read_text())
+    assert marker["writer"] == "inferfleet bench"
+    assert "notes.txt" not in marker["entries"] and "report.md" in marker["entries"]
 
 
 @pytest.mark.parametrize(
@@ -65,8 +67,8 @@ def test_a_folder_bench_did_not_create_is_refused_before_any_request(
     requests_seen(url)
     assert cli("--target", url, *RUN, "--out", str(out)) == 2
     error = capsys.readouterr().err
-    assert f"--out: {out} already holds files that inferfleet bench did not write" in error
-    assert "pick another --out" in error and "Traceback" not in error
+    assert error.startswith(f"error: --out {out}: the folder was not written by inferfleet bench")
+    assert "give another folder" in error and "Traceback" not in error
     assert {path.name: path.read_text() for path in out.iterdir()} == own_files
     assert requests_seen(url) == 0
 
@@ -79,7 +81,8 @@ def test_a_foreign_file_in_a_bench_folder_is_not_replaced(
     assert cli("--target", url, *RUN, "--out", str(out)) == 0
     (out / "cost_vs_load.png").write_text("the user's plot, named like bench's")
     assert cli("--target", url, *RUN, "--out", str(out)) == 2
-    assert "cost_vs_load.png was not written by inferfleet bench" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert f"--out {out}: holds cost_vs_load.png, which inferfleet bench did not write" in error
     assert (out / "cost_vs_load.png").read_text() == "the user's plot, named like bench's"
 
 
@@ -99,14 +102,19 @@ def test_an_out_that_cannot_be_a_folder_is_refused_before_any_request(
     requests_seen(url)
     assert cli("--target", url, *RUN, "--out", str(out)) == 2
     error = capsys.readouterr().err
-    assert error.startswith("error: --out: ") and "Traceback" not in error
+    assert error.startswith(f"error: --out {out}: ") and "Traceback" not in error
     assert ("is a file, not a folder" in error) == (kind == "file")
+    assert ("cannot write there" in error) == (kind != "file")
     assert existing.read_text() == "keep me"
     assert requests_seen(url) == 0
 
 
-def test_a_run_that_never_started_leaves_no_folder(tmp_path: Path) -> None:
+def test_a_run_that_never_started_leaves_no_trace(tmp_path: Path) -> None:
     out = tmp_path / "a" / "b"
     # Nothing listens on port 9 of 127.0.0.1: the preflight request fails.
     assert cli("--target", "http://127.0.0.1:9", *RUN, "--out", str(out)) == 1
     assert not (tmp_path / "a").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli("--target", "http://127.0.0.1:9", *RUN, "--out", str(empty)) == 1
+    assert list(empty.iterdir()) == []
