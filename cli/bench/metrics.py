@@ -242,7 +242,7 @@ def per_instance(
     streams: Sequence[RequestRecord],
     window: tuple[float, float],
 ) -> list[dict]:
-    """Rows per ``X-Inferfleet-Instance``: how evenly the load balancer spread the work."""
+    """Rows per instance (header or stream field): how evenly the load balancer spread work."""
     groups: dict[str, list[RequestRecord]] = defaultdict(list)
     for record in measured:
         if record.instance is not None:

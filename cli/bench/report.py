@@ -182,7 +182,13 @@ def _comparison_section(comparisons: list[dict]) -> list[str]:
 def _instance_section(steps: Sequence[dict]) -> list[str]:
     with_rows = [step for step in steps if step["per_instance"]]
     if not with_rows:
-        return ["## Per instance", "", "The target sent no `X-Inferfleet-Instance` header.", ""]
+        return [
+            "## Per instance",
+            "",
+            "The target named no instance (no `X-Inferfleet-Instance` header, no `instance_id` "
+            "in its stream).",
+            "",
+        ]
     lines = ["## Per instance", ""]
     for step in with_rows:
         lines += [f"Step {step['id']} ({step['variant']}, {_load(step)}):", ""]

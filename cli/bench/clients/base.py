@@ -22,6 +22,9 @@ from inferfleet.cli.bench.workload import RequestSpec
 JSON_HEADERS = {"Content-Type": "application/json"}
 YIELD_EVERY_LINES = 128
 INSTANCE_HEADER = "X-Inferfleet-Instance"
+# Servers that cannot set headers per response (Triton's Python backend) name the
+# instance in each streamed event instead; the header wins where both are sent.
+INSTANCE_FIELD = "instance_id"
 EMULATED_HEADER = "X-Inferfleet-Emulated"
 
 
@@ -116,6 +119,14 @@ class Client(ABC):
         record.instance = response.headers.get(INSTANCE_HEADER)
         record.emulated = response.headers.get(EMULATED_HEADER, "").lower() == "true"
         return response.status < 400
+
+    @staticmethod
+    def note_instance(chunk: dict, record: RequestRecord) -> None:
+        """Take the instance id from a streamed event when no header named it."""
+        if record.instance is None:
+            instance = chunk.get(INSTANCE_FIELD)
+            if isinstance(instance, str) and instance:
+                record.instance = instance[:200]
 
     async def fail_with_body(self, response: aiohttp.ClientResponse, record: RequestRecord) -> None:
         body = await response.read()

@@ -80,10 +80,13 @@ class OpenAIClient(Client):
                     chunk = json.loads(data)
                 except ValueError:
                     raise StreamFormatError(f"SSE data is not JSON: {data[:80]!r}") from None
+                if not isinstance(chunk, dict):
+                    raise StreamFormatError(f"SSE data is not a JSON object: {data[:80]!r}")
                 if "error" in chunk:
                     record.end = now
                     record.fail("server_error", json.dumps(chunk["error"])[:300])
                     return
+                self.note_instance(chunk, record)
                 choices = chunk.get("choices")
                 if choices:
                     choice = choices[0]

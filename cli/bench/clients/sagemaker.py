@@ -141,6 +141,7 @@ def read_payload_line(line: bytes, now: float, record: RequestRecord) -> None:
         raise StreamFormatError(f"a payload line is not JSON: {data[:80]!r}") from None
     if not isinstance(chunk, dict):
         return
+    Client.note_instance(chunk, record)
     if _chunk_text(chunk):
         record.token(now)
     usage = chunk.get("usage") or {}

@@ -85,10 +85,13 @@ class TritonClient(Client):
                     chunk = json.loads(data)
                 except ValueError:
                     raise StreamFormatError(f"SSE data is not JSON: {data[:80]!r}") from None
+                if not isinstance(chunk, dict):
+                    raise StreamFormatError(f"SSE data is not a JSON object: {data[:80]!r}")
                 if "error" in chunk:
                     record.end = now
                     record.fail("server_error", str(chunk["error"])[:300])
                     return
+                self.note_instance(chunk, record)
                 if "text_output" not in chunk:
                     raise StreamFormatError("a generate_stream event without 'text_output'")
                 if chunk["text_output"]:

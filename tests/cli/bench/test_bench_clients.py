@@ -109,3 +109,22 @@ def test_slow_answer_is_a_timeout(timed_server) -> None:
     url = timed_server(ttft_ms=2000)
     record = exchange("openai", ClientSettings(target=url, model="m", timeout=0.3))
     assert record.error == "timeout"
+
+
+@pytest.mark.parametrize("api", ["openai", "triton", "sagemaker"])
+def test_the_instance_is_read_from_the_stream_when_no_header_names_it(
+    timed_server, monkeypatch: pytest.MonkeyPatch, api: str
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    url = timed_server(ttft_ms=5, itl_ms=2, instances=2, instance_in_body=True)
+    settings = (
+        ClientSettings(target="e", region="us-east-1", endpoint_url=url, target_model="m.tar.gz")
+        if api == "sagemaker"
+        else ClientSettings(target=url)
+    )
+    records = [exchange(api, settings) for _ in range(2)]
+    assert all(record.ok for record in records)
+    suffix = ":m.tar.gz" if api == "sagemaker" else ""
+    # The two exchanges are the server's arrivals 1 and 2: instances 1 and 0 of 2.
+    assert sorted(record.instance for record in records) == [f"inst-0{suffix}", f"inst-1{suffix}"]

@@ -39,6 +39,7 @@ class Timing:
         self.stall_s = args.stall_s
         self.fail_every = args.fail_every
         self.cut_after = args.cut_after
+        self.instance_in_body = args.instance_in_body
         self.arrivals = 0
         self.stall_until = 0.0
         # When each answer's bytes were handed to the socket, on the clock the client
@@ -57,9 +58,17 @@ class Timing:
             await asyncio.sleep(wait)
         return loop.time(), number
 
+    def instance(self, number: int, model: str | None = None) -> str:
+        return f"inst-{number % self.instances}" + (f":{model}" if model else "")
+
     def headers(self, number: int, model: str | None = None) -> dict[str, str]:
-        instance = f"inst-{number % self.instances}" + (f":{model}" if model else "")
-        return {"X-Inferfleet-Instance": instance}
+        if self.instance_in_body:
+            return {}
+        return {"X-Inferfleet-Instance": self.instance(number, model)}
+
+    def body_fields(self, number: int, model: str | None = None) -> dict[str, str]:
+        """Like the real LLM image: the instance id in every streamed event."""
+        return {"instance_id": self.instance(number, model)} if self.instance_in_body else {}
 
     async def chunks(self, origin: float, count: int):  # type: ignore[no-untyped-def]
         """Yield chunk numbers at origin + ttft + k * itl."""
@@ -105,7 +114,8 @@ def build_app(timing: Timing, apis: set[str]) -> web.Application:
                 if chat
                 else {"index": 0, "text": f" t{k}"}
             )
-            await response.write(b"data: " + json.dumps({"choices": [choice]}).encode() + b"\n\n")
+            event = {"choices": [choice], **timing.body_fields(number)}
+            await response.write(b"data: " + json.dumps(event).encode() + b"\n\n")
             chunk_times.append(time.perf_counter())
         if timing.usage and body.get("stream_options", {}).get("include_usage"):
             usage = {
@@ -138,7 +148,11 @@ def build_app(timing: Timing, apis: set[str]) -> web.Application:
         count = json.loads(body["sampling_parameters"])["max_tokens"]
         response = await sse_start(request, number)
         async for k in timing.chunks(origin, count):
-            event = {"model_name": request.match_info["model"], "text_output": f" t{k}"}
+            event = {
+                "model_name": request.match_info["model"],
+                "text_output": f" t{k}",
+                **timing.body_fields(number),
+            }
             await response.write(b"data: " + json.dumps(event).encode() + b"\n\n")
         await response.write_eof()
         return response
@@ -158,7 +172,11 @@ def build_app(timing: Timing, apis: set[str]) -> web.Application:
         )
         await response.prepare(request)
         async for k in timing.chunks(origin, count):
-            line = {"token": {"text": f" t{k}", "special": False}}
+            target_model = request.headers.get("X-Amzn-SageMaker-Target-Model")
+            line = {
+                "token": {"text": f" t{k}", "special": False},
+                **timing.body_fields(number, target_model),
+            }
             if k == count - 1:
                 line["details"] = {"generated_tokens": count}
             await response.write(payload_part(b"data: " + json.dumps(line).encode() + b"\n"))
@@ -242,6 +260,11 @@ def main() -> None:
     parser.add_argument("--stall-after", type=int, default=0)
     parser.add_argument("--stall-s", type=float, default=0.0)
     parser.add_argument("--fail-every", type=int, default=0)
+    parser.add_argument(
+        "--instance-in-body",
+        action="store_true",
+        help="name the instance in each event, not in a header",
+    )
     parser.add_argument("--cut-after", type=int, default=0, help="drop streams after N chunks")
     parser.add_argument("--apis", default=",".join(ROUTES))
     asyncio.run(serve(parser.parse_args()))
