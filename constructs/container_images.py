@@ -12,8 +12,13 @@ from typing import Any, Literal
 from aws_cdk import IgnoreMode
 from aws_cdk import aws_ecr_assets as ecr_assets
 
-BuiltInImage = Literal["llm-neuron", "intent-neuron", "finetune"]
-BUILT_IN_IMAGES: tuple[BuiltInImage, ...] = ("llm-neuron", "intent-neuron", "finetune")
+BuiltInImage = Literal["llm-neuron", "intent-neuron", "finetune", "pair-neuron"]
+BUILT_IN_IMAGES: tuple[BuiltInImage, ...] = (
+    "llm-neuron",
+    "intent-neuron",
+    "finetune",
+    "pair-neuron",
+)
 
 
 def image_asset_options(image: BuiltInImage) -> dict[str, Any]:

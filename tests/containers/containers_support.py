@@ -11,13 +11,14 @@ CONTAINERS = Path(__file__).resolve().parents[2] / "containers"
 LLM_CONTEXT = CONTAINERS / "llm-neuron"
 INTENT_CONTEXT = CONTAINERS / "intent-neuron"
 FINETUNE_CONTEXT = CONTAINERS / "finetune"
+PAIR_CONTEXT = CONTAINERS / "pair-neuron"
 COMMON = CONTAINERS / "common"
 INTENT_LABELS = ["search", "product_question", "order_status", "chitchat"]
 
 
 def put_contexts_on_path() -> None:
     """Import image code the way the images do: from the root of each build context."""
-    for context in (LLM_CONTEXT, INTENT_CONTEXT, FINETUNE_CONTEXT):
+    for context in (LLM_CONTEXT, INTENT_CONTEXT, FINETUNE_CONTEXT, PAIR_CONTEXT):
         if str(context) not in sys.path:
             sys.path.insert(0, str(context))
 

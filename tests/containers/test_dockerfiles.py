@@ -14,6 +14,7 @@ from containers_support import (
     FINETUNE_CONTEXT,
     INTENT_CONTEXT,
     LLM_CONTEXT,
+    PAIR_CONTEXT,
     context_copies,
     dockerfile_instructions,
     image_tree,
@@ -22,7 +23,7 @@ from containers_support import (
 from inferfleet.constructs.container_images import image_asset_options
 from inferfleet.containers.local_triton import free_port
 
-CONTEXTS = [LLM_CONTEXT, INTENT_CONTEXT, FINETUNE_CONTEXT]
+CONTEXTS = [LLM_CONTEXT, INTENT_CONTEXT, FINETUNE_CONTEXT, PAIR_CONTEXT]
 HADOLINT = Path(sys.executable).parent / "hadolint"
 
 
