@@ -1,0 +1,1 @@
+"""Batch inference: start and follow deployed jobs, or run one here the way SageMaker would."""
