@@ -9,13 +9,15 @@ Each server answers ``POST /v1/completions`` and ``POST /v1/chat/completions``
 - ``GET /health``: instance id, mode, slots, ``active``, ``queued``, ``served``,
   ``"emulated": true``;
 - ``GET /ready``: 200 once the scheduler runs (503 before);
-- ``GET /metrics``: the same counters in Prometheus text format.
+- ``GET /metrics``: the same counters in Prometheus text format, and a histogram of time to
+  first token (request arrival to first token, queueing included), as vLLM exports it.
 
 Every response carries ``X-Inferfleet-Instance: <instance id>`` and
 ``X-Inferfleet-Emulated: true``.
 """
 
 import asyncio
+import bisect
 import itertools
 import json
 import math
@@ -35,6 +37,8 @@ EMULATED_HEADER = "X-Inferfleet-Emulated"
 # not as lag to catch up on.
 _MAX_CATCH_UP_S = 0.05
 _WORDS = ("emulated", "tokens", "paced", "like", "a", "batching", "accelerator")
+TTFT_BUCKETS_S = (0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6,
+                  0.8, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 20.0, 40.0)  # fmt: skip
 
 
 @dataclass(eq=False)
@@ -45,6 +49,7 @@ class Sequence:
     max_tokens: int
     emitted: int = 0
     cancelled: bool = False
+    arrived: float = field(default_factory=time.monotonic)
     outbox: asyncio.Queue[int | None] = field(default_factory=asyncio.Queue)
 
     @property
@@ -66,6 +71,8 @@ class BatchScheduler:
         self.waiting: deque[Sequence] = deque()
         self.served = 0
         self.generated_tokens = 0
+        self.ttft_counts = [0] * (len(TTFT_BUCKETS_S) + 1)
+        self.ttft_sum_s = 0.0
         self.running = False
         self._wakeup = asyncio.Event()
         self._step_end = 0.0
@@ -107,10 +114,16 @@ class BatchScheduler:
     def _emit(self, sequence: Sequence) -> None:
         if sequence.cancelled or sequence.finished:
             return
+        if sequence.emitted == 0:
+            self._observe_ttft(time.monotonic() - sequence.arrived)
         sequence.emit()
         self.generated_tokens += 1
         if sequence.finished:
             self.served += 1
+
+    def _observe_ttft(self, seconds: float) -> None:
+        self.ttft_sum_s += seconds
+        self.ttft_counts[bisect.bisect_left(TTFT_BUCKETS_S, seconds)] += 1
 
     def _take_waiting(self, limit: int) -> list[Sequence]:
         taken: list[Sequence] = []
@@ -353,7 +366,28 @@ class EmulatedServer:
                 f"# TYPE {metric} {kind}",
                 f"{metric}{label} {counters[value]}",
             ]
+        lines += self._ttft_histogram()
         return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+
+    def _ttft_histogram(self) -> list[str]:
+        metric = "inferfleet_emulator_time_to_first_token_seconds"
+        counts = self.scheduler.ttft_counts
+        lines = [
+            f"# HELP {metric} Request arrival to first token, queueing included.",
+            f"# TYPE {metric} histogram",
+        ]
+        for bound, cumulative in zip(
+            (*(f"{b:g}" for b in TTFT_BUCKETS_S), "+Inf"), itertools.accumulate(counts), strict=True
+        ):
+            lines.append(
+                f'{metric}_bucket{{instance="{self.instance_id}",le="{bound}"}} {cumulative}'
+            )
+        label = f'{{instance="{self.instance_id}"}}'
+        lines += [
+            f"{metric}_sum{label} {self.scheduler.ttft_sum_s:.6f}",
+            f"{metric}_count{label} {sum(counts)}",
+        ]
+        return lines
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
         return await self._generate(request, chat=False)

@@ -43,6 +43,8 @@ from inferfleet.cli.sizing.profile import Batching, ServerProfile
 
 _STOP_TIMEOUT_S = 10.0
 _HOST_MODULE = "inferfleet.cli.local.host"
+# Hosts of a multi-region rehearsal (inferfleet.cli.local.regions_host) count as hosts too.
+_HOST_MODULES = (_HOST_MODULE, "inferfleet.cli.local.regions_host")
 
 
 class HostInfo(BaseModel):
@@ -104,7 +106,7 @@ def is_host_process(pid: int) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
-    return _HOST_MODULE.encode() in cmdline
+    return any(module.encode() in cmdline for module in _HOST_MODULES)
 
 
 def _signal(pid: int, signum: int) -> None:
@@ -173,7 +175,7 @@ def launch_host(
             start_new_session=True,
         )
     try:
-        report = _read_report(process, timeout_s, log_path)
+        report = read_report(process, timeout_s, log_path)
     except BaseException:
         stop_host(process.pid, process)
         raise
@@ -192,7 +194,7 @@ def launch_host(
     return host
 
 
-def _read_report(
+def read_report(
     process: subprocess.Popen[bytes], timeout_s: float, log_path: Path
 ) -> dict[str, Any]:
     assert process.stdout is not None

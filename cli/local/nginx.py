@@ -54,6 +54,9 @@ class NginxConfig(BaseModel):
     listen_port: int = Field(ge=1, le=65535)
     upstream_ports: tuple[int, ...] = Field(min_length=1)
     routing: Routing
+    upstream_weights: tuple[int, ...] | None = Field(
+        default=None, description="Round-robin weight per upstream port; 0 marks it down."
+    )
     generation: int = Field(default=1, ge=1, description="Bumped on every reload.")
     worker_processes: int = Field(default=1, ge=1)
 
@@ -137,7 +140,11 @@ def render(config: NginxConfig, paths: NginxPaths) -> str:
     ]
     if method is not None:
         lines.append(f"        {method};")
-    lines += [f"        server 127.0.0.1:{port} max_fails=0;" for port in config.upstream_ports]
+    weights = config.upstream_weights or (None,) * len(config.upstream_ports)
+    lines += [
+        f"        server 127.0.0.1:{port} {_weighting(weight)}max_fails=0;"
+        for port, weight in zip(config.upstream_ports, weights, strict=True)
+    ]
     lines += [
         "        keepalive 256;",
         "        keepalive_requests 100000;",
@@ -162,6 +169,12 @@ def render(config: NginxConfig, paths: NginxPaths) -> str:
         "}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _weighting(weight: int | None) -> str:
+    if weight is None:
+        return ""
+    return f"weight={weight} " if weight > 0 else "down "
 
 
 def _control_body(config: NginxConfig) -> str:
