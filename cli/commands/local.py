@@ -53,10 +53,37 @@ def up(
             show_default=False,
         ),
     ] = None,
+    regions: Annotated[
+        int,
+        typer.Option(
+            "--regions",
+            help="Regions to rehearse (--servers each) behind a weighted global front, with "
+            "the traffic controller; 1 is a single fleet.",
+        ),
+    ] = 1,
+    period: Annotated[
+        float | None,
+        typer.Option(
+            "--period",
+            help="--regions: traffic-control period, seconds (default 2).",
+            show_default=False,
+        ),
+    ] = None,
+    objective: Annotated[
+        float | None,
+        typer.Option(
+            "--objective",
+            help="--regions: TTFT P99 objective, seconds (default 0.15).",
+            show_default=False,
+        ),
+    ] = None,
     state_dir: StateDirOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Start emulated inference servers behind a real nginx, left running in the background."""
+    if regions != 1:
+        _up_regions(regions, servers, mode, timing, period, objective, state_dir, as_json)
+        return
     from inferfleet.cli.local import state as local_state
     from inferfleet.cli.local.config import build_config
     from inferfleet.cli.sizing.profile import Batching, ServerProfile, read_profile
@@ -86,11 +113,61 @@ def up(
     )
 
 
+def _up_regions(
+    regions: int,
+    servers: int,
+    mode: str,
+    timing: Path | None,
+    period: float | None,
+    objective: float | None,
+    state_dir: Path | None,
+    as_json: bool,
+) -> None:
+    from inferfleet.cli.local import regions as local_regions
+    from inferfleet.cli.local import state as local_state
+    from inferfleet.constructs.traffic_controller.weights import WeightPolicy
+
+    if not 2 <= regions <= 8:
+        raise UserError(f"--regions: {regions} is not 2..8 (1 starts a single fleet)")
+    fields: dict[str, Any] = {
+        "regions": local_regions.local_region_names(regions),
+        "servers": servers,
+        "mode": mode,
+        "policy": WeightPolicy(objective_s=objective or local_regions.LOCAL_OBJECTIVE_S),
+    }
+    if timing:
+        fields["timing"] = _read_timing(timing)
+    if period is not None:
+        fields["period_s"] = period
+    config = local_regions.build_regions_config(**fields)
+    root = state_dir or local_state.default_state_dir()
+    with _progress(as_json, f"starting {regions} regions x {servers} emulated servers"):
+        started = local_regions.start_background(config, root)
+    report = local_regions.describe_background(started)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    typer.echo(
+        f"local regions up (emulated): {report['url']}  {regions} regions x {servers} servers, "
+        f"traffic controller every {config.period_s:g} s\nstop it with: inferfleet local down"
+    )
+
+
 def status(state_dir: StateDirOption = None, as_json: JsonOption = False) -> None:
     """Show the background fleet: URL, routing, and each instance's active/queued/served."""
+    from inferfleet.cli.local import regions as local_regions
     from inferfleet.cli.local import state as local_state
 
-    where = local_state.StateDir(state_dir or local_state.default_state_dir())
+    root = state_dir or local_state.default_state_dir()
+    rehearsal = local_regions.running_background(root)
+    if rehearsal is not None:
+        report = local_regions.describe_background(rehearsal)
+        if as_json:
+            typer.echo(json.dumps(report, indent=2))
+        else:
+            _print_regions(report)
+        return
+    where = local_state.StateDir(root)
     running = local_state.running_state(where)
     if running is None:
         if as_json:
@@ -107,10 +184,17 @@ def status(state_dir: StateDirOption = None, as_json: JsonOption = False) -> Non
 
 def down(state_dir: StateDirOption = None) -> None:
     """Stop the background fleet (nginx and emulators) and remove its files."""
+    from inferfleet.cli.local import regions as local_regions
     from inferfleet.cli.local import state as local_state
 
-    where = local_state.StateDir(state_dir or local_state.default_state_dir())
+    root = state_dir or local_state.default_state_dir()
+    rehearsal = local_regions.stop_background(root)
+    if rehearsal is not None:
+        typer.echo(f"stopped local regions at {rehearsal.info.url}")
+    where = local_state.StateDir(root)
     stopped = local_state.stop_background(where)
+    if rehearsal is not None and stopped is None:
+        return
     if stopped is None:
         typer.echo(f"no local fleet recorded in {where.root}; nothing to stop")
     else:
@@ -146,6 +230,30 @@ def _print_status(report: dict[str, Any]) -> None:
             ),
         )
     console.print(table)
+
+
+def _print_regions(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(
+        f"local regions [bold]{report['url']}[/bold] (emulated), traffic controller "
+        f"{'on' if report.get('controller') else 'off'} every {report.get('period_s')} s, "
+        f"since {report['started_at']}"
+    )
+    table = Table("region", "url", "weight", "status", "servers alive")
+    for region in report.get("regions", []):
+        table.add_row(
+            region["name"],
+            region["url"],
+            str(region["weight"]),
+            str(region["status"] or "-"),
+            f"{region['alive']}/{region['servers']}",
+        )
+    console.print(table)
+    if "error" in report:
+        console.print(f"[yellow]{report['error']}[/]")
 
 
 def register(app: typer.Typer) -> None:
