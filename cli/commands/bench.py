@@ -72,10 +72,35 @@ def bench(
     local_mode: Annotated[
         str, typer.Option(help="--local: continuous or static batching.", rich_help_panel=TARGET)
     ] = "continuous",
+    regions: Annotated[
+        int,
+        typer.Option(
+            help="--local --scenario: regions of the rehearsal (--servers each).",
+            rich_help_panel=TARGET,
+        ),
+    ] = 1,
+    scenario: Annotated[
+        str | None,
+        typer.Option(
+            help="brownout:region=R,at=20s,slowdown=4 (or kill=60%; for=20s): the same load "
+            "with the traffic controller on, then static weights.",
+            rich_help_panel=TARGET,
+        ),
+    ] = None,
+    control_period: Annotated[
+        float | None,
+        typer.Option(
+            help="--scenario: seconds per traffic-control period (default 2).",
+            rich_help_panel=TARGET,
+            show_default=False,
+        ),
+    ] = None,
     users: Annotated[
         str | None,
         typer.Option(
-            help="Closed loop: concurrent users per step, e.g. 4,20,40.", rich_help_panel=LOAD
+            help="Closed loop: concurrent users per step, e.g. 4,20,40 "
+            "(--scenario default: 2 per emulated server).",
+            rich_help_panel=LOAD,
         ),
     ] = None,
     rate: Annotated[
@@ -263,14 +288,26 @@ def bench(
         "max_dispatch_lag_ms": max_dispatch_lag_ms,
         "max_error_rate": max_error_rate,
     }
+    if scenario is None and regions != 1:
+        raise UserError("--regions: several regions are rehearsed for a --scenario; add one")
+    if scenario is not None and not users and not rate:
+        from inferfleet.cli.bench.scenario import default_users
+
+        raw["users"] = str(default_users(servers, regions))
     try:
         config = BenchConfig.model_validate(raw)
     except ValidationError as error:
         raise UserError(describe_validation_error(error)) from None
 
-    from inferfleet.cli.bench.runner import run_bench
+    if scenario is not None:
+        from inferfleet.cli.bench.scenario import build_scenario, run_scenario
 
-    outcome = run_bench(config)
+        plan = build_scenario(config, regions=regions, scenario=scenario, period_s=control_period)
+        outcome = run_scenario(plan)
+    else:
+        from inferfleet.cli.bench.runner import run_bench
+
+        outcome = run_bench(config)
     if json_output:
         typer.echo(json.dumps(outcome.results, indent=2))
     else:
