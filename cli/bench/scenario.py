@@ -21,7 +21,6 @@ import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from time import perf_counter
 from typing import Any
 
@@ -42,13 +41,14 @@ from inferfleet.cli.bench.metrics import (
     tokens_between,
 )
 from inferfleet.cli.bench.records import RequestRecord
-from inferfleet.cli.bench.results import ResultsWriter, request_rows
+from inferfleet.cli.bench.results import OutputDir, ResultsWriter, request_rows
 from inferfleet.cli.bench.runner import (
     INTERRUPTED_EXIT,
     RunOutcome,
     ctrl_c_stops,
     open_loop_arrivals,
     preflight,
+    run_exit_code,
     run_header,
 )
 from inferfleet.cli.bench.workload import Workload
@@ -60,11 +60,12 @@ from inferfleet.cli.local.regions import (
     RegionsConfig,
     local_region_names,
 )
+from inferfleet.cli.sizing.profile import ServerProfile
 from inferfleet.constructs.traffic_controller.weights import WeightPolicy
 
 ARMS = ("controller", "static")
 PHASES = ("before", "during", "after")
-PLOT_FILE = "scenario_weights_ttft.png"
+PLOT_FILE = "weights_and_ttft_vs_time.png"
 # Targets of the issue this scenario answers to, reported next to the measured figures.
 FIRST_SHIFT_TARGET_PERIODS = 2.0
 TTFT_RATIO_TARGET = 0.5
@@ -232,6 +233,7 @@ class Arm:
     timeline: list[dict[str, Any]]
     origin: float
     description: dict[str, Any]
+    writer: ResultsWriter | None = None
 
 
 def run_scenario(config: ScenarioConfig, console: Console | None = None) -> RunOutcome:
@@ -242,8 +244,45 @@ def run_scenario(config: ScenarioConfig, console: Console | None = None) -> RunO
     arrivals = {rate: open_loop_arrivals(bench, rate) for rate in bench.rate}
     stop = StopFlag()
     arms: list[Arm] = []
+    output = OutputDir.claim(bench.out)
     writer: ResultsWriter | None = None
-    thresholds = Thresholds(bench.max_loop_lag_ms, bench.max_dispatch_lag_ms)
+    # Errors (streams cut by a kill) are what a scenario measures, per phase: an arm fails only
+    # when nothing succeeded.
+    thresholds = Thresholds(bench.max_loop_lag_ms, bench.max_dispatch_lag_ms, max_error_rate=1.0)
+    try:
+        _run_arms(config, workload, arrivals, stop, output, thresholds, arms, console)
+    finally:
+        if not arms:
+            output.release()
+    if not arms:
+        raise UserError(
+            "scenario: interrupted before the first arm finished; nothing was written",
+            exit_code=INTERRUPTED_EXIT,
+        )
+    writer = arms[0].writer
+    assert writer is not None
+    summary = summarise(config, arms)
+    writer.results["scenario"] = summary
+    writer.finish(partial=stop.is_set() or len(arms) < len(ARMS), comparisons=[])
+    plots = [write_plot(output, config, arms)]
+    _write_report(output, writer.results, plots)
+    print_summary(summary, console)
+    code = INTERRUPTED_EXIT if stop.is_set() else run_exit_code(writer.results)
+    return RunOutcome(writer.results, code)
+
+
+def _run_arms(
+    config: ScenarioConfig,
+    workload: Workload,
+    arrivals: dict[float, Any],
+    stop: StopFlag,
+    output: OutputDir,
+    thresholds: Thresholds,
+    arms: list[Arm],
+    console: Console,
+) -> None:
+    bench = config.bench
+    writer: ResultsWriter | None = None
     with ctrl_c_stops(stop, console):
         for name in ARMS:
             if stop.is_set():
@@ -255,7 +294,7 @@ def run_scenario(config: ScenarioConfig, console: Console | None = None) -> RunO
             arm = _run_arm(config, name, workload, arrivals, stop)
             if writer is None:
                 writer = ResultsWriter(
-                    bench.out,
+                    output,
                     {
                         **run_header(bench, arm.description, True, workload, arrivals),
                         "variants": list(ARMS),
@@ -289,16 +328,8 @@ def run_scenario(config: ScenarioConfig, console: Console | None = None) -> RunO
                     origin=arm.origin,
                 ),
             )
+            arm.writer = writer
             arms.append(arm)
-    if writer is None:
-        raise UserError("scenario: interrupted before anything was measured", exit_code=1)
-    summary = summarise(config, arms)
-    writer.results["scenario"] = summary
-    writer.finish(partial=stop.is_set() or len(arms) < len(ARMS), comparisons=[])
-    plots = [write_plot(bench.out, config, arms)] if arms else []
-    _write_report(bench.out, writer.results, plots)
-    print_summary(summary, console)
-    return RunOutcome(writer.results, INTERRUPTED_EXIT if stop.is_set() else 0)
 
 
 def _run_arm(
@@ -312,7 +343,7 @@ def _run_arm(
     regions = RegionsConfig(
         regions=config.region_names,
         servers=bench.servers,
-        mode=bench.local_mode,
+        profile=ServerProfile(batching=bench.local_mode),
         period_s=config.period_s,
         controller=name == "controller",
         policy=WeightPolicy(objective_s=config.objective_s),
@@ -496,7 +527,7 @@ def ttft_p99_series(
     return np.array(centres), np.array(values)
 
 
-def write_plot(out: Path, config: ScenarioConfig, arms: Sequence[Arm]) -> str:
+def write_plot(out: OutputDir, config: ScenarioConfig, arms: Sequence[Arm]) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -533,7 +564,8 @@ def write_plot(out: Path, config: ScenarioConfig, arms: Sequence[Arm]) -> str:
     ttft_axis.set_xlabel("seconds from the start of the measured window")
     figure.suptitle(f"Brownout of {config.brownout.describe()} [EMULATED]")
     figure.tight_layout()
-    figure.savefig(out / PLOT_FILE, dpi=110)
+    with out.atomic(PLOT_FILE, binary=True) as handle:
+        figure.savefig(handle, format="png", dpi=110)
     plt.close(figure)
     return PLOT_FILE
 
@@ -586,13 +618,13 @@ def scenario_lines(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _write_report(out: Path, results: dict, plots: list[str]) -> None:
+def _write_report(out: OutputDir, results: dict, plots: list[str]) -> None:
     from inferfleet.cli.bench.report import render_report
 
-    text = render_report(results, [])
     lines = scenario_lines(results["scenario"])
     lines += ["", *(f"![{name}]({name})" for name in plots)]
-    (out / "report.md").write_text(text + "\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    with out.atomic("report.md") as handle:
+        handle.write(render_report(results, []) + "\n" + "\n".join(lines) + "\n")
 
 
 def print_summary(summary: dict[str, Any], console: Console) -> None:

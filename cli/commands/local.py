@@ -81,9 +81,6 @@ def up(
     as_json: JsonOption = False,
 ) -> None:
     """Start emulated inference servers behind a real nginx, left running in the background."""
-    if regions != 1:
-        _up_regions(regions, servers, mode, timing, period, objective, state_dir, as_json)
-        return
     from inferfleet.cli.local import state as local_state
     from inferfleet.cli.local.config import build_config
     from inferfleet.cli.sizing.profile import Batching, ServerProfile, read_profile
@@ -93,6 +90,9 @@ def up(
         if mode not in get_args(Batching):
             raise UserError(f"--mode: Input should be 'continuous' or 'static' (got {mode!r})")
         server_profile = server_profile.model_copy(update={"batching": mode})
+    if regions != 1:
+        _up_regions(regions, servers, server_profile, period, objective, state_dir, as_json)
+        return
     config = build_config(
         flag_style=True,
         servers=servers,
@@ -116,8 +116,7 @@ def up(
 def _up_regions(
     regions: int,
     servers: int,
-    mode: str,
-    timing: Path | None,
+    server_profile: Any,
     period: float | None,
     objective: float | None,
     state_dir: Path | None,
@@ -132,11 +131,9 @@ def _up_regions(
     fields: dict[str, Any] = {
         "regions": local_regions.local_region_names(regions),
         "servers": servers,
-        "mode": mode,
+        "profile": server_profile,
         "policy": WeightPolicy(objective_s=objective or local_regions.LOCAL_OBJECTIVE_S),
     }
-    if timing:
-        fields["timing"] = _read_timing(timing)
     if period is not None:
         fields["period_s"] = period
     config = local_regions.build_regions_config(**fields)

@@ -36,15 +36,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from inferfleet.cli.errors import UserError
 from inferfleet.cli.local import nginx
-from inferfleet.cli.local.config import DEFAULT_MODEL, Mode
+from inferfleet.cli.local.config import DEFAULT_MODEL
 from inferfleet.cli.local.fleet import is_host_process, read_report, stop_host
 from inferfleet.cli.local.state import StateDir
-from inferfleet.cli.local.timing import EmulatorTiming
+from inferfleet.cli.sizing.profile import ServerProfile
 from inferfleet.constructs.traffic_controller.weights import TOTAL, WeightPolicy, apportion
 
 HOST_MODULE = "inferfleet.cli.local.regions_host"
 REGION_PREFIX = "local-"
-# With the emulators' default timing a region at half load answers in 40..60 ms (P99); a
+# With the default server profile a region at half load answers in 40..60 ms (P99); a
 # region slowed 4x needs ~0.18 s even when idle, over the recovery threshold
 # (recover_ratio x objective), so it stays drained until the brownout ends.
 LOCAL_OBJECTIVE_S = 0.15
@@ -63,8 +63,9 @@ class RegionsConfig(BaseModel):
 
     regions: tuple[str, ...] = Field(min_length=1, max_length=8, description="Region names.")
     servers: int = Field(default=3, ge=1, le=32, description="Emulated servers per region.")
-    mode: Mode = Field(default="continuous", description="Batching of every server.")
-    timing: EmulatorTiming = Field(default_factory=EmulatorTiming)
+    profile: ServerProfile = Field(
+        default_factory=ServerProfile, description="Batching and timing of every server."
+    )
     model: str = Field(default=DEFAULT_MODEL, min_length=1)
     period_s: float = Field(
         default=LOCAL_PERIOD_S, ge=0.2, le=600, description="Control period, seconds."
@@ -278,8 +279,7 @@ class MultiRegionFleet:
             "url": self.url,
             "regions": list(self.config.regions),
             "servers_per_region": self.config.servers,
-            "mode": self.config.mode,
-            "timing": self.config.timing.model_dump(),
+            "profile": self.config.profile.model_dump(),
             "period_s": self.config.period_s,
             "controller": self.config.controller,
             "policy": vars(self.config.policy),

@@ -44,7 +44,7 @@ from inferfleet.cli.errors import UserError
 from inferfleet.cli.local import nginx
 from inferfleet.cli.local.emulator import TTFT_BUCKETS_S, EmulatedServer
 from inferfleet.cli.local.regions import RegionInfo, RegionsConfig, RegionsHostInfo
-from inferfleet.cli.local.timing import EmulatorTiming
+from inferfleet.cli.sizing.profile import ServerProfile
 from inferfleet.constructs.traffic_controller.weights import (
     RegionSignals,
     RegionState,
@@ -75,11 +75,11 @@ def _listening_socket(port: int = 0) -> socket.socket:
     return sock
 
 
-def slowed_timing(timing: EmulatorTiming, factor: float) -> EmulatorTiming:
+def slowed(profile: ServerProfile, factor: float) -> ServerProfile:
     """Every prefill and decode step ``factor`` times longer: a region in a brownout."""
-    return timing.model_copy(
+    return profile.model_copy(
         update={
-            name: getattr(timing, name) * factor
+            name: getattr(profile, name) * factor
             for name in (
                 "prefill_base_s",
                 "prefill_per_token_s",
@@ -268,8 +268,7 @@ class RegionsHost:
                 Instance(
                     EmulatedServer(
                         f"{name}/emulator-{index}",
-                        mode=self.config.mode,
-                        timing=self.config.timing,
+                        profile=self.config.profile,
                         model=self.config.model,
                     ),
                     port=0,
@@ -411,9 +410,9 @@ class RegionsHost:
         began = time.perf_counter()
         killed: list[Instance] = []
         if slowdown is not None:
-            slowed = slowed_timing(self.config.timing, slowdown)
+            slower = slowed(self.config.profile, slowdown)
             for instance in region.instances:
-                instance.server.timing = instance.server.scheduler.timing = slowed
+                instance.server.profile = instance.server.scheduler.profile = slower
         if kill is not None:
             killed = region.instances[: math.ceil(kill * len(region.instances) - 1e-9)]
             await asyncio.gather(*(instance.kill() for instance in killed))
@@ -429,13 +428,12 @@ class RegionsHost:
         await asyncio.sleep(max(0.0, until - time.perf_counter()))
         lifted = time.perf_counter()
         for instance in region.instances:
-            instance.server.timing = instance.server.scheduler.timing = self.config.timing
+            instance.server.profile = instance.server.scheduler.profile = self.config.profile
         for instance in killed:
             # A fresh process takes the dead one's place, on the same port.
             instance.server = EmulatedServer(
                 instance.server.instance_id,
-                mode=self.config.mode,
-                timing=self.config.timing,
+                profile=self.config.profile,
                 model=self.config.model,
             )
             await instance.start()

@@ -12,7 +12,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import process_alive
 
 from inferfleet.cli.errors import UserError
 from inferfleet.cli.local import nginx
@@ -29,7 +28,7 @@ from inferfleet.cli.local.regions_host import (
     parse_metrics,
     region_signals,
 )
-from inferfleet.cli.local.timing import EmulatorTiming
+from inferfleet.cli.sizing.profile import ServerProfile
 from inferfleet.constructs.traffic_controller.weights import WeightPolicy
 
 BUCKETS = len(TTFT_BUCKETS_S) + 1
@@ -110,6 +109,15 @@ def test_bad_rehearsal_settings_name_the_flag() -> None:
         build_regions_config(regions=local_region_names(2), policy=WeightPolicy(step=0))
 
 
+def _running(pid: int) -> bool:
+    """A stopped detached host may linger as a zombie until something reaps it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in {"Z", "X"}
+
+
 def _instances_behind(url: str, requests: int) -> Counter[str]:
     body = json.dumps({"prompt": "hello", "max_tokens": 4, "stream": True}).encode()
 
@@ -127,11 +135,11 @@ def _instances_behind(url: str, requests: int) -> Counter[str]:
 
 @pytest.mark.slow
 def test_a_slowed_region_loses_weight_and_gets_it_back_after_the_brownout() -> None:
-    timing = EmulatorTiming(decode_base_s=0.01, decode_per_sequence_s=0.001)
+    profile = ServerProfile(decode_base_s=0.01, decode_per_sequence_s=0.001)
     config = RegionsConfig(
         regions=local_region_names(2),
         servers=2,
-        timing=timing,
+        profile=profile,
         period_s=0.5,
         policy=WeightPolicy(objective_s=0.1, recover_periods=2),
     )
@@ -199,7 +207,7 @@ def test_local_up_regions_status_and_down_through_the_command(tmp_path: Path) ->
     finally:
         down = run("down", *state)
     assert down.returncode == 0 and "stopped local regions" in down.stdout
-    assert not process_alive(started["pid"])
+    assert not _running(started["pid"])
     assert run("status", *state).returncode == 1
     bad = run("up", "--regions", "3", "--period", "0", *state)
     assert bad.returncode == 2 and "--period" in bad.stderr and "Traceback" not in bad.stderr
