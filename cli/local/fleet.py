@@ -150,20 +150,33 @@ def launch_host(
     timeout_s: float,
 ) -> RunningHost:
     """Start a host process and wait until nginx and every emulator serve."""
+    report, process = spawn_host(
+        _HOST_MODULE, config.model_dump_json(), workdir, nginx_binary, detached, timeout_s
+    )
+    host = RunningHost(HostInfo.model_validate(report), None if detached else process)
+    try:
+        _wait_instances_ready(host.info.instance_urls, timeout_s)
+    except BaseException:
+        host.stop()
+        raise
+    return host
+
+
+def spawn_host(
+    module: str,
+    config_json: str,
+    workdir: Path,
+    nginx_binary: str,
+    detached: bool,
+    timeout_s: float,
+) -> tuple[dict[str, Any], subprocess.Popen[bytes]]:
+    """Run ``python -m module`` as a host in its own session; its ready report and process.
+
+    A host that fails to start is stopped, and its ``{"error": ...}`` report raised.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
-    command = [
-        sys.executable,
-        "-m",
-        _HOST_MODULE,
-        "--config",
-        config.model_dump_json(),
-        "--workdir",
-        str(workdir),
-        "--nginx",
-        nginx_binary,
-    ]
-    if detached:
-        command.append("--detached")
+    command = [sys.executable, "-m", module, "--config", config_json, "--workdir", str(workdir)]
+    command += ["--nginx", nginx_binary, *(["--detached"] if detached else [])]
     log_path = workdir / "host.log"
     with log_path.open("ab") as log:
         process = subprocess.Popen(
@@ -185,13 +198,7 @@ def launch_host(
     if "error" in report:
         stop_host(process.pid, process)
         raise UserError(str(report["error"]), exit_code=int(report.get("exit_code", 1)))
-    host = RunningHost(HostInfo.model_validate(report), None if detached else process)
-    try:
-        _wait_instances_ready(host.info.instance_urls, timeout_s)
-    except BaseException:
-        host.stop()
-        raise
-    return host
+    return report, process
 
 
 def read_report(

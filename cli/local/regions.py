@@ -23,7 +23,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import urllib.request
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from inferfleet.cli.errors import UserError
 from inferfleet.cli.local import nginx
 from inferfleet.cli.local.config import DEFAULT_MODEL
-from inferfleet.cli.local.fleet import is_host_process, read_report, stop_host
+from inferfleet.cli.local.fleet import is_host_process, spawn_host, stop_host
 from inferfleet.cli.local.state import StateDir
 from inferfleet.cli.sizing.profile import ServerProfile
 from inferfleet.constructs.traffic_controller.weights import TOTAL, WeightPolicy, apportion
@@ -144,41 +143,14 @@ def launch(
     config: RegionsConfig, workdir: Path, binary: str, *, detached: bool, timeout_s: float
 ) -> tuple[RegionsHostInfo, subprocess.Popen[bytes]]:
     """Start a host process and wait until every region's servers and fronts serve."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    command = [
-        sys.executable,
-        "-m",
-        HOST_MODULE,
-        "--config",
-        config.model_dump_json(),
-        "--workdir",
-        str(workdir),
-        "--nginx",
-        binary,
-    ]
-    if detached:
-        command.append("--detached")
-    log_path = workdir / "host.log"
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL if detached else subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            cwd=workdir,
-            start_new_session=True,
-        )
+    report, process = spawn_host(
+        HOST_MODULE, config.model_dump_json(), workdir, binary, detached, timeout_s
+    )
     try:
-        report = read_report(process, timeout_s, log_path)
-        if "error" in report:
-            raise UserError(str(report["error"]), exit_code=int(report.get("exit_code", 1)))
         info = RegionsHostInfo.model_validate(report)
     except BaseException:
         stop_host(process.pid, process)
         raise
-    finally:
-        if detached and process.stdout is not None:
-            process.stdout.close()
     return info, process
 
 
