@@ -22,7 +22,7 @@ def write_plots(
     latencies: Sequence[dict[str, np.ndarray]],
     *,
     open_loop: bool,
-    emulated: bool,
+    label: str | None,
 ) -> list[str]:
     """Draw every plot the measured steps support; returns the file names written."""
     import matplotlib
@@ -30,7 +30,7 @@ def write_plots(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    suffix = " [EMULATED]" if emulated else ""
+    suffix = f" [{label}]" if label else ""
     written = []
     load_label = "offered rate (req/s)" if open_loop else "concurrent users"
     by_load: dict[float, list[int]] = defaultdict(list)

@@ -36,10 +36,24 @@ def _p(step: dict, metric: str, point: str, digits: int = 1) -> str:
     return _fmt(step[metric][point], digits)
 
 
+def target_label(target: dict) -> str | None:
+    """SIMULATED (no server ran), EMULATED (emulated servers ran) or nothing (a real target)."""
+    if target.get("simulated"):
+        return "SIMULATED"
+    return "EMULATED" if target.get("emulated") else None
+
+
 def render_report(results: dict, plots: Sequence[str]) -> str:
     steps = results["steps"]
-    lines = ["# inferfleet bench report", ""]
-    if results["target"].get("emulated"):
+    lines = [f"# {results['tool']['name']} report", ""]
+    if results["target"].get("simulated"):
+        lines += [
+            "> **SIMULATED.** No server answered these requests: a discrete-event simulation "
+            "of the fleet's server profile produced them (`inferfleet simulate`). Compare them "
+            "with a measured run of the same load; they are a prediction, not a measurement.",
+            "",
+        ]
+    elif results["target"].get("emulated"):
         lines += [
             "> **EMULATED TARGET.** These figures come from emulated servers on one machine "
             "(local rehearsal), not from Inferentia or Trainium hardware. They show the client, "

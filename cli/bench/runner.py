@@ -175,7 +175,7 @@ def run_bench(config: BenchConfig, console: Console | None = None) -> RunOutcome
     results = writer.results
     variants = results["variants"]
     writer.finish(partial=stop.is_set(), comparisons=paired_ratios(results["steps"], variants))
-    _write_report(output, config, writer.results, latencies)
+    write_report(output, writer.results, latencies)
     return RunOutcome(writer.results, INTERRUPTED_EXIT if stop.is_set() else run_exit_code(results))
 
 
@@ -390,11 +390,10 @@ def plan_requests(plan: StepPlan) -> float | None:
     return plan.requests
 
 
-def _write_report(
-    output: OutputDir, config: BenchConfig, results: dict, latencies: list[dict[str, np.ndarray]]
-) -> None:
+def write_report(output: OutputDir, results: dict, latencies: list[dict[str, np.ndarray]]) -> None:
+    """report.md and the plots of a finished (or interrupted) run, labelled by its target."""
     from inferfleet.cli.bench.plots import write_plots
-    from inferfleet.cli.bench.report import render_report
+    from inferfleet.cli.bench.report import render_report, target_label
 
     plots: list[str] = []
     if results["steps"]:
@@ -402,8 +401,8 @@ def _write_report(
             output,
             results["steps"],
             latencies,
-            open_loop=config.open_loop,
-            emulated=bool(results["target"]["emulated"]),
+            open_loop=results["load"]["mode"] == "open",
+            label=target_label(results["target"]),
         )
     with output.atomic("report.md") as handle:
         handle.write(render_report(results, plots))

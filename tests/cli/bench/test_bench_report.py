@@ -68,7 +68,7 @@ def test_results_report_and_plots_agree(tmp_path: Path) -> None:
     assert len(rows) == 42
     assert rows[20]["error"] == "http_503"
 
-    plots = write_plots(output, results["steps"], latencies, open_loop=True, emulated=True)
+    plots = write_plots(output, results["steps"], latencies, open_loop=True, label="EMULATED")
     assert plots == ["latency_cdf_rate_4.png", "p99_latency_vs_load.png",
                      "tokens_per_min_vs_load.png"]  # fmt: skip
     assert all((tmp_path / name).stat().st_size > 5000 for name in plots)
