@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from fleet_documents import fleet_document, new_vpc_region
 
 from inferfleet.cli.errors import UserError
 from inferfleet.cli.main import main
@@ -16,20 +17,7 @@ from inferfleet.infra.spec import load_fleet_spec
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INFERFLEET = Path(sys.executable).with_name("inferfleet")
-SMALL_FLEET = {
-    "name": "small",
-    "account": "123456789012",
-    "regions": [{"name": "us-east-1", "availability_zones": ["us-east-1a", "us-east-1b"]}],
-    "services": {
-        "chat": {
-            "kind": "llm",
-            "model": {"parameters_b": 1, "max_sequence_length": 2048, "max_batch_size": 4},
-            "container": {"image": "public.ecr.aws/example/llm-neuron:test"},
-            "pools": [{"instance_type": "inf2.xlarge", "tensor_parallel": 2, "max": 2}],
-        }
-    },
-    "network": {"nat_gateways": 1},
-}
+SMALL_FLEET = fleet_document("small", [new_vpc_region("us-east-1")])
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:

@@ -5,7 +5,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from deploy_support import fleet_document, new_vpc_region
+from fleet_documents import fleet_document, new_vpc_region
 
 from inferfleet.cli.deploy.cdk_cli import EMULATOR_CONTEXT_KEY
 from inferfleet.cli.synth import use_bundled_node

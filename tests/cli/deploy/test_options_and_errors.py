@@ -4,7 +4,7 @@ import os
 from pathlib import Path
 
 import pytest
-from deploy_support import new_vpc_region, write_fleet
+from fleet_documents import new_vpc_region, write_fleet
 
 from inferfleet.cli.aws import AwsAccess
 from inferfleet.cli.deploy.rollout import RolloutResult, rollout_regions

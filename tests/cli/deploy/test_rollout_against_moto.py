@@ -7,14 +7,8 @@ One moto server serves the whole module; the tests build on each other in file o
 from pathlib import Path
 
 import pytest
-from deploy_support import (
-    ACCOUNT,
-    aws_client,
-    new_vpc_region,
-    run_inferfleet,
-    stack_names,
-    write_fleet,
-)
+from deploy_support import aws_client, run_inferfleet, stack_names
+from fleet_documents import ACCOUNT, new_vpc_region, write_fleet
 from moto_server import MotoServer
 
 pytestmark = pytest.mark.slow

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from deploy_support import aws_client, new_vpc_region, readiness_server, write_fleet
+from deploy_support import aws_client, readiness_server
+from fleet_documents import new_vpc_region, write_fleet
 from moto_server import MotoServer
 
 from inferfleet.cli.aws import AwsAccess
