@@ -57,6 +57,7 @@ class HostInfo(BaseModel):
     port: int
     instance_ports: tuple[int, ...]
     nginx_prefix: str
+    nginx_token: str
 
     @property
     def url(self) -> str:
@@ -271,6 +272,7 @@ def switch_routing(
         routing=routing,
         generation=generation,
         worker_processes=config.nginx_workers,
+        token=info.nginx_token,
     )
     nginx.write_config(nginx_config, paths)
     nginx.check_config(nginx_binary, paths)

@@ -138,6 +138,7 @@ async def host(config: LocalFleetConfig, workdir: Path, binary: str, *, detached
             port=nginx_config.listen_port,
             instance_ports=tuple(ports),
             nginx_prefix=str(paths.prefix),
+            nginx_token=nginx_config.token,
         )
         _report(info.model_dump())
         if not detached:

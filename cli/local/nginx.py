@@ -17,6 +17,7 @@ buffering off so streamed tokens pass through as they are produced.
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -59,6 +60,12 @@ class NginxConfig(BaseModel):
     )
     generation: int = Field(default=1, ge=1, description="Bumped on every reload.")
     worker_processes: int = Field(default=1, ge=1)
+    token: str = Field(
+        default_factory=lambda: secrets.token_hex(8),
+        pattern=r"^[0-9a-f]+$",
+        description="Answered on the control path, so a readiness check knows the nginx that "
+        "answered is this fleet's and not another one on the same port.",
+    )
 
 
 @dataclass(frozen=True)
@@ -178,7 +185,9 @@ def _weighting(weight: int | None) -> str:
 
 
 def _control_body(config: NginxConfig) -> str:
-    return json.dumps({"generation": config.generation, "routing": config.routing})
+    return json.dumps(
+        {"generation": config.generation, "routing": config.routing, "token": config.token}
+    )
 
 
 def write_config(config: NginxConfig, paths: NginxPaths) -> None:
@@ -240,7 +249,8 @@ def wait_serving(
     paths: NginxPaths | None = None,
     retiring: frozenset[int] = frozenset(),
 ) -> None:
-    """Block until nginx serves ``config.generation`` and no ``retiring`` worker accepts."""
+    """Block until this nginx (``config.token``) serves ``config.generation`` and no
+    ``retiring`` worker accepts."""
     deadline = time.monotonic() + timeout_s
     confirmed = 0
     while confirmed < _CONFIRMATIONS or any(_accepting(pid) for pid in retiring):
@@ -257,7 +267,7 @@ def wait_serving(
                 exit_code=1,
             )
         control = served_control(config.listen_port)
-        if control is not None and control.get("generation") == config.generation:
+        if control == json.loads(_control_body(config)):
             confirmed += 1
         else:
             confirmed = 0

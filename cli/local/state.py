@@ -7,7 +7,10 @@ directory (default ``$XDG_CACHE_HOME/inferfleet/local``, else
 
 - ``state.json``: the config, pids, ports and start time;
 - ``run/``: nginx's prefix (config, logs, temp) and ``host.log``;
-- ``lock``: serialises ``up`` and ``down`` across processes.
+- ``lock``: serialises ``up`` and ``down`` across processes;
+- the marker of :mod:`inferfleet.cli.output_folder`: the folder is the local
+  fleet's, so a folder with other files in it is refused rather than written
+  into (``down`` removes ``run/``).
 
 ``local down`` stops the host (which stops nginx) and removes ``state.json``
 and ``run/``. State whose processes are gone counts as not running and is
@@ -25,6 +28,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from inferfleet.cli import output_folder
 from inferfleet.cli.errors import UserError
 from inferfleet.cli.local import nginx
 from inferfleet.cli.local.config import LocalFleetConfig
@@ -36,6 +40,8 @@ from inferfleet.cli.local.fleet import (
     launch_host,
     stop_host,
 )
+
+WRITER = "inferfleet local"
 
 
 def default_state_dir() -> Path:
@@ -64,14 +70,8 @@ class StateDir:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise UserError(
-                f"--state-dir: cannot create {self.root} ({error.strerror}); pick a writable "
-                "directory"
-            ) from None
-        with (self.root / "lock").open("w") as lock:
+        output_folder.claim(self.root, flag="--state-dir", writer=WRITER)
+        with (self.root / "lock").open("a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield
 

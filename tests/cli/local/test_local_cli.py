@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -124,6 +125,73 @@ def test_bad_profile_file_names_the_field(state_dir: Path, tmp_path: Path) -> No
 
     assert result.returncode == 2
     assert f"--server-profile {profile}: slots:" in result.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_two_fleets_racing_for_one_port_end_with_one_up_and_one_failure(tmp_path: Path) -> None:
+    port = _free_port()
+    dirs = [tmp_path / "first", tmp_path / "second"]
+    try:
+        command = [INFERFLEET, "local", "up", "--servers", "1", "--port", str(port), "--json"]
+        racers = [
+            subprocess.Popen(
+                [*command, "--state-dir", str(directory)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for directory in dirs
+        ]
+        results = [(racer.wait(timeout=60), *racer.communicate()) for racer in racers]
+        codes = sorted(code for code, _, _ in results)
+        assert codes == [0, 2], results
+        (winner,) = [json.loads(out) for code, out, _ in results if code == 0]
+        (loser,) = [err for code, _, err in results if code != 0]
+        assert f"port: 127.0.0.1:{port} is already in use" in loser
+        assert "Traceback" not in loser
+        # The fleet that said it is up is the one answering on the port.
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/__inferfleet/nginx") as answer:
+            served = json.loads(answer.read())
+        state = next(
+            json.loads((d / "state.json").read_text()) for d in dirs if (d / "state.json").exists()
+        )
+        assert state["host"]["pid"] == winner["pid"]
+        assert served["token"] == state["host"]["nginx_token"]
+        statuses = [inferfleet("status", "--json", "--state-dir", str(d)) for d in dirs]
+        assert sorted(json.loads(s.stdout)["running"] for s in statuses) == [False, True]
+    finally:
+        for directory in dirs:
+            inferfleet("down", "--state-dir", str(directory))
+
+
+@pytest.mark.parametrize("command", ["up", "down"])
+def test_a_state_dir_of_the_users_is_refused_and_left_alone(tmp_path: Path, command: str) -> None:
+    folder = tmp_path / "project"
+    (folder / "run").mkdir(parents=True)
+    (folder / "run" / "results.csv").write_text("mine")
+    (folder / "lock").write_text("my lock notes")
+
+    result = inferfleet(command, "--state-dir", str(folder))
+
+    assert result.returncode == 2
+    assert f"--state-dir {folder}: the folder was not written by inferfleet local" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert (folder / "run" / "results.csv").read_text() == "mine"
+    assert (folder / "lock").read_text() == "my lock notes"
+    assert sorted(p.name for p in folder.iterdir()) == ["lock", "run"]
+
+
+def test_a_file_as_state_dir_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "state").write_text("mine")
+    result = inferfleet("up", "--state-dir", str(tmp_path / "state"))
+    assert result.returncode == 2
+    assert "is a file, not a folder" in result.stderr
+    assert (tmp_path / "state").read_text() == "mine"
 
 
 def test_down_with_nothing_running_is_harmless(state_dir: Path) -> None:

@@ -41,7 +41,9 @@ def test_rendered_config_passes_nginx_t(tmp_path: Path, routing: str, method: st
 def test_streaming_proxy_settings_and_loopback_only(tmp_path: Path) -> None:
     paths = nginx.NginxPaths(tmp_path)
     text = nginx.render(
-        nginx.NginxConfig(listen_port=18080, upstream_ports=(1,), routing="random", generation=3),
+        nginx.NginxConfig(
+            listen_port=18080, upstream_ports=(1,), routing="random", generation=3, token="ab12"
+        ),
         paths,
     )
 
@@ -54,7 +56,7 @@ def test_streaming_proxy_settings_and_loopback_only(tmp_path: Path) -> None:
         f"pid {paths.pid_file};",
     ):
         assert directive in text
-    assert '\'{"generation": 3, "routing": "random"}\'' in text
+    assert '\'{"generation": 3, "routing": "random", "token": "ab12"}\'' in text
     # Every temp path stays inside the private prefix.
     for temp in re.findall(r"_temp_path (\S+);", text):
         assert Path(temp).is_relative_to(tmp_path)
