@@ -1,15 +1,24 @@
 """boto3 sessions and clients with the user's profile and, for an emulator, its endpoint."""
 
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
+from urllib.parse import urlsplit
 
 from inferfleet.cli.errors import UserError
 
+REGION_NAME = re.compile(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d")
 CREDENTIALS_FIX = (
     "run `aws configure`, set AWS_PROFILE (or pass --profile), or export "
     "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
 )
+
+
+def check_region(flag: str, name: str) -> str:
+    if not REGION_NAME.fullmatch(name):
+        raise UserError(f"{flag} {name!r}: not a region name; use one like us-east-1")
+    return name
 
 
 @dataclass(frozen=True)
@@ -19,6 +28,15 @@ class AwsAccess:
 
     profile: str | None = None
     endpoint_url: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.endpoint_url is not None:
+            url = urlsplit(self.endpoint_url)
+            if url.scheme not in ("http", "https") or not url.hostname:
+                raise UserError(
+                    f"--endpoint-url {self.endpoint_url!r}: not a URL; give the emulator's "
+                    "address, e.g. http://localhost:5000"
+                )
 
     @property
     def emulated(self) -> bool:

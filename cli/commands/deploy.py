@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -47,7 +46,6 @@ WorkdirOption = Annotated[
     typer.Option("--out", "-o", help="Cloud assembly, stack outputs and CDK CLI logs."),
 ]
 DEFAULT_WORKDIR = Path("cdk.out.deploy")
-REGION_NAME = re.compile(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d")
 
 
 def bootstrap(
@@ -64,11 +62,11 @@ def bootstrap(
     as_json: JsonOption = False,
 ) -> None:
     """Bootstrap regions for the CDK (the toolkit stack `deploy` publishes through)."""
+    from inferfleet.cli.aws import check_region
     from inferfleet.cli.deploy.bootstrap import bootstrap_regions
 
     for name in region:
-        if not REGION_NAME.fullmatch(name):
-            raise UserError(f"--region {name}: not a region name; use one like us-east-1")
+        check_region("--region", name)
     expected: dict[str, str | None] = {}
     source = "the fleet file"
     if config is not None:
@@ -100,7 +98,9 @@ def deploy(
     ] = False,
     wait_timeout: Annotated[
         float,
-        typer.Option("--wait-timeout", min=1, help="Seconds to wait for one region to serve."),
+        typer.Option(
+            "--wait-timeout", min=1, max=86400, help="Seconds to wait for one region to serve."
+        ),
     ] = 1800,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show each region's `cdk diff`; change nothing.")

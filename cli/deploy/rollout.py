@@ -1,9 +1,16 @@
 """The rollout engine: regions one after another in the order of the fleet file.
 
-The first region is the canary. Each region goes through preflight (bootstrapped?),
-``cdk deploy`` of its stack, a wait for the ECS services and ALB targets, and a smoke
+The first region is the canary. After the synth, a preflight of the whole run checks
+that a Docker engine answers when the stacks have image assets to build (outside
+emulator mode). Each region then goes through preflight (bootstrapped?), ``cdk
+deploy`` of its stack, a wait for the ECS services and ALB targets, and a smoke
 request per service; the first failing step stops the rollout, and the regions after
 it are not touched. ``destroy`` walks the regions in reverse order.
+
+The work folder (``--out``) is claimed as this command's (see
+:mod:`inferfleet.cli.output_folder`). A region's outputs file is replaced only by
+the outputs of a deploy that succeeded; a failed or interrupted deploy leaves the
+previous one in place.
 
 Against an emulator (``--endpoint-url``; written for moto's server mode):
 
@@ -25,10 +32,16 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from inferfleet.cli import output_folder
 from inferfleet.cli.aws import AwsAccess
 from inferfleet.cli.deploy.cdk_cli import CdkCli, CdkRun, resource_progress, stacks_with_differences
 from inferfleet.cli.deploy.events import Event, EventStream, Step, StepFailed
-from inferfleet.cli.deploy.preflight import check_account, check_bootstrapped
+from inferfleet.cli.deploy.preflight import (
+    check_account,
+    check_bootstrapped,
+    check_docker,
+    docker_image_assets,
+)
 from inferfleet.cli.deploy.smoke import smoke_request
 from inferfleet.cli.deploy.waiters import (
     Deadline,
@@ -40,6 +53,8 @@ from inferfleet.cli.errors import UserError
 from inferfleet.infra.naming import output_key, regional_stack_name
 from inferfleet.infra.spec import FleetSpec
 
+WRITER = "inferfleet deploy"
+WORKDIR_FLAG = "--out"
 EMULATOR_SKIP_REASON = (
     "skipped against an emulator ({url}): it starts no instances and serves no load "
     "balancer, so services never become stable and endpoints never answer"
@@ -126,7 +141,12 @@ class Rollout:
     # --- commands ------------------------------------------------------------
 
     def deploy(self, regions: list[str], options: RolloutOptions) -> RolloutResult:
-        return self._run("deploy", regions, lambda region: self._deploy_region(region, options))
+        return self._run(
+            "deploy",
+            regions,
+            lambda region: self._deploy_region(region, options),
+            before_regions=self._docker_preflight,
+        )
 
     def diff(self, regions: list[str]) -> RolloutResult:
         return self._run("diff", regions, self._diff_region)
@@ -135,12 +155,18 @@ class Rollout:
         return self._run("destroy", list(reversed(regions)), self._destroy_region)
 
     def _run(
-        self, command: str, regions: list[str], per_region: Callable[[str], None]
+        self,
+        command: str,
+        regions: list[str],
+        per_region: Callable[[str], None],
+        before_regions: Callable[[list[str]], None] = lambda regions: None,
     ) -> RolloutResult:
+        output_folder.claim(self.workdir, flag=WORKDIR_FLAG, writer=WRITER)
         result = RolloutResult(command, untouched=list(regions))
         try:
             self._credentials(regions)
             self._synth()
+            before_regions(regions)
             for region in regions:
                 result.untouched.remove(region)
                 try:
@@ -178,24 +204,39 @@ class Rollout:
             _raise_unless_ok(run, "cdk synth")
             step.detail = {"assembly": str(self.assembly), "emulator": self.aws.emulated}
 
+    def _docker_preflight(self, regions: list[str]) -> None:
+        """Image assets need a Docker engine to build; say so before any region changes."""
+        with self.events.step("preflight") as step:
+            if self.aws.emulated:
+                step.skip("skipped against an emulator: it publishes no images")
+                return
+            images = docker_image_assets(self.assembly, [self.stack(r) for r in regions])
+            step.detail = {"docker_images": images, "docker": check_docker(images)}
+
     def _deploy_region(self, region: str, options: RolloutOptions) -> None:
         stack = self.stack(region)
         with self.events.step("preflight", region=region, stack=stack) as step:
             step.detail = {"bootstrap_version": check_bootstrapped(self.aws, region, self.account)}
         with self.events.step("deploy", region=region, stack=stack) as step:
             outputs_file = self.workdir / "outputs" / f"{region}.json"
-            outputs_file.unlink(missing_ok=True)
-            run = self.cdk.deploy(
-                stack,
-                assembly=self.assembly,
-                outputs_file=outputs_file,
-                emulator=self.aws.emulated,
-                log=self.workdir / "logs" / f"deploy-{region}.log",
-                cwd=self.config.parent,
-                on_line=self._report_resource_progress,
-            )
-            _raise_unless_ok(run, "cdk deploy")
-            outputs = self._outputs(stack, outputs_file)
+            # The CLI writes next to the previous outputs; they stay until these replace them.
+            written = outputs_file.with_name(f".{outputs_file.name}.deploying")
+            written.unlink(missing_ok=True)
+            try:
+                run = self.cdk.deploy(
+                    stack,
+                    assembly=self.assembly,
+                    outputs_file=written,
+                    emulator=self.aws.emulated,
+                    log=self.workdir / "logs" / f"deploy-{region}.log",
+                    cwd=self.config.parent,
+                    on_line=self._report_resource_progress,
+                )
+                _raise_unless_ok(run, "cdk deploy")
+                outputs = self._outputs(stack, written)
+                written.replace(outputs_file)
+            finally:
+                written.unlink(missing_ok=True)
             step.outputs = outputs
             step.detail = {"outputs_file": str(outputs_file)}
         self.verify(region, outputs, options)

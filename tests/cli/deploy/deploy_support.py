@@ -29,15 +29,20 @@ class CliRun:
         return [json.loads(line) for line in self.stdout.splitlines()]
 
 
-def run_inferfleet(args: list[str], server: MotoServer, cwd: Path) -> CliRun:
-    """``inferfleet ARGS --endpoint-url <moto>`` with test credentials and no AWS profile."""
+def cli_environment(server: MotoServer) -> dict[str, str]:
+    """This process's environment with test credentials for ``server`` and no AWS profile."""
     env = {k: v for k, v in os.environ.items() if k not in ("AWS_PROFILE", "AWS_SESSION_TOKEN")}
     env.update(offline_aws_environment(server))
     env["AWS_EC2_METADATA_DISABLED"] = "true"
+    return env
+
+
+def run_inferfleet(args: list[str], server: MotoServer, cwd: Path) -> CliRun:
+    """``inferfleet ARGS --endpoint-url <moto>`` with test credentials and no AWS profile."""
     result = subprocess.run(
         [str(INFERFLEET), *args, "--endpoint-url", server.url],
         cwd=cwd,
-        env=env,
+        env=cli_environment(server),
         capture_output=True,
         text=True,
         timeout=CLI_TIMEOUT_S,

@@ -59,7 +59,7 @@ def test_bad_options_are_one_line_errors(
 def test_bootstrap_refuses_what_is_not_a_region_name(capsys: pytest.CaptureFixture[str]):
     code, err = _exit(["bootstrap", "--region", "us-east"], capsys)
     assert code == 2
-    assert "--region us-east: not a region name; use one like us-east-1" in err
+    assert "--region 'us-east': not a region name; use one like us-east-1" in err
 
 
 def test_a_wait_timeout_below_one_second_is_refused(
@@ -121,3 +121,64 @@ def test_a_failed_rollout_names_region_step_and_what_was_left():
         "deploy stopped at us-west-2 in step wait: ECS services not stable within 60 s. "
         "Completed: us-east-1; untouched: eu-west-1"
     )
+
+
+@pytest.fixture
+def nothing_leaves(monkeypatch: pytest.MonkeyPatch) -> str:
+    """Any AWS call goes to a closed local port, so a check that did not stop a command
+    shows up as a credentials failure rather than reaching AWS."""
+    closed = "http://localhost:9"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", closed)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    return closed
+
+
+@pytest.mark.parametrize("command", [["deploy", "--all"], ["destroy", "--all", "--yes"]])
+def test_a_work_folder_of_the_users_is_refused_and_left_alone(
+    fleet: Path,
+    tmp_path: Path,
+    nothing_leaves: str,
+    capsys: pytest.CaptureFixture[str],
+    command: list[str],
+):
+    mine = tmp_path / "project"
+    (mine / "logs").mkdir(parents=True)
+    (mine / "logs" / "deploy-us-east-1.log").write_text("my notes")
+    argv = [*command, "--config", str(fleet), "--out", str(mine), "--endpoint-url", nothing_leaves]
+
+    code, err = _exit(argv, capsys)
+
+    assert code == 2
+    assert f"--out {mine}: the folder was not written by inferfleet deploy" in err
+    assert (mine / "logs" / "deploy-us-east-1.log").read_text() == "my notes"
+    assert sorted(p.name for p in mine.iterdir()) == ["logs"]
+
+
+def test_bootstrap_refuses_a_file_as_work_folder(
+    tmp_path: Path, nothing_leaves: str, capsys: pytest.CaptureFixture[str]
+):
+    (tmp_path / "out").write_text("mine")
+    argv = ["bootstrap", "-r", "us-east-1", "--out", str(tmp_path / "out")]
+    code, err = _exit([*argv, "--endpoint-url", nothing_leaves], capsys)
+    assert code == 2
+    assert "is a file, not a folder" in err
+    assert (tmp_path / "out").read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["deploy", "--all", "--wait-timeout", "inf"], "--wait-timeout"),
+        (["deploy", "--all", "--wait-timeout", "nan"], "--wait-timeout"),
+        (["status", "--endpoint-url", ""], "--endpoint-url '': not a URL"),
+        (["status", "--endpoint-url", "localhost:5000"], "give the emulator's address"),
+        (["bootstrap", "--region", ""], "--region '': not a region name"),
+    ],
+)
+def test_odd_flag_values_are_refused(
+    argv: list[str], message: str, fleet: Path, capsys: pytest.CaptureFixture[str]
+):
+    code, err = _exit([*argv, "--config", str(fleet)], capsys)
+    assert code == 2
+    assert message in err and "Traceback" not in err

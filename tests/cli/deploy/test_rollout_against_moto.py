@@ -69,6 +69,7 @@ def test_deploy_rolls_out_canary_first_and_reports_every_step(
     assert [(e["phase"], e["region"]) for e in events] == [
         ("credentials", None),
         ("synth", None),
+        ("preflight", None),
         *[(phase, region) for region in REGIONS for phase in PER_REGION_PHASES],
         ("summary", None),
     ]
@@ -76,6 +77,7 @@ def test_deploy_rolls_out_canary_first_and_reports_every_step(
         assert set(event) >= {"region", "stack", "phase", "status", "duration_s", "outputs"}
         assert event["duration_s"] >= 0
     by_step = {(e["phase"], e["region"]): e for e in events}
+    assert by_step[("preflight", None)]["status"] == "skipped"  # no images to publish there
     for region in REGIONS:
         stack = f"rollout-test-{region}"
         assert by_step[("deploy", region)]["status"] == "succeeded"

@@ -14,15 +14,6 @@ from inferfleet.cli.local.fleet import LocalFleet
 from inferfleet.cli.sizing.profile import ServerProfile
 
 
-def process_alive(pid: int) -> bool:
-    """True for a live process; zombies (exited, not yet reaped) count as gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in {"Z", "X"}
-
-
 @pytest.fixture(scope="module")
 def api_fleet() -> Iterator[LocalFleet]:
     """Two continuous-batching servers with fast steps, for API-shape tests."""

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import process_alive
+from processes import process_alive
 
 pytestmark = pytest.mark.slow
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from conftest import process_alive
 from local_sse_client import stream
+from processes import process_alive
 
 from inferfleet.cli.errors import UserError
 from inferfleet.cli.local import nginx
