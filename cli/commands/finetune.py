@@ -6,12 +6,14 @@ Resources are found from the regional stack's CloudFormation outputs: the stack 
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from inferfleet.cli.commands.fleet import JsonOption
+from inferfleet.cli.errors import UserError
 
 StackConfigOption = Annotated[
     Path | None,
@@ -40,6 +42,11 @@ ProfileOption = Annotated[
     str | None, typer.Option("--profile", help="AWS profile (default: the standard chain).")
 ]
 
+# CloudFormation stack names: a letter, then letters, digits and hyphens, 128 at most.
+STACK_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,127}")
+# SageMaker's limit on an InvokeEndpoint request body.
+INVOKE_PAYLOAD_LIMIT_BYTES = 6 * 1024 * 1024
+
 finetune_app = typer.Typer(
     help="Fine-tune per-user models and follow their jobs.", no_args_is_help=True
 )
@@ -52,9 +59,16 @@ def _target(
     endpoint_url: str | None,
     profile: str | None,
 ) -> Any:
-    from inferfleet.cli.aws import AwsAccess
+    from inferfleet.cli.aws import AwsAccess, check_region
     from inferfleet.cli.finetune.stack_outputs import resolve_target
 
+    if stack is not None and not STACK_NAME.fullmatch(stack):
+        raise UserError(
+            f"--stack {stack!r}: not a stack name; give the CloudFormation stack's name "
+            "(a letter, then letters, digits and hyphens)"
+        )
+    if region is not None:
+        check_region("--region", region)
     if stack is None and config is None:
         config = Path("fleet.yaml")
     return resolve_target(
@@ -141,7 +155,13 @@ def status(
 ) -> None:
     """Show a job: status, training job, attempts, artifact or error."""
     from inferfleet.cli.finetune.jobs import job_status
+    from inferfleet.constructs.finetune_handlers.layout import ID_PATTERN
 
+    if not ID_PATTERN.match(job):
+        raise UserError(
+            f"JOB {job!r}: not a job id; give the id `inferfleet finetune submit` printed "
+            "(lowercase letters, digits and hyphens), or list them with `inferfleet finetune list`"
+        )
     record = job_status(_target(stack, config, region, endpoint_url, profile), job)
     if as_json:
         typer.echo(json.dumps(record, indent=2, default=str))
@@ -225,6 +245,15 @@ def invoke(
 
     check_name("--user", user)
     check_name("--model", model)
+    if not content_type.strip():
+        raise UserError("--content-type: empty; give the payload's type, e.g. application/json")
+    if payload.is_dir():
+        raise UserError(f"--payload {payload}: is a folder; give the file of the request body")
+    if payload.is_file() and payload.stat().st_size > INVOKE_PAYLOAD_LIMIT_BYTES:
+        raise UserError(
+            f"--payload {payload}: {payload.stat().st_size / 2**20:.1f} MiB is over SageMaker's "
+            f"{INVOKE_PAYLOAD_LIMIT_BYTES // 2**20} MiB limit for a request body; send less"
+        )
     result = invoke_model(
         _target(stack, config, region, endpoint_url, profile),
         user_id=user,

@@ -205,6 +205,47 @@ def test_bad_input_gets_one_paragraph_and_the_right_exit_code(
     assert message in err and "Traceback" not in err
 
 
+TARGET = ["--stack", "s", "--region", "us-east-1"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["finetune", "status", "", *TARGET], "JOB '': not a job id"),
+        (["finetune", "status", "../x", *TARGET], "JOB '../x': not a job id"),
+        (["finetune", "list", "--user", "u", "--stack", ""], "--stack '': not a stack name"),
+        (["finetune", "list", "--user", "u", "--stack", "s", "--region", "us east"], "us east"),
+        (["finetune", "list", "--user", "u", "--stack", "s", "--region", ""], "not a region"),
+        (["finetune", "list", "--user", "u", *TARGET, "--endpoint-url", ""], "not a URL"),
+        (["invoke", "-u", "u", "-m", "m", "-p", ".", *TARGET], "is a folder"),
+        (["invoke", "-u", "u", "-m", "m", "-p", "x", "--content-type", " ", *TARGET], "empty"),
+    ],
+)
+def test_empty_and_odd_arguments_are_refused_before_any_call(
+    moto, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    moto.restart_recording()
+    endpoint = [] if "--endpoint-url" in argv else ["--endpoint-url", moto.url]
+    code, out, err = run(capsys, *argv, *endpoint)
+    assert code == 2 and out == ""
+    assert message in err and "Traceback" not in err
+    assert moto.recorded_requests() == []
+
+
+def test_a_payload_over_the_request_limit_is_refused(
+    moto, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    payload = tmp_path / "big.bin"
+    with payload.open("wb") as file:
+        file.truncate(7 * 1024 * 1024)
+    code, _, err = run(
+        capsys, "invoke", "-u", "u", "-m", "m", "-p", str(payload), "--stack", "s",
+        "--region", "us-east-1", "--endpoint-url", moto.url,
+    )  # fmt: skip
+    assert code == 2
+    assert "7.0 MiB is over SageMaker's 6 MiB limit" in err
+
+
 def test_a_stack_without_the_fine_tune_outputs_says_so(
     moto, capsys: pytest.CaptureFixture[str]
 ) -> None:
