@@ -268,7 +268,7 @@ class BackgroundRegions:
 
 
 def _state_dir(root: Path) -> StateDir:
-    return StateDir(root / STATE_SUBDIR)
+    return StateDir(root / STATE_SUBDIR, within=root)
 
 
 def start_background(

@@ -61,16 +61,19 @@ class FleetState(BaseModel):
 
 
 class StateDir:
-    """The files of one background fleet."""
+    """The files of one background fleet, in ``root``; ``within`` is the ``--state-dir``
+    folder that holds ``root`` when it is a subfolder of it (the folder that is claimed)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, within: Path | None = None) -> None:
         self.root = root
+        self.claimed = within or root
         self.state_file = root / "state.json"
         self.run_dir = root / "run"
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        output_folder.claim(self.root, flag="--state-dir", writer=WRITER)
+        output_folder.claim(self.claimed, flag="--state-dir", writer=WRITER)
+        self.root.mkdir(exist_ok=True)
         with (self.root / "lock").open("a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield

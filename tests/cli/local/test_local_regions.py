@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from processes import process_alive
 
 from inferfleet.cli.errors import UserError
 from inferfleet.cli.local import nginx
@@ -109,15 +110,6 @@ def test_bad_rehearsal_settings_name_the_flag() -> None:
         build_regions_config(regions=local_region_names(2), policy=WeightPolicy(step=0))
 
 
-def _running(pid: int) -> bool:
-    """A stopped detached host may linger as a zombie until something reaps it."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in {"Z", "X"}
-
-
 def _instances_behind(url: str, requests: int) -> Counter[str]:
     body = json.dumps({"prompt": "hello", "max_tokens": 4, "stream": True}).encode()
 
@@ -207,7 +199,7 @@ def test_local_up_regions_status_and_down_through_the_command(tmp_path: Path) ->
     finally:
         down = run("down", *state)
     assert down.returncode == 0 and "stopped local regions" in down.stdout
-    assert not _running(started["pid"])
+    assert not process_alive(started["pid"])
     assert run("status", *state).returncode == 1
     bad = run("up", "--regions", "3", "--period", "0", *state)
     assert bad.returncode == 2 and "--period" in bad.stderr and "Traceback" not in bad.stderr
