@@ -122,6 +122,20 @@ class ServerProfile(BaseModel):
         """Decode throughput of one replica with every slot busy."""
         return self.slots / self.decode_step_s(self.slots)
 
+    def saturated_tokens_per_s(self, prompt_tokens: float, output_tokens: float) -> float:
+        """Output tokens/s of a replica that always has requests queued.
+
+        Continuous: every request joins alone and its prefill stalls the batch; static:
+        a full batch prefills together. Either way ``slots`` requests take their
+        prefills plus ``output_tokens - 1`` decode steps at the full batch.
+        """
+        if self.batching == "continuous":
+            prefills = self.slots * self.prefill_s(round(prompt_tokens))
+        else:
+            prefills = self.prefill_s(round(self.slots * prompt_tokens))
+        decode = (output_tokens - 1) * self.decode_step_s(self.slots)
+        return self.slots * output_tokens / (prefills + decode)
+
 
 def read_profile(path: Path, *, flag: str) -> ServerProfile:
     """A profile from a JSON file; bad files become a ``UserError`` naming ``flag`` and field."""

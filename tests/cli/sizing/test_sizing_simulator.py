@@ -205,3 +205,16 @@ def test_bad_simulations_are_refused_with_the_reason() -> None:
             Load(arrivals=np.array([0.0])), prompt_tokens=np.array([1]),
             output_tokens=np.array([1]), replayed_routing=[3],
         )  # fmt: skip
+
+
+@pytest.mark.parametrize("batching", ["continuous", "static"])
+def test_saturated_throughput_formula_matches_a_simulated_queue(batching: str) -> None:
+    profile = PROFILE.model_copy(update={"batching": batching})
+    run = one_replica(profile).run(
+        Load(users=40, send_until=120.0),
+        prompt_tokens=np.array([200]),
+        output_tokens=np.array([30]),
+        window=(10.0, 120.0),
+    )
+    simulated = run.tokens_in_window.sum() / 110.0
+    assert simulated == pytest.approx(profile.saturated_tokens_per_s(200, 30), rel=0.02)
