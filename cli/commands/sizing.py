@@ -1,4 +1,4 @@
-"""``simulate``: a fleet's figures before buying it, from one server profile."""
+"""``simulate`` and ``profile fit``: a fleet's figures before buying it, from one server profile."""
 
 from __future__ import annotations
 
@@ -242,5 +242,95 @@ def _network(milliseconds: float) -> float:
     return milliseconds / 1000.0
 
 
+def fit(
+    results: Annotated[
+        Path,
+        typer.Argument(
+            help="results.json of an `inferfleet bench` run with several --users steps."
+        ),
+    ],
+    requests: Annotated[
+        Path | None,
+        typer.Option(
+            help="Its requests.csv; default: the one next to RESULTS.", show_default=False
+        ),
+    ] = None,
+    network_ms: Annotated[
+        float,
+        typer.Option(
+            help="One-way client-to-server time in ms, left out of the prefill; with 0 the "
+            "fitted prefill_base_s includes the round trip."
+        ),
+    ] = 0.0,
+    batching: Annotated[
+        str, typer.Option(help="The server's batching: continuous or static.")
+    ] = "continuous",
+    out: Annotated[Path, typer.Option(help="Where to write the fitted profile (JSON).")] = Path(
+        "profile.json"
+    ),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the fit as JSON.")] = False,
+) -> None:
+    """Fit a server profile to a bench run and print the fit's error per step.
+
+    The profile (slots, prefill and decode costs) is what `inferfleet simulate`,
+    `inferfleet plan` and `inferfleet local up --server-profile` read.
+    """
+    from typing import get_args
+
+    from inferfleet.cli.sizing.fit import fit_profile, read_bench_run
+    from inferfleet.cli.sizing.profile import Batching, write_profile
+
+    if batching not in get_args(Batching):
+        raise UserError(f"--batching: use continuous or static (got {batching!r})")
+    network_s = _network(network_ms)
+    run = read_bench_run(results, requests)
+    outcome = fit_profile(run, batching=batching, network_s=network_s,  # type: ignore[arg-type]
+                          source=f"inferfleet profile fit {results}")  # fmt: skip
+    write_profile(outcome.profile, out)
+    if as_json:
+        typer.echo(json.dumps(outcome.as_dict(), indent=2))
+        return
+    _print_fit(outcome, out)
+
+
+def _print_fit(outcome, out: Path) -> None:  # type: ignore[no-untyped-def]
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    profile = outcome.profile
+    console.print(
+        f"fitted profile ({profile.batching}, {profile.slots} slots) written to {out}:\n"
+        f"  prefill {profile.prefill_base_s * 1000:.2f} ms + "
+        f"{profile.prefill_per_token_s * 1000:.4f} ms/token, decode step "
+        f"{profile.decode_base_s * 1000:.2f} ms + {profile.decode_per_sequence_s * 1000:.3f} "
+        "ms/sequence"
+    )
+    if not outcome.slots_seen:
+        console.print(
+            f"[yellow]slots: no step had more than {profile.slots} requests per instance, so "
+            "the server may have more slots; add a step with more --users[/]"
+        )
+    table = Table("step", "users", "metric", "measured", "simulated", "error")
+    for step in outcome.steps:
+        for label, error in step.errors().items():
+            table.add_row(
+                str(step.number), str(step.users), label, _number(step.measured[label]),
+                _number(step.simulated[label]), "-" if error is None else f"{error:+.1%}",
+            )  # fmt: skip
+    console.print(table)
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f}"
+
+
 def register(app: typer.Typer) -> None:
     app.command("simulate")(simulate)
+    profile_app = typer.Typer(
+        name="profile",
+        help="Server profiles: the timing model the emulator, the simulator and the planner share.",
+        no_args_is_help=True,
+    )
+    profile_app.command("fit")(fit)
+    app.add_typer(profile_app, name="profile")

@@ -148,3 +148,14 @@ def read_profile(path: Path, *, flag: str) -> ServerProfile:
         field = ".".join(str(part) for part in first["loc"]) or "file"
         message = str(first["msg"]).removeprefix("Value error, ")
         raise UserError(f"{flag} {path}: {field}: {message}; fix the file") from None
+
+
+def write_profile(profile: ServerProfile, path: Path) -> None:
+    """Write ``profile`` as JSON, whole or not at all."""
+    staging = path.with_name(f".{path.name}.tmp")
+    try:
+        staging.write_text(profile.model_dump_json(indent=2, exclude_none=True) + "\n")
+        staging.replace(path)
+    except OSError as error:
+        staging.unlink(missing_ok=True)
+        raise UserError(f"--out: cannot write {path} ({error.strerror})", exit_code=1) from None

@@ -1,0 +1,261 @@
+"""``inferfleet profile fit``: a server profile from a bench run of any endpoint.
+
+The run needs several closed-loop concurrency steps (``--users 1,5,10,20,40`` with
+``--instances`` set, or one instance), ideally with varied prompt lengths:
+
+- Decode: every step's ITL p50 is one decode step of the batch its concurrency per
+  instance gives, ``decode_base + decode_per_sequence x min(c, slots)`` (at least one
+  sequence); a least-squares fit for each candidate ``slots`` keeps the best, a larger
+  one only when it fits clearly better (past the slots, ITL stops growing).
+- Prefill: at the steps with at most one request per instance, each request's TTFT
+  is its own prefill, ``prefill_base + prefill_per_token x prompt tokens``, fitted by
+  least squares over the requests.
+
+Then every step is replayed by the simulator with the fitted profile (same users,
+instances, routing and request sizes as measured), and its TTFT p50, ITL p50 and
+tokens/min are set next to the measured ones: the fit's error per step.
+
+A client measures a prefill plus the network round trip: without ``network_s`` the
+fitted ``prefill_base_s`` includes it (and a simulation with the same ``network_s``
+puts it back).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from inferfleet.cli.errors import UserError
+from inferfleet.cli.sizing.figures import step_summary
+from inferfleet.cli.sizing.profile import Batching, ServerProfile
+from inferfleet.cli.sizing.simulator import ROUTINGS, Load, Simulation
+
+DEFAULT_ROUTING = "least_outstanding_requests"
+COMPARED = (("ttft_ms", "p50", "TTFT p50"), ("itl_ms", "p50", "ITL p50"),
+            ("output_tokens_per_min", None, "tokens/min"))  # fmt: skip
+
+
+@dataclass
+class MeasuredStep:
+    """One closed-loop step of the bench run and the requests it sent, in send order."""
+
+    number: int
+    users: int
+    routing: str
+    summary: dict
+    prompt_tokens: np.ndarray
+    output_tokens: np.ndarray
+    ttft_s: np.ndarray  # measured requests only
+    measured_prompts: np.ndarray
+
+
+@dataclass
+class BenchRun:
+    instances: int
+    warmup_s: float
+    duration_s: float
+    steps: list[MeasuredStep]
+
+
+@dataclass
+class StepFit:
+    number: int
+    users: int
+    measured: dict[str, float | None]
+    simulated: dict[str, float | None]
+
+    def errors(self) -> dict[str, float | None]:
+        out: dict[str, float | None] = {}
+        for label in self.measured:
+            real, predicted = self.measured[label], self.simulated[label]
+            out[label] = predicted / real - 1 if real and predicted is not None else None
+        return out
+
+
+@dataclass
+class Fit:
+    profile: ServerProfile
+    steps: list[StepFit]
+    slots_seen: bool  # some step had more requests per instance than the slots
+
+    def as_dict(self) -> dict:
+        return {
+            "profile": self.profile.model_dump(exclude_none=True),
+            "slots_seen": self.slots_seen,
+            "steps": [
+                {
+                    "step": step.number,
+                    "users": step.users,
+                    "measured": step.measured,
+                    "simulated": step.simulated,
+                    "errors": step.errors(),
+                }
+                for step in self.steps
+            ],
+        }
+
+
+def read_bench_run(results_path: Path, requests_path: Path | None = None) -> BenchRun:
+    """The closed-loop steps of a bench run, with the requests each one sent."""
+    try:
+        results = json.loads(results_path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise UserError(f"RESULTS: cannot read {results_path} ({error.strerror})") from None
+    except ValueError as error:
+        raise UserError(f"RESULTS: {results_path} is not JSON ({error})") from None
+    if not isinstance(results, dict) or "steps" not in results or "load" not in results:
+        raise UserError(f"RESULTS: {results_path} is not an inferfleet bench results.json")
+    load = results["load"]
+    if load.get("mode") != "closed" or not load.get("duration"):
+        raise UserError(
+            "RESULTS: profile fit needs a closed-loop run with --duration (several --users "
+            "steps); this one is "
+            + (f"{load.get('mode')} loop" if load.get("mode") != "closed" else "--requests")
+        )
+    requests_path = requests_path or results_path.with_name("requests.csv")
+    rows = _read_rows(requests_path)
+    instances = int(results.get("target", {}).get("instances") or 1)
+    steps = []
+    for step in results["steps"]:
+        if not step.get("valid"):
+            continue
+        mine = sorted(
+            (row for row in rows if int(row["step"]) == step["id"]), key=lambda r: int(r["index"])
+        )
+        ok = [row for row in mine if not row["error"] and row["ttft_ms"]]
+        if not ok:
+            continue
+        measured = [row for row in ok if row["warmup"] != "True"]
+        variant = str(step.get("variant", "default"))
+        routing = variant.removeprefix("routing=") if variant.startswith("routing=") else None
+        steps.append(
+            MeasuredStep(
+                number=step["id"],
+                users=int(step["users"]),
+                routing=routing if routing in ROUTINGS else DEFAULT_ROUTING,
+                summary=step,
+                prompt_tokens=np.array([int(row["prompt_tokens"]) for row in ok]),
+                output_tokens=np.array([int(row["output_tokens"]) for row in ok]),
+                ttft_s=np.array([float(row["ttft_ms"]) / 1000.0 for row in measured]),
+                measured_prompts=np.array([int(row["prompt_tokens"]) for row in measured]),
+            )
+        )
+    if len({step.users for step in steps}) < 2:
+        raise UserError(
+            "RESULTS: profile fit needs at least two valid steps of different --users "
+            "(e.g. --users 1,5,10,20,40); this run has "
+            f"{len(steps)} usable step(s)"
+        )
+    return BenchRun(instances, float(load["warmup"]), float(load["duration"]), steps)
+
+
+def _read_rows(path: Path) -> list[dict[str, str]]:
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+    except OSError as error:
+        raise UserError(
+            f"--requests: cannot read {path} ({error.strerror}); profile fit reads the "
+            "requests.csv next to results.json, or the one --requests names"
+        ) from None
+    needed = {"step", "index", "warmup", "ttft_ms", "prompt_tokens", "output_tokens", "error"}
+    if rows and not needed <= set(rows[0]):
+        raise UserError(
+            f"--requests: {path} lacks {', '.join(sorted(needed - set(rows[0])))}; "
+            "give the requests.csv inferfleet bench wrote"
+        )
+    return rows
+
+
+def closed_form(run: BenchRun, *, batching: Batching, network_s: float) -> ServerProfile:
+    """First estimates, from the measured ITL per step and TTFT at low concurrency."""
+    concurrency = np.array([step.users / run.instances for step in run.steps])
+    itl = np.array([step.summary["itl_ms"]["p50"] or math.nan for step in run.steps]) / 1000.0
+    usable = np.isfinite(itl)
+    if usable.sum() < 2:
+        raise UserError("RESULTS: profile fit needs inter-token latencies in at least two steps")
+    best = None
+    for slots in range(1, max(1, math.ceil(concurrency.max())) + 1):
+        batch = np.clip(concurrency[usable], 1, slots)
+        design = np.column_stack((np.ones_like(batch), batch))
+        (base, per_sequence), *_ = np.linalg.lstsq(design, itl[usable], rcond=None)
+        residual = float(np.sum((design @ (base, per_sequence) - itl[usable]) ** 2))
+        # A larger slots value only counts when it fits clearly better.
+        if best is None or residual < best[0] * 0.9:
+            best = (residual, slots, base, per_sequence)
+    _, slots, base, per_sequence = best  # type: ignore[misc]
+    per_sequence = max(0.0, float(per_sequence))
+    base = max(1e-6, float(base))
+    alone = [step for step in run.steps if step.users <= run.instances]
+    low = alone or [min(run.steps, key=lambda step: step.users)]
+    prompts = np.concatenate([step.measured_prompts for step in low]).astype(float)
+    ttft = np.concatenate([step.ttft_s for step in low])
+    if np.ptp(prompts) > 0:
+        design = np.column_stack((np.ones_like(prompts), prompts))
+        (prefill_base, per_token), *_ = np.linalg.lstsq(design, ttft, rcond=None)
+    else:
+        # One prompt length cannot split the two: a prefill step reads the weights once,
+        # as a decode step does, and the rest is per token.
+        prefill_base = base + per_sequence
+        per_token = (float(np.median(ttft)) - prefill_base) / max(prompts[0], 1.0)
+    return ServerProfile(
+        batching=batching,
+        slots=slots,
+        prefill_base_s=max(0.0, float(prefill_base) - 2 * network_s),
+        prefill_per_token_s=max(0.0, float(per_token)),
+        decode_base_s=base,
+        decode_per_sequence_s=per_sequence,
+    )
+
+
+def simulate_step(
+    run: BenchRun, step: MeasuredStep, profile: ServerProfile, network_s: float
+) -> dict:
+    simulation = Simulation(
+        [profile] * run.instances, routing=step.routing, network_s=network_s, seed=step.number
+    )
+    simulated = simulation.run(
+        Load(users=step.users, send_until=run.warmup_s + run.duration_s),
+        prompt_tokens=step.prompt_tokens,
+        output_tokens=step.output_tokens,
+        warmup_s=run.warmup_s,
+        window=(run.warmup_s, run.warmup_s + run.duration_s),
+    )
+    return step_summary(simulated, open_loop=False)
+
+
+def _figures(summary: dict) -> dict[str, float | None]:
+    out = {}
+    for metric, point, label in COMPARED:
+        value = summary[metric] if point is None else summary[metric][point]
+        out[label] = None if value is None else float(value)
+    return out
+
+
+def fit_profile(
+    run: BenchRun,
+    *,
+    batching: Batching = "continuous",
+    network_s: float = 0.0,
+    source: str | None = None,
+) -> Fit:
+    """The profile of the run, and each step simulated with it next to what was measured."""
+    profile = closed_form(run, batching=batching, network_s=network_s).model_copy(
+        update={"source": source}
+    )
+    steps = [
+        StepFit(
+            step.number,
+            step.users,
+            _figures(step.summary),
+            _figures(simulate_step(run, step, profile, network_s)),
+        )
+        for step in run.steps
+    ]
+    reached = max(step.users for step in run.steps) / run.instances
+    return Fit(profile=profile, steps=steps, slots_seen=profile.slots < reached)
