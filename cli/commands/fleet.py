@@ -29,6 +29,8 @@ def init(
         path = path / "fleet.yaml"
     if path.is_dir():
         raise UserError(f"{path} is a folder; give the path of the file to write")
+    if path.exists() and not path.is_file():
+        raise UserError(f"{path} is not a regular file (a device or pipe); give a file path")
     if path.exists() and not force:
         raise UserError(f"{path} already exists; pass --force to overwrite it, or another path")
     example = resources.files("inferfleet.infra").joinpath("example_fleet.yaml").read_text()

@@ -1,6 +1,8 @@
 """init, validate and synth through the real CLI entry point."""
 
 import json
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -48,6 +50,14 @@ def test_init_where_it_cannot_write_is_a_clear_error(tmp_path, capsys, where):
     assert "cannot write it" in err and "Traceback" not in err
     assert (tmp_path / "a-file").read_text() == "mine"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
+def test_init_never_replaces_what_is_not_a_regular_file(tmp_path, capsys):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    code, _, err = run(capsys, "init", str(fifo), "--force")
+    assert code == 2 and "is not a regular file" in err
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
 
 
 def test_validate_a_folder_as_config_is_a_clear_error(tmp_path, capsys):
