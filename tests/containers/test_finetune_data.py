@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from lora_finetune.data import IGNORED, DataError, Example, collate, read_examples, tokenize
 from lora_finetune.sagemaker_env import HostPlacement, SageMakerPaths, host_placement
-from lora_finetune.settings import FineTuneSettings
+from lora_finetune.settings import FineTuneSettings, base_model
 from lora_finetune.train import tasks_for_host
 from pydantic import ValidationError
 from transformers import AutoTokenizer
@@ -60,12 +60,23 @@ def test_collate_pads_and_masks() -> None:
     assert batch["labels"].tolist() == [[IGNORED, 6, 7], [8, IGNORED, IGNORED]]
 
 
-def test_hyperparameters_arrive_as_strings(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("INFERFLEET_BASE_MODEL", "/opt/models/base-7b")
+def test_hyperparameters_arrive_as_strings() -> None:
     settings = FineTuneSettings.from_hyperparameters({"epochs": "3", "lr": "0.0001", "x": "y"})
-    assert (settings.epochs, settings.lr, settings.base_model) == (3, 1e-4, "/opt/models/base-7b")
+    assert (settings.epochs, settings.lr) == (3, 1e-4)
     with pytest.raises(ValidationError, match="lr"):
         FineTuneSettings.from_hyperparameters({"lr": "0"})
+
+
+def test_the_base_model_is_the_images_whatever_the_hyperparameters_say(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("INFERFLEET_BASE_MODEL", "/opt/models/base-7b")
+    settings = FineTuneSettings.from_hyperparameters({"base_model": "s3://attacker/model"})
+    assert "base_model" not in settings.model_dump()
+    assert base_model() == "/opt/models/base-7b"
+    monkeypatch.delenv("INFERFLEET_BASE_MODEL")
+    with pytest.raises(RuntimeError, match="INFERFLEET_BASE_MODEL is not set"):
+        base_model()
 
 
 def test_each_host_takes_every_nth_task(tmp_path: Path) -> None:

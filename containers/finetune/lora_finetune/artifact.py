@@ -1,12 +1,12 @@
 """The artifact a multi-model endpoint loads: a one-model Triton repository, gzipped.
 
-    {model_name}/config.pbtxt
-    {model_name}/1/model.py        loads the base model, applies the adapter, generates
-    {model_name}/1/adapter/        peft adapter (a few MB, not a copy of the base)
-    {model_name}/1/inferfleet.json what was trained, on which base, with which loss
+    llm/config.pbtxt
+    llm/1/model.py        loads the base model, applies the adapter, generates
+    llm/1/adapter/        peft adapter (a few MB, not a copy of the base)
+    llm/1/inferfleet.json what was trained, on which base, with which loss
 
-The publisher stores it as ``{user_id}/{model_id}.tar.gz`` under the endpoint's
-model prefix; the serving image provides the base weights (``INFERFLEET_BASE_MODEL``).
+The publisher stores each version as ``{user_id}/{model_id}/{job_id}.tar.gz`` under the
+endpoint's model prefix; the serving image provides the base weights (``INFERFLEET_BASE_MODEL``).
 """
 
 import json
@@ -16,12 +16,13 @@ from pathlib import Path
 
 SERVING_TEMPLATE = Path(__file__).parent / "serving"
 METADATA_FILE = "inferfleet.json"
+# The Triton model's name inside every artifact; the endpoint picks the artifact, not the name.
+MODEL_NAME = "llm"
 
 
-def write_model_repository(
-    root: Path, model_name: str, adapter_dir: Path, metadata: dict[str, object]
-) -> Path:
-    """Lay out ``root/{model_name}``; returns that folder."""
+def write_model_repository(root: Path, adapter_dir: Path, metadata: dict[str, object]) -> Path:
+    """Lay out ``root/llm``; returns that folder."""
+    model_name = MODEL_NAME
     model_dir = root / model_name
     version_dir = model_dir / "1"
     version_dir.mkdir(parents=True, exist_ok=True)

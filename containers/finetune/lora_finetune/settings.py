@@ -1,4 +1,8 @@
-"""Fine-tune settings from SageMaker hyperparameters (all strings) and the container environment."""
+"""Fine-tune settings from SageMaker hyperparameters (all strings) and the container environment.
+
+The base model is the image's (``INFERFLEET_BASE_MODEL``), never a hyperparameter: a user's
+manifest sets how to train, not what to train on or which code to run.
+"""
 
 import os
 from collections.abc import Mapping
@@ -6,16 +10,11 @@ from collections.abc import Mapping
 from pydantic import BaseModel, ConfigDict, Field
 
 BASE_MODEL_ENV = "INFERFLEET_BASE_MODEL"
-DEFAULT_BASE_MODEL = "/opt/models/base"
 
 
 class FineTuneSettings(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    base_model: str = Field(
-        default_factory=lambda: os.environ.get(BASE_MODEL_ENV, DEFAULT_BASE_MODEL),
-        description="Folder (or model id) of the base causal LM the adapter applies to.",
-    )
     epochs: int = Field(default=1, ge=1)
     max_steps: int = Field(default=0, ge=0, description="Stop after this many steps; 0: no cap.")
     lr: float = Field(default=1e-4, gt=0)
@@ -25,10 +24,15 @@ class FineTuneSettings(BaseModel):
     lora_alpha: int = Field(default=16, ge=1)
     lora_dropout: float = Field(default=0.05, ge=0, lt=1)
     seed: int = 0
-    model_name: str = Field(
-        default="llm", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Triton model name."
-    )
 
     @classmethod
     def from_hyperparameters(cls, values: Mapping[str, str]) -> "FineTuneSettings":
         return cls.model_validate(dict(values))
+
+
+def base_model() -> str:
+    """Folder (or model id) of the base causal LM the adapter applies to."""
+    base = os.environ.get(BASE_MODEL_ENV)
+    if not base:
+        raise RuntimeError(f"{BASE_MODEL_ENV} is not set: the image names its base model")
+    return base

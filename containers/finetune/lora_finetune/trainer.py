@@ -4,6 +4,7 @@ On Trainium the loop runs on the XLA device (``torch_xla``); elsewhere on CPU or
 """
 
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lora_finetune.data import IGNORED, DataError, Example, collate, tokenize
 from lora_finetune.settings import FineTuneSettings
+
+
+class TimeBudgetExceeded(RuntimeError):
+    """A batch task trained past its share of the job's run time."""
 
 
 @dataclass(frozen=True)
@@ -33,11 +38,21 @@ def training_device() -> tuple[torch.device, Callable[[], None]]:
 
 
 def fine_tune(
-    settings: FineTuneSettings, examples: list[Example], adapter_dir: Path
+    settings: FineTuneSettings,
+    base_model: str,
+    examples: list[Example],
+    adapter_dir: Path,
+    *,
+    max_runtime_s: float | None = None,
 ) -> TrainingResult:
-    """Train an adapter on ``examples`` and save it (adapter weights only) to ``adapter_dir``."""
+    """Train an adapter on ``examples`` and save it (adapter weights only) to ``adapter_dir``.
+
+    ``max_runtime_s`` bounds the training loop, so one batch task cannot use up the time of
+    the tasks after it on the same instance.
+    """
+    started = time.monotonic()
     torch.manual_seed(settings.seed)
-    tokenizer = AutoTokenizer.from_pretrained(settings.base_model)
+    tokenizer = AutoTokenizer.from_pretrained(base_model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     rows = [tokenize(tokenizer, example, settings.max_seq_len) for example in examples]
     rows = [row for row in rows if any(label != IGNORED for label in row[1][1:])]
@@ -45,7 +60,7 @@ def fine_tune(
         raise DataError("no example has completion tokens within max_seq_len")
 
     device, end_step = training_device()
-    model = AutoModelForCausalLM.from_pretrained(settings.base_model, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)
     model = get_peft_model(
         model,
         LoraConfig(
@@ -73,6 +88,11 @@ def fine_tune(
             end_step()
             losses.append(float(loss.detach().cpu()))
             steps += 1
+            if max_runtime_s is not None and time.monotonic() - started > max_runtime_s:
+                raise TimeBudgetExceeded(
+                    f"training ran past its {max_runtime_s:g} s after {steps} steps; ask for "
+                    "fewer epochs or steps, or upload less data"
+                )
             if settings.max_steps and steps >= settings.max_steps:
                 break
         if settings.max_steps and steps >= settings.max_steps:

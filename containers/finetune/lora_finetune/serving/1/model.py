@@ -1,11 +1,11 @@
 """Triton Python backend of a fine-tuned artifact: base model + this folder's LoRA adapter.
 
 Self-contained (torch, transformers, peft only): it runs in the endpoint's
-serving image, which holds the base weights at ``INFERFLEET_BASE_MODEL``
-(falling back to the base recorded at training time).
+serving image, which holds the base weights at ``INFERFLEET_BASE_MODEL``. The base
+recorded in the artifact at training time is never used to load anything: the
+endpoint decides what its models apply to.
 """
 
-import json
 import os
 from pathlib import Path
 
@@ -21,8 +21,12 @@ DEFAULT_MAX_TOKENS = 128
 class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         version_dir = Path(args["model_repository"]) / args["model_version"]
-        metadata = json.loads((version_dir / "inferfleet.json").read_text())
-        base = os.environ.get("INFERFLEET_BASE_MODEL") or metadata["base_model"]
+        base = os.environ.get("INFERFLEET_BASE_MODEL")
+        if not base:
+            raise pb_utils.TritonModelException(
+                "INFERFLEET_BASE_MODEL is not set on the endpoint: set it to the folder of the "
+                "base model the adapters were trained on"
+            )
         self._device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self._tokenizer = AutoTokenizer.from_pretrained(base)
         model = AutoModelForCausalLM.from_pretrained(base)
