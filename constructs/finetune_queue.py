@@ -15,6 +15,7 @@ Powertools comes from its public layer.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from aws_cdk import Aws, CfnOutput, Duration, RemovalPolicy, Stack
@@ -44,12 +45,28 @@ from inferfleet.constructs.finetune_handlers.layout import (
 from inferfleet.constructs.finetune_handlers.schema import (
     BY_STATUS_INDEX,
     BY_TRAINING_JOB_INDEX,
-    BY_USER_INDEX,
     CREATED_AT,
     JOB_KEY,
     LAUNCH_STREAM_FILTER,
+    MAX_BATCH_TASKS,
     MODEL_KEY,
+    MODEL_REMOVAL_DETAIL_TYPE,
+    STATE_CHANGE_DETAIL_TYPE,
+    STATE_CHANGE_SOURCE,
+    TERMINAL_TRAINING_STATUSES,
     USER_KEY,
+)
+from inferfleet.constructs.finetune_handlers.settings import (
+    Hosting,
+    LauncherSettings,
+    PublisherSettings,
+    RegisterSettings,
+    Tables,
+    TrainingLimits,
+)
+from inferfleet.constructs.finetune_handlers.training import (
+    MAX_RUNTIME_LIMIT_S,
+    MAX_WARM_POOL_KEEP_ALIVE_S,
 )
 from inferfleet.constructs.nag import acknowledge, nag_resource
 from inferfleet.constructs.private_bucket import private_bucket
@@ -68,18 +85,41 @@ _NOTIFICATIONS_HANDLER_ID = "BucketNotificationsHandler050a0587b7544547bf325f094
 _PREFIX_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,19}$")
 
 
-class FinetuneQueue(Construct):
-    """Uploads -> DynamoDB job queue -> SageMaker training jobs -> models on an MME prefix.
+@dataclass(frozen=True)
+class AdapterComponents:
+    """Serve published models as adapter inference components on a base component.
 
-    :param model_bucket: bucket the multi-model endpoint loads from (e.g.
+    :param endpoint_name: the endpoint holding the base component.
+    :param base_component_name: the base-model inference component adapters attach to.
+    """
+
+    endpoint_name: str
+    base_component_name: str
+
+
+class FinetuneQueue(Construct):
+    """Uploads -> DynamoDB job queue -> SageMaker training jobs -> models on an endpoint.
+
+    :param model_bucket: bucket the endpoint loads from (e.g.
         ``SageMakerEndpoint.model_bucket``).
-    :param model_prefix: the endpoint's model prefix; models land at
-        ``{model_prefix}{user_id}/{model_id}.tar.gz``. Default: ``models/``.
+    :param model_prefix: the endpoint's model prefix; each version of a model lands at
+        ``{model_prefix}{user_id}/{model_id}/{job_id}.tar.gz``. Default: ``models/``.
     :param training_image_uri: the fine-tune container. Default: built from
         ``containers/finetune`` as a Docker image asset.
     :param training_instance_type: Default: ``ml.trn1.2xlarge``.
     :param training_volume_gb: Default: 100.
-    :param training_max_runtime: Default: 24 hours.
+    :param training_max_runtime: run time of one job (of one task in a batch); at most
+        SageMaker's 28 days. Default: 24 hours.
+    :param training_network_isolation: single jobs run without network access (SageMaker
+        moves their data and model). Batch jobs move their tasks' data themselves and run
+        with the network, under a role that reaches only the upload and batch prefixes.
+        Default: True.
+    :param warm_pool_keep_alive_s: seconds SageMaker keeps a single job's instance warm for
+        the next job (managed warm pools; needs a warm-pool quota, billed while warm); 0 is
+        off, at most 3600. Default: 0.
+    :param max_epochs: most epochs a manifest may ask for. Default: 10.
+    :param max_seq_len: longest sequence a manifest may ask for. Default: 4096.
+    :param max_batch_size: largest batch a manifest may ask for. Default: 64.
     :param training_job_prefix: start of every training job name (1-20 letters, digits,
         hyphens); the state-change rule matches it. Default: ``inferfleet-ft``.
     :param max_running_jobs: training jobs running at once. Default: 10.
@@ -88,10 +128,15 @@ class FinetuneQueue(Construct):
     :param max_attempts: launches of one job before it fails. Default: 5.
     :param batch_threshold: queued jobs from which the launcher runs K tasks as one
         multi-instance training job; 0 turns batching off. Default: 0.
-    :param batch_tasks: K, tasks per batch job. Default: 8.
+    :param batch_tasks: K, tasks per batch job, 2..49. Default: 8.
     :param batch_instances: instances of a batch job; instance ``h`` of ``n`` runs the tasks
         whose index ``i % n == h``. Default: 2.
-    :param sweep_interval: how often the launcher sweeps the queue. Default: 1 minute.
+    :param sweep_interval: how often the launcher sweeps the queue and the publisher looks
+        for training jobs whose end it missed. Default: 1 minute.
+    :param reconcile_after: how long after a training job ended the publisher's sweep ends
+        its jobs if no state change did. Default: 15 minutes.
+    :param adapter_components: publish to adapter inference components instead of a
+        multi-model endpoint's prefix. Default: none (multi-model endpoint).
     :param powertools_layer_version: version of the public Powertools for AWS Lambda
         (Python) v3 layer. Default: 27.
     :param event_bus: bus for the ready/failed events. Default: the account's default bus.
@@ -113,6 +158,11 @@ class FinetuneQueue(Construct):
         training_instance_type: str = "ml.trn1.2xlarge",
         training_volume_gb: int = 100,
         training_max_runtime: Duration | None = None,
+        training_network_isolation: bool = True,
+        warm_pool_keep_alive_s: int = 0,
+        max_epochs: int = 10,
+        max_seq_len: int = 4096,
+        max_batch_size: int = 64,
         training_job_prefix: str = "inferfleet-ft",
         max_running_jobs: int = 10,
         create_calls_per_second: float = 1.0,
@@ -121,6 +171,8 @@ class FinetuneQueue(Construct):
         batch_tasks: int = 8,
         batch_instances: int = 2,
         sweep_interval: Duration | None = None,
+        reconcile_after: Duration | None = None,
+        adapter_components: AdapterComponents | None = None,
         powertools_layer_version: int = DEFAULT_POWERTOOLS_LAYER_VERSION,
         event_bus: events.IEventBus | None = None,
         event_source: str = "inferfleet.finetune",
@@ -132,10 +184,17 @@ class FinetuneQueue(Construct):
         super().__init__(scope, construct_id)
         training_max_runtime = training_max_runtime or Duration.hours(24)
         sweep_interval = sweep_interval or Duration.minutes(1)
+        reconcile_after = reconcile_after or Duration.minutes(15)
+        limits = TrainingLimits(
+            max_epochs=max_epochs, max_seq_len=max_seq_len, max_batch_size=max_batch_size
+        )
         _validate(
             construct_id,
             model_prefix=model_prefix,
             training_instance_type=training_instance_type,
+            training_max_runtime_s=int(training_max_runtime.to_seconds()),
+            warm_pool_keep_alive_s=warm_pool_keep_alive_s,
+            limits=limits,
             training_job_prefix=training_job_prefix,
             max_running_jobs=max_running_jobs,
             create_calls_per_second=create_calls_per_second,
@@ -147,6 +206,7 @@ class FinetuneQueue(Construct):
         self.model_bucket = model_bucket
         self.model_prefix = model_prefix
         self.training_job_prefix = training_job_prefix
+        self.adapter_components = adapter_components
         self.event_bus = event_bus or events.EventBus.from_event_bus_name(
             self, "DefaultBus", "default"
         )
@@ -160,7 +220,19 @@ class FinetuneQueue(Construct):
         self.dead_letter_queue = self._dead_letter_queue()
 
         self.training_image_uri = training_image_uri or self._training_image().image_uri
-        self.training_role = self._training_role()
+        # One role per job kind, each reaching the prefixes that kind needs.
+        self.single_training_role = self._training_role(
+            "SingleTrainingRole",
+            "Single fine-tune jobs: SageMaker reads the upload, writes the model",
+            reads=[UPLOAD_ROOT],
+            writes=[TRAINING_OUTPUT_ROOT],
+        )
+        self.batch_training_role = self._training_role(
+            "BatchTrainingRole",
+            "Batch fine-tune jobs: the container reads uploads and tasks, writes task outputs",
+            reads=[UPLOAD_ROOT, BATCH_ROOT],
+            writes=[BATCH_ROOT],
+        )
 
         self._layer = lambda_.LayerVersion.from_layer_version_arn(
             self,
@@ -172,19 +244,41 @@ class FinetuneQueue(Construct):
             str(Path(__file__).parent),
             exclude=["*", f"!{HANDLERS_PACKAGE}", f"!{HANDLERS_PACKAGE}/*.py"],
         )
-        common = {
-            "JOBS_TABLE": self.jobs_table.table_name,
-            "MODELS_TABLE": self.models_table.table_name,
-            "DATA_BUCKET": self.data_bucket.bucket_name,
-            "TRAINING_JOB_PREFIX": training_job_prefix,
-        }
+        tables = Tables(jobs=self.jobs_table.table_name, models=self.models_table.table_name)
 
         self.register_function = self._function(
             "Register",
             "register",
             timeout=Duration.minutes(1),
-            environment={**common, "IDEMPOTENCY_TABLE": self.idempotency_table.table_name},
+            environment={
+                **tables.to_env(),
+                **limits.to_env(),
+                **RegisterSettings(
+                    data_bucket=self.data_bucket.bucket_name,
+                    idempotency_table=self.idempotency_table.table_name,
+                ).to_env(),
+            },
             dead_letter_queue=self.dead_letter_queue,
+        )
+        launcher_settings = LauncherSettings(
+            data_bucket=self.data_bucket.bucket_name,
+            training_job_prefix=training_job_prefix,
+            training_image=self.training_image_uri,
+            single_role_arn=self.single_training_role.role_arn,
+            batch_role_arn=self.batch_training_role.role_arn,
+            instance_type=training_instance_type,
+            volume_size_gb=training_volume_gb,
+            max_runtime_s=int(training_max_runtime.to_seconds()),
+            network_isolation=training_network_isolation,
+            warm_pool_keep_alive_s=warm_pool_keep_alive_s,
+            max_running_jobs=max_running_jobs,
+            create_calls_per_second=create_calls_per_second,
+            max_attempts=max_attempts,
+            # Longer than the function timeout: a live launch is never taken over.
+            lease_s=int(Duration.minutes(10).to_seconds()),
+            batch_threshold=batch_threshold,
+            batch_tasks=batch_tasks,
+            batch_instances=batch_instances,
         )
         self.launcher_function = self._function(
             "Launcher",
@@ -192,39 +286,32 @@ class FinetuneQueue(Construct):
             timeout=Duration.minutes(5),
             # One launcher at a time: it alone paces CreateTrainingJob for the account.
             reserved_concurrent_executions=1,
-            environment={
-                **common,
-                "TRAINING_IMAGE": self.training_image_uri,
-                "TRAINING_ROLE_ARN": self.training_role.role_arn,
-                "TRAINING_INSTANCE_TYPE": training_instance_type,
-                "TRAINING_VOLUME_GB": str(training_volume_gb),
-                "TRAINING_MAX_RUNTIME_S": str(int(training_max_runtime.to_seconds())),
-                "MAX_RUNNING_JOBS": str(max_running_jobs),
-                "CREATE_CALLS_PER_SECOND": str(create_calls_per_second),
-                "MAX_ATTEMPTS": str(max_attempts),
-                # Longer than the function timeout: a live launch is never taken over.
-                "LAUNCH_LEASE_S": str(int(Duration.minutes(10).to_seconds())),
-                "BATCH_THRESHOLD": str(batch_threshold),
-                "BATCH_TASKS": str(batch_tasks),
-                "BATCH_INSTANCES": str(batch_instances),
-            },
+            environment={**tables.to_env(), **limits.to_env(), **launcher_settings.to_env()},
+        )
+        publisher_settings = PublisherSettings(
+            data_bucket=self.data_bucket.bucket_name,
+            training_job_prefix=training_job_prefix,
+            model_bucket=model_bucket.bucket_name,
+            model_prefix=model_prefix,
+            event_bus=self.event_bus.event_bus_name,
+            event_source=event_source,
+            reconcile_after_s=int(reconcile_after.to_seconds()),
+            hosting=Hosting.INFERENCE_COMPONENTS if adapter_components else Hosting.MULTI_MODEL,
+            endpoint_name=adapter_components.endpoint_name if adapter_components else "",
+            base_component_name=(
+                adapter_components.base_component_name if adapter_components else ""
+            ),
         )
         self.publisher_function = self._function(
             "Publisher",
             "publisher",
             timeout=Duration.minutes(5),
-            environment={
-                **common,
-                "MODEL_BUCKET": model_bucket.bucket_name,
-                "MODEL_PREFIX": model_prefix,
-                "EVENT_BUS": self.event_bus.event_bus_name,
-                "EVENT_SOURCE": event_source,
-            },
+            environment={**tables.to_env(), **publisher_settings.to_env()},
         )
 
         self._wire_register()
-        self._wire_launcher(sweep_interval)
-        self._wire_publisher()
+        self._wire_launcher(sweep_interval, warm_pools=warm_pool_keep_alive_s > 0)
+        self._wire_publisher(event_source)
         self.alarms = self._alarms()
         if alarm_topic is not None:
             for alarm in self.alarms.values():
@@ -265,15 +352,16 @@ class FinetuneQueue(Construct):
         )
 
     def _jobs_table(self, removal_policy: RemovalPolicy) -> dynamodb.Table:
+        # Keyed by user and job: a job id is the user's own, another user may pick it too.
         table = self._table(
             "JobsTable",
+            USER_KEY,
             JOB_KEY,
             removal_policy=removal_policy,
             stream=dynamodb.StreamViewType.NEW_AND_OLD_IMAGES,
         )
         for index, partition, sort in (
             (BY_STATUS_INDEX, "status", CREATED_AT),
-            (BY_USER_INDEX, USER_KEY, CREATED_AT),
             (BY_TRAINING_JOB_INDEX, "training_job_name", JOB_KEY),
         ):
             table.add_global_secondary_index(
@@ -339,32 +427,26 @@ class FinetuneQueue(Construct):
     def _training_image(self) -> ecr_assets.DockerImageAsset:
         return ecr_assets.DockerImageAsset(self, "TrainingImage", **image_asset_options("finetune"))
 
-    def _training_role(self) -> iam.Role:
+    def _training_role(
+        self, construct_id: str, description: str, *, reads: list[str], writes: list[str]
+    ) -> iam.Role:
         role = iam.Role(
             self,
-            "TrainingRole",
+            construct_id,
             assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
-            description="Fine-tune training jobs: read uploads, write outputs, pull image, log",
+            description=description,
         )
         bucket_arn = self.data_bucket.bucket_arn
         nag_bucket = nag_resource(role, bucket_arn)
-        _grant_prefixes(
-            role, bucket_arn, [UPLOAD_ROOT, BATCH_ROOT], ["s3:GetObject"], nag_bucket=nag_bucket
-        )
+        _grant_prefixes(role, bucket_arn, reads, ["s3:GetObject"], nag_bucket=nag_bucket)
         _grant_prefixes(
             role,
             bucket_arn,
-            [TRAINING_OUTPUT_ROOT, BATCH_ROOT],
-            ["s3:PutObject"],
+            writes,
+            ["s3:PutObject", "s3:AbortMultipartUpload"],
             nag_bucket=nag_bucket,
         )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["s3:ListBucket"],
-                resources=[bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [f"{UPLOAD_ROOT}*", f"{BATCH_ROOT}*"]}},
-            )
-        )
+        role.add_to_policy(_list_under(bucket_arn, reads))
         role.add_to_policy(
             iam.PolicyStatement(
                 actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
@@ -493,7 +575,7 @@ class FinetuneQueue(Construct):
                 "CDK's own handler that configures bucket notifications at deploy time; it "
                 "only writes its logs",
             )
-        self.data_bucket.grant_read(function, f"{UPLOAD_ROOT}*")
+        self._read_objects(function, [UPLOAD_ROOT])
         self.jobs_table.grant(function, "dynamodb:PutItem")
         self.idempotency_table.grant(
             function,
@@ -502,9 +584,9 @@ class FinetuneQueue(Construct):
             "dynamodb:UpdateItem",
             "dynamodb:DeleteItem",
         )
-        self._acknowledge_grants(function, reads=[UPLOAD_ROOT])
+        self._acknowledge_indexes(function)
 
-    def _wire_launcher(self, sweep_interval: Duration) -> None:
+    def _wire_launcher(self, sweep_interval: Duration, *, warm_pools: bool) -> None:
         function = self.launcher_function
         function.add_event_source(
             event_sources.DynamoEventSource(
@@ -521,7 +603,8 @@ class FinetuneQueue(Construct):
         self.sweep_rule = events.Rule(
             self,
             "SweepSchedule",
-            description="Launch what the stream left queued; recover interrupted launches",
+            description="Launch what the stream left queued, recover interrupted launches, "
+            "end jobs whose training job ended unheard",
             schedule=events.Schedule.rate(sweep_interval),
             targets=[
                 targets.LambdaFunction(
@@ -530,11 +613,6 @@ class FinetuneQueue(Construct):
             ],
         )
         self.jobs_table.grant(function, "dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem")
-        # SageMaker ARNs carry the name in lower case.
-        training_jobs = (
-            f"arn:{Aws.PARTITION}:sagemaker:{Aws.REGION}:{Aws.ACCOUNT_ID}:"
-            f"training-job/{self.training_job_prefix.lower()}-*"
-        )
         function.add_to_role_policy(
             iam.PolicyStatement(
                 actions=[
@@ -542,96 +620,177 @@ class FinetuneQueue(Construct):
                     "sagemaker:DescribeTrainingJob",
                     "sagemaker:AddTags",
                 ],
-                resources=[training_jobs],
+                resources=[self._training_jobs_arn()],
+            )
+        )
+        if warm_pools:
+            function.add_to_role_policy(
+                iam.PolicyStatement(actions=["sagemaker:ListTrainingJobs"], resources=["*"])
+            )
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["iam:PassRole"],
+                resources=[self.single_training_role.role_arn, self.batch_training_role.role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
             )
         )
         function.add_to_role_policy(
             iam.PolicyStatement(
-                actions=["iam:PassRole"],
-                resources=[self.training_role.role_arn],
-                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+                actions=["s3:PutObject"], resources=[f"{self.data_bucket.bucket_arn}/{BATCH_ROOT}*"]
             )
         )
-        self.data_bucket.grant_put(function, f"{BATCH_ROOT}*")
-        acknowledge(
-            function.role,  # type: ignore[arg-type]
-            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:"
-            f"<AWS::AccountId>:training-job/{self.training_job_prefix.lower()}-*]",
-            "training jobs are named per job at run time; the prefix scopes them to this queue",
-        )
-        self._acknowledge_grants(function, writes=[BATCH_ROOT])
+        self._acknowledge_objects(function, self.data_bucket, [BATCH_ROOT])
+        self._acknowledge_training_jobs(function)
+        self._acknowledge_indexes(function)
         acknowledge(
             function.role,  # type: ignore[arg-type]
             "AwsSolutions-IAM5[Resource::*]",
-            "dynamodb:ListStreams, granted for the stream event source, has no resource-level "
-            "permissions",
+            "dynamodb:ListStreams (for the stream event source) and sagemaker:ListTrainingJobs "
+            "(warm pools) have no resource-level permissions",
         )
 
-    def _wire_publisher(self) -> None:
+    def _wire_publisher(self, event_source: str) -> None:
         function = self.publisher_function
         self.training_state_rule = events.Rule(
             self,
             "TrainingJobStateChange",
             description="Publish or fail fine-tune jobs when their training job ends",
             event_pattern=events.EventPattern(
-                source=["aws.sagemaker"],
-                detail_type=["SageMaker Training Job State Change"],
+                source=[STATE_CHANGE_SOURCE],
+                detail_type=[STATE_CHANGE_DETAIL_TYPE],
                 detail={
-                    "TrainingJobStatus": ["Completed", "Failed", "Stopped"],
+                    "TrainingJobStatus": list(TERMINAL_TRAINING_STATUSES),
                     "TrainingJobName": [{"prefix": f"{self.training_job_prefix}-"}],
                 },
             ),
-            targets=[
-                targets.LambdaFunction(
-                    function,
-                    retry_attempts=8,
-                    max_event_age=Duration.hours(24),
-                    dead_letter_queue=self.dead_letter_queue,
-                )
-            ],
+            targets=[self._publisher_target()],
+        )
+        self.removal_rule = events.Rule(
+            self,
+            "ModelRemoval",
+            description="Take a user's model out of service when the application asks",
+            event_bus=self.event_bus,
+            event_pattern=events.EventPattern(
+                source=[event_source], detail_type=[MODEL_REMOVAL_DETAIL_TYPE]
+            ),
+            targets=[self._publisher_target()],
+        )
+        self.sweep_rule.add_target(
+            targets.LambdaFunction(
+                function, event=events.RuleTargetInput.from_object({"reconcile": True})
+            )
         )
         self.jobs_table.grant(function, "dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem")
-        self.models_table.grant(function, "dynamodb:PutItem")
-        self.data_bucket.grant_read(function, f"{TRAINING_OUTPUT_ROOT}*")
-        self.data_bucket.grant_read(function, f"{BATCH_ROOT}*")
-        self.model_bucket.grant_put(function, f"{self.model_prefix}*")
+        self.models_table.grant(
+            function, "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"
+        )
+        self._read_objects(function, [TRAINING_OUTPUT_ROOT, BATCH_ROOT])
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:PutObject", "s3:AbortMultipartUpload"],
+                resources=[f"{self.model_bucket.bucket_arn}/{self.model_prefix}*"],
+            )
+        )
+        self._acknowledge_objects(function, self.model_bucket, [self.model_prefix])
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["sagemaker:DescribeTrainingJob"], resources=[self._training_jobs_arn()]
+            )
+        )
+        self._acknowledge_training_jobs(function)
+        if self.adapter_components is not None:
+            self._grant_adapter_components(function)
         self.event_bus.grant_put_events_to(function)
-        self._acknowledge_grants(function, reads=[TRAINING_OUTPUT_ROOT, BATCH_ROOT])
-        model_bucket_arn = nag_resource(function, self.model_bucket.bucket_arn)
-        acknowledge(
-            function.role,  # type: ignore[arg-type]
-            f"AwsSolutions-IAM5[Resource::{model_bucket_arn}/{self.model_prefix}*]",
-            "the publisher writes {user}/{model}.tar.gz under the endpoint's model prefix only",
+        self._acknowledge_indexes(function)
+
+    def _publisher_target(self) -> targets.LambdaFunction:
+        return targets.LambdaFunction(
+            self.publisher_function,
+            retry_attempts=8,
+            max_event_age=Duration.hours(24),
+            dead_letter_queue=self.dead_letter_queue,
         )
 
-    def _acknowledge_grants(
-        self, function: lambda_.Function, *, reads: list[str] = (), writes: list[str] = ()
-    ) -> None:
-        role = function.role
-        bucket = nag_resource(function, self.data_bucket.bucket_arn)
-        for prefix in (*reads, *writes):
-            acknowledge(
-                role,  # type: ignore[arg-type]
-                f"AwsSolutions-IAM5[Resource::{bucket}/{prefix}*]",
-                f"objects are per upload or per training job under {prefix}; nothing else",
+    def _grant_adapter_components(self, function: lambda_.Function) -> None:
+        components = (
+            f"arn:{Aws.PARTITION}:sagemaker:{Aws.REGION}:{Aws.ACCOUNT_ID}:"
+            f"inference-component/{self.training_job_prefix.lower()}-*"
+        )
+        endpoint = (
+            f"arn:{Aws.PARTITION}:sagemaker:{Aws.REGION}:{Aws.ACCOUNT_ID}:"
+            f"endpoint/{self.adapter_components.endpoint_name.lower()}"  # type: ignore[union-attr]
+        )
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "sagemaker:CreateInferenceComponent",
+                    "sagemaker:UpdateInferenceComponent",
+                    "sagemaker:DescribeInferenceComponent",
+                    "sagemaker:DeleteInferenceComponent",
+                    "sagemaker:AddTags",
+                ],
+                resources=[components],
             )
-        for action in (
-            "s3:GetBucket*",
-            "s3:GetObject*",
-            "s3:List*",
-            "s3:Abort*",
-            "s3:DeleteObject*",
-        ):
-            acknowledge(
-                role,  # type: ignore[arg-type]
-                f"AwsSolutions-IAM5[Action::{action}]",
-                "CDK's bucket grant actions, limited to the prefixes named above",
+        )
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["sagemaker:CreateInferenceComponent"], resources=[endpoint]
             )
+        )
         acknowledge(
-            role,  # type: ignore[arg-type]
+            function.role,  # type: ignore[arg-type]
+            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:"
+            f"<AWS::AccountId>:inference-component/{self.training_job_prefix.lower()}-*]",
+            "adapter components are named per user model at run time; the prefix scopes them "
+            "to this queue",
+        )
+
+    def _training_jobs_arn(self) -> str:
+        # SageMaker ARNs carry the name in lower case.
+        return (
+            f"arn:{Aws.PARTITION}:sagemaker:{Aws.REGION}:{Aws.ACCOUNT_ID}:"
+            f"training-job/{self.training_job_prefix.lower()}-*"
+        )
+
+    def _acknowledge_training_jobs(self, function: lambda_.Function) -> None:
+        acknowledge(
+            function.role,  # type: ignore[arg-type]
+            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:"
+            f"<AWS::AccountId>:training-job/{self.training_job_prefix.lower()}-*]",
+            "training jobs are named per job at run time; the prefix scopes them to this queue",
+        )
+
+    def _read_objects(self, function: lambda_.Function, prefixes: list[str]) -> None:
+        """s3:GetObject under the prefixes, and ListBucket under them only (so a missing
+        object reads as missing, not as access denied)."""
+        bucket_arn = self.data_bucket.bucket_arn
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:GetObject"],
+                resources=[f"{bucket_arn}/{prefix}*" for prefix in prefixes],
+            )
+        )
+        function.add_to_role_policy(_list_under(bucket_arn, prefixes))
+        self._acknowledge_objects(function, self.data_bucket, prefixes)
+
+    def _acknowledge_objects(
+        self, function: lambda_.Function, bucket: s3.IBucket, prefixes: list[str]
+    ) -> None:
+        nag_bucket = nag_resource(function, bucket.bucket_arn)
+        for prefix in prefixes:
+            acknowledge(
+                function.role,  # type: ignore[arg-type]
+                f"AwsSolutions-IAM5[Resource::{nag_bucket}/{prefix}*]",
+                f"objects are per upload, training job or model version under {prefix}; "
+                "nothing else",
+            )
+
+    def _acknowledge_indexes(self, function: lambda_.Function) -> None:
+        acknowledge(
+            function.role,  # type: ignore[arg-type]
             f"AwsSolutions-IAM5[Resource::{nag_resource(function, self.jobs_table.table_arn)}"
             "/index/*]",
-            "the job queue is read through its status, user and training-job indexes",
+            "the job queue is read through its status and training-job indexes",
         )
 
     # -- alarms ------------------------------------------------------------------------------
@@ -669,6 +828,14 @@ class FinetuneQueue(Construct):
         return alarms
 
 
+def _list_under(bucket_arn: str, prefixes: list[str]) -> iam.PolicyStatement:
+    return iam.PolicyStatement(
+        actions=["s3:ListBucket"],
+        resources=[bucket_arn],
+        conditions={"StringLike": {"s3:prefix": [f"{prefix}*" for prefix in prefixes]}},
+    )
+
+
 def _grant_prefixes(
     role: iam.Role, bucket_arn: str, prefixes: list[str], actions: list[str], *, nag_bucket: str
 ) -> None:
@@ -690,6 +857,9 @@ def _validate(
     *,
     model_prefix: str,
     training_instance_type: str,
+    training_max_runtime_s: int,
+    warm_pool_keep_alive_s: int,
+    limits: TrainingLimits,
     training_job_prefix: str,
     max_running_jobs: int,
     create_calls_per_second: float,
@@ -706,6 +876,23 @@ def _validate(
             f"training_instance_type {training_instance_type!r} needs the ml. form, "
             "e.g. ml.trn1.2xlarge"
         )
+    if not 1 <= training_max_runtime_s <= MAX_RUNTIME_LIMIT_S:
+        problems.append(
+            f"training_max_runtime must be 1 second to {MAX_RUNTIME_LIMIT_S // 86400} days "
+            "(SageMaker's limit)"
+        )
+    if not 0 <= warm_pool_keep_alive_s <= MAX_WARM_POOL_KEEP_ALIVE_S:
+        problems.append(
+            f"warm_pool_keep_alive_s must be 0 (off) to {MAX_WARM_POOL_KEEP_ALIVE_S} "
+            "(SageMaker's limit)"
+        )
+    for name, value, low in (
+        ("max_epochs", limits.max_epochs, 1),
+        ("max_seq_len", limits.max_seq_len, 8),
+        ("max_batch_size", limits.max_batch_size, 1),
+    ):
+        if value < low:
+            problems.append(f"{name} must be at least {low}")
     if not _PREFIX_PATTERN.match(training_job_prefix):
         problems.append(
             f"training_job_prefix {training_job_prefix!r} must be 1-20 letters, digits or "
@@ -721,8 +908,11 @@ def _validate(
         problems.append("max_attempts must be at least 1")
     if batch_threshold < 0:
         problems.append("batch_threshold must be 0 (off) or positive")
-    if batch_threshold and not 2 <= batch_tasks <= 99:
-        problems.append("batch_tasks must be 2..99 (one DynamoDB transaction claims them all)")
+    if batch_threshold and not 2 <= batch_tasks <= MAX_BATCH_TASKS:
+        problems.append(
+            f"batch_tasks must be 2..{MAX_BATCH_TASKS} (one DynamoDB transaction ends a "
+            "batch: its jobs, their model records and the slot)"
+        )
     if batch_threshold and not 1 <= batch_instances <= batch_tasks:
         problems.append("batch_instances must be 1..batch_tasks")
     if problems:

@@ -103,12 +103,12 @@ def submit(
     """Upload training data and queue a fine-tune job; prints the job id."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
-    from inferfleet.cli.finetune.jobs import check_name, parse_hyperparameters
+    from inferfleet.cli.finetune.jobs import check_id, parse_hyperparameters
     from inferfleet.cli.finetune.jobs import submit as submit_job
 
-    check_name("--user", user)
+    check_id("--user", user)
     if model is not None:
-        check_name("--model", model)
+        check_id("--model", model)
     hyperparameters = parse_hyperparameters(hp or [])
     target = _target(stack, config, region, endpoint_url, profile)
     with Progress(
@@ -138,7 +138,7 @@ def submit(
     typer.secho(
         f"queued for user {user} as model {submission.model_id} ({submission.files} files, "
         f"{submission.bytes} bytes); follow it with: inferfleet finetune status "
-        f"{submission.job_id}",
+        f"{submission.job_id} --user {user}",
         err=True,
     )
 
@@ -146,6 +146,9 @@ def submit(
 @finetune_app.command()
 def status(
     job: Annotated[str, typer.Argument(help="Job id printed by `finetune submit`.")],
+    user: Annotated[
+        str | None, typer.Option("--user", "-u", help="User the job was submitted for.")
+    ] = None,
     config: StackConfigOption = None,
     stack: StackOption = None,
     region: RegionOption = None,
@@ -153,16 +156,22 @@ def status(
     profile: ProfileOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Show a job: status, training job, attempts, artifact or error."""
-    from inferfleet.cli.finetune.jobs import job_status
-    from inferfleet.constructs.finetune_handlers.layout import ID_PATTERN
+    """Show a job of a user: status, training job, attempts, artifact or error."""
+    from inferfleet.cli.finetune.jobs import check_id, job_status
+    from inferfleet.constructs.finetune_handlers.layout import ID_RULE, is_id
 
-    if not ID_PATTERN.match(job):
+    if not is_id(job):
         raise UserError(
             f"JOB {job!r}: not a job id; give the id `inferfleet finetune submit` printed "
-            "(lowercase letters, digits and hyphens), or list them with `inferfleet finetune list`"
+            f"({ID_RULE}), or list them with `inferfleet finetune list`"
         )
-    record = job_status(_target(stack, config, region, endpoint_url, profile), job)
+    if user is None:
+        raise UserError(
+            f"--user: a job is known by its user and its id; pass the user it was submitted "
+            f"for: inferfleet finetune status {job} --user USER"
+        )
+    check_id("--user", user)
+    record = job_status(_target(stack, config, region, endpoint_url, profile), user, job)
     if as_json:
         typer.echo(json.dumps(record, indent=2, default=str))
         return
@@ -174,6 +183,7 @@ def status(
         "training_job_name",
         "attempts",
         "artifact_url",
+        "target_model",
         "error",
         "created_at",
         "updated_at",
@@ -193,9 +203,9 @@ def list_jobs(
     as_json: JsonOption = False,
 ) -> None:
     """List a user's jobs and ready models."""
-    from inferfleet.cli.finetune.jobs import check_name, user_jobs_and_models
+    from inferfleet.cli.finetune.jobs import check_id, user_jobs_and_models
 
-    check_name("--user", user)
+    check_id("--user", user)
     listing = user_jobs_and_models(_target(stack, config, region, endpoint_url, profile), user)
     if as_json:
         typer.echo(json.dumps(listing, indent=2, default=str))
@@ -210,8 +220,8 @@ def list_jobs(
     )
     typer.echo("")
     _print_columns(
-        ["MODEL", "ARTIFACT", "JOB"],
-        [[m["model_id"], m["artifact_url"], m["job_id"]] for m in listing["models"]],
+        ["MODEL", "VERSION", "ARTIFACT"],
+        [[m["model_id"], m["version"], m["artifact_url"]] for m in listing["models"]],
     )
 
 
@@ -239,12 +249,12 @@ def invoke(
     profile: ProfileOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Invoke a user's model on the multi-model endpoint; prints the response body."""
+    """Invoke a user's model (its current version) on the endpoint; prints the response body."""
     from inferfleet.cli.finetune.invoke import invoke as invoke_model
-    from inferfleet.cli.finetune.jobs import check_name
+    from inferfleet.cli.finetune.jobs import check_id
 
-    check_name("--user", user)
-    check_name("--model", model)
+    check_id("--user", user)
+    check_id("--model", model)
     if not content_type.strip():
         raise UserError("--content-type: empty; give the payload's type, e.g. application/json")
     if payload.is_dir():

@@ -1,4 +1,8 @@
-"""Invoke one user's model on the multi-model endpoint (TargetModel)."""
+"""Invoke one user's model: the version its record holds, on the endpoint that serves it.
+
+On a multi-model endpoint that is the version's ``TargetModel``; with inference components,
+the user's adapter component.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +11,26 @@ from pathlib import Path
 from typing import Any
 
 from inferfleet.cli.errors import UserError
+from inferfleet.cli.finetune.jobs import job_store
 from inferfleet.cli.finetune.stack_outputs import StackTarget, require, stack_outputs
-from inferfleet.constructs.finetune_handlers.layout import target_model
-from inferfleet.constructs.finetune_queue import MODELS_TABLE_OUTPUT
 from inferfleet.constructs.sagemaker_endpoint import ENDPOINT_NAME_OUTPUT
 
 
 @dataclass(frozen=True)
 class Invocation:
     endpoint: str
-    target_model: str
+    version: str
+    target_model: str | None
+    inference_component: str | None
     content_type: str
     body: bytes
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "endpoint": self.endpoint,
+            "version": self.version,
             "target_model": self.target_model,
+            "inference_component": self.inference_component,
             "content_type": self.content_type,
             "body": self.body.decode("utf-8", "replace"),
         }
@@ -38,39 +45,42 @@ def invoke(
         raise UserError(f"--payload {payload}: no such file")
     outputs = stack_outputs(target)
     endpoint = require(outputs, ENDPOINT_NAME_OUTPUT, target, "a SageMaker endpoint")
-    if MODELS_TABLE_OUTPUT in outputs:
-        _require_ready(target, outputs[MODELS_TABLE_OUTPUT], user_id, model_id)
-    model = target_model(user_id, model_id)
-    runtime = target.aws.client("sagemaker-runtime", target.region)
-    try:
-        response = runtime.invoke_endpoint(
-            EndpointName=endpoint,
-            TargetModel=model,
-            ContentType=content_type,
-            Body=payload.read_bytes(),
-        )
-    except ClientError as error:
-        raise UserError(
-            f"endpoint {endpoint} refused the request for {model}: "
-            f"{error.response['Error'].get('Message', error)}",
-            exit_code=1,
-        ) from None
-    return Invocation(
-        endpoint=endpoint,
-        target_model=model,
-        content_type=response.get("ContentType", ""),
-        body=response["Body"].read(),
-    )
-
-
-def _require_ready(target: StackTarget, table: str, user_id: str, model_id: str) -> None:
-    dynamodb = target.aws.client("dynamodb", target.region)
-    item = dynamodb.get_item(
-        TableName=table, Key={"user_id": {"S": user_id}, "model_id": {"S": model_id}}
-    ).get("Item")
-    if item is None:
+    record = job_store(target, outputs).model(user_id, model_id)
+    if record is None:
         raise UserError(
             f"--model {model_id}: user {user_id} has no such model (yet); see "
             f"`inferfleet finetune list --user {user_id}`",
             exit_code=1,
         )
+    component = record.get("inference_component")
+    if component:
+        route = {"InferenceComponentName": component}
+        served = f"adapter component {component}"
+    elif record.get("target_model"):
+        route = {"TargetModel": record["target_model"]}
+        served = record["target_model"]
+    else:
+        raise UserError(
+            f"--model {model_id}: user {user_id}'s model is published but its adapter "
+            "component is not serving yet; try again in a few minutes",
+            exit_code=1,
+        )
+    runtime = target.aws.client("sagemaker-runtime", target.region)
+    try:
+        response = runtime.invoke_endpoint(
+            EndpointName=endpoint, ContentType=content_type, Body=payload.read_bytes(), **route
+        )
+    except ClientError as error:
+        raise UserError(
+            f"endpoint {endpoint} refused the request for {served}: "
+            f"{error.response['Error'].get('Message', error)}",
+            exit_code=1,
+        ) from None
+    return Invocation(
+        endpoint=endpoint,
+        version=record["version"],
+        target_model=route.get("TargetModel"),
+        inference_component=route.get("InferenceComponentName"),
+        content_type=response.get("ContentType", ""),
+        body=response["Body"].read(),
+    )

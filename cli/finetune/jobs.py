@@ -11,7 +11,12 @@ from typing import Any
 
 from inferfleet.cli.errors import UserError
 from inferfleet.cli.finetune.stack_outputs import StackTarget, require, stack_outputs
-from inferfleet.constructs.finetune_handlers.layout import NAME_PATTERN, data_prefix, manifest_key
+from inferfleet.constructs.finetune_handlers.layout import (
+    ID_RULE,
+    data_prefix,
+    is_id,
+    manifest_key,
+)
 from inferfleet.constructs.finetune_queue import (
     DATA_BUCKET_OUTPUT,
     JOBS_TABLE_OUTPUT,
@@ -47,10 +52,10 @@ def parse_hyperparameters(pairs: list[str]) -> dict[str, str]:
     return parsed
 
 
-def check_name(flag: str, value: str) -> str:
-    if not NAME_PATTERN.match(value):
-        raise UserError(f"{flag} {value!r}: use 1-64 letters, digits, '.', '_' or '-'")
-    return value
+def check_id(flag: str, value: str | None) -> str:
+    if not is_id(value):
+        raise UserError(f"{flag} {value!r}: not an id; use {ID_RULE}")
+    return value  # type: ignore[return-value]
 
 
 def data_files(path: Path) -> list[tuple[Path, str]]:
@@ -106,10 +111,10 @@ def submit(
     )
 
 
-def _store(target: StackTarget) -> Any:
+def job_store(target: StackTarget, outputs: dict[str, str] | None = None) -> Any:
     from inferfleet.constructs.finetune_handlers.jobs import JobStore
 
-    outputs = stack_outputs(target)
+    outputs = stack_outputs(target) if outputs is None else outputs
     return JobStore(
         target.aws.client("dynamodb", target.region),
         require(outputs, JOBS_TABLE_OUTPUT, target, FEATURE),
@@ -117,19 +122,20 @@ def _store(target: StackTarget) -> Any:
     )
 
 
-def job_status(target: StackTarget, job_id: str) -> dict[str, Any]:
-    job = _store(target).get(job_id)
+def job_status(target: StackTarget, user_id: str, job_id: str) -> dict[str, Any]:
+    job = job_store(target).get(user_id, job_id)
     if job is None:
         raise UserError(
-            f"job {job_id}: not found in stack {target.stack_name} ({target.region}); a job "
-            "appears seconds after its upload, check the id printed by `finetune submit`",
+            f"job {job_id} of user {user_id}: not found in stack {target.stack_name} "
+            f"({target.region}); a job appears seconds after its upload, check the id and the "
+            "user given to `finetune submit`",
             exit_code=1,
         )
     return job.as_dict()
 
 
 def user_jobs_and_models(target: StackTarget, user_id: str) -> dict[str, Any]:
-    store = _store(target)
+    store = job_store(target)
     jobs = sorted((job.as_dict() for job in store.for_user(user_id)), key=lambda j: j["created_at"])
     models = sorted(store.models_of(user_id), key=lambda model: model["model_id"])
     return {"user_id": user_id, "jobs": jobs, "models": models}

@@ -1,9 +1,11 @@
 """The job queue and the user -> models table in DynamoDB.
 
 Every state change is a conditional write, so duplicates and retries cannot move a job twice:
-registration puts only if the job id is new, a launch claims a job only while it is QUEUED
-(together with a slot of the running-jobs counter, in one transaction), and a training job
-ends its jobs and frees its slot once, in one transaction.
+registration puts only if the (user, job) pair is new, a launch claims a job only while it is
+QUEUED (together with a slot of the running-jobs counter, in one transaction), and a training
+job ends its jobs, switches their users' model records to the new versions and frees its slot
+once, in one transaction: a reader sees a model's old version or its new one, never a job
+READY without its model or a model without its job.
 """
 
 from __future__ import annotations
@@ -21,15 +23,17 @@ from botocore.exceptions import ClientError
 from .schema import (
     BY_STATUS_INDEX,
     BY_TRAINING_JOB_INDEX,
-    BY_USER_INDEX,
     CAPACITY_ITEM_KEY,
     JOB_KEY,
+    MODEL_KEY,
     RUNNING_ATTRIBUTE,
+    USER_KEY,
     JobStatus,
 )
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
+MAX_ERROR_CHARS = 1024
 
 
 def utc_now_iso() -> str:
@@ -38,8 +42,8 @@ def utc_now_iso() -> str:
 
 @dataclass(frozen=True)
 class Job:
-    job_id: str
     user_id: str
+    job_id: str
     model_id: str
     status: JobStatus
     data_uri: str
@@ -50,8 +54,13 @@ class Job:
     task_index: int | None = None
     lease_until: int | None = None
     artifact_url: str | None = None
+    target_model: str | None = None
     error: str | None = None
     updated_at: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.user_id, self.job_id
 
     def to_item(self) -> dict[str, Any]:
         values = {key: value for key, value in self.__dict__.items() if value is not None}
@@ -76,14 +85,36 @@ class Job:
         }
 
 
+@dataclass(frozen=True)
+class JobEnd:
+    """How one job of a finished training job ends: READY with its version, or FAILED."""
+
+    job: Job
+    status: JobStatus
+    error: str | None = None
+    artifact_url: str | None = None
+    target_model: str | None = None
+
+    @classmethod
+    def failed(cls, job: Job, error: str) -> JobEnd:
+        return cls(job, JobStatus.FAILED, error=error[:MAX_ERROR_CHARS])
+
+    @classmethod
+    def ready(cls, job: Job, artifact_url: str, target_model: str) -> JobEnd:
+        return cls(job, JobStatus.READY, artifact_url=artifact_url, target_model=target_model)
+
+
 class ClaimOutcome(Enum):
     CLAIMED = "claimed"
     LOST = "lost"  # another launch got there first, or the job is no longer queued
     AT_CAPACITY = "at_capacity"
 
 
-def _key(job_id: str) -> dict[str, Any]:
-    return {JOB_KEY: {"S": job_id}}
+def _key(user_id: str, job_id: str) -> dict[str, Any]:
+    return {USER_KEY: {"S": user_id}, JOB_KEY: {"S": job_id}}
+
+
+_CAPACITY_KEY = _key(CAPACITY_ITEM_KEY[USER_KEY], CAPACITY_ITEM_KEY[JOB_KEY])
 
 
 def _reasons(error: ClientError) -> list[str]:
@@ -94,6 +125,17 @@ def _is_cancelled(error: ClientError) -> bool:
     return error.response["Error"]["Code"] == "TransactionCanceledException"
 
 
+def _is_condition_failed(error: ClientError) -> bool:
+    return error.response["Error"]["Code"] == "ConditionalCheckFailedException"
+
+
+def _set(fields: dict[str, dict[str, Any]]) -> tuple[str, dict[str, str], dict[str, Any]]:
+    names = {f"#f{index}": name for index, name in enumerate(fields)}
+    values = {f":v{index}": value for index, value in enumerate(fields.values())}
+    update = "SET " + ", ".join(f"#f{index} = :v{index}" for index in range(len(fields)))
+    return update, names, values
+
+
 class JobStore:
     def __init__(self, dynamodb: Any, jobs_table: str, models_table: str) -> None:
         self._db = dynamodb
@@ -102,24 +144,25 @@ class JobStore:
 
     # -- reads -----------------------------------------------------------------------------
 
-    def get(self, job_id: str) -> Job | None:
+    def get(self, user_id: str, job_id: str) -> Job | None:
         response = self._db.get_item(
-            TableName=self.jobs_table, Key=_key(job_id), ConsistentRead=True
+            TableName=self.jobs_table, Key=_key(user_id, job_id), ConsistentRead=True
         )
         item = response.get("Item")
         return Job.from_item(item) if item else None
 
     def running_count(self) -> int:
         response = self._db.get_item(
-            TableName=self.jobs_table, Key=_key(CAPACITY_ITEM_KEY), ConsistentRead=True
+            TableName=self.jobs_table, Key=_CAPACITY_KEY, ConsistentRead=True
         )
         return int(response.get("Item", {}).get(RUNNING_ATTRIBUTE, {}).get("N", "0"))
 
-    def _query(self, index: str, key: str, value: str, **extra: Any) -> Iterator[dict[str, Any]]:
-        paginator = self._db.get_paginator("query")
-        pages = paginator.paginate(
-            TableName=self.jobs_table,
-            IndexName=index,
+    def _query(
+        self, key: str, value: str, *, index: str | None = None, table: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        extra = {"IndexName": index} if index else {}
+        pages = self._db.get_paginator("query").paginate(
+            TableName=table or self.jobs_table,
             KeyConditionExpression="#k = :v",
             ExpressionAttributeNames={"#k": key},
             ExpressionAttributeValues={":v": {"S": value}},
@@ -131,15 +174,14 @@ class JobStore:
     def with_status(self, status: JobStatus, limit: int | None = None) -> list[Job]:
         """Oldest first; read from an index, so a job may already have moved on."""
         jobs = []
-        for item in self._query(BY_STATUS_INDEX, "status", str(status)):
+        for item in self._query("status", str(status), index=BY_STATUS_INDEX):
             jobs.append(Job.from_item(item))
             if limit is not None and len(jobs) >= limit:
                 break
         return jobs
 
     def count_with_status(self, status: JobStatus) -> int:
-        paginator = self._db.get_paginator("query")
-        pages = paginator.paginate(
+        pages = self._db.get_paginator("query").paginate(
             TableName=self.jobs_table,
             IndexName=BY_STATUS_INDEX,
             KeyConditionExpression="#k = :v",
@@ -152,41 +194,71 @@ class JobStore:
     def for_training_job(self, training_job_name: str) -> list[Job]:
         """The jobs a training job runs (one, or a batch's tasks in order), read consistently."""
         keys = [
-            Job.from_item(item).job_id
-            for item in self._query(BY_TRAINING_JOB_INDEX, "training_job_name", training_job_name)
+            Job.from_item(item).key
+            for item in self._query(
+                "training_job_name", training_job_name, index=BY_TRAINING_JOB_INDEX
+            )
         ]
-        jobs = [job for job in (self.get(job_id) for job_id in keys) if job is not None]
+        jobs = [job for job in (self.get(*key) for key in keys) if job is not None]
         jobs = [job for job in jobs if job.training_job_name == training_job_name]
         return sorted(jobs, key=lambda job: job.task_index or 0)
 
     def for_user(self, user_id: str) -> list[Job]:
-        return [Job.from_item(item) for item in self._query(BY_USER_INDEX, "user_id", user_id)]
+        return [Job.from_item(item) for item in self._query(USER_KEY, user_id)]
 
     def models_of(self, user_id: str) -> list[dict[str, Any]]:
-        paginator = self._db.get_paginator("query")
-        pages = paginator.paginate(
-            TableName=self.models_table,
-            KeyConditionExpression="user_id = :u",
-            ExpressionAttributeValues={":u": {"S": user_id}},
-        )
         return [
             {key: _deserializer.deserialize(value) for key, value in item.items()}
-            for page in pages
-            for item in page.get("Items", [])
+            for item in self._query(USER_KEY, user_id, table=self.models_table)
         ]
+
+    def model(self, user_id: str, model_id: str) -> dict[str, Any] | None:
+        item = self._db.get_item(
+            TableName=self.models_table,
+            Key={USER_KEY: {"S": user_id}, MODEL_KEY: {"S": model_id}},
+            ConsistentRead=True,
+        ).get("Item")
+        if item is None:
+            return None
+        return {key: _deserializer.deserialize(value) for key, value in item.items()}
 
     # -- writes ----------------------------------------------------------------------------
 
     def register(self, job: Job) -> bool:
-        """Put a new job; False when the job id is already known (a duplicate upload event)."""
+        """Put a new job; False when this user's job id is already known (a duplicate event)."""
         try:
             self._db.put_item(
                 TableName=self.jobs_table,
                 Item=job.to_item(),
-                ConditionExpression="attribute_not_exists(job_id)",
+                ConditionExpression="attribute_not_exists(#job)",
+                ExpressionAttributeNames={"#job": JOB_KEY},
             )
         except ClientError as error:
-            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            if _is_condition_failed(error):
+                return False
+            raise
+        return True
+
+    def reject(self, job: Job, error: str) -> bool:
+        """A queued job that may not run as it is: FAILED with the reason, no slot taken."""
+        update, names, values = _set(
+            {
+                "status": {"S": JobStatus.FAILED},
+                "error": {"S": error[:MAX_ERROR_CHARS]},
+                "updated_at": {"S": utc_now_iso()},
+            }
+        )
+        try:
+            self._db.update_item(
+                TableName=self.jobs_table,
+                Key=_key(*job.key),
+                UpdateExpression=update,
+                ConditionExpression="#f0 = :queued",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={**values, ":queued": {"S": JobStatus.QUEUED}},
+            )
+        except ClientError as failure:
+            if _is_condition_failed(failure):
                 return False
             raise
         return True
@@ -205,7 +277,7 @@ class JobStore:
             {
                 "Update": {
                     "TableName": self.jobs_table,
-                    "Key": _key(job.job_id),
+                    "Key": _key(*job.key),
                     "UpdateExpression": (
                         "SET #s = :launching, training_job_name = :name, lease_until = :lease,"
                         " task_index = :index, updated_at = :now ADD attempts :one"
@@ -229,7 +301,7 @@ class JobStore:
             {
                 "Update": {
                     "TableName": self.jobs_table,
-                    "Key": _key(CAPACITY_ITEM_KEY),
+                    "Key": _CAPACITY_KEY,
                     "UpdateExpression": "ADD #r :one",
                     "ConditionExpression": "attribute_not_exists(#r) OR #r < :max",
                     "ExpressionAttributeNames": {"#r": RUNNING_ATTRIBUTE},
@@ -258,7 +330,7 @@ class JobStore:
         try:
             self._db.update_item(
                 TableName=self.jobs_table,
-                Key=_key(job.job_id),
+                Key=_key(*job.key),
                 UpdateExpression="SET lease_until = :lease, updated_at = :now ADD attempts :one",
                 ConditionExpression="#s = :launching AND lease_until = :old",
                 ExpressionAttributeNames={"#s": "status"},
@@ -271,74 +343,60 @@ class JobStore:
                 },
             )
         except ClientError as error:
-            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            if _is_condition_failed(error):
                 return False
             raise
         return True
 
-    def _transition(
+    def _job_update(
         self,
-        jobs: Sequence[Job],
+        job: Job,
         training_job_name: str,
         *,
         from_statuses: Sequence[JobStatus],
-        to_status: JobStatus,
-        free_slot: bool,
-        extra: dict[str, dict[str, Any]] | None = None,
-        per_job: dict[str, dict[str, dict[str, Any]]] | None = None,
+        fields: dict[str, dict[str, Any]],
         remove: Sequence[str] = ("lease_until",),
         undo_attempt: bool = False,
-    ) -> bool:
-        """All jobs of one training job move together, or none does (False)."""
-        allowed = {
-            f":from{index}": {"S": str(status)} for index, status in enumerate(from_statuses)
+    ) -> dict[str, Any]:
+        update, names, values = _set({**fields, "updated_at": {"S": utc_now_iso()}})
+        if remove:
+            update += " REMOVE " + ", ".join(remove)
+        if undo_attempt:
+            update += " ADD attempts :minus_one"
+            values[":minus_one"] = {"N": "-1"}
+        allowed = {f":from{index}": {"S": str(state)} for index, state in enumerate(from_statuses)}
+        names["#status"] = "status"
+        return {
+            "Update": {
+                "TableName": self.jobs_table,
+                "Key": _key(*job.key),
+                "UpdateExpression": update,
+                "ConditionExpression": (
+                    f"#status IN ({', '.join(allowed)}) AND training_job_name = :training_job"
+                ),
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": {
+                    **values,
+                    **allowed,
+                    ":training_job": {"S": training_job_name},
+                },
+            }
         }
-        items: list[dict[str, Any]] = []
-        for job in jobs:
-            fields = {"status": {"S": str(to_status)}, "updated_at": {"S": utc_now_iso()}}
-            fields.update(extra or {})
-            fields.update((per_job or {}).get(job.job_id, {}))
-            names = {f"#f{index}": name for index, name in enumerate(fields)}
-            values = {f":v{index}": value for index, value in enumerate(fields.values())}
-            update = "SET " + ", ".join(f"#f{index} = :v{index}" for index in range(len(fields)))
-            if remove:
-                update += " REMOVE " + ", ".join(remove)
-            if undo_attempt:
-                update += " ADD attempts :minus_one"
-                values[":minus_one"] = {"N": "-1"}
-            condition = f"#f0 IN ({', '.join(allowed)}) AND training_job_name = :training_job"
-            items.append(
-                {
-                    "Update": {
-                        "TableName": self.jobs_table,
-                        "Key": _key(job.job_id),
-                        "UpdateExpression": update,
-                        "ConditionExpression": condition,
-                        "ExpressionAttributeNames": names,
-                        "ExpressionAttributeValues": {
-                            **values,
-                            **allowed,
-                            ":training_job": {"S": training_job_name},
-                        },
-                    }
-                }
-            )
-        if free_slot:
-            items.append(
-                {
-                    "Update": {
-                        "TableName": self.jobs_table,
-                        "Key": _key(CAPACITY_ITEM_KEY),
-                        "UpdateExpression": "ADD #r :minus_one",
-                        "ConditionExpression": "#r > :zero",
-                        "ExpressionAttributeNames": {"#r": RUNNING_ATTRIBUTE},
-                        "ExpressionAttributeValues": {
-                            ":minus_one": {"N": "-1"},
-                            ":zero": {"N": "0"},
-                        },
-                    }
-                }
-            )
+
+    def _free_slot(self) -> dict[str, Any]:
+        return {
+            "Update": {
+                "TableName": self.jobs_table,
+                "Key": _CAPACITY_KEY,
+                "UpdateExpression": "ADD #r :minus_one",
+                "ConditionExpression": "#r > :zero",
+                "ExpressionAttributeNames": {"#r": RUNNING_ATTRIBUTE},
+                "ExpressionAttributeValues": {":minus_one": {"N": "-1"}, ":zero": {"N": "0"}},
+            }
+        }
+
+    def _transact(self, items: list[dict[str, Any]]) -> bool:
+        """False when a condition failed: the jobs were already moved on."""
         try:
             self._db.transact_write_items(TransactItems=items)
         except ClientError as error:
@@ -348,63 +406,152 @@ class JobStore:
         return True
 
     def mark_training(self, jobs: Sequence[Job], training_job_name: str) -> bool:
-        return self._transition(
-            jobs,
-            training_job_name,
-            from_statuses=[JobStatus.LAUNCHING],
-            to_status=JobStatus.TRAINING,
-            free_slot=False,
+        return self._transact(
+            [
+                self._job_update(
+                    job,
+                    training_job_name,
+                    from_statuses=[JobStatus.LAUNCHING],
+                    fields={"status": {"S": JobStatus.TRAINING}},
+                )
+                for job in jobs
+            ]
         )
 
     def release(self, jobs: Sequence[Job], training_job_name: str) -> bool:
         """Give back jobs whose launch SageMaker refused for now (throttling): queued again."""
-        return self._transition(
-            jobs,
-            training_job_name,
-            from_statuses=[JobStatus.LAUNCHING],
-            to_status=JobStatus.QUEUED,
-            free_slot=True,
-            remove=("lease_until", "training_job_name", "task_index"),
-            undo_attempt=True,
-        )
+        items = [
+            self._job_update(
+                job,
+                training_job_name,
+                from_statuses=[JobStatus.LAUNCHING],
+                fields={"status": {"S": JobStatus.QUEUED}},
+                remove=("lease_until", "training_job_name", "task_index"),
+                undo_attempt=True,
+            )
+            for job in jobs
+        ]
+        return self._transact([*items, self._free_slot()])
 
-    def finish(
-        self,
-        jobs: Sequence[Job],
-        training_job_name: str,
-        *,
-        status: JobStatus,
-        error: str | None = None,
-        artifact_urls: dict[str, str] | None = None,
-    ) -> bool:
-        """End a training job's jobs (READY or FAILED) and free its slot, exactly once."""
-        extra: dict[str, dict[str, Any]] = {}
-        if error is not None:
-            extra["error"] = {"S": error[:1024]}
-        per_job = {
-            job_id: {"artifact_url": {"S": url}} for job_id, url in (artifact_urls or {}).items()
-        }
-        return self._transition(
-            jobs,
+    def fail(self, jobs: Sequence[Job], training_job_name: str, error: str) -> bool:
+        return self.finish(training_job_name, [JobEnd.failed(job, error) for job in jobs])
+
+    def finish(self, training_job_name: str, ends: Sequence[JobEnd]) -> bool:
+        """End a training job's jobs and free its slot exactly once (False if already ended).
+
+        READY jobs switch their user's model record to their version in the same transaction,
+        unless the record already holds a newer version (a later job of the same model that
+        finished first): that job is READY, and the record keeps the newer version.
+        """
+        job_items = [self._end_item(end, training_job_name) for end in ends]
+        model_items = self._model_switches([end for end in ends if end.status is JobStatus.READY])
+        while True:
+            try:
+                self._db.transact_write_items(
+                    TransactItems=[*job_items, *model_items, self._free_slot()]
+                )
+            except ClientError as error:
+                if not _is_cancelled(error):
+                    raise
+                reasons = _reasons(error)
+                if "ConditionalCheckFailed" in reasons[: len(job_items)]:
+                    return False
+                superseded = [
+                    index
+                    for index, code in enumerate(reasons[len(job_items) : -1])
+                    if code == "ConditionalCheckFailed"
+                ]
+                if not superseded:
+                    raise
+                model_items = [
+                    item for index, item in enumerate(model_items) if index not in superseded
+                ]
+                continue
+            return True
+
+    def _end_item(self, end: JobEnd, training_job_name: str) -> dict[str, Any]:
+        fields = {"status": {"S": str(end.status)}}
+        for name in ("error", "artifact_url", "target_model"):
+            value = getattr(end, name)
+            if value is not None:
+                fields[name] = {"S": value}
+        return self._job_update(
+            end.job,
             training_job_name,
             from_statuses=[JobStatus.LAUNCHING, JobStatus.TRAINING],
-            to_status=status,
-            free_slot=True,
-            extra=extra,
-            per_job=per_job,
+            fields=fields,
         )
 
-    def record_model(self, job: Job, artifact_url: str) -> None:
-        """Idempotent: the same job always writes the same item."""
-        item = {
-            "user_id": job.user_id,
-            "model_id": job.model_id,
-            "artifact_url": artifact_url,
-            "status": str(JobStatus.READY),
-            "job_id": job.job_id,
-            "updated_at": utc_now_iso(),
-        }
-        self._db.put_item(
-            TableName=self.models_table,
-            Item={key: _serializer.serialize(value) for key, value in item.items()},
+    def _model_switches(self, ready: Sequence[JobEnd]) -> list[dict[str, Any]]:
+        """One conditional switch per (user, model): the newest job of it in this set wins."""
+        newest: dict[tuple[str, str], JobEnd] = {}
+        for end in ready:
+            model = (end.job.user_id, end.job.model_id)
+            if model not in newest or newest[model].job.created_at < end.job.created_at:
+                newest[model] = end
+        items = []
+        for end in newest.values():
+            job = end.job
+            update, names, values = _set(
+                {
+                    "version": {"S": job.job_id},
+                    "job_id": {"S": job.job_id},
+                    "version_created_at": {"S": job.created_at},
+                    "artifact_url": {"S": end.artifact_url},
+                    "target_model": {"S": end.target_model},
+                    "status": {"S": JobStatus.READY},
+                    "updated_at": {"S": utc_now_iso()},
+                }
+            )
+            # Placeholders follow the order of the fields: 0 is the version, 2 its job's age.
+            condition = "attribute_not_exists(#f0) OR #f2 < :v2 OR #f0 = :v0"
+            items.append(
+                {
+                    "Update": {
+                        "TableName": self.models_table,
+                        "Key": {USER_KEY: {"S": job.user_id}, MODEL_KEY: {"S": job.model_id}},
+                        "UpdateExpression": update,
+                        "ConditionExpression": condition,
+                        "ExpressionAttributeNames": names,
+                        "ExpressionAttributeValues": values,
+                    }
+                }
+            )
+        return items
+
+    def mark_component(self, user_id: str, model_id: str, *, version: str, component: str) -> bool:
+        """Record that the model's adapter component serves ``version``; False if the record
+        moved to another version meanwhile."""
+        update, names, values = _set(
+            {"component_version": {"S": version}, "inference_component": {"S": component}}
         )
+        try:
+            self._db.update_item(
+                TableName=self.models_table,
+                Key={USER_KEY: {"S": user_id}, MODEL_KEY: {"S": model_id}},
+                UpdateExpression=update,
+                ConditionExpression="#version = :version",
+                ExpressionAttributeNames={**names, "#version": "version"},
+                ExpressionAttributeValues={**values, ":version": {"S": version}},
+            )
+        except ClientError as error:
+            if _is_condition_failed(error):
+                return False
+            raise
+        return True
+
+    def remove_model(self, user_id: str, model_id: str, *, version: str) -> bool:
+        """Delete the record if it still holds ``version``; False if it moved on or is gone."""
+        try:
+            self._db.delete_item(
+                TableName=self.models_table,
+                Key={USER_KEY: {"S": user_id}, MODEL_KEY: {"S": model_id}},
+                ConditionExpression="#version = :version",
+                ExpressionAttributeNames={"#version": "version"},
+                ExpressionAttributeValues={":version": {"S": version}},
+            )
+        except ClientError as error:
+            if _is_condition_failed(error):
+                return False
+            raise
+        return True

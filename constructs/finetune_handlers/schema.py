@@ -14,22 +14,31 @@ class JobStatus(StrEnum):
 TERMINAL_STATUSES = frozenset({JobStatus.READY, JobStatus.FAILED})
 ACTIVE_STATUSES = frozenset({JobStatus.LAUNCHING, JobStatus.TRAINING})
 
-# Jobs table: one item per job, plus one counter item holding the running training jobs.
+USER_KEY = "user_id"
 JOB_KEY = "job_id"
-CAPACITY_ITEM_KEY = "#capacity"
+MODEL_KEY = "model_id"
+
+# Jobs table: one item per (user, job), plus one counter item holding the running training
+# jobs. The counter's key holds a '/', which no part of an upload's key can.
+CAPACITY_ITEM_KEY = {USER_KEY: "#queue/", JOB_KEY: "#capacity/"}
 RUNNING_ATTRIBUTE = "running"
 BY_STATUS_INDEX = "by-status"
-BY_USER_INDEX = "by-user"
 BY_TRAINING_JOB_INDEX = "by-training-job"
 CREATED_AT = "created_at"
 
-# Models table: user -> models.
-USER_KEY = "user_id"
-MODEL_KEY = "model_id"
+# One DynamoDB transaction (at most 100 items) ends a batch: each task's job, each task's
+# model record and the running-jobs slot.
+MAX_BATCH_TASKS = 49
 
-# Events the publisher puts on the bus for the application.
+# Events the publisher puts on the bus for the application, and the one it takes from it.
 MODEL_READY_DETAIL_TYPE = "Fine-tune Model Ready"
 JOB_FAILED_DETAIL_TYPE = "Fine-tune Job Failed"
+MODEL_REMOVAL_DETAIL_TYPE = "Fine-tune Model Removal Requested"
+
+# What SageMaker says when a training job changes state; the publisher hears the ends.
+STATE_CHANGE_SOURCE = "aws.sagemaker"
+STATE_CHANGE_DETAIL_TYPE = "SageMaker Training Job State Change"
+TERMINAL_TRAINING_STATUSES = ("Completed", "Failed", "Stopped")
 
 # The launcher hears only of new queued jobs: a job put back in the queue (throttling) waits
 # for the sweep instead of waking the launcher at once.

@@ -3,11 +3,17 @@
 A training job's name is fixed by the jobs it runs, so starting it again after a crash can
 only find the job that already exists: SageMaker refuses a second job with the same name, and
 a retry looks the name up first.
+
+Single jobs run with network isolation by default: SageMaker brings the data in and takes the
+model out, and the container reaches nothing. A batch's container moves each task's data and
+artifact itself, so batches run with the network under a role of their own that reaches only
+the upload and batch prefixes.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -15,8 +21,15 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from .hyperparameters import TASKS_MANIFEST_HYPERPARAMETER
 from .jobs import Job
-from .layout import TRAINING_OUTPUT_ROOT, batch_manifest_key, batch_task_artifact_key
+from .layout import (
+    TRAINING_OUTPUT_ROOT,
+    batch_manifest_key,
+    batch_task_artifact_key,
+    batch_task_failure_key,
+    is_batch_name,
+)
 from .settings import LauncherSettings
 
 THROTTLING_CODES = frozenset(
@@ -29,11 +42,9 @@ THROTTLING_CODES = frozenset(
         "ResourceLimitExceeded",
     }
 )
-# Hyperparameter the fine-tune container reads to run a batch: the S3 URI of the task list.
-TASKS_MANIFEST_HYPERPARAMETER = "inferfleet_tasks_manifest"
-# Set by the launcher, so the container can label what it trains; users cannot set them.
-IDENTITY_HYPERPARAMETERS = ("user_id", "model_id")
-RESERVED_HYPERPARAMETERS = frozenset({TASKS_MANIFEST_HYPERPARAMETER, *IDENTITY_HYPERPARAMETERS})
+# SageMaker's limits on a training job's run time and on a warm pool's keep-alive.
+MAX_RUNTIME_LIMIT_S = 28 * 24 * 3600
+MAX_WARM_POOL_KEEP_ALIVE_S = 3600
 
 
 class StartOutcome(Enum):
@@ -62,24 +73,29 @@ def _is_not_found(error: ClientError) -> bool:
     )
 
 
-def training_job_exists(sagemaker: Any, name: str) -> bool:
+def describe_training_job(sagemaker: Any, name: str) -> dict[str, Any] | None:
     try:
-        sagemaker.describe_training_job(TrainingJobName=name)
+        return sagemaker.describe_training_job(TrainingJobName=name)
     except ClientError as error:
         if _is_not_found(error):
-            return False
+            return None
         raise
-    return True
 
 
-def _base_request(settings: LauncherSettings, name: str, instance_count: int) -> dict[str, Any]:
+def training_job_exists(sagemaker: Any, name: str) -> bool:
+    return describe_training_job(sagemaker, name) is not None
+
+
+def _base_request(
+    settings: LauncherSettings, name: str, *, instance_count: int, role_arn: str
+) -> dict[str, Any]:
     return {
         "TrainingJobName": name,
         "AlgorithmSpecification": {
             "TrainingImage": settings.training_image,
             "TrainingInputMode": "File",
         },
-        "RoleArn": settings.training_role_arn,
+        "RoleArn": role_arn,
         "OutputDataConfig": {"S3OutputPath": f"s3://{settings.data_bucket}/{TRAINING_OUTPUT_ROOT}"},
         "ResourceConfig": {
             "InstanceType": settings.instance_type,
@@ -91,8 +107,16 @@ def _base_request(settings: LauncherSettings, name: str, instance_count: int) ->
     }
 
 
+def _single_job_base(settings: LauncherSettings, name: str) -> dict[str, Any]:
+    request = _base_request(settings, name, instance_count=1, role_arn=settings.single_role_arn)
+    request["EnableNetworkIsolation"] = settings.network_isolation
+    if settings.warm_pool_keep_alive_s > 0:
+        request["ResourceConfig"]["KeepAlivePeriodInSeconds"] = settings.warm_pool_keep_alive_s
+    return request
+
+
 def single_job_request(settings: LauncherSettings, job: Job, name: str) -> dict[str, Any]:
-    request = _base_request(settings, name, instance_count=1)
+    request = _single_job_base(settings, name)
     request["HyperParameters"] = {
         **job.hyperparameters,
         "user_id": job.user_id,
@@ -110,15 +134,29 @@ def single_job_request(settings: LauncherSettings, job: Job, name: str) -> dict[
             },
         }
     ]
-    request["Tags"] = [{"Key": "inferfleet:job-id", "Value": job.job_id}]
+    request["Tags"] = [
+        {"Key": "inferfleet:user-id", "Value": job.user_id},
+        {"Key": "inferfleet:job-id", "Value": job.job_id},
+    ]
     return request
 
 
+def batch_instances(settings: LauncherSettings, tasks: int) -> int:
+    return max(1, min(settings.batch_instances, tasks))
+
+
 def batch_tasks(settings: LauncherSettings, jobs: Sequence[Job], name: str) -> dict[str, Any]:
-    """The task list of a multi-instance job: instance ``h`` of ``n`` runs tasks ``i % n == h``."""
+    """The task list of a multi-instance job: instance ``h`` of ``n`` runs tasks ``i % n == h``.
+
+    Each task has the run time of a single job; a task that cannot train leaves the reason at
+    its ``failure_uri`` and the host goes on with the next, so one user's bad upload fails
+    that user's task only.
+    """
     ordered = sorted(jobs, key=lambda job: job.task_index or 0)
+    bucket = f"s3://{settings.data_bucket}/"
     return {
         "training_job_name": name,
+        "task_max_runtime_s": settings.max_runtime_s,
         "tasks": [
             {
                 "index": index,
@@ -127,8 +165,8 @@ def batch_tasks(settings: LauncherSettings, jobs: Sequence[Job], name: str) -> d
                 "model_id": job.model_id,
                 "data_uri": job.data_uri,
                 "hyperparameters": job.hyperparameters,
-                "output_uri": f"s3://{settings.data_bucket}/"
-                f"{batch_task_artifact_key(name, job.job_id)}",
+                "output_uri": bucket + batch_task_artifact_key(name, job.user_id, job.job_id),
+                "failure_uri": bucket + batch_task_failure_key(name, job.user_id, job.job_id),
             }
             for index, job in enumerate(ordered)
         ],
@@ -136,8 +174,14 @@ def batch_tasks(settings: LauncherSettings, jobs: Sequence[Job], name: str) -> d
 
 
 def batch_request(settings: LauncherSettings, jobs: Sequence[Job], name: str) -> dict[str, Any]:
-    instances = max(1, min(settings.batch_instances, len(jobs)))
-    request = _base_request(settings, name, instance_count=instances)
+    instances = batch_instances(settings, len(jobs))
+    request = _base_request(
+        settings, name, instance_count=instances, role_arn=settings.batch_role_arn
+    )
+    # A host runs its tasks one after another, each within a single job's run time.
+    runtime = settings.max_runtime_s * math.ceil(len(jobs) / instances)
+    request["StoppingCondition"]["MaxRuntimeInSeconds"] = min(runtime, MAX_RUNTIME_LIMIT_S)
+    request["EnableNetworkIsolation"] = False
     manifest_uri = f"s3://{settings.data_bucket}/{batch_manifest_key(name)}"
     request["HyperParameters"] = {TASKS_MANIFEST_HYPERPARAMETER: manifest_uri}
     request["Tags"] = [{"Key": "inferfleet:batch-size", "Value": str(len(jobs))}]
@@ -178,3 +222,44 @@ def start_training_job(sagemaker: Any, request: dict[str, Any], *, look_first: b
             return StartResult(StartOutcome.REJECTED, error=error.response["Error"]["Message"])
         raise
     return StartResult(StartOutcome.STARTED)
+
+
+# What SageMaker compares to move a warm pool to the next job (besides the VPC, unused here).
+_WARM_POOL_MATCH = ("RoleArn", "EnableNetworkIsolation", "EnableInterContainerTrafficEncryption")
+_WARM_POOL_RESOURCES = ("InstanceType", "InstanceCount", "VolumeSizeInGB", "VolumeKmsKeyId")
+
+
+def _warm_pool_fit(job: dict[str, Any]) -> tuple[Any, ...]:
+    resources = job.get("ResourceConfig") or {}
+    return (
+        *(job.get(key) for key in _WARM_POOL_MATCH),
+        *(resources.get(key) for key in _WARM_POOL_RESOURCES),
+    )
+
+
+def available_warm_pools(sagemaker: Any, settings: LauncherSettings, *, wanted: int) -> int:
+    """How many of this queue's warm pools (at most ``wanted``) a single job would reuse now."""
+    if settings.warm_pool_keep_alive_s <= 0 or wanted <= 0:
+        return 0
+    prefix = f"{settings.training_job_prefix}-"
+    fit = _warm_pool_fit(_single_job_base(settings, prefix))
+    response = sagemaker.list_training_jobs(
+        WarmPoolStatusEquals="Available",
+        NameContains=prefix,
+        SortBy="CreationTime",
+        SortOrder="Descending",
+        MaxResults=100,
+    )
+    pools = 0
+    for summary in response.get("TrainingJobSummaries", []):
+        name = summary["TrainingJobName"]
+        if (summary.get("WarmPoolStatus") or {}).get("Status") != "Available":
+            continue
+        if not name.startswith(prefix) or is_batch_name(settings.training_job_prefix, name):
+            continue
+        described = describe_training_job(sagemaker, name)
+        if described is not None and _warm_pool_fit(described) == fit:
+            pools += 1
+            if pools >= wanted:
+                break
+    return pools

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -9,16 +10,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aws_cdk import App, Environment, Stack, Validations
+from aws_cdk import App, Duration, Environment, Stack, Validations
 from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Match, Template
 from cdk_nag import AwsSolutionsChecks
 
 from inferfleet.constructs.finetune_handlers.schema import LAUNCH_STREAM_FILTER
+from inferfleet.constructs.finetune_handlers.settings import (
+    LauncherSettings,
+    PublisherSettings,
+    RegisterSettings,
+    Tables,
+    TrainingLimits,
+)
 from inferfleet.constructs.finetune_queue import (
     DATA_BUCKET_OUTPUT,
     JOBS_TABLE_OUTPUT,
     MODELS_TABLE_OUTPUT,
+    AdapterComponents,
     FinetuneQueue,
 )
 from inferfleet.constructs.sagemaker_endpoint import HostingMode, SageMakerEndpoint
@@ -62,9 +71,13 @@ def _logical_id(synthesized: dict[str, Any], construct: Any) -> str:
 
 
 def _policy_statements(synthesized: dict[str, Any], role: Any) -> list[dict[str, Any]]:
-    role_id = _logical_id(synthesized, role.node.default_child)
+    return _role_statements(synthesized["stack"], synthesized["json"], role)
+
+
+def _role_statements(stack: Stack, template: dict[str, Any], role: Any) -> list[dict[str, Any]]:
+    role_id = stack.resolve(stack.get_logical_id(role.node.default_child))
     statements = []
-    for resource in synthesized["json"]["Resources"].values():
+    for resource in template["Resources"].values():
         if (
             resource["Type"] == "AWS::IAM::Policy"
             and {"Ref": role_id} in resource["Properties"]["Roles"]
@@ -97,10 +110,13 @@ def test_the_job_table_has_a_stream_and_the_queue_indexes(synthesized) -> None:
         _logical_id(synthesized, queue.jobs_table.node.default_child)
     ]["Properties"]
     assert jobs["StreamSpecification"] == {"StreamViewType": "NEW_AND_OLD_IMAGES"}
-    assert jobs["KeySchema"] == [{"AttributeName": "job_id", "KeyType": "HASH"}]
+    # A job is its user's: the same job id of two users is two jobs.
+    assert jobs["KeySchema"] == [
+        {"AttributeName": "user_id", "KeyType": "HASH"},
+        {"AttributeName": "job_id", "KeyType": "RANGE"},
+    ]
     assert {index["IndexName"] for index in jobs["GlobalSecondaryIndexes"]} == {
         "by-status",
-        "by-user",
         "by-training-job",
     }
     models = synthesized["json"]["Resources"][
@@ -135,11 +151,26 @@ def test_the_launcher_hears_new_queued_jobs_with_partial_failures_and_a_dlq(synt
         "AWS::Lambda::Function",
         {"Handler": "finetune_handlers.launcher.handler", "ReservedConcurrentExecutions": 1},
     )
+    # One schedule: the launcher sweeps the queue, the publisher ends what it missed.
+    publisher_id = _logical_id(synthesized, queue.publisher_function.node.default_child)
+    launcher_id = _logical_id(synthesized, queue.launcher_function.node.default_child)
     synthesized["template"].has_resource_properties(
         "AWS::Events::Rule",
         {
             "ScheduleExpression": "rate(1 minute)",
-            "Targets": [Match.object_like({"Input": '{"sweep":true}'})],
+            "Targets": Match.array_with(
+                [
+                    Match.object_like(
+                        {"Arn": {"Fn::GetAtt": [launcher_id, "Arn"]}, "Input": '{"sweep":true}'}
+                    ),
+                    Match.object_like(
+                        {
+                            "Arn": {"Fn::GetAtt": [publisher_id, "Arn"]},
+                            "Input": '{"reconcile":true}',
+                        }
+                    ),
+                ]
+            ),
         },
     )
 
@@ -244,6 +275,25 @@ def test_manifests_under_uploads_trigger_the_register_function(synthesized) -> N
     )
 
 
+def _resource_suffixes(statement: dict[str, Any]) -> list[str]:
+    resources = statement["Resource"]
+    return [
+        resource["Fn::Join"][1][-1] if "Fn::Join" in resource else resource
+        for resource in (resources if isinstance(resources, list) else [resources])
+    ]
+
+
+def _assert_lists_only_under(statements: list[dict[str, Any]], prefixes: list[str]) -> None:
+    """Bucket-level reads are ListBucket under the given prefixes, and nothing else."""
+    actions = _actions(statements)
+    assert not {action for action in actions if action.startswith(("s3:List", "s3:GetBucket"))} - {
+        "s3:ListBucket"
+    }
+    [listing] = [s for s in statements if "s3:ListBucket" in s["Action"]]
+    assert listing["Action"] == "s3:ListBucket"
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": [f"{p}*" for p in prefixes]}}
+
+
 def test_the_launcher_may_start_only_this_queues_training_jobs(synthesized) -> None:
     queue = synthesized["queue"]
     statements = _policy_statements(synthesized, queue.launcher_function.role)
@@ -261,12 +311,8 @@ def test_the_launcher_may_start_only_this_queues_training_jobs(synthesized) -> N
         "sagemaker:DescribeTrainingJob",
         "sagemaker:AddTags",
         "iam:PassRole",
+        # The batch task list; no object-lock, tagging or multipart permissions it never uses.
         "s3:PutObject",
-        "s3:PutObjectLegalHold",
-        "s3:PutObjectRetention",
-        "s3:PutObjectTagging",
-        "s3:PutObjectVersionTagging",
-        "s3:Abort*",
         "sqs:SendMessage",
         "sqs:GetQueueAttributes",
         "sqs:GetQueueUrl",
@@ -277,28 +323,96 @@ def test_the_launcher_may_start_only_this_queues_training_jobs(synthesized) -> N
     assert pass_role["Condition"] == {
         "StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}
     }
-    training_role_id = _logical_id(synthesized, queue.training_role.node.default_child)
-    assert pass_role["Resource"] == {"Fn::GetAtt": [training_role_id, "Arn"]}
-    put = next(s for s in statements if "s3:PutObject" in s["Action"])
-    assert put["Resource"]["Fn::Join"][1][-1] == "/batches/*"
+    assert sorted(resource["Fn::GetAtt"][0] for resource in pass_role["Resource"]) == sorted(
+        _logical_id(synthesized, role.node.default_child)
+        for role in (queue.single_training_role, queue.batch_training_role)
+    )
+    put = next(s for s in statements if s["Action"] == "s3:PutObject")
+    assert _resource_suffixes(put) == ["/batches/*"]
+
+
+def test_the_register_function_reads_only_uploads(synthesized) -> None:
+    statements = _policy_statements(synthesized, synthesized["queue"].register_function.role)
+    reads = [s for s in statements if s["Action"] == "s3:GetObject"]
+    assert [_resource_suffixes(s) for s in reads] == [["/uploads/*"]]
+    _assert_lists_only_under(statements, ["uploads/"])
 
 
 def test_the_publisher_writes_only_under_the_model_prefix(synthesized) -> None:
     queue = synthesized["queue"]
     statements = _policy_statements(synthesized, queue.publisher_function.role)
     writes = [s for s in statements if "s3:PutObject" in s["Action"]]
-    assert [s["Resource"]["Fn::Join"][1][-1] for s in writes] == ["/models/*"]
-    reads = [s for s in statements if "s3:GetObject*" in s["Action"]]
-    object_resources = [
-        resource["Fn::Join"][1][-1]
-        for s in reads
-        for resource in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])
-        if "Fn::Join" in resource
+    assert [(set(s["Action"]), _resource_suffixes(s)) for s in writes] == [
+        ({"s3:PutObject", "s3:AbortMultipartUpload"}, ["/models/*"])
     ]
-    assert sorted(object_resources) == ["/batches/*", "/training/*"]
-    assert "dynamodb:PutItem" in _actions(statements)
-    assert "dynamodb:DeleteItem" not in _actions(statements)
-    assert not any(action.endswith(":*") or action == "*" for action in _actions(statements))
+    [reads] = [s for s in statements if s["Action"] == "s3:GetObject"]
+    assert sorted(_resource_suffixes(reads)) == ["/batches/*", "/training/*"]
+    _assert_lists_only_under(statements, ["training/", "batches/"])
+    describe = next(s for s in statements if s["Action"] == "sagemaker:DescribeTrainingJob")
+    assert describe["Resource"]["Fn::Join"][1][-1] == ":training-job/inferfleet-ft-*"
+    assert {"dynamodb:UpdateItem", "dynamodb:DeleteItem"} <= _actions(statements)
+    assert not any(action.endswith("*") for action in _actions(statements))
+
+
+@pytest.mark.parametrize(
+    ("kind", "reads", "writes"),
+    [
+        ("single", ["/uploads/*"], ["/training/*"]),
+        ("batch", ["/uploads/*", "/batches/*"], ["/batches/*"]),
+    ],
+)
+def test_each_job_kind_has_a_role_scoped_to_its_prefixes(synthesized, kind, reads, writes) -> None:
+    role = getattr(synthesized["queue"], f"{kind}_training_role")
+    statements = _policy_statements(synthesized, role)
+    [get] = [s for s in statements if s["Action"] == "s3:GetObject"]
+    [put] = [s for s in statements if "s3:PutObject" in s["Action"]]
+    assert sorted(_resource_suffixes(get)) == sorted(reads)
+    assert _resource_suffixes(put) == writes
+    assert set(put["Action"]) == {"s3:PutObject", "s3:AbortMultipartUpload"}
+    _assert_lists_only_under(statements, [read.strip("/*") + "/" for read in reads])
+
+
+def test_every_setting_a_handler_reads_is_set_by_the_construct(synthesized) -> None:
+    queue = synthesized["queue"]
+    resources = synthesized["json"]["Resources"]
+    wanted = {
+        "register": [Tables, TrainingLimits, RegisterSettings],
+        "launcher": [Tables, TrainingLimits, LauncherSettings],
+        "publisher": [Tables, PublisherSettings],
+    }
+    for module, classes in wanted.items():
+        function = getattr(queue, f"{module}_function")
+        environment = resources[_logical_id(synthesized, function.node.default_child)][
+            "Properties"
+        ]["Environment"]["Variables"]
+        names = {f.metadata["env"] for cls in classes for f in dataclasses.fields(cls)}
+        assert names <= set(environment), (module, names - set(environment))
+    launcher = resources[_logical_id(synthesized, queue.launcher_function.node.default_child)]
+    environment = launcher["Properties"]["Environment"]["Variables"]
+    assert environment["TRAINING_NETWORK_ISOLATION"] == "true"
+    assert environment["WARM_POOL_KEEP_ALIVE_S"] == "0"
+
+
+def test_adapter_components_are_managed_by_the_publisher_within_the_prefix() -> None:
+    app = App(context=cdk_feature_flags())
+    stack, queue = _build(
+        app,
+        adapter_components=AdapterComponents(endpoint_name="users", base_component_name="base"),
+        warm_pool_keep_alive_s=1800,
+    )
+    template = Template.from_stack(stack).to_json()
+    statements = _role_statements(stack, template, queue.publisher_function.role)
+    components = next(s for s in statements if "sagemaker:UpdateInferenceComponent" in s["Action"])
+    assert components["Resource"]["Fn::Join"][1][-1] == ":inference-component/inferfleet-ft-*"
+    publisher = template["Resources"][
+        stack.resolve(stack.get_logical_id(queue.publisher_function.node.default_child))
+    ]
+    environment = publisher["Properties"]["Environment"]["Variables"]
+    assert environment["MODEL_HOSTING"] == "inference_components"
+    assert (environment["ENDPOINT_NAME"], environment["BASE_INFERENCE_COMPONENT"]) == (
+        "users",
+        "base",
+    )
 
 
 def test_lambda_code_is_the_handler_package_alone_and_imports_as_lambda_does(synthesized) -> None:
@@ -414,7 +528,10 @@ def test_cdk_nag_finds_no_unacknowledged_errors(synthesized) -> None:
         ({"training_job_prefix": "x" * 21}, "1-20 letters"),
         ({"max_running_jobs": 0}, "max_running_jobs"),
         ({"create_calls_per_second": 50}, "about 1 per second"),
-        ({"batch_threshold": 10, "batch_tasks": 150}, "batch_tasks must be 2..99"),
+        ({"batch_threshold": 10, "batch_tasks": 50}, "batch_tasks must be 2..49"),
+        ({"warm_pool_keep_alive_s": 3601}, "warm_pool_keep_alive_s must be 0 .off. to 3600"),
+        ({"training_max_runtime": Duration.days(29)}, "training_max_runtime must be"),
+        ({"max_epochs": 0}, "max_epochs must be at least 1"),
         ({"model_prefix": "models"}, "model_prefix 'models'"),
         ({"training_instance_type": "trn1.2xlarge"}, "ml. form"),
     ],

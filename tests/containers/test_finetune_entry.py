@@ -3,6 +3,7 @@
 import json
 import os
 import tarfile
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,12 +16,15 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from triton_http import generate
 
-from inferfleet.constructs.finetune_handlers.jobs import Job, JobStatus
-from inferfleet.constructs.finetune_handlers.layout import batch_task_artifact_key
-from inferfleet.constructs.finetune_handlers.settings import LauncherSettings
-from inferfleet.constructs.finetune_handlers.training import (
+from inferfleet.constructs.finetune_handlers.hyperparameters import (
     TASKS_MANIFEST_HYPERPARAMETER as LAUNCHER_HYPERPARAMETER,
 )
+from inferfleet.constructs.finetune_handlers.jobs import Job, JobStatus
+from inferfleet.constructs.finetune_handlers.layout import (
+    batch_task_artifact_key,
+    batch_task_failure_key,
+)
+from inferfleet.constructs.finetune_handlers.settings import LauncherSettings
 from inferfleet.constructs.finetune_handlers.training import batch_tasks
 from inferfleet.containers.local_triton import LocalTriton
 
@@ -109,30 +113,63 @@ def test_bad_data_fails_the_job_with_a_reason(
     assert reason.startswith("DataError: data.jsonl:1:")
 
 
-def test_a_batch_host_trains_its_share_and_uploads_archives(
+def _launcher_settings(bucket: str) -> LauncherSettings:
+    return LauncherSettings(
+        data_bucket=bucket,
+        training_job_prefix="ft",
+        training_image="image",
+        single_role_arn="arn:aws:iam::123456789012:role/single",
+        batch_role_arn="arn:aws:iam::123456789012:role/batch",
+        instance_type="ml.trn1.2xlarge",
+        volume_size_gb=100,
+        max_runtime_s=3600,
+        network_isolation=True,
+        warm_pool_keep_alive_s=0,
+        max_running_jobs=10,
+        create_calls_per_second=1.0,
+        max_attempts=3,
+        lease_s=900,
+        batch_threshold=2,
+        batch_tasks=6,
+        batch_instances=2,
+    )
+
+
+def test_a_batch_host_trains_its_share_and_a_bad_upload_fails_only_its_task(
     tmp_path: Path,
     tiny_lm_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
     moto,  # noqa: F811
 ) -> None:
+    """Host 2 of 2 runs tasks 1, 3 and 5. Task 3's user uploaded a key that climbs out of the
+    task's folder onto a file of the image; task 5's spells '..' in fullwidth dots."""
     import boto3
 
     assert TASKS_MANIFEST_HYPERPARAMETER == LAUNCHER_HYPERPARAMETER
     bucket = "finetune-data"
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket=bucket)
+    sentinel = tmp_path / "image" / "serving" / "model.py"
+    sentinel.parent.mkdir(parents=True)
+    sentinel.write_text("the serving code every later task packs")
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "scratch"))
+    (tmp_path / "scratch").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    tricks = {
+        3: "../" * 40 + str(sentinel).lstrip("/"),
+        5: "\uff0e\uff0e/\uff0e\uff0e/model.py",
+    }
     jobs = []
-    for index in range(3):
+    for index in range(6):
         prefix = f"uploads/user-{index}/job-{index}/data/"
-        s3.put_object(
-            Bucket=bucket,
-            Key=f"{prefix}train.jsonl",
-            Body="\n".join(json.dumps(row) for row in EXAMPLES).encode(),
-        )
+        data = "\n".join(json.dumps(row) for row in EXAMPLES).encode()
+        s3.put_object(Bucket=bucket, Key=f"{prefix}train.jsonl", Body=data)
+        if index in tricks:
+            s3.put_object(Bucket=bucket, Key=prefix + tricks[index], Body=b"import os  # evil")
         jobs.append(
             Job(
-                job_id=f"job-{index}",
                 user_id=f"user-{index}",
+                job_id=f"job-{index}",
                 model_id=f"style-{index}",
                 status=JobStatus.QUEUED,
                 data_uri=f"s3://{bucket}/{prefix}",
@@ -141,23 +178,7 @@ def test_a_batch_host_trains_its_share_and_uploads_archives(
                 task_index=index,
             )
         )
-    settings = LauncherSettings(
-        data_bucket=bucket,
-        training_job_prefix="ft",
-        training_image="image",
-        training_role_arn="arn:aws:iam::123456789012:role/training",
-        instance_type="ml.trn1.2xlarge",
-        volume_size_gb=100,
-        max_runtime_s=3600,
-        max_running_jobs=10,
-        create_calls_per_second=1.0,
-        max_attempts=3,
-        lease_s=900,
-        batch_threshold=2,
-        batch_tasks=3,
-        batch_instances=2,
-    )
-    manifest = batch_tasks(settings, jobs, "ft-Bbatch")
+    manifest = batch_tasks(_launcher_settings(bucket), jobs, "ft-Bbatch")
     s3.put_object(
         Bucket=bucket, Key="batches/ft-Bbatch/tasks.json", Body=json.dumps(manifest).encode()
     )
@@ -169,18 +190,28 @@ def test_a_batch_host_trains_its_share_and_uploads_archives(
 
     assert _run(root, tiny_lm_dir, monkeypatch) == 0, (root / "output" / "failure").read_text()
 
+    assert sentinel.read_text() == "the serving code every later task packs"
+    assert not list((tmp_path / "scratch").iterdir()), "every task's scratch is removed"
     keys = {
         entry["Key"] for entry in s3.list_objects_v2(Bucket=bucket, Prefix="batches/")["Contents"]
     }
-    assert batch_task_artifact_key("ft-Bbatch", "job-1") in keys
-    assert batch_task_artifact_key("ft-Bbatch", "job-0") not in keys
-    assert batch_task_artifact_key("ft-Bbatch", "job-2") not in keys
+    task = {i: ("ft-Bbatch", f"user-{i}", f"job-{i}") for i in range(6)}
+    artifacts = {i for i in range(6) if batch_task_artifact_key(*task[i]) in keys}
+    failures = {i for i in range(6) if batch_task_failure_key(*task[i]) in keys}
+    assert (artifacts, failures) == ({1}, {3, 5})
+    for index in failures:
+        failure = s3.get_object(Bucket=bucket, Key=batch_task_failure_key(*task[index]))
+        reason = failure["Body"].read().decode()
+        assert reason.startswith("PathError: data key 'uploads/user-")
+        assert "leave the task's folder" in reason
     archive = tmp_path / "job-1.tar.gz"
-    s3.download_file(bucket, batch_task_artifact_key("ft-Bbatch", "job-1"), str(archive))
+    s3.download_file(bucket, batch_task_artifact_key(*task[1]), str(archive))
     with tarfile.open(archive) as packed:
         names = set(packed.getnames())
         metadata = json.load(packed.extractfile("llm/1/inferfleet.json"))
+        served = packed.extractfile("llm/1/model.py").read()
     assert {"llm/config.pbtxt", "llm/1/model.py", "llm/1/adapter/adapter_config.json"} <= names
+    assert b"evil" not in served
     assert (metadata["user_id"], metadata["model_id"], metadata["steps"]) == (
         "user-1",
         "style-1",

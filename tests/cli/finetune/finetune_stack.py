@@ -9,7 +9,8 @@ from finetune_world import FinetuneWorld
 from inferfleet.constructs.finetune_handlers.schema import (
     BY_STATUS_INDEX,
     BY_TRAINING_JOB_INDEX,
-    BY_USER_INDEX,
+    JOB_KEY,
+    USER_KEY,
 )
 from inferfleet.constructs.finetune_queue import (
     DATA_BUCKET_OUTPUT,
@@ -43,18 +44,20 @@ def personalization_template(world: FinetuneWorld, endpoint_name: str) -> dict:
                     "AttributeDefinitions": [
                         {"AttributeName": name, **string}
                         for name in (
-                            "job_id",
+                            USER_KEY,
+                            JOB_KEY,
                             "status",
-                            "user_id",
                             "training_job_name",
                             "created_at",
                         )
                     ],
-                    "KeySchema": [{"AttributeName": "job_id", "KeyType": "HASH"}],
+                    "KeySchema": [
+                        {"AttributeName": USER_KEY, "KeyType": "HASH"},
+                        {"AttributeName": JOB_KEY, "KeyType": "RANGE"},
+                    ],
                     "GlobalSecondaryIndexes": [
                         _index(BY_STATUS_INDEX, "status", "created_at"),
-                        _index(BY_USER_INDEX, "user_id", "created_at"),
-                        _index(BY_TRAINING_JOB_INDEX, "training_job_name", "job_id"),
+                        _index(BY_TRAINING_JOB_INDEX, "training_job_name", JOB_KEY),
                     ],
                     "StreamSpecification": {"StreamViewType": "NEW_AND_OLD_IMAGES"},
                 },

@@ -53,7 +53,7 @@ def test_submit_uploads_data_then_the_manifest_and_prints_the_job_id(
 
     assert code == 0, err
     job_id = out.strip()
-    assert len(job_id) == 32 and "finetune status" in err
+    assert len(job_id) == 32 and f"finetune status {job_id} --user alice" in err
     s3 = deployed.world.client("s3")
     keys = sorted(
         item["Key"] for item in s3.list_objects_v2(Bucket=deployed.world.data_bucket)["Contents"]
@@ -90,12 +90,11 @@ def test_status_and_list_follow_a_job_to_ready(
     )  # fmt: skip
     job_id = submitted["job_id"]
     register.handler(world.s3_event(manifest_key("bob", job_id)), FakeLambdaContext())
-    assert run_json(capsys, "finetune", "status", job_id, *deployed.cli_args())["status"] == (
-        "QUEUED"
-    )
+    status = ["finetune", "status", job_id, "--user", "bob", *deployed.cli_args()]
+    assert run_json(capsys, *status)["status"] == "QUEUED"
 
     launcher.handler({"sweep": True}, FakeLambdaContext())
-    training = run_json(capsys, "finetune", "status", job_id, *deployed.cli_args())
+    training = run_json(capsys, *status)
     assert training["status"] == "TRAINING" and training["attempts"] == 1
     world.write_training_output(training["training_job_name"])
     publisher.handler(world.training_job_event(training["training_job_name"]), FakeLambdaContext())
@@ -103,27 +102,49 @@ def test_status_and_list_follow_a_job_to_ready(
     listing = run_json(capsys, "finetune", "list", "--user", "bob", *deployed.cli_args())
     assert [(job["job_id"], job["status"]) for job in listing["jobs"]] == [(job_id, "READY")]
     assert [model["model_id"] for model in listing["models"]] == [job_id]
-    assert listing["models"][0]["artifact_url"].endswith(f"/bob/{job_id}.tar.gz")
+    assert listing["models"][0]["artifact_url"].endswith(f"/bob/{job_id}/{job_id}.tar.gz")
 
     code, out, _ = run(capsys, "finetune", "list", "--user", "bob", *deployed.cli_args())
     assert code == 0 and job_id in out and "READY" in out
-    code, out, _ = run(capsys, "finetune", "status", job_id, *deployed.cli_args())
+    code, out, _ = run(capsys, *status)
     assert code == 0 and "READY" in out
 
 
-def test_invoke_sends_the_user_model_as_target_model(
+def test_status_shows_the_job_of_the_user_asked_for(
+    deployed: Deployed, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two users picked the same job id; each sees their own job."""
+    world = deployed.world
+    for user, epochs in (("alice", 1), ("mallory", 7)):
+        _, event = world.upload(user, "same-id", hyperparameters={"epochs": epochs})
+        register.handler(event, FakeLambdaContext())
+
+    for user, epochs in (("alice", "1"), ("mallory", "7")):
+        shown = run_json(
+            capsys, "finetune", "status", "same-id", "--user", user, *deployed.cli_args()
+        )
+        assert (shown["user_id"], shown["hyperparameters"]) == (user, {"epochs": epochs})
+
+
+def _model_record(world: FinetuneWorld, user: str, model: str, version: str, **extra: str) -> None:
+    item = {
+        "user_id": user,
+        "model_id": model,
+        "version": version,
+        "target_model": f"{user}/{model}/{version}.tar.gz",
+        "artifact_url": f"s3://{world.model_bucket}/models/{user}/{model}/{version}.tar.gz",
+        **extra,
+    }
+    world.client("dynamodb").put_item(
+        TableName=world.models_table, Item={key: {"S": value} for key, value in item.items()}
+    )
+
+
+def test_invoke_sends_the_current_version_as_target_model(
     deployed: Deployed, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     world = deployed.world
-    world.client("dynamodb").put_item(
-        TableName=world.models_table,
-        Item={
-            "user_id": {"S": "carol"},
-            "model_id": {"S": "style-v2"},
-            "artifact_url": {"S": f"s3://{world.model_bucket}/models/carol/style-v2.tar.gz"},
-            "job_id": {"S": "j1"},
-        },
-    )
+    _model_record(world, "carol", "style-v2", "j7")
     deployed.server.set_sagemaker_endpoint_results(
         [{"Body": '{"generated_text": "hi"}', "ContentType": "application/json"}]
     )
@@ -137,15 +158,40 @@ def test_invoke_sends_the_user_model_as_target_model(
     )  # fmt: skip
 
     assert result["body"] == '{"generated_text": "hi"}'
-    assert result["target_model"] == "carol/style-v2.tar.gz"
+    assert (result["target_model"], result["version"]) == ("carol/style-v2/j7.tar.gz", "j7")
     [request] = [
         entry
         for entry in deployed.server.recorded_requests()
         if entry["url"].endswith(f"/endpoints/{deployed.endpoint_name}/invocations")
     ]
     headers = {key.lower(): value for key, value in request["headers"].items()}
-    assert headers["x-amzn-sagemaker-target-model"] == "carol/style-v2.tar.gz"
+    assert headers["x-amzn-sagemaker-target-model"] == "carol/style-v2/j7.tar.gz"
     assert request["body"] == '{"inputs": "hello"}'
+
+
+def test_invoke_targets_the_users_adapter_component(
+    deployed: Deployed, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    _model_record(deployed.world, "dora", "tone", "j2", inference_component="ift-0abc")
+    deployed.server.set_sagemaker_endpoint_results([{"Body": "ok", "ContentType": "text/plain"}])
+    payload = tmp_path / "request.json"
+    payload.write_text("{}")
+
+    result = run_json(
+        capsys,
+        "invoke", "--user", "dora", "--model", "tone", "--payload", str(payload),
+        *deployed.cli_args(),
+    )  # fmt: skip
+
+    assert (result["inference_component"], result["target_model"]) == ("ift-0abc", None)
+    [request] = [
+        entry
+        for entry in deployed.server.recorded_requests()
+        if entry["url"].endswith("/invocations")
+    ]
+    headers = {key.lower(): value for key, value in request["headers"].items()}
+    assert headers["x-amzn-sagemaker-inference-component"] == "ift-0abc"
+    assert "x-amzn-sagemaker-target-model" not in headers
 
 
 def test_invoke_refuses_a_model_the_user_does_not_have(
@@ -194,7 +240,11 @@ def test_the_fleet_file_names_the_stack(
         (["finetune", "submit", "--user", "u", "--data", "missing"], 2, "--data missing: no such"),
         (["finetune", "submit", "--user", "u", "--data", ".", "--hp", "epochs"], 2, "KEY=VALUE"),
         (["finetune", "list", "--user", "bad user"], 2, "--user 'bad user'"),
-        (["finetune", "status", "0123"], 1, "job 0123: not found"),
+        (["finetune", "status", "0123", "--user", "u"], 1, "job 0123 of user u: not found"),
+        (["finetune", "status", "0123"], 2, "--user: a job is known by its user and its id"),
+        (["finetune", "status", "..", "--user", "u"], 2, "JOB '..': not a job id"),
+        (["finetune", "status", "j1", "--user", "a\n"], 2, "--user 'a\\n': not an id"),
+        (["finetune", "list", "--user", ".."], 2, "--user '..': not an id"),
     ],
 )
 def test_bad_input_gets_one_paragraph_and_the_right_exit_code(

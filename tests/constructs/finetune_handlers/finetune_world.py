@@ -12,6 +12,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote_plus
 
 import boto3
 
@@ -20,12 +21,19 @@ from inferfleet.constructs.finetune_handlers.layout import data_prefix, manifest
 from inferfleet.constructs.finetune_handlers.schema import (
     BY_STATUS_INDEX,
     BY_TRAINING_JOB_INDEX,
-    BY_USER_INDEX,
     CREATED_AT,
     JOB_KEY,
     LAUNCH_STREAM_FILTER,
     MODEL_KEY,
     USER_KEY,
+)
+from inferfleet.constructs.finetune_handlers.settings import (
+    Hosting,
+    LauncherSettings,
+    PublisherSettings,
+    RegisterSettings,
+    Tables,
+    TrainingLimits,
 )
 
 ACCOUNT = "123456789012"
@@ -85,8 +93,16 @@ class FinetuneWorld:
         return f"finetune-models-{self.suffix}"
 
     @property
-    def training_role_arn(self) -> str:
-        return f"arn:aws:iam::{ACCOUNT}:role/finetune-training"
+    def single_role_arn(self) -> str:
+        return f"arn:aws:iam::{ACCOUNT}:role/finetune-single"
+
+    @property
+    def batch_role_arn(self) -> str:
+        return f"arn:aws:iam::{ACCOUNT}:role/finetune-batch"
+
+    @property
+    def endpoint_name(self) -> str:
+        return f"users-{self.suffix}"
 
     def client(self, service: str) -> Any:
         return boto3.client(service, region_name=self.region)
@@ -99,12 +115,14 @@ class FinetuneWorld:
             BillingMode="PAY_PER_REQUEST",
             AttributeDefinitions=[
                 {"AttributeName": name, **attribute}
-                for name in (JOB_KEY, "status", "user_id", "training_job_name", CREATED_AT)
+                for name in (USER_KEY, JOB_KEY, "status", "training_job_name", CREATED_AT)
             ],
-            KeySchema=[{"AttributeName": JOB_KEY, "KeyType": "HASH"}],
+            KeySchema=[
+                {"AttributeName": USER_KEY, "KeyType": "HASH"},
+                {"AttributeName": JOB_KEY, "KeyType": "RANGE"},
+            ],
             GlobalSecondaryIndexes=[
                 _index(BY_STATUS_INDEX, "status", CREATED_AT),
-                _index(BY_USER_INDEX, "user_id", CREATED_AT),
                 _index(BY_TRAINING_JOB_INDEX, "training_job_name", JOB_KEY),
             ],
             StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
@@ -135,26 +153,44 @@ class FinetuneWorld:
         )
 
     def environment(self, **overrides: str) -> dict[str, str]:
+        """What the construct sets on the functions, built from the same settings classes."""
         env = {
-            "JOBS_TABLE": self.jobs_table,
-            "MODELS_TABLE": self.models_table,
-            "IDEMPOTENCY_TABLE": self.idempotency_table,
-            "DATA_BUCKET": self.data_bucket,
-            "MODEL_BUCKET": self.model_bucket,
-            "MODEL_PREFIX": MODEL_PREFIX,
-            "TRAINING_JOB_PREFIX": TRAINING_JOB_PREFIX,
-            "TRAINING_IMAGE": f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/finetune:latest",
-            "TRAINING_ROLE_ARN": self.training_role_arn,
-            "TRAINING_INSTANCE_TYPE": "ml.trn1.2xlarge",
-            "MAX_RUNNING_JOBS": "50",
-            "CREATE_CALLS_PER_SECOND": "1000",
-            "MAX_ATTEMPTS": "5",
-            "LAUNCH_LEASE_S": "600",
-            "BATCH_THRESHOLD": "0",
-            "BATCH_TASKS": "4",
-            "BATCH_INSTANCES": "2",
-            "EVENT_BUS": "default",
-            "EVENT_SOURCE": EVENT_SOURCE,
+            **Tables(jobs=self.jobs_table, models=self.models_table).to_env(),
+            **TrainingLimits(max_epochs=10, max_seq_len=2048, max_batch_size=32).to_env(),
+            **RegisterSettings(
+                data_bucket=self.data_bucket, idempotency_table=self.idempotency_table
+            ).to_env(),
+            **LauncherSettings(
+                data_bucket=self.data_bucket,
+                training_job_prefix=TRAINING_JOB_PREFIX,
+                training_image=f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/finetune:latest",
+                single_role_arn=self.single_role_arn,
+                batch_role_arn=self.batch_role_arn,
+                instance_type="ml.trn1.2xlarge",
+                volume_size_gb=100,
+                max_runtime_s=3600,
+                network_isolation=True,
+                warm_pool_keep_alive_s=0,
+                max_running_jobs=50,
+                create_calls_per_second=1000,
+                max_attempts=5,
+                lease_s=600,
+                batch_threshold=0,
+                batch_tasks=4,
+                batch_instances=2,
+            ).to_env(),
+            **PublisherSettings(
+                data_bucket=self.data_bucket,
+                training_job_prefix=TRAINING_JOB_PREFIX,
+                model_bucket=self.model_bucket,
+                model_prefix=MODEL_PREFIX,
+                event_bus="default",
+                event_source=EVENT_SOURCE,
+                reconcile_after_s=900,
+                hosting=Hosting.MULTI_MODEL,
+                endpoint_name="",
+                base_component_name="",
+            ).to_env(),
             "AWS_CLIENT_MAX_ATTEMPTS": "2",
             "POWERTOOLS_SERVICE_NAME": "finetune-test",
             "POWERTOOLS_LOG_LEVEL": "WARNING",
@@ -204,7 +240,8 @@ class FinetuneWorld:
                             "ownerIdentity": {"principalId": "EXAMPLE"},
                         },
                         "object": {
-                            "key": key.replace(" ", "+"),
+                            # S3 URL-encodes the key, spaces as '+'.
+                            "key": quote_plus(key, safe="/"),
                             "size": head["ContentLength"],
                             "eTag": head["ETag"].strip('"'),
                             "sequencer": f"{time.time_ns():016X}",

@@ -1,6 +1,6 @@
 """Property: whatever the interleaving of uploads, duplicate deliveries, crashes, throttling,
-sweeps and completions, every upload ends with exactly one job, one training job and one
-terminal state, and nothing is lost.
+sweeps, completions and lost state changes, every upload ends with exactly one job, one training
+job and one terminal state, every slot is freed, and nothing is lost.
 
 Runs the real handlers against moto in server mode; moto's request recording is the witness
 for "exactly one CreateTrainingJob per training job".
@@ -37,6 +37,7 @@ from inferfleet.constructs.finetune_handlers.schema import TERMINAL_STATUSES, Jo
 
 USERS = ("ann", "ben", "cat")
 LEASE_S = 600
+RECONCILE_AFTER_S = 900
 
 
 class SimulatedCrash(Exception):
@@ -83,7 +84,8 @@ class Run:
     world: FinetuneWorld
     reader: StreamReader
     faults: Faults
-    uploads: dict[str, dict[str, Any]] = field(default_factory=dict)  # job id -> S3 event
+    # (user, job id) -> S3 event
+    uploads: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     stream_batches: list[dict[str, Any]] = field(default_factory=list)
     ended_events: list[dict[str, Any]] = field(default_factory=list)
     clock_offset_s: float = 0.0
@@ -96,7 +98,7 @@ class Run:
 
     def upload(self, user: str) -> None:
         job_id, event = self.world.upload(user, hyperparameters={"epochs": 1})
-        self.uploads[job_id] = event
+        self.uploads[user, job_id] = event
 
     def deliver_upload(self, index: int) -> None:
         if self.uploads:
@@ -133,7 +135,7 @@ class Run:
         existing = set(self.world.training_jobs())
         return sorted(name for name in names if name in existing)
 
-    def complete(self, index: int, succeed: bool) -> None:
+    def complete(self, index: int, succeed: bool, *, heard: bool = True) -> None:
         running = self.running_training_jobs()
         if not running:
             return
@@ -143,14 +145,22 @@ class Run:
             for job in self.store.for_training_job(name):
                 self.world.client("s3").put_object(
                     Bucket=self.world.data_bucket,
-                    Key=batch_task_artifact_key(name, job.job_id),
+                    Key=batch_task_artifact_key(name, job.user_id, job.job_id),
                     Body=job.job_id.encode(),
                 )
             event = self.world.training_job_event(name)
         else:
             event = self.world.training_job_event(name, status="Failed", failure_reason="OOM")
-        self.ended_events.append(event)
-        publisher.handler(event, FakeLambdaContext())
+        if heard:
+            self.ended_events.append(event)
+            publisher.handler(event, FakeLambdaContext())
+
+    def reconcile(self, long_after: bool) -> None:
+        """The publisher's sweep; moto's training jobs have all ended the moment they began."""
+        reconciler = publisher.build_publisher(FakeLambdaContext())
+        offset = self.clock_offset_s + (RECONCILE_AFTER_S if long_after else 0)
+        reconciler.now = lambda: time.time() + offset
+        reconciler.reconcile()
 
     def redeliver_end(self, index: int) -> None:
         if self.ended_events:
@@ -165,9 +175,9 @@ class Run:
             self.sweep(lease_expired=True)
             running = self.running_training_jobs()
             open_jobs = [
-                job_id
-                for job_id in self.uploads
-                if (job := self.store.get(job_id)) and job.status not in TERMINAL_STATUSES
+                key
+                for key in self.uploads
+                if (job := self.store.get(*key)) and job.status not in TERMINAL_STATUSES
             ]
             if not open_jobs:
                 return
@@ -185,6 +195,8 @@ operation = st.one_of(
     st.tuples(st.just("crash"), st.booleans()),
     st.tuples(st.just("complete"), st.tuples(st.integers(0, 20), st.booleans())),
     st.tuples(st.just("redeliver_end"), st.integers(0, 20)),
+    st.tuples(st.just("complete_unheard"), st.integers(0, 20)),
+    st.tuples(st.just("reconcile"), st.booleans()),
 )
 
 
@@ -206,6 +218,10 @@ def _apply(run: Run, name: str, argument: Any) -> None:
             run.faults.crash_before = True
     elif name == "complete":
         run.complete(*argument)
+    elif name == "complete_unheard":
+        run.complete(argument, succeed=True, heard=False)
+    elif name == "reconcile":
+        run.reconcile(long_after=argument)
     else:
         run.redeliver_end(argument)
 
@@ -237,6 +253,7 @@ def test_every_upload_ends_with_one_training_job_and_one_terminal_state(
         AWS_CLIENT_MAX_ATTEMPTS="1",
         MAX_ATTEMPTS="50",
         LAUNCH_LEASE_S=str(LEASE_S),
+        RECONCILE_AFTER_S=str(RECONCILE_AFTER_S),
     )
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -256,9 +273,13 @@ def test_every_upload_ends_with_one_training_job_and_one_terminal_state(
 
     store = run.store
     items = world.client("dynamodb").scan(TableName=world.jobs_table)["Items"]
-    job_ids = sorted(item["job_id"]["S"] for item in items if item["job_id"]["S"][0] != "#")
-    assert job_ids == sorted(run.uploads), "one job per upload, none lost, none extra"
-    jobs = [store.get(job_id) for job_id in job_ids]
+    keys = sorted(
+        (item["user_id"]["S"], item["job_id"]["S"])
+        for item in items
+        if item["user_id"]["S"][0] != "#"
+    )
+    assert keys == sorted(run.uploads), "one job per upload, none lost, none extra"
+    jobs = [store.get(*key) for key in keys]
     assert all(job.status in TERMINAL_STATUSES for job in jobs)
 
     created = Counter(
@@ -270,12 +291,18 @@ def test_every_upload_ends_with_one_training_job_and_one_terminal_state(
     assert store.running_count() == 0
 
     models = {
-        (model["user_id"], model["model_id"]) for user in USERS for model in store.models_of(user)
+        (model["user_id"], model["model_id"]): model
+        for user in USERS
+        for model in store.models_of(user)
     }
+    ready = [job for job in jobs if job.status is JobStatus.READY]
+    # Each model's record holds one of its jobs' versions, and only READY jobs have models.
+    assert set(models) == {(job.user_id, job.model_id) for job in ready}
+    for job in ready:
+        key = f"{MODEL_PREFIX}{job.user_id}/{job.model_id}/{job.job_id}.tar.gz"
+        world.client("s3").head_object(Bucket=world.model_bucket, Key=key)
+        assert models[job.user_id, job.model_id]["version"] == job.job_id
     for job in jobs:
-        if job.status is JobStatus.READY:
-            assert (job.user_id, job.model_id) in models
-            key = f"{MODEL_PREFIX}{job.user_id}/{job.model_id}.tar.gz"
-            world.client("s3").head_object(Bucket=world.model_bucket, Key=key)
-        else:
-            assert job.error == "OOM"
+        if job.status is JobStatus.FAILED:
+            # Failed by the training job, or ended by the sweep before its artifact came.
+            assert job.error == "OOM" or "is missing" in job.error or "left no" in job.error
