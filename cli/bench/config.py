@@ -14,6 +14,8 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from inferfleet.cli.bench.models import SloLimit
+
 Api = Literal["openai", "triton", "sagemaker", "classify"]
 Routing = Literal["least_outstanding_requests", "random", "round_robin"]
 ROUTINGS: tuple[str, ...] = ("least_outstanding_requests", "random", "round_robin")
@@ -33,6 +35,7 @@ MAX_REQUESTS_PER_STEP = 2_000_000
 MAX_TOKENS_PER_STEP = 250_000_000
 MAX_STEPS = 1_000
 MAX_SEED = 2**63 - 1
+LOCAL_SERVERS_MAX = 64
 
 
 class Distribution(BaseModel):
@@ -137,6 +140,46 @@ def parse_compare(text: str) -> tuple[Variant, ...]:
     return tuple(Variant(key="routing", value=value) for value in choices)
 
 
+def parse_scale(text: str) -> list[int]:
+    """``instances=1,5,10``: one step per instance count."""
+    key, separator, values = text.partition("=")
+    if not separator or key.strip() != "instances":
+        raise ValueError(f"'{text}' is not a sweep; use instances=N[,N...], e.g. instances=1,5,10")
+    counts = _int_list(values)
+    if not counts or any(count < 1 for count in counts):  # type: ignore[union-attr]
+        raise ValueError(f"'{values}' must list instance counts of 1 or more, e.g. 1,5,10")
+    return counts  # type: ignore[return-value]
+
+
+SLO_UNITS_MS = {"ms": 1.0, "s": 1000.0}
+
+
+def parse_slo(text: str) -> list[SloLimit]:
+    """``ttft_p99=1s,itl_p99=60ms``: a limit on a percentile of a latency metric."""
+    from inferfleet.cli.bench.metrics import QUANTILES, latency_metrics
+
+    names = {metric.key.removesuffix("_ms"): metric.key for metric in latency_metrics(True)}
+    points = (*QUANTILES, "mean")
+    limits = []
+    for part in (piece.strip() for piece in text.split(",") if piece.strip()):
+        name, separator, value = part.partition("=")
+        metric, _, point = name.strip().rpartition("_")
+        match = re.fullmatch(r"([0-9]*\.?[0-9]+)\s*(ms|s)", value.strip())
+        if not separator or metric not in names or point not in points or not match:
+            raise ValueError(
+                f"'{part}' is not a limit; use METRIC_POINT=VALUE with METRIC among "
+                f"{', '.join(names)}, POINT among {', '.join(points)} and VALUE like 1s or "
+                "60ms, e.g. ttft_p99=1s,itl_p99=60ms"
+            )
+        limit_ms = float(match[1]) * SLO_UNITS_MS[match[2]]
+        if not 0 < limit_ms <= MAX_TIMEOUT_SECONDS * 1000:
+            raise ValueError(f"'{part}' must be above 0 and at most {MAX_TIMEOUT_SECONDS:g} s")
+        limits.append(SloLimit(metric=names[metric], point=point, limit_ms=limit_ms))
+    if not limits:
+        raise ValueError("give at least one limit, e.g. ttft_p99=1s")
+    return limits
+
+
 def _int_list(text: object) -> object:
     if isinstance(text, str):
         try:
@@ -157,48 +200,194 @@ def _float_list(text: object) -> object:
     return text
 
 
+TARGET, LOAD, SCALE, SLO, WORKLOAD, AB, OUTPUT, CLIENT = (
+    "Target", "Load", "Scaling sweep", "SLO", "Workload", "A/B", "Output", "Client",
+)  # fmt: skip
+
+
+def option(
+    default: object, panel: str, help_text: str, *, cli_type: type | None = None, **limits: object
+) -> object:
+    """A field that is also an ``inferfleet bench`` flag: its default, help and panel, once.
+
+    ``cli_type`` is the type the flag is typed as when it differs from the field's (text
+    parsed by a validator, like ``--users 4,20``); the bench command is built from these.
+    """
+    extra: dict = {"panel": panel}
+    if cli_type is not None:
+        extra["cli_type"] = cli_type.__name__
+    if isinstance(default, list | tuple) and not default:
+        factory = list if isinstance(default, list) else tuple
+        return Field(default_factory=factory, description=help_text, json_schema_extra=extra,
+                     **limits)  # type: ignore[arg-type]  # fmt: skip
+    return Field(default, description=help_text, json_schema_extra=extra, **limits)  # type: ignore[arg-type]
+
+
 class BenchConfig(BaseModel):
-    """A whole ``inferfleet bench`` run."""
+    """A whole ``inferfleet bench`` run. Every field with a panel is a flag of the command."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    api: Api = "openai"
-    target: str | None = Field(None, max_length=2048)
-    local: bool = False
-    servers: int = Field(5, ge=1, le=64)
-    local_mode: Literal["continuous", "static"] = "continuous"
-    endpoint: Literal["completions", "chat"] = "completions"
-    model: str | None = Field(None, min_length=1, max_length=512)
-    target_model: str | None = Field(None, min_length=1, max_length=1024)
-    region: str | None = None
-    endpoint_url: str | None = Field(None, max_length=2048)
+    api: Api = option(
+        "openai",
+        TARGET,
+        "openai (SSE /v1/completions or /v1/chat/completions), triton (generate_stream), "
+        "sagemaker (response stream), classify (JSON).",
+    )
+    target: str | None = option(
+        None, TARGET, "URL of the server (a SageMaker endpoint name for --api sagemaker).",
+        max_length=2048,
+    )  # fmt: skip
+    local: bool = option(
+        False, TARGET,
+        "Bring up the local rehearsal (emulated servers behind nginx), run, tear it down.",
+    )  # fmt: skip
+    servers: int = option(5, TARGET, "--local: number of emulated servers.", ge=1,
+                          le=LOCAL_SERVERS_MAX)  # fmt: skip
+    local_mode: Literal["continuous", "static"] = option(
+        "continuous", TARGET, "--local: continuous or static batching."
+    )
+    endpoint: Literal["completions", "chat"] = option(
+        "completions", TARGET, "openai only: completions or chat."
+    )
+    model: str | None = option(
+        None, TARGET, "Model name to request (default: the server's first or only model).",
+        min_length=1, max_length=512,
+    )  # fmt: skip
+    target_model: str | None = option(
+        None, TARGET, "sagemaker only: model on a multi-model endpoint.",
+        min_length=1, max_length=1024,
+    )  # fmt: skip
+    region: str | None = option(None, TARGET, "AWS region (sagemaker, ECS, --target-group-arn).")
+    regions: int = option(
+        1, TARGET, "--local --scenario: regions of the rehearsal (--servers each).", ge=1, le=16
+    )
+    scenario: str | None = option(
+        None, TARGET, "brownout:region=R,at=20s,slowdown=4 (or kill=60%; for=20s): the same "
+        "load with the traffic controller on, then static weights.", max_length=512,
+    )  # fmt: skip
+    control_period: float | None = option(
+        None, TARGET, "--scenario: seconds per traffic-control period (default 2).", gt=0,
+        le=3600,
+    )  # fmt: skip
+    endpoint_url: str | None = option(
+        None, TARGET, "sagemaker only: runtime URL override.", max_length=2048
+    )
 
-    users: list[int] = Field(default_factory=list)
-    rate: list[float] = Field(default_factory=list)
-    duration: float | None = Field(None, gt=0, le=MAX_STEP_SECONDS)
-    requests: int | None = Field(None, ge=1, le=MAX_REQUESTS_PER_STEP)
-    warmup: float = Field(2.0, ge=0, le=MAX_WARMUP_SECONDS)
+    users: list[int] = option(
+        [], LOAD, "Closed loop: concurrent users per step, e.g. 4,20,40 (--scenario default: "
+        "2 per emulated server).", cli_type=str,
+    )  # fmt: skip
+    rate: list[float] = option(
+        [], LOAD, "Open loop: Poisson arrival rates (req/s) per step, e.g. 2,5.", cli_type=str
+    )
+    duration: float | None = option(
+        None, LOAD, "Measured seconds per step, after warm-up (default 30 unless --requests).",
+        gt=0, le=MAX_STEP_SECONDS,
+    )  # fmt: skip
+    requests: int | None = option(
+        None, LOAD, "Measured requests per step (after warm-up).", ge=1,
+        le=MAX_REQUESTS_PER_STEP,
+    )  # fmt: skip
+    warmup: float = option(2.0, LOAD, "Seconds of warm-up per step, not measured.", ge=0,
+                           le=MAX_WARMUP_SECONDS)  # fmt: skip
+    max_error_rate: float = option(
+        0.0, LOAD, "A step where a larger fraction of requests failed has failed (0: any "
+        "failed request fails it; 0.01 tolerates 1%).", ge=0, le=1,
+    )  # fmt: skip
+    scale: list[int] = option(
+        [], SCALE, "Scaling sweep: instances=1,5,10 runs one step per instance count, with "
+        "users = count x --users-per-instance; the target is resized between steps and "
+        "restored after.", cli_type=str,
+    )  # fmt: skip
+    users_per_instance: int | None = option(
+        None, SCALE, "--scale: concurrent users per instance.", ge=1, le=MAX_USERS
+    )
+    ecs_cluster: str | None = option(
+        None, SCALE, "--scale on ECS: the service's cluster.", min_length=1, max_length=255
+    )
+    ecs_service: str | None = option(
+        None, SCALE, "--scale on ECS: the service whose desired count is set.",
+        min_length=1, max_length=255,
+    )  # fmt: skip
+    asg_name: str | None = option(
+        None, SCALE, "--scale on ECS: the Auto Scaling group whose capacity is set too.",
+        min_length=1, max_length=255,
+    )  # fmt: skip
+    tasks_per_instance: int = option(
+        1, SCALE, "--scale on ECS: tasks per instance (desired count = instances x this).",
+        ge=1, le=64,
+    )  # fmt: skip
+    scale_timeout: float = option(
+        1800.0, SCALE, "Seconds to wait for a resize or an endpoint update to be in service.",
+        gt=0, le=7200,
+    )  # fmt: skip
+    slo: list[SloLimit] = option(
+        [], SLO, "Limits for goodput, e.g. ttft_p99=1s,itl_p99=60ms,e2e_p99=20s.", cli_type=str
+    )
+    find_max_load: bool = option(
+        False, SLO, "Bisect --users LOW,HIGH (or --rate) for the largest load meeting --slo."
+    )
 
-    prompt_tokens: Distribution = Distribution(kind="fixed", params=(128,))
-    output_tokens: Distribution = Distribution(kind="fixed", params=(128,))
-    dataset: Path | None = None
-    seed: int = Field(0, ge=0, le=MAX_SEED)
+    prompt_tokens: Distribution = option(
+        Distribution(kind="fixed", params=(128,)), WORKLOAD,
+        "N, uniform:MIN:MAX or lognormal:MEDIAN:SIGMA.", cli_type=str,
+    )  # fmt: skip
+    output_tokens: Distribution = option(
+        Distribution(kind="fixed", params=(128,)), WORKLOAD,
+        "N, uniform:MIN:MAX or lognormal:MEDIAN:SIGMA; requested exactly.", cli_type=str,
+    )  # fmt: skip
+    dataset: Path | None = option(
+        None, WORKLOAD, "JSONL with a 'prompt' (and optional 'output_tokens') per line."
+    )
+    seed: int = option(0, WORKLOAD, "Seed of lengths, prompts and arrivals.", ge=0, le=MAX_SEED)
 
-    compare: tuple[Variant, ...] = ()
-    repeat: int = Field(1, ge=1, le=100)
-    target_group_arn: str | None = Field(None, max_length=2048)
-    alb_settle: float = Field(10.0, ge=0, le=600)
+    compare: tuple[Variant, ...] = option(
+        (), AB, "A/B variants, e.g. routing=least_outstanding_requests,random.", cli_type=str
+    )
+    repeat: int = option(1, AB, "Runs of each variant per step, interleaved A B A B.", ge=1,
+                         le=100)  # fmt: skip
+    target_group_arn: str | None = option(
+        None, AB, "ALB target group whose algorithm --compare sets (restored after); with "
+        "--scale on ECS, where healthy targets are counted.", max_length=2048,
+    )  # fmt: skip
+    alb_settle: float = option(
+        10.0, AB, "Seconds to wait after changing the ALB algorithm before measuring.", ge=0,
+        le=600,
+    )  # fmt: skip
 
-    out: Path = Path("bench-results")
-    price_per_hour: float | None = Field(None, gt=0, le=100_000)
-    instances: int | None = Field(None, ge=1, le=100_000)
+    out: Path = option(
+        Path("bench-results"), OUTPUT,
+        "Folder for results.json, requests.csv, report.md, report.html and plots (a new "
+        "folder, or one bench wrote before).",
+    )  # fmt: skip
+    price_per_hour: float | None = option(
+        None, OUTPUT, "Price of one instance per hour, for cost per million output tokens.",
+        gt=0, le=100_000,
+    )  # fmt: skip
+    instances: int | None = option(
+        None, OUTPUT, "Instances serving the target (default with --local: --servers).", ge=1,
+        le=100_000,
+    )  # fmt: skip
 
-    workers: int = Field(1, ge=1, le=64)
-    timeout: float = Field(300.0, gt=0, le=MAX_TIMEOUT_SECONDS)
-    max_inflight: int = Field(4096, ge=1, le=65_536)
-    max_loop_lag_ms: float = Field(20.0, gt=0, le=60_000)
-    max_dispatch_lag_ms: float = Field(20.0, gt=0, le=60_000)
-    max_error_rate: float = Field(0.0, ge=0, le=1)
+    workers: int = option(
+        1, CLIENT, "Client processes; add some when a step is flagged client-bound.", ge=1,
+        le=64,
+    )  # fmt: skip
+    timeout: float = option(300.0, CLIENT, "Seconds one request may take.", gt=0,
+                            le=MAX_TIMEOUT_SECONDS)  # fmt: skip
+    max_inflight: int = option(
+        4096, CLIENT, "Open loop: requests on the wire at once; later ones wait in the client.",
+        ge=1, le=65_536,
+    )  # fmt: skip
+    max_loop_lag_ms: float = option(
+        20.0, CLIENT, "A step whose client event-loop lag p99 exceeds this is invalid.", gt=0,
+        le=60_000,
+    )  # fmt: skip
+    max_dispatch_lag_ms: float = option(
+        20.0, CLIENT, "An open-loop step whose dispatch lag p99 exceeds this is invalid.", gt=0,
+        le=60_000,
+    )  # fmt: skip
 
     _split_users = field_validator("users", mode="before")(_int_list)
     _split_rate = field_validator("rate", mode="before")(_float_list)
@@ -207,6 +396,20 @@ class BenchConfig(BaseModel):
     @classmethod
     def _parse_distribution(cls, value: object) -> object:
         return Distribution.parse(value) if isinstance(value, str | int) else value
+
+    @field_validator("scale", mode="before")
+    @classmethod
+    def _parse_scale(cls, value: object) -> object:
+        if value is None or value == "":
+            return []
+        return parse_scale(value) if isinstance(value, str) else value
+
+    @field_validator("slo", mode="before")
+    @classmethod
+    def _parse_slo(cls, value: object) -> object:
+        if value is None or value == "":
+            return []
+        return parse_slo(value) if isinstance(value, str) else value
 
     @field_validator("compare", mode="before")
     @classmethod
@@ -255,6 +458,16 @@ class BenchConfig(BaseModel):
 
     @model_validator(mode="after")
     def _coherent(self) -> BenchConfig:
+        if self.scale:
+            self._check_scale()
+        if self.find_max_load:
+            self._check_search()
+        if self.scenario is None and self.regions != 1:
+            raise ValueError("regions: several regions are rehearsed for a --scenario; add one")
+        if self.scenario is not None and not self.users and not self.rate:
+            from inferfleet.cli.bench.scenario import default_users
+
+            self.users = [default_users(self.servers, self.regions)]
         if not self.users and not self.rate:
             raise ValueError(
                 "users: give --users N[,N...] (closed loop) or --rate R[,R...] (open loop)"
@@ -294,10 +507,16 @@ class BenchConfig(BaseModel):
             raise ValueError("api: the local fleet speaks the openai API; use --api openai")
         if self.target_model and self.api != "sagemaker":
             raise ValueError("target_model: --target-model selects a model on a SageMaker MME only")
-        if self.compare and not self.local and not self.target_group_arn:
+        if (
+            self.compare
+            and not self.local
+            and not self.target_group_arn
+            and self.api != "sagemaker"
+        ):
             raise ValueError(
                 "compare: a deployed target needs --target-group-arn so each routing variant can "
-                "be set on its ALB target group (or use --local)"
+                "be set on its ALB target group (or use --local, or --api sagemaker to switch "
+                "the endpoint's routing strategy)"
             )
         if (
             self.target
@@ -310,6 +529,51 @@ class BenchConfig(BaseModel):
                 f"workers: {self.workers} processes need at least that many users per step"
             )
         return self
+
+    def _check_scale(self) -> None:
+        if self.users or self.rate:
+            raise ValueError(
+                "scale: --scale sets the users of each step (instances x --users-per-instance); "
+                "drop --users/--rate"
+            )
+        if self.users_per_instance is None:
+            raise ValueError("users_per_instance: --scale needs --users-per-instance N")
+        if self.find_max_load:
+            raise ValueError("find_max_load: --find-max-load and --scale are separate runs")
+        if self.local and max(self.scale) > LOCAL_SERVERS_MAX:
+            raise ValueError(
+                f"scale: the local fleet runs at most {LOCAL_SERVERS_MAX} emulated servers"
+            )
+        if not self.local and self.api != "sagemaker" and not self.ecs_service:
+            raise ValueError(
+                "scale: bench resizes the local fleet (--local), a SageMaker endpoint (--api "
+                "sagemaker) or an ECS service (--ecs-cluster and --ecs-service); give one"
+            )
+        if bool(self.ecs_cluster) != bool(self.ecs_service):
+            raise ValueError("ecs_service: give --ecs-cluster and --ecs-service together")
+        if max(self.scale) * self.users_per_instance > MAX_USERS:
+            raise ValueError(
+                f"users_per_instance: {max(self.scale)} instances x {self.users_per_instance} "
+                f"users is more than {MAX_USERS} users"
+            )
+        self.users = [count * self.users_per_instance for count in self.scale]
+        if self.local:
+            self.servers = max(self.scale)
+
+    def _check_search(self) -> None:
+        if not self.slo:
+            raise ValueError("find_max_load: --find-max-load needs --slo, the limits to meet")
+        loads = self.users or self.rate
+        if len(loads) != 2 or not loads[0] < loads[1]:
+            raise ValueError(
+                "find_max_load: give the range to search as --users LOW,HIGH or --rate LOW,HIGH"
+            )
+        if self.compare:
+            raise ValueError("find_max_load: search one variant at a time; drop --compare")
+
+    @property
+    def scaled(self) -> bool:
+        return bool(self.scale)
 
     @property
     def open_loop(self) -> bool:
@@ -326,6 +590,12 @@ class BenchConfig(BaseModel):
     @property
     def instance_count(self) -> int | None:
         return self.instances or (self.servers if self.local else None)
+
+    def instances_at(self, load: float) -> int | None:
+        """Instances serving a step: its sweep count, or the fixed count of the run."""
+        if self.scale:
+            return self.scale[self.users.index(int(load))]
+        return self.instance_count
 
 
 def flag_of(field: str) -> str:

@@ -17,12 +17,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import multiprocessing
+import os
 import queue
 import signal
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from time import perf_counter
+from time import perf_counter, process_time
 
 from inferfleet.cli.bench.clients import Client, ClientSettings, client_for
 from inferfleet.cli.bench.config import MAX_REQUESTS_PER_STEP, MAX_TOKENS_PER_STEP
@@ -63,6 +64,15 @@ class StepOutcome:
     loop_lag_at: list[array] = field(default_factory=list)
     stopped: bool = False
     capped: bool = False
+    # CPU the client processes used over the step (seconds, summed over processes),
+    # and the whole machine's busy and total CPU time over the same span.
+    process_cpu_s: float = 0.0
+    machine_busy_s: float = 0.0
+    machine_total_s: float = 0.0
+
+    @property
+    def seconds(self) -> float:
+        return max(0.0, self.finished - self.started)
 
     @staticmethod
     def merge(parts: list[StepOutcome]) -> StepOutcome:
@@ -75,6 +85,10 @@ class StepOutcome:
             loop_lag_at=[times for part in parts for times in part.loop_lag_at],
             stopped=any(part.stopped for part in parts),
             capped=any(part.capped for part in parts),
+            process_cpu_s=sum(part.process_cpu_s for part in parts),
+            # Every worker watched the same machine over about the same span.
+            machine_busy_s=max(part.machine_busy_s for part in parts),
+            machine_total_s=max(part.machine_total_s for part in parts),
         )
 
 
@@ -119,6 +133,7 @@ async def run_step(
         asyncio.create_task(_watch_stop(stop, stopping)),
     ]
     started = perf_counter()
+    cpu_before, machine_before = process_time(), machine_cpu()
     records: list[RequestRecord] = []
     memory = MemoryBudget(plan.max_requests, plan.max_tokens)
     if plan.arrivals is not None:
@@ -138,6 +153,7 @@ async def run_step(
             task.cancel()
         await asyncio.gather(*watchers, stop_task, return_exceptions=True)
     finished = max((record.end for record in records if record.end), default=perf_counter())
+    machine_after = machine_cpu()
     return StepOutcome(
         records=records,
         started=started,
@@ -147,7 +163,23 @@ async def run_step(
         loop_lag_at=[lag_times],
         stopped=stopped,
         capped=memory.exhausted,
+        process_cpu_s=process_time() - cpu_before,
+        machine_busy_s=machine_after[0] - machine_before[0],
+        machine_total_s=machine_after[1] - machine_before[1],
     )
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat (0 elsewhere)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = [float(value) for value in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0.0, 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
+    total = sum(fields[:8])  # guest time is already counted in user time
+    return (total - idle) / ticks, total / ticks
 
 
 class MemoryBudget:

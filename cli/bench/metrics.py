@@ -1,61 +1,130 @@
-"""Per-step figures computed from request records: latencies, throughput, errors, cost.
+"""Per-step figures computed from request records: metrics as classes, in one registry.
+
+A metric is one class with its key, title, unit and whether the A/B ratios
+compare it and the plots draw it; :data:`Metric.registry` lists them all, and the
+report, plots, ratios and SLOs read that registry. Latency metrics turn records
+into milliseconds (one value per request, or per gap for ITL); step metrics read
+one number off a :class:`~inferfleet.cli.bench.models.StepResult`.
 
 Warm-up requests and requests cancelled by Ctrl-C are recorded but not measured.
-Latencies are in milliseconds; each open-loop latency exists twice, from the
-actual send and from the scheduled send.
+Each open-loop latency exists twice, from the actual send and from the scheduled
+send.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
 from inferfleet.cli.bench.config import MAX_REQUESTS_PER_STEP, MAX_TOKENS_PER_STEP
 from inferfleet.cli.bench.engine import StepOutcome
+from inferfleet.cli.bench.models import (
+    ClientHealth,
+    Goodput,
+    InstanceRow,
+    LagFigures,
+    LatencyBrief,
+    LatencyDistribution,
+    SloLimit,
+    StepResult,
+)
 from inferfleet.cli.bench.records import RequestRecord
 
 QUANTILES = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "p999": 99.9}
 CANCELLED = "cancelled"
+# A client process this busy (% of one core) had no CPU to spare; a machine this busy
+# (% of all cores) starved whatever ran on it.
+CLIENT_CPU_SATURATED_PERCENT = 85.0
+MACHINE_CPU_SATURATED_PERCENT = 90.0
 
 
-def distribution(values: np.ndarray) -> dict[str, float | int | None]:
-    """p50/p90/p99/p99.9/mean (and the count behind them); None when nothing was measured."""
-    if values.size == 0:
-        return {**dict.fromkeys(QUANTILES), "mean": None, "count": 0}
-    points = np.percentile(values, list(QUANTILES.values()))
-    summary: dict[str, float | int | None] = {
-        name: round(float(point), 3) for name, point in zip(QUANTILES, points, strict=True)
-    }
-    summary["mean"] = round(float(values.mean()), 3)
-    summary["count"] = int(values.size)
-    return summary
+class Metric:
+    """A figure of a step. Subclasses with a ``key`` register themselves."""
+
+    key: ClassVar[str]
+    label: ClassVar[str]  # short, for tables: "TTFT"
+    title: ClassVar[str]  # long, for axes: "Time to first token"
+    unit: ClassVar[str]
+    compared: ClassVar[tuple[str | None, ...]] = ()  # points the A/B ratios compare
+    plotted: ClassVar[bool] = False  # drawn against load (latency: its p99)
+    higher_is_better: ClassVar[bool] = False
+    registry: ClassVar[dict[str, type[Metric]]] = {}
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "key" in cls.__dict__:
+            Metric.registry[cls.key] = cls
+
+    @classmethod
+    def value(cls, step: StepResult, point: str | None = None) -> float | None:
+        raise NotImplementedError
+
+    @classmethod
+    def name(cls, point: str | None) -> str:
+        return f"{cls.label} {point}" if point else cls.label
 
 
-class LatencyMetric(ABC):
-    key: str
-    title: str
+class LatencyMetric(Metric):
+    """Milliseconds per request (or per gap); summarised as a :class:`LatencyDistribution`."""
 
-    @abstractmethod
-    def values(self, records: Sequence[RequestRecord]) -> np.ndarray:
-        """Milliseconds, one value per request (or per gap, for ITL)."""
+    unit = "ms"
+    cdf: ClassVar[bool] = False  # drawn as a CDF per load
+    open_loop_only: ClassVar[bool] = False
+
+    @classmethod
+    def values(cls, records: Sequence[RequestRecord]) -> np.ndarray:
+        raise NotImplementedError
+
+    @classmethod
+    def per_request(cls, record: RequestRecord) -> float | None:
+        """This request's own value, for per-request SLO checks (goodput)."""
+        values = cls.values([record])
+        return float(values.mean()) if values.size else None
+
+    @classmethod
+    def value(cls, step: StepResult, point: str | None = "p50") -> float | None:
+        figures = step.latency.get(cls.key)
+        return getattr(figures, point or "p50") if figures is not None else None
+
+
+class StepMetric(Metric):
+    """One number per step, read off the step's result."""
+
+    attribute: ClassVar[str]
+    compared = (None,)
+
+    @classmethod
+    def value(cls, step: StepResult, point: str | None = None) -> float | None:
+        return getattr(step, cls.attribute)
+
+
+def _since(record: RequestRecord, moment: float | None, from_schedule: bool) -> float | None:
+    if moment is None:
+        return None
+    origin = record.scheduled if from_schedule and record.scheduled is not None else record.sent
+    return (moment - origin) * 1000.0
 
 
 class TimeToFirstToken(LatencyMetric):
-    """From sending the request (``from_schedule``: from when it was due) to the first token."""
+    """From sending the request to its first token."""
 
-    def __init__(self, *, from_schedule: bool = False) -> None:
-        self.from_schedule = from_schedule
-        self.key = "ttft_from_schedule_ms" if from_schedule else "ttft_ms"
-        self.title = "TTFT from schedule" if from_schedule else "TTFT"
+    key = "ttft_ms"
+    label = "TTFT"
+    title = "Time to first token"
+    compared = ("p50", "p99")
+    plotted = True
+    cdf = True
+    from_schedule: ClassVar[bool] = False
 
-    def values(self, records: Sequence[RequestRecord]) -> np.ndarray:
+    @classmethod
+    def values(cls, records: Sequence[RequestRecord]) -> np.ndarray:
         return np.array(
             [
-                (record.first_token - _origin(record, self.from_schedule)) * 1000.0
+                _since(record, record.first_token, cls.from_schedule)
                 for record in records
                 if record.first_token is not None
             ],
@@ -63,13 +132,30 @@ class TimeToFirstToken(LatencyMetric):
         )
 
 
+class TimeToFirstTokenFromSchedule(TimeToFirstToken):
+    """From when the request was due (open loop) to its first token: includes client queueing."""
+
+    key = "ttft_from_schedule_ms"
+    label = "TTFT from schedule"
+    title = "Time to first token from the scheduled send"
+    compared = ()
+    plotted = False
+    cdf = False
+    open_loop_only = True
+    from_schedule = True
+
+
 class InterTokenLatency(LatencyMetric):
     """Every gap between consecutive chunks after the first token."""
 
     key = "itl_ms"
+    label = "ITL"
     title = "Inter-token latency"
+    compared = ("p50",)
+    cdf = True
 
-    def values(self, records: Sequence[RequestRecord]) -> np.ndarray:
+    @classmethod
+    def values(cls, records: Sequence[RequestRecord]) -> np.ndarray:
         gaps = [np.frombuffer(record.itl_ms, dtype=float) for record in records if record.itl_ms]
         return np.concatenate(gaps) if gaps else np.empty(0)
 
@@ -78,9 +164,11 @@ class TimePerOutputToken(LatencyMetric):
     """(last token - first token) / (output tokens - 1): a request's decode speed."""
 
     key = "tpot_ms"
+    label = "TPOT"
     title = "Time per output token"
 
-    def values(self, records: Sequence[RequestRecord]) -> np.ndarray:
+    @classmethod
+    def values(cls, records: Sequence[RequestRecord]) -> np.ndarray:
         return np.array(
             [
                 (record.last_token - record.first_token) * 1000.0 / (record.output_tokens - 1)
@@ -94,15 +182,21 @@ class TimePerOutputToken(LatencyMetric):
 
 
 class EndToEnd(LatencyMetric):
-    def __init__(self, *, from_schedule: bool = False) -> None:
-        self.from_schedule = from_schedule
-        self.key = "e2e_from_schedule_ms" if from_schedule else "e2e_ms"
-        self.title = "E2E from schedule" if from_schedule else "E2E"
+    """From sending the request to the end of its answer."""
 
-    def values(self, records: Sequence[RequestRecord]) -> np.ndarray:
+    key = "e2e_ms"
+    label = "E2E"
+    title = "End-to-end latency"
+    compared = ("p50", "p99")
+    plotted = True
+    cdf = True
+    from_schedule: ClassVar[bool] = False
+
+    @classmethod
+    def values(cls, records: Sequence[RequestRecord]) -> np.ndarray:
         return np.array(
             [
-                (record.end - _origin(record, self.from_schedule)) * 1000.0
+                _since(record, record.end, cls.from_schedule)
                 for record in records
                 if record.end is not None
             ],
@@ -110,8 +204,64 @@ class EndToEnd(LatencyMetric):
         )
 
 
-def _origin(record: RequestRecord, from_schedule: bool) -> float:
-    return record.scheduled if from_schedule and record.scheduled is not None else record.sent
+class EndToEndFromSchedule(EndToEnd):
+    key = "e2e_from_schedule_ms"
+    label = "E2E from schedule"
+    title = "End-to-end latency from the scheduled send"
+    compared = ()
+    plotted = False
+    cdf = False
+    open_loop_only = True
+    from_schedule = True
+
+
+class OutputTokensPerMinute(StepMetric):
+    key = "output_tokens_per_min"
+    label = "tokens/min"
+    title = "Output tokens per minute"
+    unit = "tokens/min"
+    attribute = "output_tokens_per_min"
+    plotted = True
+    higher_is_better = True
+
+
+class RequestsPerSecond(StepMetric):
+    key = "requests_per_s"
+    label = "req/s"
+    title = "Requests per second"
+    unit = "req/s"
+    attribute = "requests_per_s"
+    higher_is_better = True
+
+
+class TokensPerInstancePerMinute(StepMetric):
+    key = "output_tokens_per_instance_per_min"
+    label = "tokens/min per instance"
+    title = "Output tokens per instance per minute"
+    unit = "tokens/min"
+    attribute = "output_tokens_per_instance_per_min"
+    compared = ()
+    higher_is_better = True
+
+
+def latency_metrics(open_loop: bool) -> list[type[LatencyMetric]]:
+    return [
+        metric
+        for metric in Metric.registry.values()
+        if issubclass(metric, LatencyMetric) and (open_loop or not metric.open_loop_only)
+    ]
+
+
+def distribution(values: np.ndarray) -> LatencyDistribution:
+    """p50/p90/p99/p99.9/mean (and the count behind them); None when nothing was measured."""
+    if values.size == 0:
+        return LatencyDistribution()
+    points = np.percentile(values, list(QUANTILES.values()))
+    return LatencyDistribution(
+        **{name: round(float(point), 3) for name, point in zip(QUANTILES, points, strict=True)},
+        mean=round(float(values.mean()), 3),
+        count=int(values.size),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,24 +271,31 @@ class Thresholds:
     max_error_rate: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class StepIdentity:
+    """Which step of the run the figures belong to."""
+
+    id: int = 0
+    variant: str = "default"
+    repeat: int = 0
+    load: float = 0.0
+    users: int | None = None
+    rate: float | None = None
+    instances: int | None = None
+    target_config: str | None = None
+    schedule_hash: str = ""
+
+
 @dataclass(slots=True)
 class StepFigures:
-    """A measured step: the JSON summary and the raw latencies the plots draw."""
+    """A measured step: its typed result and the raw latencies the plots draw."""
 
-    summary: dict
+    result: StepResult
     latencies: dict[str, np.ndarray]
 
-
-def latency_metrics(open_loop: bool) -> list[LatencyMetric]:
-    metrics: list[LatencyMetric] = [
-        TimeToFirstToken(),
-        InterTokenLatency(),
-        TimePerOutputToken(),
-        EndToEnd(),
-    ]
-    if open_loop:
-        metrics += [TimeToFirstToken(from_schedule=True), EndToEnd(from_schedule=True)]
-    return metrics
+    @property
+    def summary(self) -> dict:
+        return self.result.model_dump(mode="json")
 
 
 def measure_step(
@@ -149,6 +306,8 @@ def measure_step(
     price_per_hour: float | None = None,
     instances: int | None = None,
     window: tuple[float, float] | None = None,
+    identity: StepIdentity | None = None,
+    slo: Sequence[SloLimit] = (),
 ) -> StepFigures:
     """Figures of one step; throughput over ``window`` (perf_counter seconds) when given.
 
@@ -157,6 +316,7 @@ def measure_step(
     the drain after the last send bends tokens/min. Without a window (``--requests``)
     throughput runs from the first measured send to the last measured answer.
     """
+    identity = identity or StepIdentity(instances=instances)
     measured = [r for r in outcome.records if not r.warmup and r.error != CANCELLED]
     succeeded = [r for r in measured if r.ok]
     failed = Counter(r.error for r in measured if r.error is not None)
@@ -171,39 +331,49 @@ def measure_step(
     tokens_per_min = output_tokens / seconds * 60.0 if seconds > 0 else 0.0
 
     latencies = {metric.key: metric.values(succeeded) for metric in latency_metrics(open_loop)}
-    summary: dict = {
-        "requests": len(measured),
-        "succeeded": len(succeeded),
-        "errors": sum(failed.values()),
-        "errors_by_kind": dict(sorted(failed.items())),
-        "warmup_requests": sum(1 for r in outcome.records if r.warmup),
-        "cancelled_requests": sum(1 for r in outcome.records if r.error == CANCELLED),
-        "measured_seconds": round(seconds, 3),
-        **{key: distribution(values) for key, values in latencies.items()},
-        "output_tokens": round(output_tokens, 1),
-        "output_tokens_per_min": round(tokens_per_min, 1),
-        "requests_per_s": round(len(finished) / seconds, 3) if seconds > 0 else 0.0,
-        "token_source": _token_source(succeeded),
-        "output_length_mismatches": sum(
-            1 for r in succeeded if r.output_tokens != r.requested_tokens
-        ),
-        "per_instance": per_instance(succeeded, streams, window),
-        "requests_without_instance": sum(1 for r in succeeded if r.instance is None),
-        "emulated": any(r.emulated for r in succeeded),
-        "cost_per_million_output_tokens": cost_per_million(
-            tokens_per_min, price_per_hour, instances
-        ),
-    }
     client = client_health(outcome, measured, open_loop=open_loop)
-    summary["client"] = client
     failures = failure_reasons(len(measured), failed, thresholds.max_error_rate)
-    summary["failed"] = bool(failures)
     reasons = failures + invalid_reasons(
         client, thresholds, stopped=outcome.stopped, capped=outcome.capped
     )
-    summary["valid"] = not reasons
-    summary["invalid_reasons"] = reasons
-    return StepFigures(summary=summary, latencies=latencies)
+    result = StepResult(
+        id=identity.id,
+        variant=identity.variant,
+        repeat=identity.repeat,
+        load=identity.load,
+        users=identity.users,
+        rate=identity.rate,
+        instances=identity.instances,
+        target_config=identity.target_config,
+        partial=outcome.stopped,
+        schedule_hash=identity.schedule_hash,
+        requests=len(measured),
+        succeeded=len(succeeded),
+        errors=sum(failed.values()),
+        errors_by_kind=dict(sorted(failed.items())),
+        warmup_requests=sum(1 for r in outcome.records if r.warmup),
+        cancelled_requests=sum(1 for r in outcome.records if r.error == CANCELLED),
+        measured_seconds=round(seconds, 3),
+        latency={key: distribution(values) for key, values in latencies.items()},
+        output_tokens=round(output_tokens, 1),
+        output_tokens_per_min=round(tokens_per_min, 1),
+        requests_per_s=round(len(finished) / seconds, 3) if seconds > 0 else 0.0,
+        achieved_concurrency=achieved_concurrency(streams, window),
+        token_source=_token_source(succeeded),
+        output_length_mismatches=sum(1 for r in succeeded if r.output_tokens != r.requested_tokens),
+        per_instance=per_instance(succeeded, streams, window),
+        requests_without_instance=sum(1 for r in succeeded if r.instance is None),
+        emulated=any(r.emulated for r in succeeded),
+        cost_per_million_output_tokens=cost_per_million(
+            tokens_per_min, price_per_hour, identity.instances
+        ),
+        goodput=goodput(succeeded, streams, window, slo, latencies) if slo else None,
+        client=client,
+        failed=bool(failures),
+        valid=not reasons,
+        invalid_reasons=reasons,
+    )
+    return StepFigures(result=result, latencies=latencies)
 
 
 def _span(records: Sequence[RequestRecord]) -> tuple[float, float]:
@@ -229,6 +399,61 @@ def tokens_between(record: RequestRecord, start: float, end: float) -> float:
     return float(np.count_nonzero((times >= start) & (times <= end))) * per_chunk
 
 
+def achieved_concurrency(
+    records: Sequence[RequestRecord], window: tuple[float, float]
+) -> float | None:
+    """Time-weighted requests in flight over ``window``, as the client saw them."""
+    start, end = window
+    if end <= start:
+        return None
+    busy = sum(
+        max(0.0, min(record.end, end) - max(record.sent, start))
+        for record in records
+        if record.end is not None and record.sent
+    )
+    return round(busy / (end - start), 3)
+
+
+def goodput(
+    succeeded: Sequence[RequestRecord],
+    streams: Sequence[RequestRecord],
+    window: tuple[float, float],
+    slo: Sequence[SloLimit],
+    latencies: dict[str, np.ndarray],
+) -> Goodput:
+    """Requests (and their tokens) that met every SLO limit on their own, per second.
+
+    A request meets a limit when its own value is within it (for ITL, the mean of
+    its gaps); the step meets the SLO when each limited percentile is.
+    """
+    metrics = [(Metric.registry[limit.metric], limit) for limit in slo]
+    good = [
+        record
+        for record in succeeded
+        if all(
+            (value := metric.per_request(record)) is not None and value <= limit.limit_ms
+            for metric, limit in metrics
+        )
+    ]
+    good_ids = {id(record) for record in good}
+    seconds = window[1] - window[0]
+    tokens = sum(tokens_between(r, *window) for r in streams if id(r) in good_ids)
+    misses = []
+    for _, limit in metrics:
+        values = latencies.get(limit.metric, np.empty(0))
+        figure = getattr(distribution(values), limit.point) if values.size else None
+        if figure is None or figure > limit.limit_ms:
+            shown = "nothing measured" if figure is None else f"{figure:,.1f} ms"
+            misses.append(f"{limit.name} {shown} > {limit.limit_ms:g} ms")
+    return Goodput(
+        requests=len(good),
+        requests_per_s=round(len(good) / seconds, 3) if seconds > 0 else 0.0,
+        output_tokens_per_min=round(tokens / seconds * 60.0, 1) if seconds > 0 else 0.0,
+        slo_met=not misses,
+        misses=misses,
+    )
+
+
 def _token_source(records: Sequence[RequestRecord]) -> str | None:
     # Non-streaming answers (classifiers) carry no tokens to count either way.
     sources = {r.token_source for r in records if r.chunks or r.usage_tokens is not None}
@@ -241,7 +466,7 @@ def per_instance(
     measured: Sequence[RequestRecord],
     streams: Sequence[RequestRecord],
     window: tuple[float, float],
-) -> list[dict]:
+) -> list[InstanceRow]:
     """Rows per instance (header or stream field): how evenly the load balancer spread work."""
     groups: dict[str, list[RequestRecord]] = defaultdict(list)
     for record in measured:
@@ -252,27 +477,23 @@ def per_instance(
         if record.instance is not None:
             tokens[record.instance] += tokens_between(record, *window)
     seconds = window[1] - window[0]
-    rows = []
-    for instance, group in sorted(groups.items()):
-        ttft = TimeToFirstToken().values(group)
-        e2e = EndToEnd().values(group)
-        rows.append(
-            {
-                "instance": instance,
-                "requests": len(group),
-                "output_tokens_per_min": (
-                    round(tokens[instance] / seconds * 60.0, 1) if seconds > 0 else 0.0
-                ),
-                "ttft_ms": _brief(ttft),
-                "e2e_ms": _brief(e2e),
-            }
+    return [
+        InstanceRow(
+            instance=instance,
+            requests=len(group),
+            output_tokens_per_min=(
+                round(tokens[instance] / seconds * 60.0, 1) if seconds > 0 else 0.0
+            ),
+            ttft_ms=_brief(TimeToFirstToken.values(group)),
+            e2e_ms=_brief(EndToEnd.values(group)),
         )
-    return rows
+        for instance, group in sorted(groups.items())
+    ]
 
 
-def _brief(values: np.ndarray) -> dict[str, float | None]:
+def _brief(values: np.ndarray) -> LatencyBrief:
     full = distribution(values)
-    return {key: full[key] for key in ("p50", "p99", "mean")}  # type: ignore[misc]
+    return LatencyBrief(p50=full.p50, p99=full.p99, mean=full.mean)
 
 
 def cost_per_million(
@@ -286,8 +507,8 @@ def cost_per_million(
 
 def client_health(
     outcome: StepOutcome, measured: Sequence[RequestRecord], *, open_loop: bool
-) -> dict:
-    """Event-loop lag per process (worst process counts) and open-loop dispatch lag."""
+) -> ClientHealth:
+    """Event-loop lag per process (worst process counts), dispatch lag, and CPU used."""
     worst_p99, worst_max = 0.0, 0.0
     for lags, times in zip(outcome.loop_lag_ms, outcome.loop_lag_at, strict=True):
         samples = np.frombuffer(lags, dtype=float)
@@ -296,17 +517,32 @@ def client_health(
         if in_window.size:
             worst_p99 = max(worst_p99, float(np.percentile(in_window, 99)))
             worst_max = max(worst_max, float(in_window.max()))
-    health: dict = {
-        "loop_lag_ms": {"p99": round(worst_p99, 3), "max": round(worst_max, 3)},
-        "processes": len(outcome.loop_lag_ms),
-    }
+    dispatch = None
     if open_loop:
-        dispatch = np.array([r.dispatch_lag_s * 1000.0 for r in measured], dtype=float)
-        health["dispatch_lag_ms"] = {
-            "p99": round(float(np.percentile(dispatch, 99)), 3) if dispatch.size else None,
-            "max": round(float(dispatch.max()), 3) if dispatch.size else None,
-        }
-    return health
+        lags_ms = np.array([r.dispatch_lag_s * 1000.0 for r in measured], dtype=float)
+        dispatch = LagFigures(
+            p99=round(float(np.percentile(lags_ms, 99)), 3) if lags_ms.size else None,
+            max=round(float(lags_ms.max()), 3) if lags_ms.size else None,
+        )
+    processes = len(outcome.loop_lag_ms)
+    chunks = sum(record.chunks for record in outcome.records)
+    seconds = outcome.seconds
+    return ClientHealth(
+        loop_lag_ms=LagFigures(p99=round(worst_p99, 3), max=round(worst_max, 3)),
+        dispatch_lag_ms=dispatch,
+        processes=processes,
+        process_cpu_percent=(
+            round(outcome.process_cpu_s / seconds / processes * 100.0, 1)
+            if seconds > 0 and processes
+            else None
+        ),
+        machine_cpu_percent=(
+            round(outcome.machine_busy_s / outcome.machine_total_s * 100.0, 1)
+            if outcome.machine_total_s > 0
+            else None
+        ),
+        cpu_us_per_token=round(outcome.process_cpu_s / chunks * 1e6, 2) if chunks else None,
+    )
 
 
 def failure_reasons(measured: int, failed: Counter, max_error_rate: float) -> list[str]:
@@ -330,23 +566,44 @@ def describe_errors(failed: Counter) -> str:
     )
 
 
+def starved_side(client: ClientHealth) -> str:
+    """Which side ran out of CPU when the client fell behind: its process, or the machine."""
+    process, machine = client.process_cpu_percent, client.machine_cpu_percent
+    if process is not None and process >= CLIENT_CPU_SATURATED_PERCENT:
+        return (
+            f"the client process ran out of CPU ({process:.0f}% of a core per process; "
+            "add --workers or use a bigger client machine)"
+        )
+    if machine is not None and machine >= MACHINE_CPU_SATURATED_PERCENT:
+        return (
+            f"the machine ran out of CPU ({machine:.0f}% of all cores busy, the client "
+            f"{process or 0:.0f}% of a core; other processes, such as a server on this host, "
+            "took it: run the client elsewhere)"
+        )
+    shown = "unknown" if machine is None else f"{machine:.0f}%"
+    return (
+        f"the client was held up without running out of CPU (client {process or 0:.0f}% of a "
+        f"core, machine {shown} busy)"
+    )
+
+
 def invalid_reasons(
-    client: dict, thresholds: Thresholds, *, stopped: bool, capped: bool = False
+    client: ClientHealth, thresholds: Thresholds, *, stopped: bool, capped: bool = False
 ) -> list[str]:
     """Why this step's figures do not describe the target: the client, or a cut-short step."""
     reasons = []
-    lag = client["loop_lag_ms"]["p99"]
+    lag = client.loop_lag_ms.p99 or 0.0
     if lag > thresholds.max_loop_lag_ms:
         reasons.append(
             f"client bottleneck: event-loop lag p99 {lag:.1f} ms > "
-            f"{thresholds.max_loop_lag_ms:g} ms "
-            "(add --workers or use a bigger client machine)"
+            f"{thresholds.max_loop_lag_ms:g} ms: {starved_side(client)}"
         )
-    dispatch = (client.get("dispatch_lag_ms") or {}).get("p99")
+    dispatch = client.dispatch_lag_ms.p99 if client.dispatch_lag_ms else None
     if dispatch is not None and dispatch > thresholds.max_dispatch_lag_ms:
         reasons.append(
             f"client bottleneck: dispatch lag p99 {dispatch:.1f} ms > "
-            f"{thresholds.max_dispatch_lag_ms:g} ms (requests left later than scheduled)"
+            f"{thresholds.max_dispatch_lag_ms:g} ms (requests left later than scheduled): "
+            f"{starved_side(client)}"
         )
     if capped:
         reasons.append(

@@ -1,4 +1,6 @@
-"""The ``--out`` folder: ``results.json`` and ``requests.csv``, rewritten after every step.
+"""The ``--out`` folder: ``results.json`` (see :mod:`.models`) and ``requests.csv``.
+
+Both are rewritten after every step; ``results.schema.json`` describes the first.
 
 bench writes only into a folder it created (or an empty one), marked (see
 :mod:`inferfleet.cli.output_folder`) with the files it wrote; it refuses a folder
@@ -24,42 +26,18 @@ from pathlib import Path
 from typing import IO
 
 from inferfleet.cli import output_folder
+from inferfleet.cli.bench.models import RequestResult, RunResults, StepResult
 from inferfleet.cli.bench.records import RequestRecord
 from inferfleet.cli.errors import UserError
 
-SCHEMA_VERSION = 1
 OUT_FLAG = "--out"
 WRITER = "inferfleet bench"
 # Every name bench may write into --out: a file so named that bench did not write is the
 # user's, and bench refuses to replace it.
 OWN_PATTERNS = ("results.json", "results.schema.json", "requests.csv", "report.md",
                 "report.html", "latency_cdf_*.png", "*_vs_*.png")  # fmt: skip
-CSV_COLUMNS = (
-    "step",
-    "variant",
-    "repeat",
-    "users",
-    "rate",
-    "index",
-    "warmup",
-    "scheduled_ms",
-    "sent_ms",
-    "dispatch_lag_ms",
-    "ttft_ms",
-    "e2e_ms",
-    "ttft_from_schedule_ms",
-    "e2e_from_schedule_ms",
-    "itl_mean_ms",
-    "prompt_tokens",
-    "requested_tokens",
-    "output_tokens",
-    "token_source",
-    "chunks",
-    "instance",
-    "status",
-    "error",
-    "error_detail",
-)
+CSV_COLUMNS = tuple(RequestResult.model_fields)
+SCHEMA_FILE = "results.schema.json"
 
 
 def tool_info() -> dict:
@@ -215,24 +193,20 @@ class OutputDir:
 
 
 class ResultsWriter:
-    """results.json and requests.csv in the claimed ``--out``, kept consistent after each step."""
+    """results.json (with its JSON Schema) and requests.csv, consistent after each step."""
 
     def __init__(self, out: OutputDir, header: dict) -> None:
         self.out = out
         out.begin()
-        self.results: dict = {
-            "schema_version": SCHEMA_VERSION,
-            "partial": True,
-            **header,
-            "steps": [],
-            "comparisons": [],
-        }
+        self.results = RunResults(**header)
+        with out.atomic(SCHEMA_FILE) as handle:
+            json.dump(RunResults.model_json_schema(), handle, indent=1)
         with out.atomic("requests.csv") as handle:
             csv.DictWriter(handle, CSV_COLUMNS).writeheader()
         self.write()
 
-    def add_step(self, summary: dict, rows: list[dict]) -> None:
-        self.results["steps"].append(summary)
+    def add_step(self, step: StepResult, rows: list[dict]) -> None:
+        self.results.steps.append(step)
         # One write per step: an interrupted run ends the file after a whole step.
         buffer = io.StringIO()
         csv.DictWriter(buffer, CSV_COLUMNS).writerows(rows)
@@ -240,15 +214,17 @@ class ResultsWriter:
             handle.write(buffer.getvalue())
         self.write()
 
-    def finish(self, *, partial: bool, comparisons: list[dict]) -> None:
-        self.results["partial"] = partial
-        self.results["comparisons"] = comparisons
-        self.results["finished_at"] = now_iso()
+    def finish(self, *, partial: bool, **analysis: object) -> None:
+        """Close the run: ``analysis`` sets the comparisons, the study and the load search."""
+        for name, value in analysis.items():
+            setattr(self.results, name, value)
+        self.results.partial = partial
+        self.results.finished_at = now_iso()
         self.write()
 
     def write(self) -> None:
         with self.out.atomic("results.json") as handle:
-            json.dump(self.results, handle, indent=2, allow_nan=False)
+            handle.write(self.results.model_dump_json(indent=2))
             handle.write("\n")
 
 

@@ -22,7 +22,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from inferfleet.cli.bench.clients import ClientSettings, client_for
 from inferfleet.cli.bench.config import BenchConfig, Variant
 from inferfleet.cli.bench.engine import InProcessExecutor, StepPlan, StopFlag, WorkerPool
-from inferfleet.cli.bench.metrics import Thresholds, measure_step
+from inferfleet.cli.bench.metrics import StepIdentity, Thresholds, measure_step
+from inferfleet.cli.bench.models import MaxLoad, RunResults, StepResult
 from inferfleet.cli.bench.records import RequestRecord
 from inferfleet.cli.bench.results import (
     OutputDir,
@@ -32,7 +33,15 @@ from inferfleet.cli.bench.results import (
     request_rows,
     tool_info,
 )
-from inferfleet.cli.bench.variants import AlbRouting, LocalRouting, RoutingSwitch, paired_ratios
+from inferfleet.cli.bench.scaling import EcsScaler, LocalScaler, SageMakerScaler, Scaler
+from inferfleet.cli.bench.variants import (
+    AlbRouting,
+    LocalRouting,
+    RoutingSwitch,
+    SageMakerRouting,
+    paired_ratios,
+    study_table,
+)
 from inferfleet.cli.bench.workload import PoissonArrivals, RequestSpec, Workload, schedule_hash
 from inferfleet.cli.errors import UserError
 
@@ -48,6 +57,7 @@ class Step:
     load: float
     repeat: int
     variant: Variant | None
+    instances: int | None = None
 
     @property
     def variant_name(self) -> str:
@@ -56,16 +66,17 @@ class Step:
 
 @dataclass(slots=True)
 class RunOutcome:
-    results: dict
+    results: RunResults
     exit_code: int
 
 
 def plan_steps(config: BenchConfig) -> list[Step]:
+    """Per load (and instance count), per repeat, each variant in turn: A B A B."""
     steps = []
     for load in config.loads:
         for repeat in range(config.repeat):
             for variant in config.variants:
-                steps.append(Step(len(steps) + 1, load, repeat, variant))
+                steps.append(Step(len(steps) + 1, load, repeat, variant, config.instances_at(load)))
     return steps
 
 
@@ -163,73 +174,242 @@ def run_bench(config: BenchConfig, console: Console | None = None) -> RunOutcome
     arrivals = {rate: open_loop_arrivals(config, rate) for rate in config.rate}
     stop = StopFlag()
     output = OutputDir.claim(config.out)
-    writer: ResultsWriter | None = None
+    session: Session | None = None
     try:
         with ctrl_c_stops(stop, console), target_context(config) as (target, fleet):
-            writer, latencies = _run_on_target(
-                config, target, fleet, output, workload, steps, arrivals, stop, console
-            )
+            session = Session(config, output, workload, arrivals, stop, console)
+            session.run(target, fleet, steps)
     finally:
-        if writer is None:
+        if session is None or session.writer is None:
             output.release()
+    writer = session.writer
+    assert writer is not None
     results = writer.results
-    variants = results["variants"]
-    writer.finish(partial=stop.is_set(), comparisons=paired_ratios(results["steps"], variants))
-    write_report(output, writer.results, latencies)
-    return RunOutcome(writer.results, INTERRUPTED_EXIT if stop.is_set() else run_exit_code(results))
-
-
-def _run_on_target(
-    config: BenchConfig,
-    target: str,
-    fleet: object | None,
-    output: OutputDir,
-    workload: Workload,
-    steps: list[Step],
-    arrivals: dict[float, PoissonArrivals],
-    stop: StopFlag,
-    console: Console,
-) -> tuple[ResultsWriter, list[dict[str, np.ndarray]]]:
-    settings = ClientSettings(
-        target=target,
-        endpoint=config.endpoint,
-        model=config.model,
-        target_model=config.target_model,
-        region=config.region,
-        endpoint_url=config.endpoint_url,
-        timeout=config.timeout,
-        max_connections=config.max_inflight,
+    writer.finish(
+        partial=stop.is_set(),
+        comparisons=paired_ratios(results.steps, results.variants),
+        study=(
+            study_table(results.steps, results.variants, config.users_per_instance or 0)
+            if config.scaled
+            else None
+        ),
+        max_load=session.max_load,
     )
-    label = target if config.api != "sagemaker" else f"SageMaker endpoint {target}"
-    settings, description, emulated = asyncio.run(preflight(config.api, settings, label))
-    header = run_header(config, description, emulated, workload, arrivals)
-    writer = ResultsWriter(output, header)
-    switch = routing_switch(config, fleet)
-    executor = (
-        WorkerPool(config.workers, config.api, settings, workload, stop)
-        if config.workers > 1
-        else InProcessExecutor(config.api, settings, workload, stop)
-    )
-    latencies = []
-    try:
-        latencies = _run_steps(
-            config, steps, arrivals, workload, executor, switch, writer, stop, console
-        )
-    finally:
-        executor.close()
-        if switch is not None:
-            switch.restore()
-    return writer, latencies
+    write_report(output, results, session.latencies)
+    return RunOutcome(results, INTERRUPTED_EXIT if stop.is_set() else run_exit_code(results))
 
 
-def run_exit_code(results: dict) -> int:
+def run_exit_code(results: RunResults) -> int:
     """3 when the target failed a step, 4 when a step's figures are not valid, else 0."""
-    steps = results["steps"]
-    if any(step["failed"] for step in steps):
+    if any(step.failed for step in results.steps):
         return FAILED_STEP_EXIT
-    if any(not step["valid"] for step in steps):
+    if any(not step.valid for step in results.steps):
         return INVALID_STEP_EXIT
     return 0
+
+
+class Session:
+    """One run against a reachable target: its switches, its executor, its steps."""
+
+    def __init__(
+        self,
+        config: BenchConfig,
+        output: OutputDir,
+        workload: Workload,
+        arrivals: dict[float, PoissonArrivals],
+        stop: StopFlag,
+        console: Console,
+    ) -> None:
+        self.config, self.output, self.workload = config, output, workload
+        self.arrivals, self.stop, self.console = arrivals, stop, console
+        self.writer: ResultsWriter | None = None
+        self.latencies: list[dict[str, np.ndarray]] = []
+        self.max_load: MaxLoad | None = None
+        self.thresholds = Thresholds(
+            config.max_loop_lag_ms, config.max_dispatch_lag_ms, config.max_error_rate
+        )
+
+    def run(self, target: str, fleet: object | None, steps: list[Step]) -> None:
+        config = self.config
+        settings = ClientSettings(
+            target=target,
+            endpoint=config.endpoint,
+            model=config.model,
+            target_model=config.target_model,
+            region=config.region,
+            endpoint_url=config.endpoint_url,
+            timeout=config.timeout,
+            max_connections=config.max_inflight,
+        )
+        label = target if config.api != "sagemaker" else f"SageMaker endpoint {target}"
+        settings, description, emulated = asyncio.run(preflight(config.api, settings, label))
+        header = run_header(config, description, emulated, self.workload, self.arrivals)
+        self.writer = ResultsWriter(self.output, header)
+        self.switch = routing_switch(config, fleet, self.stop)
+        self.scaler = scaler_for(config, fleet, self.stop)
+        self.executor = (
+            WorkerPool(config.workers, config.api, settings, self.workload, self.stop)
+            if config.workers > 1
+            else InProcessExecutor(config.api, settings, self.workload, self.stop)
+        )
+        with contextlib.ExitStack() as cleanup:
+            # Each is undone whatever happens, and one failing does not skip the others.
+            cleanup.callback(self.executor.close)
+            if self.switch is not None:
+                cleanup.callback(self.switch.restore)
+            if self.scaler is not None:
+                cleanup.callback(self.scaler.restore)
+            with self._progress() as progress:
+                if config.find_max_load:
+                    self.max_load = self._search(progress)
+                else:
+                    self._run_planned(steps, progress)
+
+    def _progress(self) -> Progress:
+        return Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[done]} requests"),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=False,
+            refresh_per_second=4,
+        )
+
+    def _run_planned(self, steps: list[Step], progress: Progress) -> None:
+        for step in steps:
+            if self.stop.is_set():
+                return
+            if self.scaler is not None and step.instances is not None:
+                self.console.print(f"resizing the target to {step.instances} instance(s)")
+                self.scaler.resize(step.instances)
+            if self.switch is not None and step.variant is not None:
+                self.switch.apply(step.variant.value)
+            if self.stop.is_set():
+                return
+            self.measure(step, len(steps), progress)
+
+    def _search(self, progress: Progress) -> MaxLoad:
+        """Bisect the load range for the largest load whose step is valid and meets the SLO."""
+        config = self.config
+        low, high = config.loads
+        probes: list[tuple[float, bool]] = []
+
+        def meets(load: float) -> bool | None:
+            step = Step(len(probes) + 1, load, 0, None, config.instance_count)
+            result = self.measure(step, 0, progress)
+            if result is None:
+                return None
+            met = result.valid and result.goodput is not None and result.goodput.slo_met
+            probes.append((load, met))
+            return met
+
+        def gap_closed(low: float, high: float) -> bool:
+            if config.users:
+                return high - low <= max(1.0, 0.05 * high)
+            return high - low <= 0.05 * high
+
+        mode = "rate" if config.open_loop else "users"
+        best, failed_above, note = None, None, ""
+        first = meets(low)
+        if first is False:
+            return MaxLoad(mode=mode, best=None, failed_above=low, probes=probes,
+                           note=f"even the lowest load, {low:g}, missed the SLO")  # fmt: skip
+        best = low
+        top = meets(high) if first else None
+        if top:
+            note = f"the highest load, {high:g}, met the SLO: search higher"
+            return MaxLoad(mode=mode, best=high, failed_above=None, probes=probes, note=note)
+        failed_above = high if top is False else None
+        while top is False and not gap_closed(best, failed_above) and not self.stop.is_set():
+            middle = (best + failed_above) / 2
+            if config.users:
+                middle = float(round(middle))
+                if middle in (best, failed_above):
+                    break
+            met = meets(middle)
+            if met is None:
+                break
+            if met:
+                best = middle
+            else:
+                failed_above = middle
+        if self.stop.is_set():
+            note = "interrupted: the bracket is as far as the search got"
+        return MaxLoad(mode=mode, best=best, failed_above=failed_above, probes=probes, note=note)
+
+    def measure(self, step: Step, total: int, progress: Progress) -> StepResult | None:
+        """Run and record one step; None when Ctrl-C came first."""
+        config, writer = self.config, self.writer
+        assert writer is not None
+        if self.stop.is_set():
+            return None
+        if config.open_loop and step.load not in self.arrivals:
+            self.arrivals[step.load] = open_loop_arrivals(config, step.load)
+        plan = step_plan(config, step, self.arrivals)
+        load_text = f"{step.load:g} req/s" if config.open_loop else f"{step.load:g} users"
+        where = f" on {step.instances} instance(s)" if config.scaled else ""
+        total_units = (config.warmup + config.duration) if config.duration else plan_requests(plan)
+        label = f"step {step.number}/{total}" if total else f"probe {step.number}"
+        task = progress.add_task(
+            f"{label} {step.variant_name} {load_text}{where}", total=total_units, done=0
+        )
+        began = perf_counter()
+
+        def on_progress(done: int) -> None:
+            completed = perf_counter() - began if config.duration else done
+            if total_units is not None:
+                completed = min(completed, total_units)
+            progress.update(task, completed=completed, done=done)
+
+        outcome = self.executor.run(plan, on_progress)
+        identity = StepIdentity(
+            id=len(writer.results.steps) + 1,
+            variant=step.variant_name,
+            repeat=step.repeat,
+            load=step.load,
+            users=None if config.open_loop else int(step.load),
+            rate=step.load if config.open_loop else None,
+            instances=step.instances,
+            target_config=getattr(self.switch, "current", None),
+            schedule_hash=schedule_hash(
+                self.workload, [self.arrivals[step.load]] if config.open_loop else []
+            ),
+        )
+        figures = measure_step(
+            outcome,
+            open_loop=config.open_loop,
+            thresholds=self.thresholds,
+            price_per_hour=config.price_per_hour,
+            window=(
+                (
+                    outcome.measured_from,
+                    min(outcome.measured_from + config.duration, outcome.finished),
+                )
+                if config.duration
+                else None
+            ),
+            identity=identity,
+            slo=config.slo,
+        )
+        rows = request_rows(
+            outcome.records,
+            step=identity.id,
+            variant=step.variant_name,
+            repeat=step.repeat,
+            users=identity.users,
+            rate=identity.rate,
+            origin=outcome.started,
+        )
+        writer.add_step(figures.result, rows)
+        self.latencies.append(figures.latencies)
+        progress.update(task, completed=total_units or len(outcome.records))
+        if not figures.result.valid:
+            self.console.print(
+                f"[yellow]step {identity.id} invalid:[/] "
+                + "; ".join(figures.result.invalid_reasons)
+            )
+        return figures.result
 
 
 def run_header(
@@ -256,132 +436,67 @@ def run_header(
             **workload.describe(),
             "hash": schedule_hash(workload, [arrivals[rate] for rate in config.rate]),
         },
-        "load": {
-            "mode": "open" if config.open_loop else "closed",
-            "users": config.users or None,
-            "rates": config.rate or None,
-            "duration": config.duration,
-            "requests": config.requests,
-            "warmup": config.warmup,
-            "repeat": config.repeat,
-            "workers": config.workers,
-            "max_inflight": config.max_inflight,
-            "max_loop_lag_ms": config.max_loop_lag_ms,
-            "max_dispatch_lag_ms": config.max_dispatch_lag_ms,
-            "max_error_rate": config.max_error_rate,
-        },
+        "load": load_header(config),
         "variants": [variant.name for variant in config.compare] or ["default"],
+        "slo": config.slo,
         "started_at": now_iso(),
     }
 
 
-def routing_switch(config: BenchConfig, fleet: object | None) -> RoutingSwitch | None:
+def load_header(config: BenchConfig) -> dict:
+    """The load section of results.json: how the steps were driven and judged."""
+    return {
+        "mode": "open" if config.open_loop else "closed",
+        "users": config.users or None,
+        "rates": config.rate or None,
+        "duration": config.duration,
+        "requests": config.requests,
+        "warmup": config.warmup,
+        "repeat": config.repeat,
+        "workers": config.workers,
+        "max_inflight": config.max_inflight,
+        "max_loop_lag_ms": config.max_loop_lag_ms,
+        "max_dispatch_lag_ms": config.max_dispatch_lag_ms,
+        "max_error_rate": config.max_error_rate,
+        "scale": config.scale or None,
+        "users_per_instance": config.users_per_instance,
+        "find_max_load": config.find_max_load,
+    }
+
+
+def routing_switch(
+    config: BenchConfig, fleet: object | None, stop: StopFlag
+) -> RoutingSwitch | None:
     if not config.compare:
         return None
     if fleet is not None:
         return LocalRouting(fleet)
+    if config.api == "sagemaker" and not config.target_group_arn:
+        assert config.target is not None
+        return SageMakerRouting(
+            config.target, region=config.region, timeout_s=config.scale_timeout,
+            stopped=stop.is_set,
+        )  # fmt: skip
     assert config.target_group_arn is not None
     return AlbRouting(config.target_group_arn, region=config.region, settle_s=config.alb_settle)
 
 
-def _run_steps(
-    config: BenchConfig,
-    steps: list[Step],
-    arrivals: dict[float, PoissonArrivals],
-    workload: Workload,
-    executor: InProcessExecutor | WorkerPool,
-    switch: RoutingSwitch | None,
-    writer: ResultsWriter,
-    stop: StopFlag,
-    console: Console,
-) -> list[dict[str, np.ndarray]]:
-    thresholds = Thresholds(
-        config.max_loop_lag_ms, config.max_dispatch_lag_ms, config.max_error_rate
+def scaler_for(config: BenchConfig, fleet: object | None, stop: StopFlag) -> Scaler | None:
+    if not config.scaled:
+        return None
+    if fleet is not None:
+        return LocalScaler(fleet)
+    if config.ecs_cluster and config.ecs_service:
+        return EcsScaler(
+            config.ecs_cluster, config.ecs_service, asg_name=config.asg_name,
+            target_group_arn=config.target_group_arn,
+            tasks_per_instance=config.tasks_per_instance, region=config.region,
+            timeout_s=config.scale_timeout, stopped=stop.is_set,
+        )  # fmt: skip
+    assert config.target is not None
+    return SageMakerScaler(
+        config.target, region=config.region, timeout_s=config.scale_timeout, stopped=stop.is_set
     )
-    latencies = []
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.fields[done]} requests"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-        refresh_per_second=4,
-    )
-    with progress:
-        for step in steps:
-            if stop.is_set():
-                break
-            if switch is not None and step.variant is not None:
-                switch.apply(step.variant.value)
-                if stop.is_set():
-                    break
-            plan = step_plan(config, step, arrivals)
-            load_text = f"{step.load:g} req/s" if config.open_loop else f"{step.load:g} users"
-            total = (config.warmup + config.duration) if config.duration else plan_requests(plan)
-            task = progress.add_task(
-                f"step {step.number}/{len(steps)} {step.variant_name} {load_text}",
-                total=total,
-                done=0,
-            )
-            began = perf_counter()
-
-            def on_progress(
-                done: int, task: int = task, began: float = began, total: float | None = total
-            ) -> None:
-                completed = perf_counter() - began if config.duration else done
-                if total is not None:
-                    completed = min(completed, total)
-                progress.update(task, completed=completed, done=done)
-
-            outcome = executor.run(plan, on_progress)
-            figures = measure_step(
-                outcome,
-                open_loop=config.open_loop,
-                thresholds=thresholds,
-                price_per_hour=config.price_per_hour,
-                instances=config.instance_count,
-                window=(
-                    (
-                        outcome.measured_from,
-                        min(outcome.measured_from + config.duration, outcome.finished),
-                    )
-                    if config.duration
-                    else None
-                ),
-            )
-            summary = {
-                "id": step.number,
-                "variant": step.variant_name,
-                "repeat": step.repeat,
-                "load": step.load,
-                ("rate" if config.open_loop else "users"): (
-                    step.load if config.open_loop else int(step.load)
-                ),
-                "partial": outcome.stopped,
-                "schedule_hash": schedule_hash(
-                    workload, [arrivals[step.load]] if config.open_loop else []
-                ),
-                **figures.summary,
-            }
-            rows = request_rows(
-                outcome.records,
-                step=step.number,
-                variant=step.variant_name,
-                repeat=step.repeat,
-                users=None if config.open_loop else int(step.load),
-                rate=step.load if config.open_loop else None,
-                origin=outcome.started,
-            )
-            writer.add_step(summary, rows)
-            latencies.append(figures.latencies)
-            progress.update(task, completed=total if total is not None else len(outcome.records))
-            if not summary["valid"]:
-                console.print(
-                    f"[yellow]step {step.number} invalid:[/] "
-                    + "; ".join(summary["invalid_reasons"])
-                )
-    return latencies
 
 
 def plan_requests(plan: StepPlan) -> float | None:
@@ -390,19 +505,17 @@ def plan_requests(plan: StepPlan) -> float | None:
     return plan.requests
 
 
-def write_report(output: OutputDir, results: dict, latencies: list[dict[str, np.ndarray]]) -> None:
-    """report.md and the plots of a finished (or interrupted) run, labelled by its target."""
+def write_report(
+    output: OutputDir, results: RunResults, latencies: list[dict[str, np.ndarray]]
+) -> None:
+    """report.md, report.html and the plots of a finished (or interrupted) run."""
     from inferfleet.cli.bench.plots import write_plots
-    from inferfleet.cli.bench.report import render_report, target_label
+    from inferfleet.cli.bench.report import render_html, render_report
 
     plots: list[str] = []
-    if results["steps"]:
-        plots = write_plots(
-            output,
-            results["steps"],
-            latencies,
-            open_loop=results["load"]["mode"] == "open",
-            label=target_label(results["target"]),
-        )
+    if results.steps:
+        plots = write_plots(output, results, latencies)
     with output.atomic("report.md") as handle:
         handle.write(render_report(results, plots))
+    with output.atomic("report.html") as handle:
+        handle.write(render_html(results, plots, output.path))

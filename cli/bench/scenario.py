@@ -34,12 +34,14 @@ from inferfleet.cli.bench.config import BenchConfig
 from inferfleet.cli.bench.engine import InProcessExecutor, StepOutcome, StepPlan, StopFlag
 from inferfleet.cli.bench.metrics import (
     CANCELLED,
+    StepIdentity,
     Thresholds,
     TimeToFirstToken,
     distribution,
     measure_step,
     tokens_between,
 )
+from inferfleet.cli.bench.models import RunResults
 from inferfleet.cli.bench.records import RequestRecord
 from inferfleet.cli.bench.results import OutputDir, ResultsWriter, request_rows
 from inferfleet.cli.bench.runner import (
@@ -51,7 +53,7 @@ from inferfleet.cli.bench.runner import (
     run_exit_code,
     run_header,
 )
-from inferfleet.cli.bench.workload import Workload
+from inferfleet.cli.bench.workload import Workload, schedule_hash
 from inferfleet.cli.errors import UserError
 from inferfleet.cli.local.regions import (
     LOCAL_OBJECTIVE_S,
@@ -262,7 +264,7 @@ def run_scenario(config: ScenarioConfig, console: Console | None = None) -> RunO
     writer = arms[0].writer
     assert writer is not None
     summary = summarise(config, arms)
-    writer.results["scenario"] = summary
+    writer.results.scenario = summary
     writer.finish(partial=stop.is_set() or len(arms) < len(ARMS), comparisons=[])
     plots = [write_plot(output, config, arms)]
     _write_report(output, writer.results, plots)
@@ -300,24 +302,26 @@ def _run_arms(
                         "variants": list(ARMS),
                     },
                 )
+            identity = StepIdentity(
+                id=len(arms) + 1,
+                variant=name,
+                load=config.load,
+                users=None if bench.open_loop else int(config.load),
+                rate=config.load if bench.open_loop else None,
+                instances=bench.instance_count,
+                schedule_hash=schedule_hash(
+                    workload, [arrivals[config.load]] if bench.open_loop else []
+                ),
+            )
             figures = measure_step(
                 arm.outcome,
                 open_loop=bench.open_loop,
                 thresholds=thresholds,
                 window=(arm.origin, arm.origin + bench.duration),  # type: ignore[operator]
+                identity=identity,
             )
             writer.add_step(
-                {
-                    "id": len(arms) + 1,
-                    "variant": name,
-                    "repeat": 0,
-                    "load": config.load,
-                    ("rate" if bench.open_loop else "users"): (
-                        config.load if bench.open_loop else int(config.load)
-                    ),
-                    "partial": arm.outcome.stopped,
-                    **figures.summary,
-                },
+                figures.result,
                 request_rows(
                     arm.outcome.records,
                     step=len(arms) + 1,
@@ -404,7 +408,7 @@ def phase_figures(records: Sequence[RequestRecord], window: tuple[float, float])
     """TTFT P50/P99 (s) of requests sent in ``window``, tokens/min received in it, errors."""
     start, end = window
     sent = [r for r in records if not r.warmup and r.error != CANCELLED and start <= r.sent < end]
-    ttft = TimeToFirstToken().values([r for r in sent if r.ok]) / 1000.0
+    ttft = TimeToFirstToken.values([r for r in sent if r.ok]) / 1000.0
     spread = distribution(ttft)
     seconds = end - start
     tokens = sum(tokens_between(r, start, end) for r in records if r.error != CANCELLED)
@@ -412,8 +416,8 @@ def phase_figures(records: Sequence[RequestRecord], window: tuple[float, float])
         "seconds": round(seconds, 3),
         "requests": len(sent),
         "errors": sum(1 for r in sent if r.error is not None),
-        "ttft_p50_s": spread["p50"],
-        "ttft_p99_s": spread["p99"],
+        "ttft_p50_s": spread.p50,
+        "ttft_p99_s": spread.p99,
         "output_tokens_per_min": round(tokens / seconds * 60.0, 1) if seconds > 0 else 0.0,
     }
 
@@ -618,10 +622,11 @@ def scenario_lines(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _write_report(out: OutputDir, results: dict, plots: list[str]) -> None:
+def _write_report(out: OutputDir, results: RunResults, plots: list[str]) -> None:
     from inferfleet.cli.bench.report import render_report
 
-    lines = scenario_lines(results["scenario"])
+    assert results.scenario is not None
+    lines = scenario_lines(results.scenario)
     lines += ["", *(f"![{name}]({name})" for name in plots)]
     with out.atomic("report.md") as handle:
         handle.write(render_report(results, []) + "\n" + "\n".join(lines) + "\n")

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from inferfleet.cli.bench.metrics import Metric
+from inferfleet.cli.bench.models import Comparison, Ratio, StepResult, Study, StudyCell, StudyRow
 from inferfleet.cli.errors import UserError
 
 ALGORITHM_ATTRIBUTE = "load_balancing.algorithm.type"
@@ -22,16 +24,6 @@ ALB_ALGORITHMS = {
 }
 # An ALB applies attribute changes node by node within seconds; wait before measuring.
 ALB_SETTLE_S = 10.0
-
-COMPARED = (
-    ("output_tokens_per_min", None, "tokens/min"),
-    ("requests_per_s", None, "req/s"),
-    ("ttft_ms", "p50", "TTFT p50"),
-    ("ttft_ms", "p99", "TTFT p99"),
-    ("itl_ms", "p50", "ITL p50"),
-    ("e2e_ms", "p50", "E2E p50"),
-    ("e2e_ms", "p99", "E2E p99"),
-)
 
 
 class RoutingSwitch(Protocol):
@@ -94,6 +86,167 @@ class AlbRouting:
             self._write(self._original)
 
 
+# SageMaker's ProductionVariant.RoutingConfig.RoutingStrategy spellings.
+SAGEMAKER_STRATEGIES = {
+    "least_outstanding_requests": "LEAST_OUTSTANDING_REQUESTS",
+    "random": "RANDOM",
+}
+# Fields of DescribeEndpointConfig that CreateEndpointConfig takes back as they are.
+ENDPOINT_CONFIG_FIELDS = (
+    "ProductionVariants", "DataCaptureConfig", "KmsKeyId", "AsyncInferenceConfig",
+    "ExplainerConfig", "ShadowProductionVariants", "ExecutionRoleArn", "VpcConfig",
+    "EnableNetworkIsolation",
+)  # fmt: skip
+
+
+class SageMakerRouting:
+    """Switches a SageMaker endpoint's routing strategy by swapping in a copy of its config.
+
+    For each strategy other than the endpoint's own, bench creates a copy of the
+    endpoint config with that ``RoutingConfig.RoutingStrategy`` on every variant
+    and updates the endpoint to it (keeping the current instance counts and
+    weights), waiting for InService. :meth:`restore` puts the original config
+    back and deletes the copies it created, whatever happened.
+    """
+
+    def __init__(
+        self,
+        endpoint_name: str,
+        *,
+        region: str | None,
+        timeout_s: float,
+        stopped: Callable[[], bool],
+        poll_s: float = 5.0,
+    ) -> None:
+        import boto3
+
+        self.endpoint_name = endpoint_name
+        self._client = boto3.client("sagemaker", region_name=region)
+        self._timeout_s, self._stopped, self._poll_s = timeout_s, stopped, poll_s
+        self._original: str | None = None
+        self._original_strategy: str | None = None
+        self._copies: dict[str, str] = {}
+        self.current: str | None = None
+
+    def _call(self, action: str, call: Callable[[], dict]) -> dict:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return call()
+        except (BotoCoreError, ClientError) as error:
+            raise UserError(
+                f"--compare: {action} on endpoint {self.endpoint_name} failed ({error}); check "
+                "the endpoint, the region and sagemaker permissions",
+                exit_code=1,
+            ) from None
+
+    def _read(self) -> None:
+        endpoint = self._call(
+            "DescribeEndpoint",
+            lambda: self._client.describe_endpoint(EndpointName=self.endpoint_name),
+        )
+        self._original = self.current = endpoint["EndpointConfigName"]
+        config = self._describe_config(self._original)
+        first = config["ProductionVariants"][0]
+        self._original_strategy = (first.get("RoutingConfig") or {}).get(
+            "RoutingStrategy", "LEAST_OUTSTANDING_REQUESTS"
+        )
+
+    def _describe_config(self, name: str) -> dict:
+        return self._call(
+            f"DescribeEndpointConfig {name}",
+            lambda: self._client.describe_endpoint_config(EndpointConfigName=name),
+        )
+
+    def _copy_name(self, strategy: str) -> str:
+        assert self._original is not None
+        suffix = f"-{strategy.lower().replace('_', '')[:8]}-{int(time.time()) % 10**6:06d}"
+        return self._original[: 63 - len(suffix)] + suffix
+
+    def _copy(self, strategy: str) -> str:
+        assert self._original is not None
+        config = self._describe_config(self._original)
+        request = {key: config[key] for key in ENDPOINT_CONFIG_FIELDS if key in config}
+        request["ProductionVariants"] = [
+            {**variant, "RoutingConfig": {"RoutingStrategy": strategy}}
+            for variant in config["ProductionVariants"]
+        ]
+        name = self._copy_name(strategy)
+        self._call(
+            f"CreateEndpointConfig {name}",
+            lambda: self._client.create_endpoint_config(EndpointConfigName=name, **request),
+        )
+        self._copies[strategy] = name
+        return name
+
+    def _switch(self, config_name: str, *, stopped: Callable[[], bool]) -> None:
+        self._call(
+            f"UpdateEndpoint to {config_name}",
+            lambda: self._client.update_endpoint(
+                EndpointName=self.endpoint_name,
+                EndpointConfigName=config_name,
+                RetainAllVariantProperties=True,
+            ),
+        )
+        self.current = config_name
+
+        def in_service() -> bool:
+            endpoint = self._call(
+                "DescribeEndpoint",
+                lambda: self._client.describe_endpoint(EndpointName=self.endpoint_name),
+            )
+            if endpoint["EndpointStatus"] == "Failed":
+                raise UserError(
+                    f"--compare: endpoint {self.endpoint_name} failed to update to "
+                    f"{config_name}: {endpoint.get('FailureReason', 'no reason given')}",
+                    exit_code=1,
+                )
+            return (
+                endpoint["EndpointStatus"] == "InService"
+                and endpoint["EndpointConfigName"] == config_name
+            )
+
+        from inferfleet.cli.bench.scaling import wait_until
+
+        wait_until(
+            in_service,
+            timeout_s=self._timeout_s,
+            what=f"endpoint {self.endpoint_name} was not InService on {config_name}",
+            stopped=stopped,
+            poll_s=self._poll_s,
+        )
+
+    def apply(self, routing: str) -> None:
+        if self._original is None:
+            self._read()
+        strategy = SAGEMAKER_STRATEGIES.get(routing)
+        if strategy is None:
+            raise UserError(
+                f"--compare: SageMaker endpoints route by "
+                f"{' or '.join(SAGEMAKER_STRATEGIES)}, not {routing}"
+            )
+        assert self._original is not None
+        wanted = (
+            self._original
+            if strategy == self._original_strategy
+            else self._copies.get(strategy) or self._copy(strategy)
+        )
+        if wanted != self.current:
+            self._switch(wanted, stopped=self._stopped)
+
+    def restore(self) -> None:
+        try:
+            if self._original is not None and self.current != self._original:
+                self._switch(self._original, stopped=lambda: False)
+        finally:
+            for name in self._copies.values():
+                self._call(
+                    f"DeleteEndpointConfig {name}",
+                    lambda name=name: self._client.delete_endpoint_config(EndpointConfigName=name),
+                )
+            self._copies.clear()
+
+
 class LocalRouting:
     """The local rehearsal's nginx upstream policy."""
 
@@ -107,48 +260,119 @@ class LocalRouting:
         """The local fleet is torn down after the run; nothing outlives it."""
 
 
-def paired_ratios(steps: Sequence[dict], variants: Sequence[str]) -> list[dict]:
+def compared_figures() -> list[tuple[type[Metric], str | None]]:
+    """(metric, point) pairs the A/B ratios compare, in the registry's order."""
+    return [(metric, point) for metric in Metric.registry.values() for point in metric.compared]
+
+
+def _pairs(
+    steps: Sequence[StepResult], baseline: str, variant: str
+) -> dict[tuple[float, int | None], list[tuple[StepResult, StepResult]]]:
+    """Steps of ``baseline`` and ``variant`` run back to back: per (load, instances), by repeat."""
+    by_key = {(step.load, step.instances, step.repeat, step.variant): step for step in steps}
+    pairs: dict[tuple[float, int | None], list[tuple[StepResult, StepResult]]] = {}
+    for load, instances, repeat, name in by_key:
+        other = by_key.get((load, instances, repeat, variant))
+        if name == baseline and other is not None:
+            pairs.setdefault((load, instances), []).append(
+                (by_key[(load, instances, repeat, baseline)], other)
+            )
+    return pairs
+
+
+def paired_ratios(steps: Sequence[StepResult], variants: Sequence[str]) -> list[Comparison]:
     """Each variant against the first, per load and repeat; aggregated as a geometric mean."""
     if len(variants) < 2:
         return []
     baseline = variants[0]
-    by_key = {(step["load"], step["repeat"], step["variant"]): step for step in steps}
     comparisons = []
-    for load in dict.fromkeys(step["load"] for step in steps):
-        for variant in variants[1:]:
-            pairs = [
-                (by_key[(load, repeat, baseline)], by_key[(load, repeat, variant)])
-                for (step_load, repeat, name) in by_key
-                if step_load == load and name == baseline and (load, repeat, variant) in by_key
-            ]
-            if not pairs:
-                continue
-            row: dict = {
-                "load": load,
-                "variant": variant,
-                "baseline": baseline,
-                "pairs": len(pairs),
-                "valid_pairs": sum(1 for a, b in pairs if a["valid"] and b["valid"]),
-                "ratios": {},
-            }
-            for metric, point, label in COMPARED:
-                ratios = [
-                    _ratio(_value(b, metric, point), _value(a, metric, point)) for a, b in pairs
+    for variant in variants[1:]:
+        for (load, instances), pairs in _pairs(steps, baseline, variant).items():
+            ratios = {}
+            for metric, point in compared_figures():
+                per_repeat = [
+                    _ratio(metric.value(b, point), metric.value(a, point)) for a, b in pairs
                 ]
-                finite = [value for value in ratios if value is not None]
-                row["ratios"][label] = {
-                    "per_repeat": ratios,
-                    "geomean": _geomean(finite),
-                    "min": min(finite) if finite else None,
-                    "max": max(finite) if finite else None,
-                }
-            comparisons.append(row)
+                ratios[metric.name(point)] = Ratio(per_repeat=per_repeat, **_spread(per_repeat))
+            comparisons.append(
+                Comparison(
+                    load=load,
+                    instances=instances,
+                    variant=variant,
+                    baseline=baseline,
+                    pairs=len(pairs),
+                    valid_pairs=sum(1 for a, b in pairs if a.valid and b.valid),
+                    ratios=ratios,
+                )
+            )
     return comparisons
 
 
-def _value(step: dict, metric: str, point: str | None) -> float | None:
-    value = step.get(metric)
-    return value.get(point) if point is not None and isinstance(value, dict) else value
+def study_table(
+    steps: Sequence[StepResult], variants: Sequence[str], users_per_instance: int
+) -> Study | None:
+    """The routing study's table: per instance count, P99 E2E and throughput per instance
+    per variant, and how much better the first variant did than the second, pair by pair."""
+    if len(variants) < 2 or not any(step.instances for step in steps):
+        return None
+    first, second = variants[0], variants[1]
+    rows = []
+    for (_, instances), pairs in sorted(_pairs(steps, first, second).items(), key=_by_instances):
+        if instances is None:
+            continue
+        e2e = {first: [a.latency["e2e_ms"].p99 for a, _ in pairs],
+               second: [b.latency["e2e_ms"].p99 for _, b in pairs]}  # fmt: skip
+        throughput = {first: [a.output_tokens_per_instance_per_min for a, _ in pairs],
+                      second: [b.output_tokens_per_instance_per_min for _, b in pairs]}  # fmt: skip
+        e2e_ratios = [_ratio(a, b) for a, b in zip(e2e[first], e2e[second], strict=True)]
+        throughput_ratios = [
+            _ratio(a, b) for a, b in zip(throughput[first], throughput[second], strict=True)
+        ]
+        rows.append(
+            StudyRow(
+                instances=instances,
+                users=pairs[0][0].users or 0,
+                e2e_p99_ms={name: _cell(values) for name, values in e2e.items()},
+                tokens_per_instance_per_min={
+                    name: _cell(values) for name, values in throughput.items()
+                },
+                e2e_p99_improvement_pct=_change_cell(e2e_ratios, lower_is_better=True),
+                throughput_improvement_pct=_change_cell(throughput_ratios, lower_is_better=False),
+            )
+        )
+    return Study(variants=(first, second), users_per_instance=users_per_instance, rows=rows)
+
+
+def _by_instances(item: tuple[tuple[float, int | None], list]) -> int:
+    return item[0][1] or 0
+
+
+def _cell(values: Sequence[float | None]) -> StudyCell:
+    return StudyCell(**_spread(values))
+
+
+def _change_cell(ratios: Sequence[float | None], *, lower_is_better: bool) -> StudyCell:
+    """Improvement in % from paired ratios (first / second): geometric mean, min..max."""
+    spread = _spread(ratios)
+
+    def percent(ratio: float | None) -> float | None:
+        if ratio is None:
+            return None
+        return round((1.0 - ratio if lower_is_better else ratio - 1.0) * 100.0, 2)
+
+    low, high = (spread["min"], spread["max"])
+    if lower_is_better:
+        low, high = high, low
+    return StudyCell(geomean=percent(spread["geomean"]), min=percent(low), max=percent(high))
+
+
+def _spread(values: Sequence[float | None]) -> dict[str, float | None]:
+    known = [value for value in values if value is not None]
+    return {
+        "geomean": _geomean(known),
+        "min": min(known) if known else None,
+        "max": max(known) if known else None,
+    }
 
 
 def _ratio(value: float | None, base: float | None) -> float | None:

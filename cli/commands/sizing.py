@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -190,7 +189,7 @@ def simulate(
         )
         results = write_results(config, profile, network_s, workload, arrivals, steps)
     if json_output:
-        typer.echo(json.dumps(results, indent=2))
+        typer.echo(results.model_dump_json(indent=2))
         return
     events = sum(step.run.events for step in steps)
     wall = sum(step.run.wall_s for step in steps)

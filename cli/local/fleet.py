@@ -263,12 +263,13 @@ def switch_routing(
     generation: int,
     nginx_binary: str,
     timeout_s: float = 20.0,
+    upstream_ports: tuple[int, ...] | None = None,
 ) -> None:
-    """Rewrite nginx's upstream policy, reload, and wait until new workers serve it."""
+    """Rewrite nginx's upstream (policy, and which servers), reload, wait for new workers."""
     paths = nginx.NginxPaths(Path(info.nginx_prefix))
     nginx_config = nginx.NginxConfig(
         listen_port=info.port,
-        upstream_ports=info.instance_ports,
+        upstream_ports=upstream_ports or info.instance_ports,
         routing=routing,
         generation=generation,
         worker_processes=config.nginx_workers,
@@ -327,6 +328,7 @@ class LocalFleet:
         self._host: RunningHost | None = None
         self._owned_workdir: Path | None = None
         self._routing: Routing = self.config.routing
+        self._active: int | None = None
         self._generation = 1
 
     def __enter__(self) -> Self:
@@ -417,13 +419,34 @@ class LocalFleet:
 
         Requests in flight finish on the old workers under the old policy.
         """
-        policy = check_routing(routing)
+        self._reconfigure(check_routing(routing), self._active)
+
+    def resize(self, servers: int) -> None:
+        """Route to the first ``servers`` emulators only (1..the fleet's size); the rest idle.
+
+        A scaling sweep starts the fleet at its largest size and resizes it per step.
+        """
+        if not 1 <= servers <= self.config.servers:
+            raise UserError(
+                f"servers: the fleet has {self.config.servers} emulators; resize to 1.."
+                f"{self.config.servers}, not {servers}"
+            )
+        self._reconfigure(self._routing, servers)
+
+    @property
+    def active_servers(self) -> int:
+        """How many emulators nginx routes to (all of them unless resized)."""
+        return self._active or self.config.servers
+
+    def _reconfigure(self, routing: Routing, active: int | None) -> None:
         assert self._nginx_binary is not None
         self._generation += 1
+        info = self._running.info
         switch_routing(
-            self._running.info, self.config, policy, self._generation, self._nginx_binary
-        )
-        self._routing = policy
+            info, self.config, routing, self._generation, self._nginx_binary,
+            upstream_ports=info.instance_ports[:active] if active else None,
+        )  # fmt: skip
+        self._routing, self._active = routing, active
 
     def instance_health(self) -> list[dict[str, Any]]:
         """``/health`` of every emulator: instance, active, queued, served, tokens."""

@@ -42,7 +42,7 @@ def step_summary(
     price_per_hour: float | None = None,
     instances: int | None = None,
 ) -> dict:
-    """The bench's step summary for a simulated run, marked ``simulated``."""
+    """The figures of a bench :class:`StepResult` for a simulated run, marked ``simulated``."""
     measured = run.measured
     start, end = run.window
     seconds = end - start
@@ -56,10 +56,10 @@ def step_summary(
     tokens_per_min = output_tokens / seconds * 60.0 if seconds > 0 else 0.0
     finished = int(np.count_nonzero((run.end >= start) & (run.end < end)))
     latencies = {
-        "ttft_ms": distribution(ttft),
+        "ttft_ms": distribution(ttft).model_dump(),
         "itl_ms": weighted_distribution(run.itl_values_s * 1000.0, run.itl_counts),
-        "tpot_ms": distribution(tpot),
-        "e2e_ms": distribution(e2e),
+        "tpot_ms": distribution(tpot).model_dump(),
+        "e2e_ms": distribution(e2e).model_dump(),
     }
     if open_loop:
         # Nothing delays a simulated send: schedule and send coincide.
@@ -77,7 +77,7 @@ def step_summary(
         "warmup_requests": int(measured.size - count),
         "cancelled_requests": 0,
         "measured_seconds": round(seconds, 3),
-        **latencies,
+        "latency": latencies,
         "output_tokens": round(output_tokens, 1),
         "output_tokens_per_min": round(tokens_per_min, 1),
         "requests_per_s": round(finished / seconds, 3) if seconds > 0 else 0.0,
@@ -113,8 +113,8 @@ def per_instance(run: SimulatedRun, seconds: float) -> list[dict]:
                 "instance": name,
                 "requests": int(np.count_nonzero(mine)),
                 "output_tokens_per_min": round(tokens / seconds * 60.0, 1) if seconds > 0 else 0.0,
-                "ttft_ms": {key: ttft[key] for key in ("p50", "p99", "mean")},
-                "e2e_ms": {key: e2e[key] for key in ("p50", "p99", "mean")},
+                "ttft_ms": {key: getattr(ttft, key) for key in ("p50", "p99", "mean")},
+                "e2e_ms": {key: getattr(e2e, key) for key in ("p50", "p99", "mean")},
             }
         )
     return rows

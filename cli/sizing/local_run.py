@@ -20,8 +20,15 @@ from pathlib import Path
 import numpy as np
 
 from inferfleet.cli.bench.config import BenchConfig
+from inferfleet.cli.bench.models import RunResults, StepResult
 from inferfleet.cli.bench.results import OutputDir, ResultsWriter, machine_info, now_iso, tool_info
-from inferfleet.cli.bench.runner import Step, open_loop_arrivals, plan_steps, write_report
+from inferfleet.cli.bench.runner import (
+    Step,
+    load_header,
+    open_loop_arrivals,
+    plan_steps,
+    write_report,
+)
 from inferfleet.cli.bench.variants import paired_ratios
 from inferfleet.cli.bench.workload import PoissonArrivals, Workload, schedule_hash
 from inferfleet.cli.errors import UserError
@@ -159,7 +166,7 @@ def write_results(
     workload: Workload,
     arrivals: dict[float, PoissonArrivals],
     steps: list[LocalStep],
-) -> dict:
+) -> RunResults:
     """results.json, requests.csv, report.md and plots in ``config.out``, as bench writes them."""
     output = OutputDir.claim(config.out)
     writer = ResultsWriter(output, _header(config, profile, network_s, workload, arrivals))
@@ -192,11 +199,11 @@ def write_results(
             users=None if config.open_loop else int(load),
             rate=load if config.open_loop else None,
         )
-        writer.add_step(summary, rows)
+        writer.add_step(StepResult.model_validate(summary), rows)
         latencies.append(plotted_latencies(run))
     writer.finish(
         partial=False,
-        comparisons=paired_ratios(writer.results["steps"], writer.results["variants"]),
+        comparisons=paired_ratios(writer.results.steps, writer.results.variants),
     )
     write_report(output, writer.results, latencies)
     return writer.results
@@ -229,20 +236,8 @@ def _header(
             **workload.describe(),
             "hash": schedule_hash(workload, [arrivals[rate] for rate in config.rate]),
         },
-        "load": {
-            "mode": "open" if config.open_loop else "closed",
-            "users": config.users or None,
-            "rates": config.rate or None,
-            "duration": config.duration,
-            "requests": config.requests,
-            "warmup": config.warmup,
-            "repeat": config.repeat,
-            "workers": 0,
-            "max_inflight": config.max_inflight,
-            "max_loop_lag_ms": config.max_loop_lag_ms,
-            "max_dispatch_lag_ms": config.max_dispatch_lag_ms,
-            "max_error_rate": config.max_error_rate,
-        },
+        # No client process ran: the simulation sends every request on time.
+        "load": {**load_header(config), "workers": 0},
         "variants": [variant.name for variant in config.compare] or ["default"],
         "started_at": now_iso(),
     }

@@ -93,4 +93,4 @@ def test_inferfleet_bench_measures_the_classifier(triton: LocalTriton, tmp_path:
     )
     step = results["steps"][0]
     assert (step["succeeded"], step["errors"]) == (40, 0)
-    assert step["e2e_ms"]["p50"] > 0
+    assert step["latency"]["e2e_ms"]["p50"] > 0

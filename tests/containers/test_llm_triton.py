@@ -123,7 +123,7 @@ def test_inferfleet_bench_streams_through_triton(triton: LocalTriton, tmp_path: 
     # One event per token: the bench counts exactly the tokens it asked for.
     assert step["output_tokens"] == 12 * 8
     assert step["output_length_mismatches"] == 0
-    assert 0 < step["ttft_ms"]["p50"] <= step["e2e_ms"]["p50"]
+    assert 0 < step["latency"]["ttft_ms"]["p50"] <= step["latency"]["e2e_ms"]["p50"]
     # Triton sets no per-response header: the instance id comes from each streamed event.
     assert step["requests_without_instance"] == 0
     [row] = step["per_instance"]

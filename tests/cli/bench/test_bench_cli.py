@@ -11,8 +11,10 @@ import sys
 import time
 from pathlib import Path
 
+import jsonschema
 import pytest
 
+from inferfleet.cli.bench.models import RunResults
 from inferfleet.cli.main import main
 
 INFERFLEET = str(Path(sys.executable).with_name("inferfleet"))
@@ -42,7 +44,10 @@ def test_run_writes_results_csv_report_and_plots(
     printed = json.loads(capsys.readouterr().out)
     results = json.loads((out / "results.json").read_text())
     assert printed == results
-    assert results["schema_version"] == 1
+    assert results["schema_version"] == 2
+    schema = json.loads((out / "results.schema.json").read_text())
+    jsonschema.validate(results, schema)
+    assert RunResults.model_validate(results).steps[1].users == 6
     assert results["partial"] is False
     assert results["tool"]["name"] == "inferfleet bench" and results["tool"]["version"]
     assert results["machine"]["cpus"] >= 1
@@ -54,8 +59,8 @@ def test_run_writes_results_csv_report_and_plots(
     for step in results["steps"]:
         assert step["variant"] == "default"
         for metric in ("ttft_ms", "itl_ms", "tpot_ms", "e2e_ms"):
-            assert set(step[metric]) == {"p50", "p90", "p99", "p999", "mean", "count"}
-        assert 49 <= step["ttft_ms"]["p50"] <= 90
+            assert set(step["latency"][metric]) == {"p50", "p90", "p99", "p999", "mean", "count"}
+        assert 49 <= step["latency"]["ttft_ms"]["p50"] <= 90
         assert step["requests"] > 0 and step["errors"] == 0
         assert step["output_tokens_per_min"] > 0 and step["requests_per_s"] > 0
         assert step["cost_per_million_output_tokens"] > 0
@@ -185,7 +190,7 @@ def test_workers_share_an_open_loop_schedule(shared_server: str, tmp_path: Path)
     assert step["client"]["processes"] == 2
     assert step["requests"] == 90 and step["errors"] == 0
     assert step["requests_per_s"] == pytest.approx(60, rel=0.35)
-    assert step["ttft_from_schedule_ms"]["p50"] >= step["ttft_ms"]["p50"]
+    assert step["latency"]["ttft_from_schedule_ms"]["p50"] >= step["latency"]["ttft_ms"]["p50"]
     report = (out / "report.md").read_text()
     assert "TTFT p50 / p99 from schedule" in report and "| 60 req/s |" in report
     with (out / "requests.csv").open() as handle:
@@ -252,5 +257,5 @@ def test_every_api_through_the_cli(
     [step] = json.loads((out / "results.json").read_text())["steps"]
     assert step["requests"] == 12 and step["errors"] == 0
     assert step["token_source"] == source
-    assert 49 <= step["ttft_ms"]["p50"] <= 90
+    assert 49 <= step["latency"]["ttft_ms"]["p50"] <= 90
     assert step["output_tokens_per_min"] > 0 or api == "classify"

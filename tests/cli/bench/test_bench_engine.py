@@ -107,12 +107,12 @@ def test_closed_loop_measures_known_timing(shared_server: str, users: int) -> No
 
     # Against the server's intended timing: tight on the gaps (sleeps do not drift),
     # loose on TTFT and E2E, which include the server's own scheduling delays.
-    assert 49.0 <= step["ttft_ms"]["p50"] <= 75.0
-    assert 8.5 <= step["itl_ms"]["p50"] <= 11.5
-    assert 8.5 <= step["tpot_ms"]["p50"] <= 11.5
-    assert 139.0 <= step["e2e_ms"]["p50"] <= 170.0
+    assert 49.0 <= step["latency"]["ttft_ms"]["p50"] <= 75.0
+    assert 8.5 <= step["latency"]["itl_ms"]["p50"] <= 11.5
+    assert 8.5 <= step["latency"]["tpot_ms"]["p50"] <= 11.5
+    assert 139.0 <= step["latency"]["e2e_ms"]["p50"] <= 170.0
     # Closed loop: each user completes about one request per E2E.
-    expected_rate = users / (step["e2e_ms"]["mean"] / 1000.0)
+    expected_rate = users / (step["latency"]["e2e_ms"]["mean"] / 1000.0)
     assert step["requests_per_s"] == pytest.approx(expected_rate, rel=0.2)
     assert step["output_tokens_per_min"] == pytest.approx(expected_rate * 10 * 60, rel=0.2)
     assert step["token_source"] == "usage"
@@ -152,11 +152,11 @@ def test_server_stall_shows_in_schedule_relative_latency(timed_server) -> None:
     outcome = run(url, plan, output_tokens=5)
     step = measure_step(outcome, open_loop=True, thresholds=DEFAULT_LIMITS).summary
     assert step["errors"] == 0
-    from_send, from_schedule = step["e2e_ms"], step["e2e_from_schedule_ms"]
+    from_send, from_schedule = step["latency"]["e2e_ms"], step["latency"]["e2e_from_schedule_ms"]
     assert from_send["p99"] >= 700  # the requests caught on the wire show the stall
     assert from_schedule["p90"] > from_send["p90"] + 300
     assert from_schedule["mean"] > from_send["mean"] + 100
-    assert step["ttft_from_schedule_ms"]["p90"] > step["ttft_ms"]["p90"] + 300
+    assert step["latency"]["ttft_from_schedule_ms"]["p90"] > step["latency"]["ttft_ms"]["p90"] + 300
 
 
 def test_starved_event_loop_marks_the_step_invalid(shared_server: str) -> None:

@@ -16,12 +16,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import SERVER
 
 from inferfleet.cli.local import nginx
 from inferfleet.cli.local.host import free_port
 
 INFERFLEET = str(Path(sys.executable).with_name("inferfleet"))
+SERVER = Path(__file__).with_name("timed_server.py")
 FAILED_STEP_EXIT = 3
 
 

@@ -25,12 +25,12 @@ def test_latencies_throughput_and_cost_from_known_times() -> None:
         outcome(records), open_loop=False, thresholds=LENIENT, price_per_hour=6.0, instances=2
     )
     step = figures.summary
-    assert step["ttft_ms"]["p50"] == pytest.approx(200.0)
-    assert step["ttft_ms"]["mean"] == pytest.approx(200.0)
-    assert step["itl_ms"]["p99"] == pytest.approx(20.0)
-    assert step["itl_ms"]["count"] == 20
-    assert step["tpot_ms"]["p50"] == pytest.approx(20.0)
-    assert step["e2e_ms"]["p50"] == pytest.approx(400.0)
+    assert step["latency"]["ttft_ms"]["p50"] == pytest.approx(200.0)
+    assert step["latency"]["ttft_ms"]["mean"] == pytest.approx(200.0)
+    assert step["latency"]["itl_ms"]["p99"] == pytest.approx(20.0)
+    assert step["latency"]["itl_ms"]["count"] == 20
+    assert step["latency"]["tpot_ms"]["p50"] == pytest.approx(20.0)
+    assert step["latency"]["e2e_ms"]["p50"] == pytest.approx(400.0)
     # 22 tokens from t=0 (first send) to t=0.9 (last answer).
     assert step["output_tokens_per_min"] == pytest.approx(22 / 0.9 * 60, rel=1e-3)
     assert step["requests_per_s"] == pytest.approx(2 / 0.9, rel=1e-3)
@@ -57,16 +57,16 @@ def test_warmup_and_cancelled_requests_are_not_measured() -> None:
     assert step["errors_by_kind"] == {"http_503": 1}
     assert step["warmup_requests"] == 1
     assert step["cancelled_requests"] == 1
-    assert step["ttft_ms"]["p50"] == pytest.approx(50.0)
+    assert step["latency"]["ttft_ms"]["p50"] == pytest.approx(50.0)
     assert step["token_source"] == "chunks"
 
 
 def test_open_loop_latency_is_also_measured_from_the_schedule() -> None:
     late = streamed(0, 1.0, ttft=0.1, gap=0.01, tokens=2, scheduled=0.25)
     step = measure_step(outcome([late]), open_loop=True, thresholds=LENIENT).summary
-    assert step["ttft_ms"]["p50"] == pytest.approx(100.0)
-    assert step["ttft_from_schedule_ms"]["p50"] == pytest.approx(850.0)
-    assert step["e2e_from_schedule_ms"]["p50"] == pytest.approx(860.0)
+    assert step["latency"]["ttft_ms"]["p50"] == pytest.approx(100.0)
+    assert step["latency"]["ttft_from_schedule_ms"]["p50"] == pytest.approx(850.0)
+    assert step["latency"]["e2e_from_schedule_ms"]["p50"] == pytest.approx(860.0)
 
 
 def test_window_counts_only_tokens_received_inside_it() -> None:
@@ -109,7 +109,7 @@ def test_stopped_and_empty_steps_are_invalid() -> None:
         "interrupted: partial step",
     ]
     assert step.summary["failed"] is True
-    assert step.summary["ttft_ms"]["p50"] is None
+    assert step.summary["latency"]["ttft_ms"]["p50"] is None
 
 
 def test_the_error_rate_threshold_fails_a_step() -> None:
@@ -134,9 +134,9 @@ def test_distribution_and_cost_edge_cases() -> None:
 
     values = np.arange(1, 1001, dtype=float)
     summary = distribution(values)
-    assert summary["p50"] == pytest.approx(500.5)
-    assert summary["p999"] == pytest.approx(999.001)
-    assert summary["count"] == 1000
+    assert summary.p50 == pytest.approx(500.5)
+    assert summary.p999 == pytest.approx(999.001)
+    assert summary.count == 1000
     assert cost_per_million(0.0, 5.0, 1) is None
     assert cost_per_million(1e6 / 60, 5.0, None) is None
     assert cost_per_million(1e6 / 60, 5.0, 3) == pytest.approx(15.0)

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 from fabricated import outcome, streamed
 
-from inferfleet.cli.bench.metrics import Thresholds, measure_step
+from inferfleet.cli.bench.metrics import StepIdentity, Thresholds, measure_step
+from inferfleet.cli.bench.models import RunResults
 from inferfleet.cli.bench.plots import write_plots
 from inferfleet.cli.bench.records import RequestRecord
 from inferfleet.cli.bench.report import render_report
@@ -26,10 +27,11 @@ HEADER = {
     "load": {"mode": "open", "duration": 5.0, "requests": None, "warmup": 1.0, "repeat": 1,
              "workers": 1, "max_loop_lag_ms": 20.0, "max_dispatch_lag_ms": 20.0},
     "variants": ["routing=least_outstanding_requests", "routing=random"],
+    "started_at": "2026-12-02T00:00:00+00:00",
 }  # fmt: skip
 
 
-def measured_step(number: int, variant: str, ttft: float, lag_ms: float) -> tuple[dict, list]:
+def measured_step(number: int, variant: str, ttft: float, lag_ms: float) -> tuple:
     records = [
         streamed(i, i * 0.1, ttft=ttft, gap=0.02, tokens=8, instance=f"i{i % 2}", scheduled=i * 0.1)
         for i in range(20)
@@ -37,12 +39,12 @@ def measured_step(number: int, variant: str, ttft: float, lag_ms: float) -> tupl
     failed = RequestRecord(99, 10, 8, sent=0.5, end=0.6)
     failed.fail("http_503", "busy")
     records.append(failed)
-    figures = measure_step(outcome(records, [lag_ms] * 10), open_loop=True, thresholds=TOLERANT)
-    summary = {"id": number, "variant": variant, "repeat": 0, "load": 4.0, "rate": 4.0,
-               "partial": False, **figures.summary}  # fmt: skip
+    identity = StepIdentity(id=number, variant=variant, load=4.0, rate=4.0)
+    figures = measure_step(outcome(records, [lag_ms] * 10), open_loop=True, thresholds=TOLERANT,
+                           identity=identity)  # fmt: skip
     rows = request_rows(records, step=number, variant=variant, repeat=0, users=None, rate=4.0,
                         origin=0.0)  # fmt: skip
-    return summary, rows, figures.latencies  # type: ignore[return-value]
+    return figures.result, rows, figures.latencies
 
 
 def test_results_report_and_plots_agree(tmp_path: Path) -> None:
@@ -56,19 +58,19 @@ def test_results_report_and_plots_agree(tmp_path: Path) -> None:
         summary, rows, figures = measured_step(number, variant, ttft, lag)
         writer.add_step(summary, rows)
         latencies.append(figures)
-    comparisons = paired_ratios(writer.results["steps"], HEADER["variants"])
+    comparisons = paired_ratios(writer.results.steps, HEADER["variants"])
     writer.finish(partial=False, comparisons=comparisons)
-    results = json.loads((tmp_path / "results.json").read_text())
-    assert results["schema_version"] == 1 and results["partial"] is False
-    assert [step["valid"] for step in results["steps"]] == [True, False]
-    assert comparisons[0]["ratios"]["TTFT p50"]["geomean"] == 4.0
+    results = RunResults.load_file(tmp_path / "results.json")
+    assert results.schema_version == 2 and results.partial is False
+    assert [step.valid for step in results.steps] == [True, False]
+    assert comparisons[0].ratios["TTFT p50"].geomean == 4.0
 
     with (tmp_path / "requests.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 42
     assert rows[20]["error"] == "http_503"
 
-    plots = write_plots(output, results["steps"], latencies, open_loop=True, label="EMULATED")
+    plots = write_plots(output, results, latencies)
     assert plots == ["latency_cdf_rate_4.png", "p99_latency_vs_load.png",
                      "tokens_per_min_vs_load.png"]  # fmt: skip
     assert all((tmp_path / name).stat().st_size > 5000 for name in plots)
@@ -81,4 +83,4 @@ def test_results_report_and_plots_agree(tmp_path: Path) -> None:
     assert "| 4 req/s |" in report and "TTFT p50 / p99 from schedule" in report
     assert "| i0 | 10 |" in report
     assert "![p99_latency_vs_load.png](p99_latency_vs_load.png)" in report
-    assert np.isclose(results["steps"][0]["ttft_ms"]["p50"], 50.0)
+    assert np.isclose(results.steps[0].latency["ttft_ms"].p50, 50.0)

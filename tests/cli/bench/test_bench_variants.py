@@ -13,18 +13,24 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fabricated import step_result
 
-from inferfleet.cli.bench.variants import ALGORITHM_ATTRIBUTE, AlbRouting, paired_ratios
+from inferfleet.cli.bench.models import StepResult
+from inferfleet.cli.bench.variants import (
+    ALGORITHM_ATTRIBUTE,
+    AlbRouting,
+    paired_ratios,
+    study_table,
+)
 from inferfleet.cli.main import main
 
 
-def step(load: float, repeat: int, variant: str, tokens: float, p99: float) -> dict:
-    return {
-        "load": load, "repeat": repeat, "variant": variant, "valid": True,
-        "output_tokens_per_min": tokens, "requests_per_s": tokens / 100,
-        "ttft_ms": {"p50": p99 / 2, "p99": p99}, "itl_ms": {"p50": 10.0},
-        "e2e_ms": {"p50": p99, "p99": 2 * p99},
-    }  # fmt: skip
+def step(load: float, repeat: int, variant: str, tokens: float, p99: float) -> StepResult:
+    return step_result(
+        load=load, repeat=repeat, variant=variant, output_tokens_per_min=tokens,
+        requests_per_s=tokens / 100, ttft_ms={"p50": p99 / 2, "p99": p99},
+        itl_ms={"p50": 10.0}, e2e_ms={"p50": p99, "p99": 2 * p99},
+    )  # fmt: skip
 
 
 def test_paired_ratios_per_repeat_and_geometric_mean() -> None:
@@ -35,14 +41,49 @@ def test_paired_ratios_per_repeat_and_geometric_mean() -> None:
         step(40, 0, a, 2000, 200), step(40, 0, b, 2000, 100),
     ]  # fmt: skip
     rows = paired_ratios(steps, [a, b])
-    assert [(row["load"], row["pairs"]) for row in rows] == [(20, 2), (40, 1)]
-    tokens = rows[0]["ratios"]["tokens/min"]
-    assert tokens["per_repeat"] == [0.8, 0.5]
-    assert tokens["geomean"] == pytest.approx((0.8 * 0.5) ** 0.5, abs=1e-4)
-    assert (tokens["min"], tokens["max"]) == (0.5, 0.8)
-    assert rows[0]["ratios"]["TTFT p99"]["per_repeat"] == [4.0, 1.0]
-    assert rows[1]["ratios"]["E2E p99"]["geomean"] == 0.5
+    assert [(row.load, row.pairs) for row in rows] == [(20, 2), (40, 1)]
+    tokens = rows[0].ratios["tokens/min"]
+    assert tokens.per_repeat == [0.8, 0.5]
+    assert tokens.geomean == pytest.approx((0.8 * 0.5) ** 0.5, abs=1e-4)
+    assert (tokens.min, tokens.max) == (0.5, 0.8)
+    assert rows[0].ratios["TTFT p99"].per_repeat == [4.0, 1.0]
+    assert rows[1].ratios["E2E p99"].geomean == 0.5
     assert paired_ratios(steps, [a]) == []
+
+
+def test_the_study_table_pairs_variants_per_instance_count() -> None:
+    a, b = "routing=least_outstanding_requests", "routing=random"
+    steps = []
+    for instances, (p99_a, p99_b, tokens_a, tokens_b) in {
+        1: (100.0, 110.0, 1000.0, 1000.0),
+        5: (100.0, 200.0, 6000.0, 5000.0),
+    }.items():
+        for repeat, jitter in enumerate((1.0, 1.1)):
+            common = {"load": 4.0 * instances, "users": 4 * instances, "instances": instances,
+                      "repeat": repeat}  # fmt: skip
+            steps.append(
+                step_result(
+                    variant=a,
+                    e2e_ms={"p99": p99_a * jitter},
+                    output_tokens_per_min=tokens_a * jitter,
+                    **common,
+                )
+            )
+            steps.append(step_result(variant=b, e2e_ms={"p99": p99_b},
+                                     output_tokens_per_min=tokens_b, **common))  # fmt: skip
+    study = study_table(steps, [a, b], users_per_instance=4)
+    assert study is not None and [row.instances for row in study.rows] == [1, 5]
+    five = study.rows[1]
+    assert five.users == 20
+    # Per pair: P99 ratios 0.5 and 0.55; throughput per instance 1200/1000 and 1320/1000.
+    assert five.e2e_p99_improvement_pct.geomean == pytest.approx(
+        (1 - (0.5 * 0.55) ** 0.5) * 100, abs=0.01
+    )
+    assert (five.e2e_p99_improvement_pct.min, five.e2e_p99_improvement_pct.max) == (45.0, 50.0)
+    assert five.throughput_improvement_pct.min == pytest.approx(20.0)
+    assert five.throughput_improvement_pct.max == pytest.approx(32.0)
+    assert five.tokens_per_instance_per_min[b].geomean == 1000.0
+    assert five.e2e_p99_ms[a].geomean == pytest.approx((100 * 110) ** 0.5, rel=1e-3)
 
 
 @pytest.fixture(scope="module")

@@ -74,7 +74,7 @@ def test_a_server_profile_file_sets_the_timing(tmp_path: Path) -> None:
     results = json.loads(result.stdout)
     assert results["target"]["profile"]["batching"] == "static"
     # A lone user on a static server: every gap is one decode step of a batch of one.
-    assert results["steps"][0]["itl_ms"]["p50"] == pytest.approx(52.0)
+    assert results["steps"][0]["latency"]["itl_ms"]["p50"] == pytest.approx(52.0)
 
 
 @pytest.mark.parametrize(

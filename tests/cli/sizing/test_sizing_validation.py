@@ -63,7 +63,7 @@ def test_simulated_local_run_matches_the_measured_one(tmp_path: Path) -> None:
         assert real["valid"], real["invalid_reasons"]
         assert keys(real) <= keys(predicted)
         tokens = predicted["output_tokens_per_min"] / real["output_tokens_per_min"] - 1
-        ttft = predicted["ttft_ms"]["p99"] / real["ttft_ms"]["p99"] - 1
+        ttft = predicted["latency"]["ttft_ms"]["p99"] / real["latency"]["ttft_ms"]["p99"] - 1
         errors.append((real["variant"], tokens, ttft))
     print()
     for variant, tokens, ttft in errors:
