@@ -120,8 +120,11 @@ def published_profile(figure: PublishedFigure) -> ServerProfile:
             **identity,
         )
     ttft, prompt, output, slots = (
-        numbers["ttft_s"], figure.prompt_tokens, figure.output_tokens, figure.slots,
-    )  # fmt: skip
+        numbers["ttft_s"],
+        figure.prompt_tokens,
+        figure.output_tokens,
+        figure.slots,
+    )
     # One request alone: TTFT, then output - 1 decode steps of a batch of one.
     alone = (output / numbers["single_stream_tokens_per_s"] - ttft) / (output - 1)
     # Saturated: each request joins alone, its prefill stalls the batch, and every slot
@@ -174,9 +177,12 @@ class Replica:
         if self.shape is None:
             return 0.0
         per_token = (
-            2 * self.shape.layers * self.shape.kv_heads * self.shape.head_dim
+            2
+            * self.shape.layers
+            * self.shape.kv_heads
+            * self.shape.head_dim
             * capacity.KV_CACHE_BYTES_PER_VALUE
-        )  # fmt: skip
+        )
         return per_token * context_tokens
 
     @property
@@ -213,11 +219,12 @@ def efficiencies(accelerator: str) -> Efficiency:
         measured.append(
             (
                 replica.weight_bytes / replica.bandwidth / profile.decode_base_s,
-                replica.kv_bytes(figure.context_tokens) / replica.bandwidth
+                replica.kv_bytes(figure.context_tokens)
+                / replica.bandwidth
                 / profile.decode_per_sequence_s,
                 replica.prefill_flops_per_token / replica.flops / profile.prefill_per_token_s,
             )
-        )  # fmt: skip
+        )
     weights, kv, prefill = (sum(values) / len(values) for values in zip(*measured, strict=True))
     where = accelerator if own else f"all accelerators (none published for {accelerator})"
     return Efficiency(weights, kv, prefill, basis=f"{len(basis)} published figure(s) on {where}")
@@ -243,12 +250,16 @@ def roofline_profile(
         batch = replica.prefill_flops_per_token * slots * context_tokens / replica.flops
         latency = batch / encoder_efficiency
         return ServerProfile(
-            batching="static", slots=slots, prefill_base_s=latency, prefill_per_token_s=0.0,
-            decode_base_s=latency, decode_per_sequence_s=0.0,
+            batching="static",
+            slots=slots,
+            prefill_base_s=latency,
+            prefill_per_token_s=0.0,
+            decode_base_s=latency,
+            decode_per_sequence_s=0.0,
             source=f"roofline estimate: {classifier.id}'s encoder efficiency "
             f"{encoder_efficiency:.0%} of {accelerator.name}'s BF16 compute",
             **identity,
-        )  # fmt: skip
+        )
     decode_base = replica.weight_bytes / replica.bandwidth / efficiency.decode_weights
     return ServerProfile(
         batching="continuous",

@@ -36,8 +36,11 @@ from inferfleet.cli.sizing.profile import Batching, ServerProfile
 from inferfleet.cli.sizing.simulator import ROUTINGS, Load, Simulation
 
 DEFAULT_ROUTING = "least_outstanding_requests"
-COMPARED = (("ttft_ms", "p50", "TTFT p50"), ("itl_ms", "p50", "ITL p50"),
-            ("output_tokens_per_min", None, "tokens/min"))  # fmt: skip
+COMPARED = (
+    ("ttft_ms", "p50", "TTFT p50"),
+    ("itl_ms", "p50", "ITL p50"),
+    ("output_tokens_per_min", None, "tokens/min"),
+)
 
 
 @dataclass
