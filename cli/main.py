@@ -9,7 +9,7 @@ import sys
 
 import typer
 
-from inferfleet.cli.commands import bench, deploy, finetune, fleet, local, sizing
+from inferfleet.cli.commands import bench, deploy, finetune, fleet, local, sizing, traffic
 from inferfleet.cli.errors import UserError
 
 app = typer.Typer(
@@ -23,7 +23,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (fleet, bench, local, deploy, finetune, sizing):
+for module in (fleet, bench, local, deploy, finetune, sizing, traffic):
     module.register(app)
 
 

@@ -21,6 +21,12 @@ MODES = (ROUTE53, GLOBAL_ACCELERATOR)
 ACCELERATOR_API_REGION = "us-west-2"
 
 
+def parameter_names(fleet: str) -> tuple[str, str]:
+    """The SSM parameters of a fleet's controller: (operators' overrides, controller state)."""
+    base = f"/inferfleet/{fleet}/traffic"
+    return f"{base}/overrides", f"{base}/state"
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """One service in one region: what to read in CloudWatch and which record or group to set."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 from botocore.stub import Stubber
-from conftest import NOW, REGIONS, TrafficWorld, config_document
+from traffic_world import NOW, REGIONS, TrafficWorld, config_document
 
 from inferfleet.constructs.traffic_controller import handler as controller_handler
 from inferfleet.constructs.traffic_controller.config import ACCELERATOR_API_REGION, ControllerConfig

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import boto3
 import pytest
-from conftest import NOW, PERIOD_S, REGIONS, TrafficWorld, config_document, load_balancer
+from traffic_world import NOW, PERIOD_S, REGIONS, TrafficWorld, config_document, load_balancer
 
 from inferfleet.constructs.traffic_controller import handler as controller_handler
 from inferfleet.constructs.traffic_controller import overrides
@@ -50,7 +50,7 @@ def test_weights_follow_capacity_from_metrics_put_in_three_regions(world: Traffi
                         "Namespace": "Inferfleet/Traffic",
                         "MetricName": "Weight",
                         "Dimensions": [
-                            {"Name": "Fleet", "Value": "shopping"},
+                            {"Name": "Fleet", "Value": "shopping-assistant"},
                             {"Name": "Service", "Value": "assistant"},
                             {"Name": "Region", "Value": "eu-west-1"},
                         ],
