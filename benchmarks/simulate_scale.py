@@ -57,8 +57,8 @@ def run(replicas: int, seconds: float, routing: str) -> dict:
         "simulate_s": simulate_s,
         "figures_s": time.perf_counter() - started - simulate_s,
         "events_per_s": simulated.events / simulate_s,
-        "tokens_per_min": summary["output_tokens_per_min"],
-        "ttft_p99_ms": summary["ttft_ms"]["p99"],
+        "tokens_per_min": summary.output_tokens_per_min,
+        "ttft_p99_ms": summary.latency["ttft_ms"].p99,
     }
 
 

@@ -10,29 +10,61 @@ from __future__ import annotations
 
 import numpy as np
 
-from inferfleet.cli.bench.metrics import QUANTILES, cost_per_million, distribution
+from inferfleet.cli.bench.metrics import (
+    QUANTILES,
+    StepIdentity,
+    cost_per_million,
+    distribution,
+    latency_metrics,
+)
+from inferfleet.cli.bench.models import (
+    ClientHealth,
+    InstanceRow,
+    LagFigures,
+    LatencyBrief,
+    LatencyDistribution,
+    StepResult,
+)
 from inferfleet.cli.sizing.simulator import SimulatedRun
 
 
-def weighted_distribution(values: np.ndarray, counts: np.ndarray) -> dict[str, float | int | None]:
+def weighted_distribution(values: np.ndarray, counts: np.ndarray) -> LatencyDistribution:
     """The bench's ``distribution`` of ``values``, each repeated ``counts`` times."""
     total = int(counts.sum()) if counts.size else 0
     if total == 0:
-        return {**dict.fromkeys(QUANTILES), "mean": None, "count": 0}
+        return LatencyDistribution()
     order = np.argsort(values, kind="stable")
     ordered, weights = values[order], counts[order]
     upper = np.cumsum(weights)  # rank (exclusive) where each value ends
-    summary: dict[str, float | int | None] = {}
+    points = {}
     for name, quantile in QUANTILES.items():
         position = quantile / 100.0 * (total - 1)
         below = int(np.floor(position))
         fraction = position - below
         low = ordered[np.searchsorted(upper, below, side="right")]
         high = ordered[np.searchsorted(upper, min(below + 1, total - 1), side="right")]
-        summary[name] = round(float(low + fraction * (high - low)), 3)
-    summary["mean"] = round(float(np.dot(ordered, weights) / total), 3)
-    summary["count"] = total
-    return summary
+        points[name] = round(float(low + fraction * (high - low)), 3)
+    return LatencyDistribution(
+        **points, mean=round(float(np.dot(ordered, weights) / total), 3), count=total
+    )
+
+
+def latency_figures(run: SimulatedRun, *, open_loop: bool) -> dict[str, LatencyDistribution]:
+    """Every latency metric the bench registers, from the simulated requests."""
+    measured = run.measured
+    tokens = run.output_tokens[measured]
+    span = (run.end - run.first_token)[measured]
+    multi = tokens > 1
+    figures = {
+        "ttft_ms": distribution((run.first_token - run.sent)[measured] * 1000.0),
+        "itl_ms": weighted_distribution(run.itl_values_s * 1000.0, run.itl_counts),
+        "tpot_ms": distribution(span[multi] * 1000.0 / (tokens[multi] - 1)),
+        "e2e_ms": distribution((run.end - run.sent)[measured] * 1000.0),
+    }
+    # Nothing delays a simulated send: schedule and send coincide.
+    figures["ttft_from_schedule_ms"] = figures["ttft_ms"]
+    figures["e2e_from_schedule_ms"] = figures["e2e_ms"]
+    return {metric.key: figures[metric.key] for metric in latency_metrics(open_loop)}
 
 
 def step_summary(
@@ -40,64 +72,60 @@ def step_summary(
     *,
     open_loop: bool,
     price_per_hour: float | None = None,
-    instances: int | None = None,
-) -> dict:
-    """The figures of a bench :class:`StepResult` for a simulated run, marked ``simulated``."""
+    identity: StepIdentity | None = None,
+) -> StepResult:
+    """A bench :class:`StepResult` for a simulated run, marked ``simulated``."""
+    identity = identity or StepIdentity()
     measured = run.measured
     start, end = run.window
     seconds = end - start
-    ttft = (run.first_token - run.sent)[measured] * 1000.0
-    e2e = (run.end - run.sent)[measured] * 1000.0
-    tokens = run.output_tokens[measured]
-    span = (run.end - run.first_token)[measured]
-    multi = tokens > 1
-    tpot = span[multi] * 1000.0 / (tokens[multi] - 1)
     output_tokens = float(run.tokens_in_window.sum())
     tokens_per_min = output_tokens / seconds * 60.0 if seconds > 0 else 0.0
     finished = int(np.count_nonzero((run.end >= start) & (run.end < end)))
-    latencies = {
-        "ttft_ms": distribution(ttft).model_dump(),
-        "itl_ms": weighted_distribution(run.itl_values_s * 1000.0, run.itl_counts),
-        "tpot_ms": distribution(tpot).model_dump(),
-        "e2e_ms": distribution(e2e).model_dump(),
-    }
-    if open_loop:
-        # Nothing delays a simulated send: schedule and send coincide.
-        latencies["ttft_from_schedule_ms"] = latencies["ttft_ms"]
-        latencies["e2e_from_schedule_ms"] = latencies["e2e_ms"]
     count = int(np.count_nonzero(measured))
-    client: dict = {"loop_lag_ms": {"p99": 0.0, "max": 0.0}, "processes": 0}
-    if open_loop:
-        client["dispatch_lag_ms"] = {"p99": 0.0, "max": 0.0}
-    return {
-        "requests": count,
-        "succeeded": count,
-        "errors": 0,
-        "errors_by_kind": {},
-        "warmup_requests": int(measured.size - count),
-        "cancelled_requests": 0,
-        "measured_seconds": round(seconds, 3),
-        "latency": latencies,
-        "output_tokens": round(output_tokens, 1),
-        "output_tokens_per_min": round(tokens_per_min, 1),
-        "requests_per_s": round(finished / seconds, 3) if seconds > 0 else 0.0,
-        "token_source": "usage" if count else None,
-        "output_length_mismatches": 0,
-        "per_instance": per_instance(run, seconds),
-        "requests_without_instance": 0,
-        "emulated": False,
-        "simulated": True,
-        "cost_per_million_output_tokens": cost_per_million(
-            tokens_per_min, price_per_hour, instances
+    in_flight = np.clip(np.minimum(run.end, end) - np.maximum(run.sent, start), 0.0, None)
+    return StepResult(
+        id=identity.id,
+        variant=identity.variant,
+        repeat=identity.repeat,
+        load=identity.load,
+        users=identity.users,
+        rate=identity.rate,
+        instances=identity.instances,
+        schedule_hash=identity.schedule_hash,
+        requests=count,
+        succeeded=count,
+        errors=0,
+        errors_by_kind={},
+        warmup_requests=int(measured.size - count),
+        cancelled_requests=0,
+        measured_seconds=round(seconds, 3),
+        latency=latency_figures(run, open_loop=open_loop),
+        output_tokens=round(output_tokens, 1),
+        output_tokens_per_min=round(tokens_per_min, 1),
+        requests_per_s=round(finished / seconds, 3) if seconds > 0 else 0.0,
+        achieved_concurrency=round(float(in_flight.sum()) / seconds, 3) if seconds > 0 else None,
+        token_source="usage" if count else None,
+        output_length_mismatches=0,
+        per_instance=per_instance(run, seconds),
+        requests_without_instance=0,
+        emulated=False,
+        simulated=True,
+        cost_per_million_output_tokens=cost_per_million(
+            tokens_per_min, price_per_hour, identity.instances
         ),
-        "client": client,
-        "failed": not count,
-        "valid": count > 0,
-        "invalid_reasons": [] if count else ["no request succeeded"],
-    }
+        client=ClientHealth(
+            loop_lag_ms=LagFigures(p99=0.0, max=0.0),
+            dispatch_lag_ms=LagFigures(p99=0.0, max=0.0) if open_loop else None,
+            processes=0,
+        ),
+        failed=not count,
+        valid=count > 0,
+        invalid_reasons=[] if count else ["no request succeeded"],
+    )
 
 
-def per_instance(run: SimulatedRun, seconds: float) -> list[dict]:
+def per_instance(run: SimulatedRun, seconds: float) -> list[InstanceRow]:
     """The bench's per-instance rows, one per replica that served a measured request."""
     rows = []
     measured = run.measured
@@ -109,13 +137,13 @@ def per_instance(run: SimulatedRun, seconds: float) -> list[dict]:
         e2e = distribution((run.end - run.sent)[mine] * 1000.0)
         tokens = float(run.tokens_in_window[index])
         rows.append(
-            {
-                "instance": name,
-                "requests": int(np.count_nonzero(mine)),
-                "output_tokens_per_min": round(tokens / seconds * 60.0, 1) if seconds > 0 else 0.0,
-                "ttft_ms": {key: getattr(ttft, key) for key in ("p50", "p99", "mean")},
-                "e2e_ms": {key: getattr(e2e, key) for key in ("p50", "p99", "mean")},
-            }
+            InstanceRow(
+                instance=name,
+                requests=int(np.count_nonzero(mine)),
+                output_tokens_per_min=round(tokens / seconds * 60.0, 1) if seconds > 0 else 0.0,
+                ttft_ms=LatencyBrief(p50=ttft.p50, p99=ttft.p99, mean=ttft.mean),
+                e2e_ms=LatencyBrief(p50=e2e.p50, p99=e2e.p99, mean=e2e.mean),
+            )
         )
     return rows
 

@@ -23,13 +23,13 @@ puts it back).
 from __future__ import annotations
 
 import csv
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from inferfleet.cli.bench.models import RunResults, StepResult
 from inferfleet.cli.errors import UserError
 from inferfleet.cli.sizing.figures import step_summary
 from inferfleet.cli.sizing.profile import Batching, ServerProfile
@@ -50,7 +50,7 @@ class MeasuredStep:
     number: int
     users: int
     routing: str
-    summary: dict
+    result: StepResult
     prompt_tokens: np.ndarray
     output_tokens: np.ndarray
     ttft_s: np.ndarray  # measured requests only
@@ -105,43 +105,52 @@ class Fit:
 
 def read_bench_run(results_path: Path, requests_path: Path | None = None) -> BenchRun:
     """The closed-loop steps of a bench run, with the requests each one sent."""
+    from pydantic import ValidationError
+
     try:
-        results = json.loads(results_path.read_text(encoding="utf-8"))
+        results = RunResults.load_file(results_path)
     except OSError as error:
         raise UserError(f"RESULTS: cannot read {results_path} ({error.strerror})") from None
-    except ValueError as error:
-        raise UserError(f"RESULTS: {results_path} is not JSON ({error})") from None
-    if not isinstance(results, dict) or "steps" not in results or "load" not in results:
-        raise UserError(f"RESULTS: {results_path} is not an inferfleet bench results.json")
-    load = results["load"]
-    if load.get("mode") != "closed" or not load.get("duration"):
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "file"
+        raise UserError(
+            f"RESULTS: {results_path} is not an inferfleet bench results.json ({where}: "
+            f"{first['msg']}); give the results.json a bench run wrote"
+        ) from None
+    load = results.load
+    if results.open_loop or not load.get("duration"):
         raise UserError(
             "RESULTS: profile fit needs a closed-loop run with --duration (several --users "
-            "steps); this one is "
-            + (f"{load.get('mode')} loop" if load.get("mode") != "closed" else "--requests")
+            "steps); this one is " + ("open loop" if results.open_loop else "bounded by --requests")
         )
     requests_path = requests_path or results_path.with_name("requests.csv")
     rows = _read_rows(requests_path)
-    instances = int(results.get("target", {}).get("instances") or 1)
+    default_instances = int(results.target.get("instances") or 1)
+    instances = {step.instances or default_instances for step in results.steps}
+    if len(instances) > 1:
+        raise UserError(
+            "RESULTS: the steps ran on different instance counts (--scale); fit a run "
+            "with one instance count"
+        )
     steps = []
-    for step in results["steps"]:
-        if not step.get("valid"):
+    for step in results.steps:
+        if not step.valid or step.users is None:
             continue
         mine = sorted(
-            (row for row in rows if int(row["step"]) == step["id"]), key=lambda r: int(r["index"])
+            (row for row in rows if int(row["step"]) == step.id), key=lambda r: int(r["index"])
         )
         ok = [row for row in mine if not row["error"] and row["ttft_ms"]]
         if not ok:
             continue
         measured = [row for row in ok if row["warmup"] != "True"]
-        variant = str(step.get("variant", "default"))
-        routing = variant.removeprefix("routing=") if variant.startswith("routing=") else None
+        routing = step.variant.removeprefix("routing=")
         steps.append(
             MeasuredStep(
-                number=step["id"],
-                users=int(step["users"]),
+                number=step.id,
+                users=step.users,
                 routing=routing if routing in ROUTINGS else DEFAULT_ROUTING,
-                summary=step,
+                result=step,
                 prompt_tokens=np.array([int(row["prompt_tokens"]) for row in ok]),
                 output_tokens=np.array([int(row["output_tokens"]) for row in ok]),
                 ttft_s=np.array([float(row["ttft_ms"]) / 1000.0 for row in measured]),
@@ -154,7 +163,7 @@ def read_bench_run(results_path: Path, requests_path: Path | None = None) -> Ben
             "(e.g. --users 1,5,10,20,40); this run has "
             f"{len(steps)} usable step(s)"
         )
-    return BenchRun(instances, float(load["warmup"]), float(load["duration"]), steps)
+    return BenchRun(instances.pop(), float(load["warmup"]), float(load["duration"]), steps)
 
 
 def _read_rows(path: Path) -> list[dict[str, str]]:
@@ -178,7 +187,7 @@ def _read_rows(path: Path) -> list[dict[str, str]]:
 def closed_form(run: BenchRun, *, batching: Batching, network_s: float) -> ServerProfile:
     """First estimates, from the measured ITL per step and TTFT at low concurrency."""
     concurrency = np.array([step.users / run.instances for step in run.steps])
-    itl = np.array([step.summary["itl_ms"]["p50"] or math.nan for step in run.steps]) / 1000.0
+    itl = np.array([_itl_p50(step.result) for step in run.steps]) / 1000.0
     usable = np.isfinite(itl)
     if usable.sum() < 2:
         raise UserError("RESULTS: profile fit needs inter-token latencies in at least two steps")
@@ -218,7 +227,7 @@ def closed_form(run: BenchRun, *, batching: Batching, network_s: float) -> Serve
 
 def simulate_step(
     run: BenchRun, step: MeasuredStep, profile: ServerProfile, network_s: float
-) -> dict:
+) -> StepResult:
     simulation = Simulation(
         [profile] * run.instances, routing=step.routing, network_s=network_s, seed=step.number
     )
@@ -232,10 +241,15 @@ def simulate_step(
     return step_summary(simulated, open_loop=False)
 
 
-def _figures(summary: dict) -> dict[str, float | None]:
+def _itl_p50(step: StepResult) -> float:
+    figures = step.latency.get("itl_ms")
+    return figures.p50 if figures is not None and figures.p50 is not None else math.nan
+
+
+def _figures(step: StepResult) -> dict[str, float | None]:
     out = {}
     for metric, point, label in COMPARED:
-        value = summary[metric] if point is None else summary[metric][point]
+        value = getattr(step, metric) if point is None else getattr(step.latency[metric], point)
         out[label] = None if value is None else float(value)
     return out
 
@@ -255,7 +269,7 @@ def fit_profile(
         StepFit(
             step.number,
             step.users,
-            _figures(step.summary),
+            _figures(step.result),
             _figures(simulate_step(run, step, profile, network_s)),
         )
         for step in run.steps

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from inferfleet.cli.bench.config import BenchConfig
-from inferfleet.cli.bench.models import RunResults, StepResult
+from inferfleet.cli.bench.metrics import StepIdentity
+from inferfleet.cli.bench.models import RunResults
 from inferfleet.cli.bench.results import OutputDir, ResultsWriter, machine_info, now_iso, tool_info
 from inferfleet.cli.bench.runner import (
     Step,
@@ -174,23 +175,24 @@ def write_results(
     for local in steps:
         step, run = local.step, local.run
         load = step.load if config.open_loop else int(step.load)
-        summary = {
-            "id": step.number,
-            "variant": step.variant_name,
-            "repeat": step.repeat,
-            "load": step.load,
-            ("rate" if config.open_loop else "users"): load,
-            "partial": False,
-            "schedule_hash": schedule_hash(
+        identity = StepIdentity(
+            id=step.number,
+            variant=step.variant_name,
+            repeat=step.repeat,
+            load=step.load,
+            users=None if config.open_loop else int(load),
+            rate=load if config.open_loop else None,
+            instances=config.instance_count,
+            schedule_hash=schedule_hash(
                 workload, [arrivals[step.load]] if config.open_loop else []
             ),
-            **step_summary(
-                run,
-                open_loop=config.open_loop,
-                price_per_hour=config.price_per_hour,
-                instances=config.instance_count,
-            ),
-        }
+        )
+        result = step_summary(
+            run,
+            open_loop=config.open_loop,
+            price_per_hour=config.price_per_hour,
+            identity=identity,
+        )
         rows = request_rows(
             run,
             step=step.number,
@@ -199,7 +201,7 @@ def write_results(
             users=None if config.open_loop else int(load),
             rate=load if config.open_loop else None,
         )
-        writer.add_step(StepResult.model_validate(summary), rows)
+        writer.add_step(result, rows)
         latencies.append(plotted_latencies(run))
     writer.finish(
         partial=False,

@@ -340,13 +340,13 @@ class Planner:
             warmup_s=warmup,
             window=(warmup, horizon),
         )
-        summary = step_summary(run, open_loop=True)
+        step = step_summary(run, open_loop=True)
         figures = {
-            "ttft_p99": _seconds(summary["ttft_ms"]["p99"]),
-            "itl_p99": _seconds(summary["itl_ms"]["p99"]),
-            "e2e_p99": _seconds(summary["e2e_ms"]["p99"]),
-            "ttft_p50": _seconds(summary["ttft_ms"]["p50"]),
-            "output_tokens_per_min": summary["output_tokens_per_min"],
+            "ttft_p99": _seconds(step.latency["ttft_ms"].p99),
+            "itl_p99": _seconds(step.latency["itl_ms"].p99),
+            "e2e_p99": _seconds(step.latency["e2e_ms"].p99),
+            "ttft_p50": _seconds(step.latency["ttft_ms"].p50),
+            "output_tokens_per_min": step.output_tokens_per_min,
         }
         return Evaluation(instances, rate, figures, tuple(self.slo.missed(figures)))
 

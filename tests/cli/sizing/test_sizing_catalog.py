@@ -59,7 +59,7 @@ def test_the_inf2_profile_predicts_the_published_run_it_was_not_derived_from() -
         window=(0.0, 120.0),
     )
     summary = step_summary(run, open_loop=True)
-    assert summary["itl_ms"]["mean"] == pytest.approx(76.4, rel=0.10)
+    assert summary.latency["itl_ms"].mean == pytest.approx(76.4, rel=0.10)
     assert (run.end - run.sent).mean() == pytest.approx(19.88, rel=0.10)
 
 

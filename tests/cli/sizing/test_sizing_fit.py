@@ -85,30 +85,20 @@ def test_recovers_the_emulators_parameters_from_a_bench_run_of_the_local_rehears
         assert fit["profile"][field] == pytest.approx(getattr(KNOWN, field), rel=0.10), field
 
 
-def write_run(tmp_path: Path, load: dict, steps: list[dict]) -> Path:
-    results = tmp_path / "results.json"
-    results.write_text(json.dumps({"target": {}, "load": load, "steps": steps}))
-    (tmp_path / "requests.csv").write_text(
-        "step,index,warmup,ttft_ms,prompt_tokens,output_tokens,error\n1,0,False,10,5,5,\n"
-    )
-    return results
-
-
 @pytest.mark.parametrize(
-    ("load", "steps", "message"),
+    ("load", "message"),
     [
-        ({"mode": "open", "duration": 5, "warmup": 1}, [], "needs a closed-loop run"),
-        (
-            {"mode": "closed", "duration": 5, "warmup": 1},
-            [{"id": 1, "users": 1, "valid": True, "itl_ms": {"p50": 1}}],
-            "at least two valid steps of different --users",
-        ),
+        (("--rate", "2"), "needs a closed-loop run"),
+        (("--users", "4"), "at least two valid steps of different --users"),
     ],
 )
 def test_a_run_that_cannot_be_fitted_is_refused_with_the_reason(
-    tmp_path: Path, load: dict, steps: list[dict], message: str
+    tmp_path: Path, load: tuple[str, str], message: str
 ) -> None:
-    done = inferfleet("profile", "fit", str(write_run(tmp_path, load, steps)),
+    simulate = inferfleet("simulate", "--local", *load, "--duration", "3",
+                          "--out", str(tmp_path / "sim"))  # fmt: skip
+    assert simulate.returncode == 0, simulate.stderr
+    done = inferfleet("profile", "fit", str(tmp_path / "sim" / "results.json"),
                       "--out", str(tmp_path / "p.json"))  # fmt: skip
     assert done.returncode == 2
     assert message in done.stderr and "Traceback" not in done.stderr

@@ -155,26 +155,31 @@ def test_figures_equal_the_bench_metrics_of_the_same_requests() -> None:
         outputs=outputs.tolist(), users=6, send_until=warmup + duration, network_s=0.0005,
     )  # fmt: skip
     records = []
+    clock = 100.0  # the client's perf_counter when the step started
     for index, request in enumerate(oracle):
         record = RequestRecord(index, request.prompt, request.output, warmup=request.sent < warmup)
-        record.sent, record.first_token = request.sent, request.tokens[0]
-        record.last_token = record.end = request.tokens[-1]
+        record.sent, record.first_token = clock + request.sent, clock + request.tokens[0]
+        record.last_token = record.end = clock + request.tokens[-1]
         record.chunks = record.usage_tokens = request.output
         record.itl_ms = array("d", gaps_ms(request))
         record.instance = names[request.replica]
         records.append(record)
-    outcome = StepOutcome(records, started=0.0, measured_from=warmup, finished=records[-1].end)
+    outcome = StepOutcome(
+        records, started=clock, measured_from=clock + warmup, finished=records[-1].end
+    )
     bench = measure_step(
         outcome, open_loop=False, thresholds=Thresholds(20, 20),
-        window=(warmup, warmup + duration),
+        window=(clock + warmup, clock + warmup + duration),
     ).summary  # fmt: skip
-    simulated = step_summary(run, open_loop=False)
+    simulated = step_summary(run, open_loop=False).model_dump(mode="json")
 
+    assert set(simulated["latency"]) == set(bench["latency"])
     for key in ("ttft_ms", "itl_ms", "tpot_ms", "e2e_ms"):
         for point, value in bench["latency"][key].items():
             assert simulated["latency"][key][point] == pytest.approx(value, abs=0.002), (key, point)
-    for key in ("requests", "output_tokens_per_min", "requests_per_s", "measured_seconds"):
-        assert simulated[key] == pytest.approx(bench[key]), key
+    for key in ("requests", "output_tokens_per_min", "requests_per_s", "measured_seconds",
+                "achieved_concurrency"):  # fmt: skip
+        assert simulated[key] == pytest.approx(bench[key], rel=1e-3), key
     assert [row["instance"] for row in simulated["per_instance"]] == names
     for mine, theirs in zip(simulated["per_instance"], bench["per_instance"], strict=True):
         assert mine["requests"] == theirs["requests"]
@@ -188,9 +193,10 @@ def test_weighted_distribution_is_numpy_percentile_of_the_expanded_values() -> N
     expanded = np.repeat(values, counts)
     summary = weighted_distribution(values, counts)
     for name, quantile in (("p50", 50), ("p90", 90), ("p99", 99), ("p999", 99.9)):
-        assert summary[name] == pytest.approx(float(np.percentile(expanded, quantile)), abs=1e-3)
-    assert summary["count"] == expanded.size
-    assert weighted_distribution(np.empty(0), np.empty(0, dtype=int))["p50"] is None
+        expected = float(np.percentile(expanded, quantile))
+        assert getattr(summary, name) == pytest.approx(expected, abs=1e-3)
+    assert summary.count == expanded.size
+    assert weighted_distribution(np.empty(0), np.empty(0, dtype=int)).p50 is None
 
 
 def test_bad_simulations_are_refused_with_the_reason() -> None:
