@@ -7,7 +7,8 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from inferfleet.cli.sizing.planner import Demand, Evaluation, RegionSizing, Slo
+from inferfleet.cli.bench.models import SloLimit
+from inferfleet.cli.sizing.planner import Demand, Evaluation, RegionSizing
 from inferfleet.cli.sizing.prices import PriceTable
 
 
@@ -15,7 +16,7 @@ def plan_results(
     service: str,
     sizings: Sequence[RegionSizing],
     demand: Demand,
-    slo: Slo,
+    slo: Sequence[SloLimit],
     prices: PriceTable,
 ) -> dict:
     """The whole plan as JSON-ready data; money is None where a price is missing."""
@@ -57,11 +58,7 @@ def plan_results(
     return {
         "service": service,
         "simulated": True,
-        "slo": {
-            "ttft_p99_s": slo.ttft_p99_s,
-            "itl_p99_s": slo.itl_p99_s,
-            "e2e_p99_s": slo.e2e_p99_s,
-        },
+        "slo": [limit.model_dump() for limit in slo],
         "demand": {
             "average_requests_per_s": round(demand.requests_per_s, 3),
             "average_output_tokens_per_min": round(demand.requests_per_s * mean_output * 60.0),
@@ -216,9 +213,10 @@ def write_plot(results: dict, sizings: Sequence[RegionSizing], path: Path) -> No
                 for e in at_peak
             ]
             cost.plot(xs, hourly, marker="o", color=line.get_color(), label=sizing.region.name)
-    limit = results["slo"]["ttft_p99_s"]
-    if limit is not None:
-        latency.axhline(limit, color="grey", linestyle="--", label=f"SLO {limit:g} s")
+    for limit in results["slo"]:
+        if limit["metric"] == "ttft_ms" and limit["point"] == "p99":
+            seconds = limit["limit_ms"] / 1000.0
+            latency.axhline(seconds, color="grey", linestyle="--", label=f"SLO {seconds:g} s")
     latency.set_yscale("log")
     latency.set_xlabel("instances in the region")
     latency.set_ylabel("predicted TTFT P99 at peak (s)")

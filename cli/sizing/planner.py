@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from inferfleet.cli.bench.config import Distribution
+from inferfleet.cli.bench.metrics import distribution
+from inferfleet.cli.bench.models import SloLimit, StepResult
 from inferfleet.cli.sizing.figures import step_summary
 from inferfleet.cli.sizing.profile import ServerProfile
 from inferfleet.cli.sizing.simulator import Load, Simulation
@@ -37,7 +39,6 @@ PRECISION = 0.02
 MAX_INSTANCES = 100_000
 
 
-_DURATION = re.compile(r"^\s*(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>ms|s)\s*$")
 _LOAD = re.compile(
     r"^\s*(?P<number>\d+(?:\.\d+)?)\s*(?P<scale>[kKmM]?)\s*(?P<what>tok|tokens|req|requests)"
     r"\s*/\s*(?P<per>s|min|h)\s*$"
@@ -46,62 +47,19 @@ _PER_SECOND = {"s": 1.0, "min": 60.0, "h": 3600.0}
 _SCALE = {"": 1.0, "k": 1e3, "m": 1e6}
 
 
-@dataclass(frozen=True)
-class Slo:
-    """P99 limits in seconds; ``None`` is no limit."""
+def missed_limits(slo: Sequence[SloLimit], step: StepResult) -> list[str]:
+    """The limits ``step`` breaks (a figure nothing measured breaks its limit)."""
+    missed = []
+    for limit in slo:
+        figures = step.latency.get(limit.metric)
+        value = getattr(figures, limit.point) if figures is not None else None
+        if value is None or value > limit.limit_ms:
+            missed.append(limit.name)
+    return missed
 
-    ttft_p99_s: float | None = 1.0
-    itl_p99_s: float | None = None
-    e2e_p99_s: float | None = None
 
-    @classmethod
-    def parse(cls, text: str) -> Slo:
-        """``ttft_p99=1s,itl_p99=60ms,e2e_p99=30s`` (any of them); ValueError says the fix."""
-        limits: dict[str, float] = {}
-        for part in (piece.strip() for piece in text.split(",") if piece.strip()):
-            name, _, value = part.partition("=")
-            match = _DURATION.match(value)
-            if name.strip() not in ("ttft_p99", "itl_p99", "e2e_p99") or not match:
-                raise ValueError(
-                    f"{part!r} is not a limit; write ttft_p99=1s, itl_p99=60ms or e2e_p99=30s "
-                    "(comma-separated, seconds or milliseconds)"
-                )
-            seconds = float(match["number"]) / (1000.0 if match["unit"] == "ms" else 1.0)
-            if seconds <= 0:
-                raise ValueError(f"{part!r}: a limit must be above 0")
-            limits[f"{name.strip()}_s"] = seconds
-        if not limits:
-            raise ValueError("give at least one limit, e.g. ttft_p99=1s")
-        return cls(
-            ttft_p99_s=limits.get("ttft_p99_s"),
-            itl_p99_s=limits.get("itl_p99_s"),
-            e2e_p99_s=limits.get("e2e_p99_s"),
-        )
-
-    def missed(self, figures: dict[str, float | None]) -> list[str]:
-        """Which limits ``figures`` (p99 seconds by name) break."""
-        broken = []
-        for name, limit in (
-            ("ttft_p99", self.ttft_p99_s),
-            ("itl_p99", self.itl_p99_s),
-            ("e2e_p99", self.e2e_p99_s),
-        ):
-            value = figures.get(name)
-            if limit is not None and (value is None or value > limit):
-                broken.append(name)
-        return broken
-
-    def describe(self) -> str:
-        parts = [
-            f"{name}<={limit:g}s"
-            for name, limit in (
-                ("ttft_p99", self.ttft_p99_s),
-                ("itl_p99", self.itl_p99_s),
-                ("e2e_p99", self.e2e_p99_s),
-            )
-            if limit is not None
-        ]
-        return ", ".join(parts) or "none"
+def describe_slo(slo: Sequence[SloLimit]) -> str:
+    return ", ".join(f"{limit.name}<={limit.limit_ms:g}ms" for limit in slo) or "none"
 
 
 @dataclass(frozen=True)
@@ -202,7 +160,7 @@ class Planner:
     def __init__(
         self,
         demand: Demand,
-        slo: Slo,
+        slo: Sequence[SloLimit],
         *,
         routing: str = "least_outstanding_requests",
         progress: Callable[[str], None] | None = None,
@@ -242,12 +200,15 @@ class Planner:
         average, _ = self.fewest(region, average_rps, tried)
         return RegionSizing(region, average_rps, peak_rps, peak, average, tried, feasible)
 
-    def idle_ttft_p99_s(self, region: RegionShape) -> float:
-        """TTFT P99 with every request alone on the fastest pool: no fleet does better."""
-        return min(
-            float(np.percentile([pool.profile.prefill_s(int(p)) for p in self.prompts], 99))
-            for pool in region.pools
-        )
+    def idle_ttft_ms(self, region: RegionShape, point: str) -> float:
+        """TTFT (``p99``, ``mean``...) with every request alone on the fastest pool: no fleet
+        of any size does better."""
+        fastest = math.inf
+        for pool in region.pools:
+            prefill = np.array([pool.profile.prefill_s(int(p)) for p in self.prompts]) * 1000.0
+            value = getattr(distribution(prefill), point)
+            fastest = min(fastest, value if value is not None else math.inf)
+        return fastest
 
     def fewest(
         self, region: RegionShape, rate: float, tried: list[Evaluation]
@@ -258,7 +219,11 @@ class Planner:
         far above the load misses it, the prefill of a long prompt alone is too slow.
         """
         capacity = sum(pool.share * self.instance_rps(pool) for pool in region.pools)
-        if self.slo.ttft_p99_s is not None and self.idle_ttft_p99_s(region) > self.slo.ttft_p99_s:
+        if any(
+            self.idle_ttft_ms(region, limit.point) > limit.limit_ms
+            for limit in self.slo
+            if limit.metric == "ttft_ms"
+        ):
             # Hopeless whatever the size: show what a generous fleet gives instead of searching.
             return self.evaluate(region, math.ceil(rate / capacity / 0.5), rate, tried), False
         low = max(1, math.floor(rate / capacity)) if capacity > 0 else 1
@@ -348,7 +313,7 @@ class Planner:
             "ttft_p50": _seconds(step.latency["ttft_ms"].p50),
             "output_tokens_per_min": step.output_tokens_per_min,
         }
-        return Evaluation(instances, rate, figures, tuple(self.slo.missed(figures)))
+        return Evaluation(instances, rate, figures, tuple(missed_limits(self.slo, step)))
 
 
 def _seconds(milliseconds: float | None) -> float | None:

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from inferfleet.cli.bench.config import Distribution
+from inferfleet.cli.bench.config import Distribution, parse_slo
 from inferfleet.cli.sizing.plan_report import plan_results, suggested_bounds, yaml_diff
 from inferfleet.cli.sizing.planner import (
     Demand,
     Planner,
     PoolShape,
     RegionShape,
-    Slo,
+    describe_slo,
     parse_load,
 )
 from inferfleet.cli.sizing.prices import load_prices
@@ -53,15 +53,14 @@ def demand(rate: float = 20.0, **kwargs: object) -> Demand:
     )  # type: ignore[arg-type]
 
 
-def test_slo_and_load_parse_with_units_and_refuse_the_rest() -> None:
-    assert Slo.parse("ttft_p99=800ms, e2e_p99=30s") == Slo(0.8, None, 30.0)
+def test_loads_parse_with_units_and_refuse_the_rest() -> None:
     assert parse_load("3Mtok/min", 250.0) == pytest.approx(200.0)
+    assert parse_load("3000000tok/min", 250.0) == pytest.approx(200.0)
     assert parse_load("1200req/min", 1.0) == pytest.approx(20.0)
-    for bad in ("ttft=1s", "ttft_p99=fast", "ttft_p99=0s", ""):
-        with pytest.raises(ValueError, match="limit"):
-            Slo.parse(bad)
-    with pytest.raises(ValueError, match="is not a load"):
-        parse_load("3 million tokens", 250.0)
+    for bad in ("3 million tokens", "0req/s", "5tok"):
+        with pytest.raises(ValueError, match="load"):
+            parse_load(bad, 250.0)
+    assert describe_slo(parse_slo("ttft_p99=1s,itl_p50=40ms")) == "ttft_p99<=1000ms, itl_p50<=40ms"
 
 
 def test_region_loads_split_by_weight_and_grow_when_a_region_is_lost() -> None:
@@ -69,10 +68,12 @@ def test_region_loads_split_by_weight_and_grow_when_a_region_is_lost() -> None:
         RegionShape(name, (pool(0, FAST, 1.0),), weight)
         for name, weight in (("a", 2.0), ("b", 1.0), ("c", 1.0))
     ]
-    plain = Planner(demand(100.0, peak_factor=2.0, headroom=0.1), Slo()).region_loads(regions)
+    plain = Planner(
+        demand(100.0, peak_factor=2.0, headroom=0.1), parse_slo("ttft_p99=1s")
+    ).region_loads(regions)
     assert plain["a"] == pytest.approx((50.0, 50.0 * 2 * 1.1))
     surviving = Planner(
-        demand(100.0, peak_factor=2.0, survive_region_loss=True), Slo()
+        demand(100.0, peak_factor=2.0, survive_region_loss=True), parse_slo("ttft_p99=1s")
     ).region_loads(regions)
     # Losing a (weight 2 of 4), b and c share the peak of 200 req/s half and half.
     assert surviving["b"] == pytest.approx((25.0, 100.0))
@@ -82,7 +83,7 @@ def test_region_loads_split_by_weight_and_grow_when_a_region_is_lost() -> None:
 
 def test_the_plan_meets_the_slo_and_one_instance_fewer_would_not() -> None:
     region = RegionShape("r", (pool(0, FAST, 2 / 3), pool(1, SLOW, 1 / 3)), 1.0)
-    planner = Planner(demand(30.0), Slo(ttft_p99_s=0.35))
+    planner = Planner(demand(30.0), parse_slo("ttft_p99=350ms"))
     sizing = planner.size_region(region, 10.0, 30.0)
 
     assert sizing.feasible and sizing.peak.meets and sizing.average.meets
@@ -94,20 +95,22 @@ def test_the_plan_meets_the_slo_and_one_instance_fewer_would_not() -> None:
 
 def test_an_slo_below_the_prefill_of_the_longest_prompts_is_reported_infeasible() -> None:
     region = RegionShape("r", (pool(0, FAST, 1.0),), 1.0)
-    planner = Planner(demand(5.0), Slo(ttft_p99_s=0.05))
-    assert planner.idle_ttft_p99_s(region) > 0.05
+    planner = Planner(demand(5.0), parse_slo("ttft_p99=50ms"))
+    assert planner.idle_ttft_ms(region, "p99") > 50
     sizing = planner.size_region(region, 5.0, 5.0)
     assert not sizing.feasible
-    assert "ttft_p99" in sizing.peak.missed
+    assert sizing.peak.missed == ("ttft_p99",)
 
 
 def test_results_bounds_and_the_fleet_file_diff() -> None:
     east = RegionShape("east", (pool(0, FAST, 0.5), pool(1, SLOW, 0.5, price=20.0)), 1.0)
     west = RegionShape("west", (pool(0, FAST, 1.0),), 1.0)
-    planner = Planner(demand(40.0), Slo(ttft_p99_s=0.5))
+    planner = Planner(demand(40.0), parse_slo("ttft_p99=500ms"))
     loads = planner.region_loads([east, west])
     sizings = [planner.size_region(region, *loads[region.name]) for region in (east, west)]
-    results = plan_results("assistant", sizings, demand(40.0), Slo(ttft_p99_s=0.5), load_prices())
+    results = plan_results(
+        "assistant", sizings, demand(40.0), parse_slo("ttft_p99=500ms"), load_prices()
+    )
 
     east_row = results["regions"][0]
     first = east_row["pools"][0]["peak"]
