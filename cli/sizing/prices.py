@@ -56,3 +56,65 @@ def load_prices(path: Path | None = None, *, flag: str = "--prices") -> PriceTab
             f"{flag} {path}: {field}: {first['msg']}; write date, region and "
             "instances: {TYPE: {price: USD_PER_HOUR, source: ...}}"
         ) from None
+
+
+# The Pricing API answers in a few regions only; us-east-1 lists every region's prices.
+PRICING_API_REGION = "us-east-1"
+
+
+def fetch_prices(access, regions: list[str], instance_types: list[str]) -> dict[str, PriceTable]:  # type: ignore[no-untyped-def]
+    """Today's on-demand Linux prices of ``instance_types`` in each of ``regions``, from the
+    AWS Pricing API (``access`` is an :class:`inferfleet.cli.aws.AwsAccess`)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from inferfleet.cli.bench.results import now_iso
+
+    client = access.client("pricing", PRICING_API_REGION)
+    tables = {}
+    for region in regions:
+        found = {}
+        for instance_type in instance_types:
+            try:
+                answer = client.get_products(
+                    ServiceCode="AmazonEC2",
+                    Filters=[
+                        {"Type": "TERM_MATCH", "Field": field, "Value": value}
+                        for field, value in (
+                            ("instanceType", instance_type),
+                            ("regionCode", region),
+                            ("operatingSystem", "Linux"),
+                            ("tenancy", "Shared"),
+                            ("preInstalledSw", "NA"),
+                            ("capacitystatus", "Used"),
+                        )
+                    ],
+                    MaxResults=10,
+                )
+            except (BotoCoreError, ClientError) as error:
+                raise UserError(
+                    f"--refresh-prices: the AWS Pricing API refused ({error}); check the "
+                    "credentials (pricing:GetProducts), or drop --refresh-prices to use the "
+                    "shipped table",
+                    exit_code=1,
+                ) from None
+            price = _on_demand_price(answer.get("PriceList", []))
+            if price is not None:
+                found[instance_type] = InstancePrice(
+                    price=price, source=f"AWS Pricing API, {region}"
+                )
+        tables[region] = PriceTable(date=now_iso(), region=region, instances=found)
+    return tables
+
+
+def _on_demand_price(price_list: list[str]) -> float | None:
+    """The hourly USD price in a GetProducts answer (each entry a JSON document)."""
+    import json
+
+    for document in price_list:
+        product = json.loads(document)
+        for term in product.get("terms", {}).get("OnDemand", {}).values():
+            for dimension in term.get("priceDimensions", {}).values():
+                usd = dimension.get("pricePerUnit", {}).get("USD")
+                if usd and float(usd) > 0 and dimension.get("unit") == "Hrs":
+                    return float(usd)
+    return None

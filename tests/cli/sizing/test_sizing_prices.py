@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import boto3
 import pytest
+from botocore.stub import Stubber
 
 from inferfleet.cli.errors import UserError
-from inferfleet.cli.sizing.prices import load_prices
+from inferfleet.cli.sizing.prices import fetch_prices, load_prices
 from inferfleet.constructs.neuron_instances import NEURON_INSTANCE_TYPES
 
 
@@ -48,3 +51,65 @@ def test_a_bad_price_file_names_the_field(tmp_path: Path, text: str, message: st
     prices.write_text(text)
     with pytest.raises(UserError, match=message):
         load_prices(prices)
+
+
+def _product(instance_type: str, region: str, usd: str) -> str:
+    """One GetProducts PriceList entry, shaped as the Pricing API returns it."""
+    return json.dumps({
+        "product": {"productFamily": "Compute Instance",
+                    "attributes": {"instanceType": instance_type, "regionCode": region}},
+        "serviceCode": "AmazonEC2",
+        "terms": {"OnDemand": {"ABC.JRTCKXETXF": {
+            "priceDimensions": {"ABC.JRTCKXETXF.6YS6EN2CT7": {
+                "unit": "Hrs", "pricePerUnit": {"USD": usd},
+                "description": f"${usd} per On Demand Linux {instance_type} Instance Hour"}},
+            "sku": "ABC", "effectiveDate": "2026-11-01T00:00:00Z"}}},
+    })  # fmt: skip
+
+
+class StubbedAccess:
+    """What fetch_prices needs of AwsAccess: a client, here one whose answers are stubbed."""
+
+    def __init__(self) -> None:
+        self.pricing = boto3.client(
+            "pricing", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y"
+        )
+
+    def client(self, service: str, region: str) -> object:
+        assert (service, region) == ("pricing", "us-east-1")
+        return self.pricing
+
+
+def test_prices_refresh_from_the_pricing_api_per_region() -> None:
+    access = StubbedAccess()
+    with Stubber(access.pricing) as stub:
+        for region, usd in (("us-east-1", "12.9813"), ("eu-west-1", "14.1100")):
+            stub.add_response(
+                "get_products",
+                {"PriceList": [_product("inf2.48xlarge", region, usd)], "FormatVersion": "aws_v1"},
+                {
+                    "ServiceCode": "AmazonEC2",
+                    "Filters": [
+                        {"Type": "TERM_MATCH", "Field": field, "Value": value}
+                        for field, value in (
+                            ("instanceType", "inf2.48xlarge"), ("regionCode", region),
+                            ("operatingSystem", "Linux"), ("tenancy", "Shared"),
+                            ("preInstalledSw", "NA"), ("capacitystatus", "Used"),
+                        )
+                    ],
+                    "MaxResults": 10,
+                },
+            )  # fmt: skip
+        tables = fetch_prices(access, ["us-east-1", "eu-west-1"], ["inf2.48xlarge"])
+        stub.assert_no_pending_responses()
+    assert tables["eu-west-1"].per_hour("inf2.48xlarge") == 14.11
+    assert tables["us-east-1"].region == "us-east-1"
+
+
+def test_a_refused_pricing_call_is_a_clear_failure() -> None:
+    access = StubbedAccess()
+    with Stubber(access.pricing) as stub:
+        stub.add_client_error("get_products", "AccessDeniedException", "not allowed")
+        with pytest.raises(UserError, match="pricing:GetProducts") as refused:
+            fetch_prices(access, ["us-east-1"], ["inf2.48xlarge"])
+    assert refused.value.exit_code == 1
