@@ -41,6 +41,7 @@ def wait_until(
 ) -> None:
     """Poll ``ready`` until it holds; UserError (exit 1) after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
+    poll_s = min(poll_s, max(0.1, timeout_s / 10))
     while not ready():
         if stopped():
             return

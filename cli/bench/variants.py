@@ -6,6 +6,7 @@ slow drift of the target hits both arms alike; each repeat forms a pair.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -134,11 +135,14 @@ class SageMakerRouting:
         try:
             return call()
         except (BotoCoreError, ClientError) as error:
-            raise UserError(
-                f"--compare: {action} on endpoint {self.endpoint_name} failed ({error}); check "
-                "the endpoint, the region and sagemaker permissions",
-                exit_code=1,
-            ) from None
+            raise self._failed(action, error) from None
+
+    def _failed(self, action: str, error: Exception) -> UserError:
+        return UserError(
+            f"--compare: {action} on endpoint {self.endpoint_name} failed ({error}); check "
+            "the endpoint, the region and sagemaker permissions",
+            exit_code=1,
+        )
 
     def _read(self) -> None:
         endpoint = self._call(
@@ -158,9 +162,11 @@ class SageMakerRouting:
             lambda: self._client.describe_endpoint_config(EndpointConfigName=name),
         )
 
-    def _copy_name(self, strategy: str) -> str:
+    def copy_name(self, strategy: str) -> str:
+        """The copy's name: the original's (cut to fit 63 characters), marked as bench's."""
         assert self._original is not None
-        suffix = f"-{strategy.lower().replace('_', '')[:8]}-{int(time.time()) % 10**6:06d}"
+        digest = hashlib.sha256(f"{self._original}/{strategy}".encode()).hexdigest()[:6]
+        suffix = f"-bench-{strategy.lower().replace('_', '')[:8]}-{digest}"
         return self._original[: 63 - len(suffix)] + suffix
 
     def _copy(self, strategy: str) -> str:
@@ -171,11 +177,23 @@ class SageMakerRouting:
             {**variant, "RoutingConfig": {"RoutingStrategy": strategy}}
             for variant in config["ProductionVariants"]
         ]
-        name = self._copy_name(strategy)
-        self._call(
-            f"CreateEndpointConfig {name}",
-            lambda: self._client.create_endpoint_config(EndpointConfigName=name, **request),
-        )
+        name = self.copy_name(strategy)
+        from botocore.exceptions import ClientError
+
+        try:
+            self._client.create_endpoint_config(EndpointConfigName=name, **request)
+        except ClientError as error:
+            if "already exist" not in str(error):
+                raise self._failed(f"CreateEndpointConfig {name}", error) from None
+            # A copy left by an interrupted earlier run: bench's own name, so bench replaces it.
+            self._call(
+                f"DeleteEndpointConfig {name}",
+                lambda: self._client.delete_endpoint_config(EndpointConfigName=name),
+            )
+            self._call(
+                f"CreateEndpointConfig {name}",
+                lambda: self._client.create_endpoint_config(EndpointConfigName=name, **request),
+            )
         self._copies[strategy] = name
         return name
 

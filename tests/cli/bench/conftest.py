@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from moto_server import moto, moto_server  # noqa: F401 - fixtures for the AWS control tests
 
 SERVER = Path(__file__).with_name("timed_server.py")
 
