@@ -10,10 +10,12 @@ cd "$(dirname "$0")/.."
 run_main_job=1
 [ "${1:-}" = "--no-run" ] && run_main_job=0
 
-# System packages: nginx fronts the local rehearsal, wrk is the client benchmark's reference.
+# System packages: nginx fronts the local rehearsal, wrk is the client benchmark's reference,
+# headless Chromium checks that bench's report.html renders.
 missing=()
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || missing+=(nginx)
 command -v wrk >/dev/null || missing+=(wrk)
+command -v chromium >/dev/null || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

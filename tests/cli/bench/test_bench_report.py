@@ -84,3 +84,25 @@ def test_results_report_and_plots_agree(tmp_path: Path) -> None:
     assert "| i0 | 10 |" in report
     assert "![p99_latency_vs_load.png](p99_latency_vs_load.png)" in report
     assert np.isclose(results.steps[0].latency["ttft_ms"].p50, 50.0)
+
+
+def test_one_load_point_is_drawn_as_bars_and_several_as_lines() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from fabricated import step_result
+
+    from inferfleet.cli.bench.plots import _against_load
+
+    variants = ["routing=least_outstanding_requests", "routing=random"]
+    single = [step_result(variant=name, load=20.0, output_tokens_per_min=value)
+              for name, value in zip(variants, (900.0, 700.0), strict=True)]  # fmt: skip
+    figure, (one, many) = plt.subplots(1, 2)
+    _against_load(one, single, variants, lambda s: s.output_tokens_per_min, "users")
+    assert [bar.get_height() for bar in one.patches] == [900.0, 700.0] and not one.lines
+    assert [tick.get_text() for tick in one.get_xticklabels()] == variants
+    several = [*single, step_result(variant=variants[0], load=40.0, output_tokens_per_min=1500.0)]
+    _against_load(many, several, variants, lambda s: s.output_tokens_per_min, "users")
+    assert not many.patches and len(many.lines) == 2
+    plt.close(figure)
