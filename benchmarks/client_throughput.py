@@ -31,7 +31,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from inferfleet.cli.bench.clients import ClientSettings
+from inferfleet.cli.bench.clients.base import ClientSettings
 from inferfleet.cli.bench.config import Distribution
 from inferfleet.cli.bench.engine import InProcessExecutor, StepPlan, StopFlag, WorkerPool
 from inferfleet.cli.bench.metrics import Thresholds, measure_step

@@ -14,9 +14,9 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from inferfleet.cli.bench.clients import api_names
 from inferfleet.cli.bench.models import SloLimit
 
-Api = Literal["openai", "triton", "sagemaker", "classify"]
 Routing = Literal["least_outstanding_requests", "random", "round_robin"]
 ROUTINGS: tuple[str, ...] = ("least_outstanding_requests", "random", "round_robin")
 DEFAULT_DURATION_S = 30.0
@@ -228,11 +228,12 @@ class BenchConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    api: Api = option(
+    api: str = option(
         "openai",
         TARGET,
-        "openai (SSE /v1/completions or /v1/chat/completions), triton (generate_stream), "
-        "sagemaker (response stream), classify (JSON).",
+        f"The API the server speaks: {', '.join(api_names())} (openai: SSE /v1/completions or "
+        "/v1/chat/completions; triton: generate_stream; sagemaker: response stream; classify: "
+        "JSON).",
     )
     target: str | None = option(
         None, TARGET, "URL of the server (a SageMaker endpoint name for --api sagemaker).",
@@ -441,6 +442,15 @@ class BenchConfig(BaseModel):
                 f"{MAX_RATE:g}); run several bench clients"
             )
         return rates
+
+    @field_validator("api")
+    @classmethod
+    def _known_api(cls, api: str) -> str:
+        if api not in api_names():
+            raise ValueError(
+                f"'{api}' is not an API bench speaks; use one of {', '.join(api_names())}"
+            )
+        return api
 
     @field_validator("region")
     @classmethod

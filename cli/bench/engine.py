@@ -25,7 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from time import perf_counter, process_time
 
-from inferfleet.cli.bench.clients import Client, ClientSettings, client_for
+from inferfleet.cli.bench.clients import client_for
+from inferfleet.cli.bench.clients.base import Client, ClientSettings
 from inferfleet.cli.bench.config import MAX_REQUESTS_PER_STEP, MAX_TOKENS_PER_STEP
 from inferfleet.cli.bench.records import RequestRecord
 from inferfleet.cli.bench.workload import PoissonArrivals, Workload

@@ -19,7 +19,8 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from inferfleet.cli.bench.clients import ClientSettings, client_for
+from inferfleet.cli.bench.clients import api_names, client_for
+from inferfleet.cli.bench.clients.base import ClientSettings
 from inferfleet.cli.bench.config import BenchConfig, Variant
 from inferfleet.cli.bench.engine import InProcessExecutor, StepPlan, StopFlag, WorkerPool
 from inferfleet.cli.bench.metrics import StepIdentity, Thresholds, measure_step
@@ -123,7 +124,7 @@ async def preflight(
         raise UserError(
             f"--api: {target_label} does not answer like the '{api}' API "
             f"({record.error}: {record.error_detail[:160]}); pick the --api the server speaks "
-            "(openai, triton, sagemaker, classify) or fix --target/--endpoint/--model"
+            f"({', '.join(api_names())}) or fix --target/--endpoint/--model"
         )
     if record.error is not None:
         raise UserError(

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from rich.console import Console
 from rich.table import Table
 
-from inferfleet.cli.bench.clients import ClientSettings
+from inferfleet.cli.bench.clients.base import ClientSettings
 from inferfleet.cli.bench.config import BenchConfig
 from inferfleet.cli.bench.engine import InProcessExecutor, StepOutcome, StepPlan, StopFlag
 from inferfleet.cli.bench.metrics import (

@@ -1,22 +1,33 @@
-"""One client per ``--api``: each turns a request spec into a timed record."""
+"""One client per ``--api``, one module each: ``clients/<api>.py`` defines a
+:class:`~.base.Client` subclass with ``api = "<api>"``, which registers itself when its
+module is imported.
+
+A new API is one new module here; :func:`api_names` finds it without importing anything
+(so the config can list the APIs before aiohttp is loaded).
+"""
 
 from __future__ import annotations
 
-from inferfleet.cli.bench.clients.base import Client, ClientSettings
+import importlib
+import pkgutil
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from inferfleet.cli.bench.clients.base import Client, ClientSettings
+
+NOT_APIS = frozenset({"base"})
+
+
+def api_names() -> tuple[str, ...]:
+    """Every API a module of this package serves, by module name."""
+    names = (module.name for module in pkgutil.iter_modules(__path__))
+    return tuple(sorted(name for name in names if name not in NOT_APIS))
 
 
 def client_for(api: str, settings: ClientSettings) -> Client:
-    if api == "openai":
-        from inferfleet.cli.bench.clients.openai import OpenAIClient as chosen
-    elif api == "triton":
-        from inferfleet.cli.bench.clients.triton import TritonClient as chosen
-    elif api == "sagemaker":
-        from inferfleet.cli.bench.clients.sagemaker import SageMakerClient as chosen
-    elif api == "classify":
-        from inferfleet.cli.bench.clients.classify import ClassifyClient as chosen
-    else:
-        raise ValueError(f"unknown api {api}")
-    return chosen(settings)
+    from inferfleet.cli.bench.clients.base import Client
 
-
-__all__ = ["Client", "ClientSettings", "client_for"]
+    if api not in api_names():
+        raise ValueError(f"unknown api {api}; known: {', '.join(api_names())}")
+    importlib.import_module(f"{__name__}.{api}")
+    return Client.registry[api](settings)

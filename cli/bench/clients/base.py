@@ -49,6 +49,12 @@ class Client(ABC):
 
     api: ClassVar[str]
     streams: ClassVar[bool] = True
+    registry: ClassVar[dict[str, type[Client]]] = {}
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "api" in cls.__dict__:
+            Client.registry[cls.api] = cls
 
     def __init__(self, settings: ClientSettings) -> None:
         self.settings = settings

@@ -45,7 +45,7 @@ class TritonClient(Client):
         if status == 404:
             raise UserError(
                 f"--api: {base} has no Triton model repository (404 at {index_url}); pick the "
-                "--api the server speaks (openai, triton, sagemaker, classify)"
+                f"--api the server speaks ({', '.join(Client.registry)})"
             )
         ready = [entry["name"] for entry in index if entry.get("state") == "READY"]
         if len(ready) != 1:

@@ -8,7 +8,8 @@ import statistics
 
 import pytest
 
-from inferfleet.cli.bench.clients import ClientSettings, client_for
+from inferfleet.cli.bench.clients import client_for
+from inferfleet.cli.bench.clients.base import ClientSettings
 from inferfleet.cli.bench.records import RequestRecord
 from inferfleet.cli.bench.workload import RequestSpec
 
@@ -128,3 +129,18 @@ def test_the_instance_is_read_from_the_stream_when_no_header_names_it(
     suffix = ":m.tar.gz" if api == "sagemaker" else ""
     # The two exchanges are the server's arrivals 1 and 2: instances 1 and 0 of 2.
     assert sorted(record.instance for record in records) == [f"inst-0{suffix}", f"inst-1{suffix}"]
+
+
+def test_each_api_module_registers_the_client_of_its_name() -> None:
+    import importlib
+
+    from inferfleet.cli.bench.clients import api_names
+    from inferfleet.cli.bench.clients.base import Client
+
+    assert set(api_names()) == {"openai", "triton", "sagemaker", "classify"}
+    for name in api_names():
+        importlib.import_module(f"inferfleet.cli.bench.clients.{name}")
+        assert Client.registry[name].api == name
+        assert type(client_for(name, ClientSettings(target="http://127.0.0.1:9"))).api == name
+    with pytest.raises(ValueError, match="unknown api grpc"):
+        client_for("grpc", ClientSettings(target="http://127.0.0.1:9"))

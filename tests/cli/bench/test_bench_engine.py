@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from inferfleet.cli.bench.clients import ClientSettings, client_for
+from inferfleet.cli.bench.clients import client_for
+from inferfleet.cli.bench.clients.base import ClientSettings
 from inferfleet.cli.bench.config import Distribution
 from inferfleet.cli.bench.engine import StepOutcome, StepPlan, StopFlag, Tally, run_step
 from inferfleet.cli.bench.metrics import Thresholds, measure_step
