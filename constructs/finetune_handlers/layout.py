@@ -20,9 +20,11 @@ TASK_FAILURE_NAME = "failure.txt"
 # and DynamoDB keys, so '.', '..', '/' and leading punctuation are never ids.
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 ID_RULE = "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
-MAX_TRAINING_JOB_PREFIX = 20
 # Hex digits of the digests in names: SageMaker names allow 63 characters.
 _DIGEST_CHARS = 32
+MAX_TRAINING_JOB_NAME = 63
+# "{prefix}-B{digest}" is the longest name made from a prefix.
+MAX_TRAINING_JOB_PREFIX = MAX_TRAINING_JOB_NAME - len("-B") - _DIGEST_CHARS
 
 
 def is_id(value: object) -> bool:

@@ -1,0 +1,139 @@
+"""Props of :class:`~inferfleet.constructs.finetune_queue.FinetuneQueue`, CDK-free."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from inferfleet.constructs.finetune_handlers.layout import MAX_TRAINING_JOB_PREFIX
+from inferfleet.constructs.props.problems import PropsProblem, in_range
+
+# One DynamoDB transaction claims every task of a batch (at most 100 items, one the counter).
+MAX_BATCH_TASKS = 99
+# SageMaker's default account quota is about one CreateTrainingJob per second.
+MAX_CREATE_CALLS_PER_SECOND = 10.0
+MAX_TRAINING_RUNTIME_S = 28 * 24 * 3600
+_PREFIX = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
+_INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+
+
+@dataclass(frozen=True)
+class FinetuneQueueProps:
+    """Uploads -> DynamoDB job queue -> SageMaker training jobs -> models on an MME prefix.
+
+    :param model_prefix: the endpoint's model prefix; models land at
+        ``{model_prefix}{user_id}/{model_id}.tar.gz``. Default: ``models/``.
+    :param training_image_uri: the fine-tune container. Default: built from
+        ``containers/finetune`` as a Docker image asset.
+    :param training_instance_type: Default: ``ml.trn1.2xlarge``.
+    :param training_volume_gb: Default: 100.
+    :param training_max_runtime_s: Default: 24 hours.
+    :param training_job_prefix: start of every training job name (1-26 letters, digits,
+        hyphens); the state-change rule matches it. Default: ``inferfleet-ft``.
+    :param max_running_jobs: training jobs running at once. Default: 10.
+    :param create_calls_per_second: CreateTrainingJob pace (SageMaker allows about 1).
+        Default: 1.
+    :param max_attempts: launches of one job before it fails. Default: 5.
+    :param batch_threshold: queued jobs from which the launcher runs ``batch_tasks`` tasks as
+        one multi-instance training job; 0 turns batching off. Default: 0.
+    :param batch_tasks: tasks per batch job (2..99). Default: 8.
+    :param batch_instances: instances of a batch job (1..batch_tasks); instance ``h`` of
+        ``n`` runs the tasks whose index ``i % n == h``. Default: 2.
+    :param sweep_interval_s: how often the launcher sweeps the queue. Default: 60.
+    :param powertools_layer_version: version of the public Powertools for AWS Lambda
+        (Python) v3 layer. Default: 27.
+    :param event_source: ``source`` of the ready/failed events. Default:
+        ``inferfleet.finetune``.
+    """
+
+    model_prefix: str = "models/"
+    training_image_uri: str | None = None
+    training_instance_type: str = "ml.trn1.2xlarge"
+    training_volume_gb: int = 100
+    training_max_runtime_s: int = 24 * 3600
+    training_job_prefix: str = "inferfleet-ft"
+    max_running_jobs: int = 10
+    create_calls_per_second: float = 1.0
+    max_attempts: int = 5
+    batch_threshold: int = 0
+    batch_tasks: int = 8
+    batch_instances: int = 2
+    sweep_interval_s: int = 60
+    powertools_layer_version: int = 27
+    event_source: str = "inferfleet.finetune"
+
+    @property
+    def batching(self) -> bool:
+        return self.batch_threshold > 0
+
+    def problems(self) -> list[PropsProblem]:
+        problems = []
+        if not self.model_prefix.endswith("/") or self.model_prefix.startswith("/"):
+            problems.append(
+                PropsProblem("model_prefix", f"{self.model_prefix!r} must look like 'models/'")
+            )
+        if not _INSTANCE_TYPE.match(self.training_instance_type):
+            problems.append(
+                PropsProblem(
+                    "training_instance_type",
+                    f"{self.training_instance_type!r} needs the ml. form, e.g. ml.trn1.2xlarge",
+                )
+            )
+        prefix = self.training_job_prefix
+        if not _PREFIX.match(prefix) or len(prefix) > MAX_TRAINING_JOB_PREFIX:
+            problems.append(
+                PropsProblem(
+                    "training_job_prefix",
+                    f"{prefix!r} must be 1-{MAX_TRAINING_JOB_PREFIX} letters, digits or "
+                    "hyphens, starting and ending with a letter or digit (training job names "
+                    "add the job id and stay within 63 characters)",
+                )
+            )
+        problems += in_range("training_volume_gb", self.training_volume_gb, 1, 16384, "GB")
+        problems += in_range(
+            "training_max_runtime_s", self.training_max_runtime_s, 1, MAX_TRAINING_RUNTIME_S, "s"
+        )
+        problems += in_range("max_running_jobs", self.max_running_jobs, 1, 1000)
+        if not 0 < self.create_calls_per_second <= MAX_CREATE_CALLS_PER_SECOND:
+            problems.append(
+                PropsProblem(
+                    "create_calls_per_second",
+                    f"{self.create_calls_per_second:g} must be in (0, "
+                    f"{MAX_CREATE_CALLS_PER_SECOND:g}]; SageMaker allows about 1 per second",
+                )
+            )
+        problems += in_range("max_attempts", self.max_attempts, 1, 50)
+        problems += in_range("sweep_interval_s", self.sweep_interval_s, 60, 86400, "s")
+        if self.batch_threshold < 0:
+            problems.append(PropsProblem("batch_threshold", "use 0 (off) or a positive count"))
+        if self.batching:
+            problems += self._batch_problems()
+        return problems
+
+    def _batch_problems(self) -> list[PropsProblem]:
+        problems = []
+        if not 2 <= self.batch_tasks <= MAX_BATCH_TASKS:
+            problems.append(
+                PropsProblem(
+                    "batch_tasks",
+                    f"{self.batch_tasks} is outside 2..{MAX_BATCH_TASKS} (one DynamoDB "
+                    "transaction claims every task of a batch)",
+                )
+            )
+        if not 1 <= self.batch_instances <= self.batch_tasks:
+            problems.append(
+                PropsProblem(
+                    "batch_instances",
+                    f"{self.batch_instances} must be within 1..batch_tasks ({self.batch_tasks}); "
+                    "an instance without a task would idle",
+                )
+            )
+        if self.batch_threshold < self.batch_tasks:
+            problems.append(
+                PropsProblem(
+                    "batch_threshold",
+                    f"{self.batch_threshold} queued jobs cannot fill a batch of batch_tasks "
+                    f"{self.batch_tasks}; raise batch_threshold to at least {self.batch_tasks}",
+                )
+            )
+        return problems

@@ -1,0 +1,406 @@
+"""Props of :class:`~inferfleet.constructs.neuron_model_service.NeuronModelService`, CDK-free.
+
+Every field has its default here, and the defaults that depend on the service kind or on the
+model's size are resolved here too (:meth:`NeuronModelServiceProps.resolved`), so the
+construct, ``inferfleet validate`` and the plan all see the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+from inferfleet.constructs.neuron_instances import NEURON_INSTANCE_TYPES, NeuronInstanceType
+from inferfleet.constructs.props.problems import PropsProblem, cidr_problems, in_range
+from inferfleet.constructs.routing import Routing
+from inferfleet.containers.common.serving_env import (
+    SERVICE_KINDS,
+    LlmEngineEnv,
+    ServiceKind,
+    ServingEnv,
+    ServingEnvError,
+)
+
+MAX_INSTANCES_PER_POOL = 1000
+# ALB limits: idle timeout 1..4000 s, deregistration delay 0..3600 s.
+IDLE_TIMEOUT_RANGE_S = (1, 4000)
+DEREGISTRATION_DELAY_RANGE_S = (0, 3600)
+MAX_GRACE_PERIOD_S = 14400
+_CERTIFICATE_ARN = re.compile(
+    r"^arn:aws[a-z-]*:acm:(?P<region>[a-z0-9-]+):\d{12}:certificate/[0-9a-f-]+$"
+)
+
+
+@dataclass(frozen=True)
+class KindDefaults:
+    """Defaults sized for a token stream (llm) or a millisecond classifier."""
+
+    idle_timeout_s: int
+    deregistration_delay_s: int
+    latency_alarm_p99_ms: float
+    requests_per_target_per_minute: int
+
+
+KIND_DEFAULTS: dict[ServiceKind, KindDefaults] = {
+    # An idle stream is cut at the idle timeout; streams need minutes to drain.
+    "llm": KindDefaults(600, 300, 1000, 120),
+    "classifier": KindDefaults(60, 30, 10, 60000),
+}
+
+
+def default_grace_period_s(weights_gib: float) -> int:
+    """Health-check grace: container start, weight download at ~100 MiB/s, and a Neuron
+    compile when the compile cache misses (~2 s per GiB of weights)."""
+    return min(MAX_GRACE_PERIOD_S, 300 + math.ceil(weights_gib * (10.24 + 2)))
+
+
+@dataclass(frozen=True)
+class NeuronPool:
+    """Instances of one type serving the model; pools of a service differ only in TP degree.
+
+    :param instance_type: an inf2/trn1/trn2 type (see ``neuron_instances``).
+    :param tensor_parallel: NeuronCores per model replica; must divide the instance's cores.
+    :param min_capacity: instances (one task each) kept serving. Default: 1.
+    :param max_capacity: upper bound of instances. Default: 2.
+    """
+
+    instance_type: str
+    tensor_parallel: int
+    min_capacity: int = 1
+    max_capacity: int = 2
+
+    @property
+    def instance(self) -> NeuronInstanceType:
+        return NEURON_INSTANCE_TYPES[self.instance_type]
+
+    @property
+    def replicas_per_instance(self) -> int:
+        return self.instance.neuron_cores // self.tensor_parallel
+
+    def problems(self) -> list[PropsProblem]:
+        instance = NEURON_INSTANCE_TYPES.get(self.instance_type)
+        if instance is None:
+            return [
+                PropsProblem(
+                    "instance_type",
+                    f"unknown instance type {self.instance_type!r}; use one of: "
+                    + ", ".join(NEURON_INSTANCE_TYPES),
+                )
+            ]
+        problems = []
+        cores = instance.neuron_cores
+        degrees = ", ".join(map(str, instance.tensor_parallel_degrees()))
+        if self.tensor_parallel < 1 or self.tensor_parallel > cores:
+            problems.append(
+                PropsProblem(
+                    "tensor_parallel",
+                    f"{self.tensor_parallel} is "
+                    + ("below 1" if self.tensor_parallel < 1 else f"more than the {cores}")
+                    + f" NeuronCores of {instance.name}; use one of {degrees}",
+                )
+            )
+        elif cores % self.tensor_parallel:
+            problems.append(
+                PropsProblem(
+                    "tensor_parallel",
+                    f"{self.tensor_parallel} does not divide the {cores} NeuronCores of "
+                    f"{instance.name}; use one of {degrees}",
+                )
+            )
+        if self.min_capacity < 0:
+            problems.append(PropsProblem("min_capacity", f"{self.min_capacity} is below 0"))
+        if not 1 <= self.max_capacity <= MAX_INSTANCES_PER_POOL:
+            problems.append(
+                PropsProblem(
+                    "max_capacity",
+                    f"{self.max_capacity} is outside 1..{MAX_INSTANCES_PER_POOL}; "
+                    "a pool serves with at least one instance",
+                )
+            )
+        if self.min_capacity > self.max_capacity:
+            problems.append(
+                PropsProblem(
+                    "min_capacity",
+                    f"min {self.min_capacity} is greater than max {self.max_capacity}; "
+                    "set min <= max",
+                )
+            )
+        return problems
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """The target group's health check.
+
+    Defaults: ``GET /v2/health/ready`` (Triton readiness) every 30 s with a 10 s timeout,
+    healthy after 2 and unhealthy after 3 checks, HTTP 200.
+    """
+
+    path: str = "/v2/health/ready"
+    interval_s: int = 30
+    timeout_s: int = 10
+    healthy_threshold: int = 2
+    unhealthy_threshold: int = 3
+    healthy_http_codes: str = "200"
+
+    def problems(self) -> list[PropsProblem]:
+        problems = []
+        if not self.path.startswith("/"):
+            problems.append(PropsProblem("path", f"{self.path!r}: start the path with /"))
+        problems += in_range("interval_s", self.interval_s, 5, 300, "s")
+        problems += in_range("timeout_s", self.timeout_s, 2, 120, "s")
+        if self.timeout_s >= self.interval_s:
+            problems.append(
+                PropsProblem(
+                    "timeout_s",
+                    f"{self.timeout_s} s is not shorter than interval_s {self.interval_s} s "
+                    "(the load balancer requires it); lower timeout_s or raise interval_s",
+                )
+            )
+        problems += in_range("healthy_threshold", self.healthy_threshold, 2, 10)
+        problems += in_range("unhealthy_threshold", self.unhealthy_threshold, 2, 10)
+        return problems
+
+
+@dataclass(frozen=True)
+class NeuronModelServiceProps:
+    """What a model service is: its pools, image, model, routing, timeouts and scaling.
+
+    :param pools: one or more :class:`NeuronPool`, at most one per instance type.
+    :param kind: ``llm`` (token streams) or ``classifier``; picks the built-in image and the
+        defaults in :data:`KIND_DEFAULTS`. Default: ``llm``.
+    :param engine: the LLM engine's batching and precision (tensor-parallel degree and
+        replicas are set per pool). Default: :class:`LlmEngineEnv` defaults for ``llm``,
+        none for a classifier.
+    :param image_uri: image in a registry. Default: the built-in image of ``kind``, built
+        from this package's ``containers/`` as an asset.
+    :param image_asset_path: a Docker build context to build the image from instead.
+    :param container_port: port the server listens on. Default: 8000 (Triton HTTP).
+    :param environment: extra container environment (non-secret configuration).
+    :param model_artifact: ``s3://bucket/prefix/`` the tasks may read. Default: none.
+    :param weights_gib: size of the weights, for root volumes and the grace period.
+    :param routing: target-group algorithm. Default: least outstanding requests.
+    :param idle_timeout_s: load balancer idle timeout; a stream must send a byte within it.
+        Default: by kind (600 s llm, 60 s classifier).
+    :param deregistration_delay_s: time for in-flight streams to finish when a task leaves.
+        Default: by kind (300 s llm, 30 s classifier).
+    :param health_check: Default: :class:`HealthCheck`.
+    :param health_check_grace_period_s: time to download, load and compile the model before
+        failed checks count. Default: :func:`default_grace_period_s` of ``weights_gib``.
+    :param requests_per_target_per_minute: autoscaling target on ALB requests per target.
+        Default: by kind (120 llm, 60000 classifier).
+    :param scale_in_cooldown_s: Default: 600. :param scale_out_cooldown_s: Default: 60.
+    :param certificate_arn: ACM certificate of the stack's region: an HTTPS listener
+        (TLS 1.2+) and an HTTP redirect. Default: none (HTTP).
+    :param internet_facing: public load balancer in public subnets. Default: internal.
+    :param allowed_cidrs: who may reach the load balancer. Default: the VPC's CIDR.
+    :param latency_alarm_p99_ms: alarm when target response time P99 (time to first byte:
+        time to first token for streams) exceeds it. Default: by kind (1000 / 10 ms).
+    :param alarms: create the 5xx, unhealthy-host and latency alarms. Default: True.
+    :param request_count_scaling: scale on ALB requests per target. Default: True.
+    :param dashboard_widgets: add this service to the cluster's dashboard. Default: True.
+    """
+
+    pools: tuple[NeuronPool, ...]
+    kind: ServiceKind = "llm"
+    engine: LlmEngineEnv | None = None
+    image_uri: str | None = None
+    image_asset_path: str | None = None
+    container_port: int = 8000
+    environment: Mapping[str, str] = field(default_factory=dict)
+    model_artifact: str | None = None
+    weights_gib: float = 0
+    routing: Routing = Routing.LEAST_OUTSTANDING_REQUESTS
+    idle_timeout_s: int | None = None
+    deregistration_delay_s: int | None = None
+    health_check: HealthCheck = HealthCheck()
+    health_check_grace_period_s: int | None = None
+    requests_per_target_per_minute: int | None = None
+    scale_in_cooldown_s: int = 600
+    scale_out_cooldown_s: int = 60
+    certificate_arn: str | None = None
+    internet_facing: bool = False
+    allowed_cidrs: tuple[str, ...] = ()
+    latency_alarm_p99_ms: float | None = None
+    alarms: bool = True
+    request_count_scaling: bool = True
+    dashboard_widgets: bool = True
+
+    def resolved(self) -> NeuronModelServiceProps:
+        """A copy with every default that depends on the kind or the weights filled in."""
+        defaults = KIND_DEFAULTS.get(self.kind, KIND_DEFAULTS["llm"])
+        return replace(
+            self,
+            pools=tuple(self.pools),
+            allowed_cidrs=tuple(self.allowed_cidrs),
+            engine=self.engine or (LlmEngineEnv() if self.kind == "llm" else None),
+            idle_timeout_s=_or(self.idle_timeout_s, defaults.idle_timeout_s),
+            deregistration_delay_s=_or(
+                self.deregistration_delay_s, defaults.deregistration_delay_s
+            ),
+            health_check_grace_period_s=_or(
+                self.health_check_grace_period_s, default_grace_period_s(self.weights_gib)
+            ),
+            requests_per_target_per_minute=_or(
+                self.requests_per_target_per_minute, defaults.requests_per_target_per_minute
+            ),
+            latency_alarm_p99_ms=_or(self.latency_alarm_p99_ms, defaults.latency_alarm_p99_ms),
+        )
+
+    @property
+    def https(self) -> bool:
+        return self.certificate_arn is not None
+
+    def serving_env(self, pool: NeuronPool, *, compile_cache_url: str | None) -> ServingEnv:
+        """The contract the service's tasks on ``pool`` are started with."""
+        engine = self.resolved().engine
+        return ServingEnv(
+            kind=self.kind,
+            instance_type=pool.instance_type,
+            neuron_cores=pool.instance.neuron_cores,
+            model_artifact=self.model_artifact,
+            compile_cache_url=compile_cache_url,
+            llm=replace(
+                engine,
+                tp_degree=pool.tensor_parallel,
+                replicas=pool.replicas_per_instance,
+            )
+            if engine is not None
+            else None,
+        )
+
+    def problems(
+        self, *, region: str | None = None, public_subnets: bool | None = None
+    ) -> list[PropsProblem]:
+        """Every rule the construct enforces. ``region`` (the stack's) checks the certificate;
+        ``public_subnets`` (whether the VPC has any) checks ``internet_facing``."""
+        problems: list[PropsProblem] = []
+        if self.kind not in SERVICE_KINDS:
+            return [PropsProblem("kind", f"{self.kind!r} is not a kind; use llm or classifier")]
+        problems += self._pool_problems()
+        if self.engine is not None and self.kind != "llm":
+            problems.append(
+                PropsProblem("engine", "the LLM engine settings apply to kind llm only; drop them")
+            )
+        if self.image_uri and self.image_asset_path:
+            problems.append(
+                PropsProblem(
+                    "image_uri",
+                    "both an image URI and an image asset path are given; keep one "
+                    "(image_uri for a registry image, image_asset_path to build one)",
+                )
+            )
+        problems += in_range("container_port", self.container_port, 1, 65535)
+        if self.model_artifact is not None and not self.model_artifact.startswith("s3://"):
+            problems.append(
+                PropsProblem(
+                    "model_artifact",
+                    f"{self.model_artifact!r} must be an s3:// URI like s3://bucket/prefix/",
+                )
+            )
+        if self.weights_gib < 0:
+            problems.append(PropsProblem("weights_gib", f"{self.weights_gib} is below 0"))
+        resolved = self.resolved()
+        problems += in_range("idle_timeout_s", resolved.idle_timeout_s, *IDLE_TIMEOUT_RANGE_S, "s")
+        problems += in_range(
+            "deregistration_delay_s",
+            resolved.deregistration_delay_s,
+            *DEREGISTRATION_DELAY_RANGE_S,
+            "s",
+        )
+        problems += [p.under("health_check") for p in self.health_check.problems()]
+        problems += in_range(
+            "health_check_grace_period_s",
+            resolved.health_check_grace_period_s,
+            0,
+            MAX_GRACE_PERIOD_S,
+            "s",
+        )
+        if resolved.requests_per_target_per_minute < 1:
+            problems.append(
+                PropsProblem("requests_per_target_per_minute", "must be at least 1 per minute")
+            )
+        problems += in_range("scale_in_cooldown_s", self.scale_in_cooldown_s, 0, 3600, "s")
+        problems += in_range("scale_out_cooldown_s", self.scale_out_cooldown_s, 0, 3600, "s")
+        if resolved.latency_alarm_p99_ms <= 0:
+            problems.append(PropsProblem("latency_alarm_p99_ms", "must be above 0 ms"))
+        problems += self._certificate_problems(region)
+        problems += cidr_problems("allowed_cidrs", self.allowed_cidrs)
+        if self.internet_facing and public_subnets is False:
+            problems.append(
+                PropsProblem(
+                    "internet_facing",
+                    "an internet-facing load balancer needs public subnets, and the VPC has "
+                    "none; list the VPC's public subnets or keep the load balancer internal",
+                )
+            )
+        problems += self._environment_problems()
+        return problems
+
+    def _pool_problems(self) -> list[PropsProblem]:
+        if not self.pools:
+            return [PropsProblem("pools", "give at least one pool")]
+        problems = []
+        seen: dict[str, int] = {}
+        for index, pool in enumerate(self.pools):
+            problems += [p.under(f"pools[{index}]") for p in pool.problems()]
+            if pool.instance_type in seen:
+                problems.append(
+                    PropsProblem(
+                        f"pools[{index}].instance_type",
+                        f"a second pool of {pool.instance_type} (also "
+                        f"pools[{seen[pool.instance_type]}]); merge them into one pool with a "
+                        "wider min/max",
+                    )
+                )
+            seen.setdefault(pool.instance_type, index)
+        return problems
+
+    def _certificate_problems(self, region: str | None) -> list[PropsProblem]:
+        if self.certificate_arn is None:
+            return []
+        match = _CERTIFICATE_ARN.match(self.certificate_arn)
+        if match is None:
+            return [
+                PropsProblem(
+                    "certificate_arn",
+                    f"{self.certificate_arn!r} is not an ACM certificate ARN; use "
+                    "arn:aws:acm:REGION:ACCOUNT:certificate/ID",
+                )
+            ]
+        if region is not None and match["region"] != region:
+            return [
+                PropsProblem(
+                    "certificate_arn",
+                    f"the certificate is in {match['region']}, but the load balancer is in "
+                    f"{region}; a load balancer takes certificates of its own region only",
+                )
+            ]
+        return []
+
+    def _environment_problems(self) -> list[PropsProblem]:
+        reserved = set(self._probe_env())
+        clashes = sorted(reserved & set(self.environment))
+        if not clashes:
+            return []
+        return [
+            PropsProblem(
+                "environment",
+                f"{', '.join(clashes)} are set by inferfleet from the service's settings; "
+                "drop them from environment and set the matching field instead",
+            )
+        ]
+
+    def _probe_env(self) -> dict[str, str]:
+        if not self.pools or any(pool.problems() for pool in self.pools):
+            return {}
+        try:
+            return self.serving_env(self.pools[0], compile_cache_url=None).to_env()
+        except ServingEnvError:
+            return {}
+
+
+def _or(value, default):  # type: ignore[no-untyped-def]
+    return default if value is None else value

@@ -1,0 +1,78 @@
+"""Every name the stacks, the CLI and the tests agree on; no aws_cdk import.
+
+Stack names, CloudFormation output keys, context keys and resource-name prefixes are made
+here and nowhere else, so the CLI never re-parses a template or imports a construct to learn
+one. A name that would break an AWS length limit is cut and suffixed with a hash of the whole,
+so it stays within the limit, unique and the same on every synth.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from inferfleet.constructs.finetune_handlers.layout import MAX_TRAINING_JOB_PREFIX
+
+# Context keys of the CDK app (`cdk synth -c KEY=VALUE`).
+CONFIG_CONTEXT_KEY = "config"
+EMULATOR_CONTEXT_KEY = "inferfleet:emulator"
+
+FLEET_TAG_KEY = "inferfleet:fleet"
+HASH_LENGTH = 6
+
+
+def regional_stack_name(fleet: str, region: str) -> str:
+    """CloudFormation stack of one region of a fleet, e.g. ``shopping-assistant-us-east-1``."""
+    return f"{fleet}-{region}"
+
+
+def bounded_name(name: str, limit: int) -> str:
+    """``name`` if it fits in ``limit`` characters, else its head, '-' and a hash of it all."""
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:HASH_LENGTH]
+    head = name[: limit - HASH_LENGTH - 1].rstrip("-")
+    return f"{head}-{digest}"
+
+
+def training_job_prefix(fleet: str) -> str:
+    """Start of every training job name of a fleet's fine-tune queue."""
+    return bounded_name(f"{fleet}-ft", MAX_TRAINING_JOB_PREFIX)
+
+
+def output_key(*parts: str) -> str:
+    """A CloudFormation output key from name parts: ``("assistant", "Endpoint")`` is
+    ``AssistantEndpoint``. Hyphenated names become CamelCase."""
+    return "".join(
+        piece[:1].upper() + piece[1:] for part in parts for piece in part.split("-") if piece
+    )
+
+
+# Outputs of a regional stack, read by `deploy`, `status`, `bench` and `finetune`.
+CLUSTER_NAME = output_key("Serving", "ClusterName")
+PERSONALIZATION_ENDPOINT_NAME = output_key("Personalization", "EndpointName")
+PERSONALIZATION_MODEL_BUCKET = output_key("Personalization", "ModelBucket")
+PERSONALIZATION_MODEL_PREFIX = output_key("Personalization", "ModelPrefix")
+FINETUNE_DATA_BUCKET = output_key("Finetune", "DataBucket")
+FINETUNE_JOBS_TABLE = output_key("Finetune", "JobsTable")
+FINETUNE_MODELS_TABLE = output_key("Finetune", "ModelsTable")
+PERSONALIZATION_OUTPUTS = (
+    PERSONALIZATION_ENDPOINT_NAME,
+    PERSONALIZATION_MODEL_BUCKET,
+    PERSONALIZATION_MODEL_PREFIX,
+    FINETUNE_DATA_BUCKET,
+    FINETUNE_JOBS_TABLE,
+    FINETUNE_MODELS_TABLE,
+)
+
+
+def service_endpoint(service: str) -> str:
+    """Output holding the service's URL (``http(s)://`` + the load balancer's DNS name)."""
+    return output_key(service, "Endpoint")
+
+
+def service_target_group_arn(service: str) -> str:
+    return output_key(service, "TargetGroupArn")
+
+
+def service_outputs(service: str) -> tuple[str, str]:
+    return service_endpoint(service), service_target_group_arn(service)
