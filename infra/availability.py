@@ -1,4 +1,4 @@
-"""Which EC2 instance types each region offers, from cfn-lint's bundled data.
+"""Which regions, zones and instance types exist, from data shipped with the packages.
 
 cfn-lint refreshes these lists from the CloudFormation registry with every
 release; reusing them keeps spec validation and the lint gate in agreement.
@@ -7,14 +7,19 @@ release; reusing them keeps spec validation and the lint gate in agreement.
 import json
 from functools import cache
 from importlib import resources
+from importlib.util import find_spec
+from pathlib import Path
 
-_ENUM = ("cfnlint.data.schemas.extensions.aws_ec2_instance", "instancetype_enum.json")
+# Read as a file: importing cfnlint's package costs over a second.
+_ENUM = "data/schemas/extensions/aws_ec2_instance/instancetype_enum.json"
 
 
 @cache
 def _offered() -> dict[str, frozenset[str]]:
-    package, name = _ENUM
-    data = json.loads(resources.files(package).joinpath(name).read_text())
+    spec = find_spec("cfnlint")
+    assert spec is not None and spec.submodule_search_locations, "cfn-lint is a dependency"
+    path = Path(next(iter(spec.submodule_search_locations))) / _ENUM
+    data = json.loads(path.read_text(encoding="utf-8"))
     return {
         region: frozenset(entry["enum"])
         for region, entry in data.items()
@@ -28,3 +33,19 @@ def offered_in(instance_type: str, region: str) -> bool | None:
     if region not in offered or not any(instance_type in types for types in offered.values()):
         return None
     return instance_type in offered[region]
+
+
+def known_regions() -> frozenset[str]:
+    """Regions cfn-lint knows: the lint gate cannot check a template for any other."""
+    return frozenset(_offered())
+
+
+@cache
+def _zones() -> dict[str, frozenset[str]]:
+    text = resources.files("inferfleet.infra").joinpath("data/availability_zones.json").read_text()
+    return {region: frozenset(names) for region, names in json.loads(text)["zones"].items()}
+
+
+def zones_of(region: str) -> frozenset[str] | None:
+    """The Availability Zone names of ``region``; None when the table does not know it."""
+    return _zones().get(region)

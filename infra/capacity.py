@@ -12,9 +12,16 @@ A replica of tensor-parallel degree ``tp`` owns ``tp`` NeuronCores and their HBM
 Encoder-only classifiers keep no KV cache.
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from inferfleet.constructs.neuron_instances import NeuronInstanceType
+
+if TYPE_CHECKING:
+    from inferfleet.constructs.props.model_service import NeuronPool
+    from inferfleet.infra.spec import ServiceSpec
 
 GIB = 1024**3
 BYTES_PER_PARAMETER = {"bf16": 2, "fp16": 2, "int8": 1}
@@ -91,3 +98,58 @@ def replica_memory(
 
 def available_gib(instance: NeuronInstanceType, tensor_parallel: int) -> float:
     return instance.core_memory_gib * tensor_parallel
+
+
+def decoder_shape(service: ServiceSpec) -> DecoderShape | None:
+    """The KV-cache shape of an LLM service: the spec's, else the default for its size."""
+    if service.kind != "llm":
+        return None
+    model = service.model
+    default = default_decoder_shape(model.parameters_b)
+    return DecoderShape(
+        layers=model.layers or default.layers,
+        kv_heads=model.kv_heads or default.kv_heads,
+        head_dim=model.head_dim or default.head_dim,
+    )
+
+
+def replica_memory_of(service: ServiceSpec, tensor_parallel: int) -> ReplicaMemory:
+    model = service.model
+    return replica_memory(
+        parameters_b=model.parameters_b,
+        weights_dtype=model.weights_dtype,
+        shape=decoder_shape(service),
+        max_sequence_length=model.max_sequence_length,
+        max_batch_size=model.max_batch_size,
+        tensor_parallel=tensor_parallel,
+    )
+
+
+def does_not_fit(service: ServiceSpec, pool: NeuronPool, instance: NeuronInstanceType) -> str:
+    """Why a replica of ``service`` at the pool's degree overflows its cores, and the fix."""
+    need = replica_memory_of(service, pool.tensor_parallel)
+    have = available_gib(instance, pool.tensor_parallel)
+    fitting = [
+        degree
+        for degree in instance.tensor_parallel_degrees()
+        if replica_memory_of(service, degree).total_gib <= available_gib(instance, degree)
+    ]
+    model = service.model
+    fix = (
+        f"raise tensor_parallel to {fitting[0]} or more"
+        if fitting
+        else f"no tensor_parallel degree fits on {instance.name}; use a larger instance type"
+    )
+    if model.weights_dtype != "int8":
+        fix += ", use weights_dtype int8"
+    if service.kind == "llm":
+        fix += ", or lower model.max_batch_size / model.max_sequence_length"
+    return (
+        f"a replica needs {need.total_gib:.1f} GiB of device memory (weights "
+        f"{need.weights_gib:.1f} GiB {model.weights_dtype}, KV cache "
+        f"{need.kv_cache_gib:.1f} GiB for {model.max_batch_size} x "
+        f"{model.max_sequence_length} tokens, runtime "
+        f"{need.runtime_gib:.1f} GiB) but tensor_parallel {pool.tensor_parallel} on "
+        f"{instance.name} gives {have:.0f} GiB ({pool.tensor_parallel} NeuronCores x "
+        f"{instance.core_memory_gib:.0f} GiB); {fix}"
+    )

@@ -1,15 +1,65 @@
-"""What a valid spec will create, in numbers people check before deploying."""
+"""The fleet plan: everything a fleet file will create, resolved once, without aws_cdk.
 
-from dataclasses import asdict, dataclass
+::
 
-from inferfleet.constructs.neuron_instances import neuron_instance_type
-from inferfleet.infra.naming import regional_stack_name
-from inferfleet.infra.spec import FleetSpec, replica_memory
+    fleet.yaml ─► FleetSpec ─► build_plan ─► FleetPlan
+                                               ├─ RegionPlan per region: stack name, account,
+                                               │  zones, cluster props, a ServicePlan per service
+                                               │  (model-service props, pool figures) and the
+                                               │  personalization props
+                                               ├─ deploy_order (canary first)
+                                               └─ global_plan (filled by a traffic section)
+
+Every default, name, limit and derived value is decided here or in the props it fills; the
+stacks, the CLI and the containers read the plan. Building it checks every rule — the fleet
+file's own (:mod:`inferfleet.infra.fleet_rules`), each props object's ``problems()``, device
+memory — so whatever the plan accepts, the app builds.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from inferfleet.constructs.neuron_instances import NEURON_INSTANCE_TYPES
+from inferfleet.constructs.props.finetune_queue import FinetuneQueueProps
+from inferfleet.constructs.props.model_service import (
+    HealthCheck,
+    NeuronModelServiceProps,
+    NeuronPool,
+)
+from inferfleet.constructs.props.problems import PropsProblem
+from inferfleet.constructs.props.sagemaker_endpoint import HostingMode, SageMakerEndpointProps
+from inferfleet.constructs.props.serving_cluster import ImportedVpc, NeuronServingClusterProps
+from inferfleet.containers.common.serving_env import LlmEngineEnv
+from inferfleet.infra import capacity, names
+from inferfleet.infra.fleet_rules import fleet_problems
+from inferfleet.infra.spec import (
+    FleetSpec,
+    FleetSpecError,
+    PersonalizationSpec,
+    Problem,
+    RegionSpec,
+    ServiceSpec,
+    describe_problems,
+    load_fleet_document,
+    parse_fleet_spec,
+)
+from inferfleet.infra.yaml_source import YamlPath
+
+# Compute dtype of the serving engine; int8 is weight-only, activations stay bf16.
+ENGINE_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "int8": "bfloat16"}
+CONTEXT_FILE = "cdk.context.json"
+DEFAULT_MAX_AZS = 3
 
 
 @dataclass(frozen=True)
 class PoolPlan:
-    service: str
+    """The figures people check per pool before deploying."""
+
     instance_type: str
     tensor_parallel: int
     neuron_cores: int
@@ -21,39 +71,457 @@ class PoolPlan:
 
 
 @dataclass(frozen=True)
+class ServicePlan:
+    name: str
+    props: NeuronModelServiceProps
+    pools: tuple[PoolPlan, ...]
+    endpoint_output: str
+    target_group_output: str
+
+
+@dataclass(frozen=True)
+class PersonalizationPlan:
+    """The multi-model endpoint and the fine-tune queue publishing to it."""
+
+    endpoint: SageMakerEndpointProps
+    queue: FinetuneQueueProps
+
+
+@dataclass(frozen=True)
+class RegionPlan:
+    region: str
+    account: str | None
+    stack_name: str
+    description: str
+    availability_zones: tuple[str, ...] | None
+    cluster: NeuronServingClusterProps
+    services: tuple[ServicePlan, ...]
+    personalization: PersonalizationPlan | None
+    tags: dict[str, str]
+    untagged_resource_types: tuple[str, ...] = ()
+    left_out: tuple[str, ...] = ()
+
+    def service(self, name: str) -> ServicePlan:
+        return next(service for service in self.services if service.name == name)
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """Every output key the stack has."""
+        keys = [names.CLUSTER_NAME]
+        for service in self.services:
+            keys += [service.endpoint_output, service.target_group_output]
+        if self.personalization is not None:
+            keys += names.PERSONALIZATION_OUTPUTS
+        return tuple(keys)
+
+
+@dataclass(frozen=True)
 class FleetPlan:
     name: str
-    stacks: list[str]
-    regions: list[str]
-    pools: list[PoolPlan]
+    regions: tuple[RegionPlan, ...]
+    deploy_order: tuple[str, ...]
+    personalization_regions: tuple[str, ...]
+    emulator: bool = False
+    global_plan: Any = None
 
-    def as_dict(self) -> dict:
-        return asdict(self)
+    def region(self, name: str) -> RegionPlan:
+        for region in self.regions:
+            if region.region == name:
+                return region
+        raise KeyError(name)
+
+    @property
+    def region_names(self) -> tuple[str, ...]:
+        return tuple(region.region for region in self.regions)
+
+    @property
+    def stacks(self) -> tuple[str, ...]:
+        return tuple(region.stack_name for region in self.regions)
+
+    def as_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(asdict(self), default=str))
 
 
-def fleet_plan(spec: FleetSpec) -> FleetPlan:
-    pools = []
-    for name, service in spec.services.items():
-        for pool in service.pools:
-            instance = neuron_instance_type(pool.instance_type)
-            need = replica_memory(service, pool.tensor_parallel)
-            pools.append(
-                PoolPlan(
-                    service=name,
+class PlanError(FleetSpecError):
+    """A fleet spec the plan cannot be built from; ``problems`` carry their YAML paths."""
+
+
+# --- building --------------------------------------------------------------------------------
+
+
+def load_fleet_plan(path: Path | str, *, emulator: bool = False) -> FleetPlan:
+    """Read, check and plan a fleet file; every problem is named with its file and line."""
+    path = Path(path)
+    document = load_fleet_document(path)
+    spec = parse_fleet_spec(document, str(path))
+    try:
+        return build_plan(spec, config_dir=path.parent, emulator=emulator)
+    except PlanError as error:
+        raise PlanError(
+            describe_problems(error.problems, document, str(path)), error.problems
+        ) from None
+
+
+def build_plan(
+    spec: FleetSpec, *, config_dir: Path = Path("."), emulator: bool = False
+) -> FleetPlan:
+    """The plan of ``spec``; raises :class:`PlanError` listing every problem."""
+    plan, problems = draft_plan(spec, config_dir=config_dir)
+    if problems:
+        raise PlanError(f"{len(problems)} problems", problems)
+    if emulator:
+        from inferfleet.infra.emulator import emulated
+
+        plan = replace(plan, regions=tuple(emulated(r) for r in plan.regions), emulator=True)
+    return plan
+
+
+def draft_plan(spec: FleetSpec, *, config_dir: Path = Path(".")) -> tuple[FleetPlan, list[Problem]]:
+    """The plan as the fleet file says it, and every problem with it, unchecked.
+
+    Only for tools that must see both (a test that builds what validation would refuse);
+    everything else calls :func:`build_plan`.
+    """
+    problems = fleet_problems(spec)
+    recorded = _recorded_context(config_dir)
+    personalization = None
+    if spec.personalization is not None:
+        personalization = _personalization(spec, spec.personalization, problems)
+    regions = []
+    for index, region in enumerate(spec.regions):
+        planner = _RegionPlanner(spec, region, index, config_dir, recorded)
+        regions.append(
+            planner.plan(personalization if region.name in spec.personalization_regions() else None)
+        )
+        problems += planner.problems
+    plan = FleetPlan(
+        name=spec.name,
+        regions=tuple(regions),
+        deploy_order=tuple(region.stack_name for region in regions),
+        personalization_regions=tuple(spec.personalization_regions()),
+    )
+    return plan, problems
+
+
+def _recorded_context(config_dir: Path) -> dict[str, Any]:
+    path = config_dir / CONTEXT_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as error:
+        raise PlanError(
+            f"{path}: {error}",
+            [Problem((), f"{path} is not readable JSON ({error}); fix or delete it")],
+        ) from None
+
+
+def zones_context_key(account: str, region: str) -> str:
+    """The context key under which the CDK looks up a region's zones."""
+    return f"availability-zones:account={account}:region={region}"
+
+
+class _RegionPlanner:
+    """Plans one region and collects its problems with their YAML paths."""
+
+    def __init__(
+        self,
+        spec: FleetSpec,
+        region: RegionSpec,
+        index: int,
+        config_dir: Path,
+        recorded: dict[str, Any],
+    ) -> None:
+        self.spec = spec
+        self.region = region
+        self.path: YamlPath = ("regions", index)
+        self.config_dir = config_dir
+        self.recorded = recorded
+        self.problems: list[Problem] = []
+
+    def plan(self, personalization: PersonalizationPlan | None) -> RegionPlan:
+        spec, region = self.spec, self.region
+        account = spec.account_of(region)
+        zones = self._zones(account)
+        cluster = self._cluster(zones)
+        services = tuple(
+            self._service(name, service, cluster) for name, service in spec.services.items()
+        )
+        return RegionPlan(
+            region=region.name,
+            account=account,
+            stack_name=names.regional_stack_name(spec.name, region.name),
+            description=f"inferfleet {spec.name}: model serving in {region.name}",
+            availability_zones=zones,
+            cluster=cluster,
+            services=services,
+            personalization=personalization,
+            tags={names.FLEET_TAG_KEY: spec.name, **spec.tags},
+        )
+
+    # -- parts --------------------------------------------------------------------------------
+
+    def _zones(self, account: str | None) -> tuple[str, ...] | None:
+        region = self.region
+        given = region.vpc.availability_zones if region.vpc else region.availability_zones
+        if given:
+            return tuple(given)
+        if account is None:
+            return None
+        recorded = self.recorded.get(zones_context_key(account, region.name))
+        if recorded:
+            return tuple(recorded[:DEFAULT_MAX_AZS])
+        self.problems.append(
+            Problem(
+                self.path,
+                f"with account {account}, synth would look up the zones of {region.name} in "
+                "AWS; give them here (availability_zones: [...]) or record them in "
+                f"{self.config_dir / CONTEXT_FILE} (run `cdk synth` once with credentials)",
+            )
+        )
+        return None
+
+    def _cluster(self, zones: tuple[str, ...] | None) -> NeuronServingClusterProps:
+        spec, region = self.spec, self.region
+        vpc = region.vpc
+        props = NeuronServingClusterProps(
+            vpc=ImportedVpc(
+                vpc_id=vpc.vpc_id,
+                cidr=vpc.cidr,
+                availability_zones=tuple(vpc.availability_zones),
+                private_subnet_ids=tuple(vpc.private_subnet_ids),
+                public_subnet_ids=tuple(vpc.public_subnet_ids),
+            )
+            if vpc
+            else None,
+            availability_zones=zones if not vpc else None,
+            max_azs=len(zones) if zones else DEFAULT_MAX_AZS,
+            nat_gateways=None if vpc else spec.network.nat_gateways,
+            alarm_emails=tuple(spec.alarm_emails),
+        )
+        self._report(props.problems(), self._cluster_path)
+        return props
+
+    def _cluster_path(self, parts: tuple) -> YamlPath:
+        head, rest = parts[0], parts[1:]
+        if head == "vpc":
+            return (*self.path, "vpc", *rest)
+        if head in ("availability_zones", "max_azs"):
+            return (*self.path, "availability_zones", *rest)
+        if head == "nat_gateways":
+            return ("network", "nat_gateways")
+        if head == "alarm_emails":
+            return ("alarm_emails", *rest)
+        return self.path
+
+    def _service(
+        self, name: str, service: ServiceSpec, cluster: NeuronServingClusterProps
+    ) -> ServicePlan:
+        region = self.region
+        placed = self.spec.pools_in(service, region.name)
+        model = service.model
+        container = service.container
+        health = service.health_check
+        autoscaling = service.autoscaling
+        asset_path = (
+            str((self.config_dir / container.asset_path).resolve())
+            if container.asset_path
+            else None
+        )
+        props = NeuronModelServiceProps(
+            pools=tuple(
+                NeuronPool(
                     instance_type=pool.instance_type,
                     tensor_parallel=pool.tensor_parallel,
-                    neuron_cores=instance.neuron_cores,
-                    replicas_per_instance=instance.neuron_cores // pool.tensor_parallel,
-                    replica_need_gib=round(need.total_gib, 1),
-                    replica_available_gib=round(instance.core_memory_gib * pool.tensor_parallel, 1),
-                    min_instances=pool.min,
-                    max_instances=pool.max,
+                    min_capacity=pool.min,
+                    max_capacity=pool.max,
+                )
+                for _, pool in placed
+            ),
+            kind=service.kind,
+            engine=LlmEngineEnv(
+                max_seq_len=model.max_sequence_length,
+                max_num_seqs=model.max_batch_size,
+                quantization="int8" if model.weights_dtype == "int8" else "none",
+                dtype=ENGINE_DTYPES[model.weights_dtype],
+            )
+            if service.kind == "llm"
+            else None,
+            image_uri=container.image,
+            image_asset_path=asset_path,
+            container_port=container.port,
+            environment=dict(container.environment),
+            model_artifact=model.artifact,
+            weights_gib=capacity.weights_gib(model.parameters_b, model.weights_dtype),
+            routing=service.routing,
+            idle_timeout_s=service.stream_idle_timeout_s,
+            deregistration_delay_s=service.deregistration_delay_s,
+            health_check=HealthCheck(
+                path=health.path,
+                interval_s=health.interval_s,
+                timeout_s=health.timeout_s,
+                healthy_threshold=health.healthy_threshold,
+                unhealthy_threshold=health.unhealthy_threshold,
+            ),
+            health_check_grace_period_s=health.grace_period_s,
+            requests_per_target_per_minute=autoscaling.requests_per_target_per_minute,
+            scale_in_cooldown_s=autoscaling.scale_in_cooldown_s,
+            scale_out_cooldown_s=autoscaling.scale_out_cooldown_s,
+            certificate_arn=region.certificate_arn,
+            internet_facing=self.spec.network.internet_facing,
+            allowed_cidrs=tuple(self.spec.network.allowed_cidrs),
+        ).resolved()
+        spec_indices = [index for index, _ in placed]
+        problems = props.problems(region=region.name, public_subnets=cluster.has_public_subnets)
+        self._report(problems, lambda parts: self._service_path(name, spec_indices, parts))
+        pools = tuple(
+            self._pool_plan(name, service, pool, spec_index)
+            for pool, spec_index in zip(props.pools, spec_indices, strict=True)
+            if pool.instance_type in NEURON_INSTANCE_TYPES
+        )
+        endpoint_output, target_group_output = names.service_outputs(name)
+        return ServicePlan(name, props, pools, endpoint_output, target_group_output)
+
+    def _service_path(self, service: str, spec_indices: list[int], parts: tuple) -> YamlPath:
+        base: YamlPath = ("services", service)
+        head, rest = parts[0], parts[1:]
+        if head == "pools" and rest:
+            index, *leaf = rest
+            leaf = [_POOL_FIELDS.get(leaf[0], leaf[0]), *leaf[1:]] if leaf else []
+            return (*base, "pools", spec_indices[index], *leaf)
+        if head == "certificate_arn":
+            return (*self.path, "certificate_arn")
+        if head in ("internet_facing", "allowed_cidrs"):
+            return ("network", head, *rest)
+        if head == "health_check":
+            return (*base, "health_check", *rest)
+        mapped = _SERVICE_FIELDS.get(head)
+        return (*base, *mapped, *rest) if mapped else base
+
+    def _pool_plan(
+        self, name: str, service: ServiceSpec, pool: NeuronPool, spec_index: int
+    ) -> PoolPlan:
+        instance = pool.instance
+        need = capacity.replica_memory_of(service, pool.tensor_parallel)
+        have = capacity.available_gib(instance, pool.tensor_parallel)
+        valid_degree = 1 <= pool.tensor_parallel <= instance.neuron_cores and not (
+            instance.neuron_cores % pool.tensor_parallel
+        )
+        if valid_degree and need.total_gib > have:
+            self.problems.append(
+                Problem(
+                    ("services", name, "pools", spec_index, "tensor_parallel"),
+                    capacity.does_not_fit(service, pool, instance),
                 )
             )
-    regions = [region.name for region in spec.regions]
-    return FleetPlan(
-        name=spec.name,
-        stacks=[regional_stack_name(spec.name, region) for region in regions],
-        regions=regions,
-        pools=pools,
+        return PoolPlan(
+            instance_type=pool.instance_type,
+            tensor_parallel=pool.tensor_parallel,
+            neuron_cores=instance.neuron_cores,
+            replicas_per_instance=pool.replicas_per_instance if valid_degree else 0,
+            replica_need_gib=round(need.total_gib, 1),
+            replica_available_gib=round(have, 1),
+            min_instances=pool.min_capacity,
+            max_instances=pool.max_capacity,
+        )
+
+    def _report(self, problems: list[PropsProblem], to_yaml) -> None:  # type: ignore[no-untyped-def]
+        _report(self.problems, problems, to_yaml, self.path)
+
+
+def _report(found: list[Problem], problems: list[PropsProblem], to_yaml, whole: YamlPath) -> None:  # type: ignore[no-untyped-def]
+    """Props problems as fleet-file problems: ``to_yaml`` maps a props field to its YAML path."""
+    for problem in problems:
+        parts = _field_parts(problem.field)
+        found.append(Problem(to_yaml(parts) if parts else whole, problem.message))
+
+
+def _personalization(
+    spec: FleetSpec, section: PersonalizationSpec, found: list[Problem]
+) -> PersonalizationPlan:
+    """The same in every region it runs in, so planned (and checked) once."""
+    endpoint, queue = section.endpoint, section.queue
+    endpoint_props = SageMakerEndpointProps(
+        mode=HostingMode.MULTI_MODEL,
+        **_given(
+            instance_type=endpoint.instance_type,
+            min_capacity=endpoint.min,
+            max_capacity=endpoint.max,
+            target_invocations_per_instance=endpoint.invocations_per_instance,
+            routing=endpoint.routing,
+            image_uri=endpoint.image_uri,
+        ),
     )
+    queue_props = FinetuneQueueProps(
+        model_prefix=endpoint_props.model_prefix,
+        training_job_prefix=names.training_job_prefix(spec.name),
+        **_given(
+            training_instance_type=queue.training_instance_type,
+            training_image_uri=queue.training_image_uri,
+            max_running_jobs=queue.max_running_jobs,
+            create_calls_per_second=queue.create_calls_per_second,
+            max_attempts=queue.max_attempts,
+            batch_threshold=queue.batch_threshold,
+            batch_tasks=queue.batch_tasks,
+            batch_instances=queue.batch_instances,
+        ),
+    )
+    section_path: YamlPath = ("personalization",)
+    _report(
+        found,
+        endpoint_props.problems(),
+        lambda parts: (*section_path, "endpoint", *_mapped(_ENDPOINT_FIELDS, parts)),
+        section_path,
+    )
+    _report(
+        found,
+        queue_props.problems(),
+        lambda parts: (
+            ("name",) if parts[0] == "training_job_prefix" else (*section_path, "queue", *parts)
+        ),
+        section_path,
+    )
+    return PersonalizationPlan(endpoint_props, queue_props)
+
+
+# props field -> fleet-file field, where the names differ
+_POOL_FIELDS = {"min_capacity": "min", "max_capacity": "max"}
+_SERVICE_FIELDS: dict[str, tuple[str, ...]] = {
+    "pools": ("pools",),
+    "kind": ("kind",),
+    "engine": ("model",),
+    "image_uri": ("container", "image"),
+    "image_asset_path": ("container", "asset_path"),
+    "container_port": ("container", "port"),
+    "environment": ("container", "environment"),
+    "model_artifact": ("model", "artifact"),
+    "weights_gib": ("model", "parameters_b"),
+    "routing": ("routing",),
+    "idle_timeout_s": ("stream_idle_timeout_s",),
+    "deregistration_delay_s": ("deregistration_delay_s",),
+    "health_check_grace_period_s": ("health_check", "grace_period_s"),
+    "requests_per_target_per_minute": ("autoscaling", "requests_per_target_per_minute"),
+    "scale_in_cooldown_s": ("autoscaling", "scale_in_cooldown_s"),
+    "scale_out_cooldown_s": ("autoscaling", "scale_out_cooldown_s"),
+}
+_ENDPOINT_FIELDS = {
+    "min_capacity": "min",
+    "max_capacity": "max",
+    "initial_instance_count": "min",
+    "target_invocations_per_instance": "invocations_per_instance",
+}
+_FIELD_PART = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
+
+
+def _field_parts(dotted_field: str) -> tuple[str | int, ...]:
+    """``"pools[1].min_capacity"`` -> ``("pools", 1, "min_capacity")``."""
+    return tuple(name if name else int(index) for name, index in _FIELD_PART.findall(dotted_field))
+
+
+def _mapped(mapping: dict[str, str], parts: tuple) -> tuple:
+    return (mapping.get(parts[0], parts[0]), *parts[1:])
+
+
+def _given(**values: Any) -> dict[str, Any]:
+    """The fields the fleet file sets; the rest keep the props' own defaults."""
+    return {key: value for key, value in values.items() if value is not None}

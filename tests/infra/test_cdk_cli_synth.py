@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from inferfleet.cli.synth import synthesize
-from inferfleet.infra.spec import load_fleet_spec
+from inferfleet.infra.plan import load_fleet_plan
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CDK = REPO_ROOT / "node_modules" / ".bin" / "cdk"
@@ -30,7 +30,7 @@ def test_cdk_cli_and_in_process_synth_give_the_same_templates(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
 
     report = synthesize(
-        load_fleet_spec(REPO_ROOT / "fleet.yaml"),
+        load_fleet_plan(REPO_ROOT / "fleet.yaml"),
         config_dir=REPO_ROOT,
         outdir=tmp_path / "in-process.out",
     )

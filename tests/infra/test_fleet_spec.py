@@ -1,11 +1,12 @@
-"""Every validation error of the fleet spec names the file, line and field, and says the fix."""
+"""Every problem of a fleet file names the file, line and field, and says the fix."""
 
 from pathlib import Path
 
 import pytest
 import yaml
 
-from inferfleet.infra.spec import FleetSpecError, load_fleet_spec
+from inferfleet.infra.plan import load_fleet_plan
+from inferfleet.infra.spec import FleetSpecError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,7 +35,7 @@ def write(tmp_path: Path, text: str) -> Path:
 def problems_of(tmp_path: Path, data_or_text) -> str:
     text = data_or_text if isinstance(data_or_text, str) else yaml.safe_dump(data_or_text)
     with pytest.raises(FleetSpecError) as caught:
-        load_fleet_spec(write(tmp_path, text))
+        load_fleet_plan(write(tmp_path, text))
     return str(caught.value)
 
 
@@ -45,21 +46,25 @@ def with_pool(**changes) -> dict:
 
 
 def test_the_embedded_example_is_valid_and_has_the_mixed_pool():
-    spec = load_fleet_spec(REPO_ROOT / "fleet.yaml")
-    assert [r.name for r in spec.regions] == ["us-east-1", "us-west-2", "eu-west-1"]
-    pools = {p.instance_type: p.tensor_parallel for p in spec.services["assistant"].pools}
+    plan = load_fleet_plan(REPO_ROOT / "fleet.yaml")
+    assert plan.region_names == ("us-east-1", "us-west-2", "eu-west-1")
+    assistant = plan.region("us-east-1").service("assistant").props
+    pools = {p.instance_type: p.tensor_parallel for p in assistant.pools}
     assert pools == {"inf2.48xlarge": 24, "trn1.32xlarge": 32}
-    assert spec.services["intent"].kind == "classifier"
-    assert spec.services["intent"].pools[0].instance_type == "inf2.xlarge"
-    assert spec.services["assistant"].routing == "least_outstanding_requests"
+    intent = plan.region("us-east-1").service("intent").props
+    assert intent.kind == "classifier"
+    assert intent.pools[0].instance_type == "inf2.xlarge"
+    assert assistant.routing == "least_outstanding_requests"
+    europe = plan.region("eu-west-1").service("assistant").props
+    assert [p.instance_type for p in europe.pools] == ["inf2.48xlarge"]
 
 
 def test_defaults_are_the_production_choice(tmp_path):
-    spec = load_fleet_spec(write(tmp_path, yaml.safe_dump(VALID)))
-    service = spec.services["assistant"]
+    plan = load_fleet_plan(write(tmp_path, yaml.safe_dump(VALID)))
+    service = plan.region("us-east-1").service("assistant").props
     assert service.routing == "least_outstanding_requests"
     assert service.health_check.path == "/v2/health/ready"
-    assert spec.network.internet_facing is False
+    assert service.internet_facing is False
 
 
 def test_unknown_instance_type_lists_the_known_ones(tmp_path):
@@ -91,8 +96,15 @@ def test_unknown_routing_value_names_the_allowed_ones(tmp_path):
     data = yaml.safe_load(yaml.safe_dump(VALID))
     data["services"]["assistant"]["routing"] = "fastest"
     message = problems_of(tmp_path, data)
-    assert "services.assistant.routing: 'fastest' is not allowed" in message
+    assert "services.assistant.routing: 'fastest' is not a routing policy" in message
     assert "least_outstanding_requests" in message and "round_robin" in message
+
+
+def test_routing_aliases_name_one_policy(tmp_path):
+    data = yaml.safe_load(yaml.safe_dump(VALID))
+    data["services"]["assistant"]["routing"] = "weighted_random"
+    plan = load_fleet_plan(write(tmp_path, yaml.safe_dump(data)))
+    assert plan.region("us-east-1").service("assistant").props.routing == "random"
 
 
 def test_malformed_yaml_gives_the_line(tmp_path):
@@ -212,7 +224,10 @@ def test_region_and_vpc_formats(tmp_path):
     assert (
         "regions[0].name: 'Mars' is not valid here; use a region name such as us-east-1" in message
     )
-    assert "regions[1].vpc.vpc_id: 'vpc-123' is not valid here; use an id like vpc-" in message
+    # The schema comes first: the rules of the plan are checked once it holds.
+    data["regions"][0] = "us-east-1"
+    message = problems_of(tmp_path, data)
+    assert "regions[1].vpc.vpc_id: 'vpc-123': use an id like vpc-" in message
 
 
 def test_existing_vpc_needs_one_subnet_per_zone(tmp_path):
@@ -234,7 +249,7 @@ def test_existing_vpc_needs_one_subnet_per_zone(tmp_path):
 
 def test_missing_file_says_how_to_start(tmp_path):
     with pytest.raises(FleetSpecError, match=r"no such file; pass --config .* `inferfleet init`"):
-        load_fleet_spec(tmp_path / "absent.yaml")
+        load_fleet_plan(tmp_path / "absent.yaml")
 
 
 def test_a_file_that_is_not_a_mapping(tmp_path):
@@ -244,10 +259,12 @@ def test_a_file_that_is_not_a_mapping(tmp_path):
 
 def test_personalization_defaults_to_the_first_region(tmp_path):
     data = {**VALID, "personalization": {}}
-    spec = load_fleet_spec(write(tmp_path, yaml.safe_dump(data)))
-    assert spec.personalized("us-east-1") and not spec.personalized("us-west-2")
-    assert spec.personalization.endpoint.routing == "least_outstanding_requests"
-    assert spec.personalization.queue.create_calls_per_second == 1.0
+    plan = load_fleet_plan(write(tmp_path, yaml.safe_dump(data)))
+    assert plan.personalization_regions == ("us-east-1",)
+    assert plan.region("us-west-2").personalization is None
+    section = plan.region("us-east-1").personalization
+    assert section.endpoint.routing == "least_outstanding_requests"
+    assert section.queue.create_calls_per_second == 1.0
 
 
 def test_personalization_problems(tmp_path):
@@ -260,11 +277,9 @@ def test_personalization_problems(tmp_path):
         },
     }
     message = problems_of(tmp_path, data)
-    assert "personalization.endpoint.instance_type: 'g5.2xlarge' is not valid here; use a " in (
-        message
-    )
+    assert "personalization.endpoint.instance_type: 'g5.2xlarge' is not a SageMaker" in message
     data["personalization"]["endpoint"]["instance_type"] = "ml.g5.2xlarge"
     message = problems_of(tmp_path, data)
-    assert "personalization.regions: eu-west-1 is not a region of the fleet" in message
-    assert "personalization.endpoint.min: min 3 is greater than max 2" in message
+    assert "personalization.regions[0]: eu-west-1 is not a region of the fleet" in message
+    assert "personalization.endpoint.min: need 1 <= min <= max, got 3..2" in message
     assert "raise batch_threshold to at least 8" in message

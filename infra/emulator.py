@@ -1,0 +1,58 @@
+"""Emulator mode: the one profile that fits a fleet plan to an AWS emulator (moto's server).
+
+``inferfleet deploy --endpoint-url`` builds the plan with ``emulator=True`` (the app's
+``inferfleet:emulator`` context), and :func:`emulated` changes exactly this, through props,
+and nothing else:
+
+- the Lambda-backed custom resource that strips the new VPC's default security group
+  (``restrict_default_security_group``), with its provider function and role: the emulator
+  runs no Lambda code, so the stack would wait for the resource forever;
+- the tags on the alarm topic's KMS key: moto fails creating a tagged key from a template;
+- what reads a target group's ``TargetGroupFullName`` attribute, which moto cannot resolve:
+  each service's three CloudWatch alarms, its request-count scaling policies, and the
+  cluster's dashboard;
+- image publishing: a service that would build the built-in image (a Docker image asset,
+  which needs a Docker engine and a registry) gets the placeholder image
+  :data:`PLACEHOLDER_IMAGE` instead; the emulator starts no tasks, so nothing pulls it;
+- the ``personalization`` section (SageMaker multi-model endpoint and fine-tune queue): moto
+  knows no ``ml.*`` instance types for endpoints, and the queue's upload trigger is a
+  Lambda-backed custom resource. The fine-tune handlers are tested against moto directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from inferfleet.infra.plan import RegionPlan, ServicePlan
+
+PLACEHOLDER_IMAGE = "public.ecr.aws/docker/library/busybox:stable"
+UNTAGGED_RESOURCE_TYPES = ("AWS::KMS::Key",)
+
+
+def emulated(region: RegionPlan) -> RegionPlan:
+    left_out = [
+        "the VPC default-security-group custom resource",
+        "KMS key tags",
+        "target-group alarms, request-count scaling and the dashboard",
+    ]
+    services = tuple(_emulated_service(service, left_out) for service in region.services)
+    if region.personalization is not None:
+        left_out.append("the personalization section (multi-model endpoint, fine-tune queue)")
+    return replace(
+        region,
+        cluster=replace(region.cluster, restrict_default_security_group=False, dashboard=False),
+        services=services,
+        personalization=None,
+        untagged_resource_types=UNTAGGED_RESOURCE_TYPES,
+        left_out=tuple(left_out),
+    )
+
+
+def _emulated_service(service: ServicePlan, left_out: list[str]) -> ServicePlan:
+    props = replace(
+        service.props, alarms=False, request_count_scaling=False, dashboard_widgets=False
+    )
+    if props.image_uri is None and props.image_asset_path is None:
+        props = replace(props, image_uri=PLACEHOLDER_IMAGE)
+        left_out.append(f"{service.name}: the built-in image (placeholder {PLACEHOLDER_IMAGE})")
+    return replace(service, props=props)

@@ -1,0 +1,264 @@
+"""The fleet plan: names within AWS limits, the reproductions of validate/synth disagreements,
+and every field of the spec reaching the template it should."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from inferfleet.cli.synth import use_bundled_node
+from inferfleet.constructs.finetune_handlers.layout import MAX_TRAINING_JOB_PREFIX
+from inferfleet.infra import names
+from inferfleet.infra.plan import build_plan, load_fleet_plan
+from inferfleet.infra.spec import FleetSpec, FleetSpecError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def example() -> dict[str, Any]:
+    return yaml.safe_load((REPO_ROOT / "fleet.yaml").read_text())
+
+
+def problems_in(tmp_path: Path, document: dict[str, Any]) -> str:
+    path = tmp_path / "fleet.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    (tmp_path / "cdk.context.json").write_text((REPO_ROOT / "cdk.context.json").read_text())
+    with pytest.raises(FleetSpecError) as raised:
+        load_fleet_plan(path)
+    return str(raised.value)
+
+
+def test_a_long_fleet_name_gets_a_bounded_stable_training_job_prefix():
+    document = example()
+    document["name"] = "abcdefghijklmnopqrstuvwxyzabcd"
+    spec = FleetSpec.model_validate(document)
+    first = build_plan(spec, config_dir=REPO_ROOT).region("us-east-1").personalization.queue
+    again = build_plan(spec, config_dir=REPO_ROOT).region("us-east-1").personalization.queue
+    prefix = first.training_job_prefix
+    assert len(prefix) <= MAX_TRAINING_JOB_PREFIX and prefix == again.training_job_prefix
+    assert prefix.startswith("abcdefghijklmnopqrs") and not first.problems()
+    # A short name stays readable.
+    assert names.training_job_prefix("shop") == "shop-ft"
+
+
+def test_batch_tasks_beyond_one_transaction_are_refused_at_validate(tmp_path):
+    document = example()
+    document["personalization"]["queue"].update(batch_tasks=200, batch_threshold=400)
+    message = problems_in(tmp_path, document)
+    assert "personalization.queue.batch_tasks: 200 is outside 2..99" in message
+    assert "fleet.yaml:" in message
+
+
+def test_more_batch_instances_than_tasks_are_refused_at_validate(tmp_path):
+    document = example()
+    document["personalization"]["queue"].update(batch_instances=10, batch_tasks=4)
+    message = problems_in(tmp_path, document)
+    assert "personalization.queue.batch_instances: 10 must be within 1..batch_tasks (4)" in message
+
+
+def test_an_internet_facing_fleet_in_a_vpc_without_public_subnets_is_refused(tmp_path):
+    document = example()
+    document["regions"] = [
+        {
+            "name": "us-east-1",
+            "vpc": {
+                "vpc_id": "vpc-0abc12345def67890",
+                "cidr": "10.1.0.0/16",
+                "availability_zones": ["us-east-1a", "us-east-1b"],
+                "private_subnet_ids": ["subnet-0aaa11111", "subnet-0aaa22222"],
+            },
+        }
+    ]
+    document["services"]["assistant"]["pools"][1]["regions"] = ["us-east-1"]
+    document["network"] = {"internet_facing": True}
+    message = problems_in(tmp_path, document)
+    assert "network.internet_facing: an internet-facing load balancer needs public subnets" in (
+        message
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"regions": ["us-east-1", "xx-north-9"]}, "regions[1].name: xx-north-9 is not an AWS region"),
+        ({"tags": {"aws:team": "x"}}, "tags.aws:team: 'aws:team': tag keys starting with aws:"),
+        ({"tags": {f"k{i}": "v" for i in range(50)}}, "tags: 50 tags; AWS allows 50"),
+        (
+            {
+                "regions": [
+                    {"name": "us-east-1", "availability_zones": ["us-east-1a", "us-east-1z"]}
+                ]
+            },
+            "regions[0].availability_zones[1]: us-east-1 has no zone us-east-1z",
+        ),
+        (
+            {
+                "regions": [
+                    {
+                        "name": "us-east-1",
+                        "certificate_arn": "arn:aws:acm:eu-west-1:123456789012:certificate/ab-1",
+                    }
+                ]
+            },
+            "regions[0].certificate_arn: the certificate is in eu-west-1",
+        ),
+        ({"network": {"allowed_cidrs": ["10.0.0.300/8"]}}, "network.allowed_cidrs[0]: "),
+    ],
+)
+def test_what_cannot_deploy_is_refused_at_validate(tmp_path, change, field):
+    document = {**example(), **change}
+    if "regions" in change:
+        document["services"]["assistant"]["pools"][1].pop("regions")
+    message = problems_in(tmp_path, document)
+    assert field in message
+
+
+def test_two_service_names_with_one_output_key_are_refused(tmp_path):
+    document = example()
+    document["services"]["a1b"] = document["services"].pop("intent")
+    document["services"]["a-1b"] = document["services"]["a1b"]
+    message = problems_in(tmp_path, document)
+    assert "give the same stack output A1bEndpoint; rename one" in message
+
+
+def test_the_deploy_order_starts_with_the_canary():
+    plan = load_fleet_plan(REPO_ROOT / "fleet.yaml")
+    assert plan.deploy_order[0] == names.regional_stack_name(plan.name, "us-east-1")
+    assert plan.deploy_order == plan.stacks
+
+
+def test_emulator_mode_is_a_plan_profile_and_says_what_it_left_out():
+    plan = load_fleet_plan(REPO_ROOT / "fleet.yaml", emulator=True)
+    region = plan.region("us-east-1")
+    assert region.personalization is None and not region.cluster.dashboard
+    assert all(not s.props.alarms and not s.props.request_count_scaling for s in region.services)
+    assert all(s.props.image_uri for s in region.services)  # placeholders, nothing to build
+    assert any("placeholder" in item for item in region.left_out)
+
+
+# --- every field of the spec reaches the template ----------------------------------------
+
+MAPPED = {
+    "name": "mapped",
+    "account": "123456789012",
+    "regions": [{"name": "us-east-1", "availability_zones": ["us-east-1a", "us-east-1b"]}],
+    "services": {
+        "chat": {
+            "kind": "llm",
+            "model": {
+                "parameters_b": 8,
+                "weights_dtype": "int8",
+                "max_sequence_length": 2048,
+                "max_batch_size": 12,
+                "artifact": "s3://mapped-models/chat/",
+            },
+            "routing": "round_robin",
+            "pools": [{"instance_type": "inf2.24xlarge", "tensor_parallel": 4, "min": 1, "max": 3}],
+            "container": {
+                "image": "public.ecr.aws/example/chat:7",
+                "port": 8080,
+                "environment": {"HF_HOME": "/tmp/hf"},
+            },
+            "health_check": {
+                "path": "/ready",
+                "interval_s": 20,
+                "timeout_s": 7,
+                "healthy_threshold": 3,
+                "unhealthy_threshold": 4,
+                "grace_period_s": 900,
+            },
+            "autoscaling": {
+                "requests_per_target_per_minute": 77,
+                "scale_in_cooldown_s": 420,
+                "scale_out_cooldown_s": 45,
+            },
+            "stream_idle_timeout_s": 333,
+            "deregistration_delay_s": 111,
+        }
+    },
+    "network": {"allowed_cidrs": ["10.20.0.0/16"], "nat_gateways": 1},
+    "alarm_emails": ["ops@example.com"],
+    "tags": {"team": "mapping"},
+}
+
+
+@pytest.fixture(scope="module")
+def mapped_template(tmp_path_factory) -> dict[str, Any]:
+    from inferfleet.infra.app import build_app
+
+    use_bundled_node()
+    outdir = tmp_path_factory.mktemp("mapped")
+    plan = build_plan(FleetSpec.model_validate(MAPPED))
+    build_app(plan, outdir=str(outdir), nag=False).synth()
+    return json.loads((outdir / "mapped-us-east-1.template.json").read_text())
+
+
+def _of_type(template: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    return [r["Properties"] for r in template["Resources"].values() if r["Type"] == kind]
+
+
+@pytest.mark.slow
+def test_every_spec_field_reaches_the_template(mapped_template):
+    template = mapped_template
+    [task] = _of_type(template, "AWS::ECS::TaskDefinition")
+    [container] = task["ContainerDefinitions"]
+    env = {e["Name"]: e["Value"] for e in container["Environment"]}
+    assert {k: env[k] for k in ("INFERFLEET_TP_DEGREE", "INFERFLEET_REPLICAS")} == {
+        "INFERFLEET_TP_DEGREE": "4",
+        "INFERFLEET_REPLICAS": "3",
+    }
+    assert env["INFERFLEET_MAX_SEQ_LEN"] == "2048" and env["INFERFLEET_MAX_NUM_SEQS"] == "12"
+    assert env["INFERFLEET_QUANTIZATION"] == "int8" and env["INFERFLEET_DTYPE"] == "bfloat16"
+    assert env["INFERFLEET_MODEL_ARTIFACT"] == "s3://mapped-models/chat/"
+    assert env["HF_HOME"] == "/tmp/hf"
+    assert container["Image"] == "public.ecr.aws/example/chat:7"
+    assert container["PortMappings"][0]["ContainerPort"] == 8080
+    devices = [d["HostPath"] for d in container["LinuxParameters"]["Devices"]]
+    assert devices == [f"/dev/neuron{i}" for i in range(6)]
+
+    [service] = _of_type(template, "AWS::ECS::Service")
+    assert service["HealthCheckGracePeriodSeconds"] == 900
+    assert service["DesiredCount"] == 1
+
+    [group] = _of_type(template, "AWS::ElasticLoadBalancingV2::TargetGroup")
+    attributes = {a["Key"]: a["Value"] for a in group["TargetGroupAttributes"]}
+    assert attributes["load_balancing.algorithm.type"] == "round_robin"
+    assert attributes["deregistration_delay.timeout_seconds"] == "111"
+    assert (group["Port"], group["HealthCheckPath"]) == (8080, "/ready")
+    assert (group["HealthCheckIntervalSeconds"], group["HealthCheckTimeoutSeconds"]) == (20, 7)
+    assert (group["HealthyThresholdCount"], group["UnhealthyThresholdCount"]) == (3, 4)
+
+    [balancer] = _of_type(template, "AWS::ElasticLoadBalancingV2::LoadBalancer")
+    lb_attributes = {a["Key"]: a["Value"] for a in balancer["LoadBalancerAttributes"]}
+    assert lb_attributes["idle_timeout.timeout_seconds"] == "333"
+    ingress = [
+        rule
+        for group in _of_type(template, "AWS::EC2::SecurityGroup")
+        for rule in group.get("SecurityGroupIngress", [])
+    ]
+    assert any(rule.get("CidrIp") == "10.20.0.0/16" for rule in ingress)
+
+    [scalable] = _of_type(template, "AWS::ApplicationAutoScaling::ScalableTarget")
+    assert (scalable["MinCapacity"], scalable["MaxCapacity"]) == (1, 3)
+    [policy] = _of_type(template, "AWS::ApplicationAutoScaling::ScalingPolicy")
+    tracking = policy["TargetTrackingScalingPolicyConfiguration"]
+    assert tracking["TargetValue"] == 77
+    assert (tracking["ScaleInCooldown"], tracking["ScaleOutCooldown"]) == (420, 45)
+
+    [launch] = _of_type(template, "AWS::EC2::LaunchTemplate")
+    assert launch["LaunchTemplateData"]["InstanceType"] == "inf2.24xlarge"
+    assert len(_of_type(template, "AWS::EC2::NatGateway")) == 1
+    [subscription] = _of_type(template, "AWS::SNS::Subscription")
+    assert subscription["Endpoint"] == "ops@example.com"
+    assert {"Key": "team", "Value": "mapping"} in _of_type(template, "AWS::ECS::Cluster")[0]["Tags"]
+    zones = {s["AvailabilityZone"] for s in _of_type(template, "AWS::EC2::Subnet")}
+    assert zones == {"us-east-1a", "us-east-1b"}
+    assert set(template["Outputs"]) == {
+        names.service_endpoint("chat"),
+        names.service_target_group_arn("chat"),
+        names.CLUSTER_NAME,
+    }
