@@ -14,11 +14,10 @@ Powertools comes from its public layer.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from aws_cdk import Aws, CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import Aws, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_dynamodb as dynamodb
@@ -48,7 +47,6 @@ from inferfleet.constructs.finetune_handlers.schema import (
     CREATED_AT,
     JOB_KEY,
     LAUNCH_STREAM_FILTER,
-    MAX_BATCH_TASKS,
     MODEL_KEY,
     MODEL_REMOVAL_DETAIL_TYPE,
     STATE_CHANGE_DETAIL_TYPE,
@@ -64,25 +62,18 @@ from inferfleet.constructs.finetune_handlers.settings import (
     Tables,
     TrainingLimits,
 )
-from inferfleet.constructs.finetune_handlers.training import (
-    MAX_RUNTIME_LIMIT_S,
-    MAX_WARM_POOL_KEEP_ALIVE_S,
-)
 from inferfleet.constructs.nag import acknowledge, nag_resource
 from inferfleet.constructs.private_bucket import private_bucket
+from inferfleet.constructs.props.finetune_queue import FinetuneQueueProps
+from inferfleet.constructs.props.problems import raise_for
 
-# CloudFormation output names the CLI reads from the deployed stack.
-DATA_BUCKET_OUTPUT = "FinetuneDataBucket"
-JOBS_TABLE_OUTPUT = "FinetuneJobsTable"
-MODELS_TABLE_OUTPUT = "FinetuneModelsTable"
+__all__ = ["AdapterComponents", "FinetuneQueue", "FinetuneQueueProps"]
 
 HANDLERS_PACKAGE = "finetune_handlers"
 POWERTOOLS_ACCOUNT = "017000801446"
-DEFAULT_POWERTOOLS_LAYER_VERSION = 27
 RUNTIME = lambda_.Runtime.PYTHON_3_13
 # The stack-level singleton CDK adds to put notifications on a bucket at deploy time.
 _NOTIFICATIONS_HANDLER_ID = "BucketNotificationsHandler050a0587b7544547bf325f094a3db834"
-_PREFIX_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,19}$")
 
 
 @dataclass(frozen=True)
@@ -100,51 +91,15 @@ class AdapterComponents:
 class FinetuneQueue(Construct):
     """Uploads -> DynamoDB job queue -> SageMaker training jobs -> models on an endpoint.
 
+    :param props: the queue (:class:`FinetuneQueueProps`, every default documented there).
     :param model_bucket: bucket the endpoint loads from (e.g.
         ``SageMakerEndpoint.model_bucket``).
-    :param model_prefix: the endpoint's model prefix; each version of a model lands at
-        ``{model_prefix}{user_id}/{model_id}/{job_id}.tar.gz``. Default: ``models/``.
-    :param training_image_uri: the fine-tune container. Default: built from
-        ``containers/finetune`` as a Docker image asset.
-    :param training_instance_type: Default: ``ml.trn1.2xlarge``.
-    :param training_volume_gb: Default: 100.
-    :param training_max_runtime: run time of one job (of one task in a batch); at most
-        SageMaker's 28 days. Default: 24 hours.
-    :param training_network_isolation: single jobs run without network access (SageMaker
-        moves their data and model). Batch jobs move their tasks' data themselves and run
-        with the network, under a role that reaches only the upload and batch prefixes.
-        Default: True.
-    :param warm_pool_keep_alive_s: seconds SageMaker keeps a single job's instance warm for
-        the next job (managed warm pools; needs a warm-pool quota, billed while warm); 0 is
-        off, at most 3600. Default: 0.
-    :param max_epochs: most epochs a manifest may ask for. Default: 10.
-    :param max_seq_len: longest sequence a manifest may ask for. Default: 4096.
-    :param max_batch_size: largest batch a manifest may ask for. Default: 64.
-    :param training_job_prefix: start of every training job name (1-20 letters, digits,
-        hyphens); the state-change rule matches it. Default: ``inferfleet-ft``.
-    :param max_running_jobs: training jobs running at once. Default: 10.
-    :param create_calls_per_second: CreateTrainingJob pace (SageMaker allows about 1).
-        Default: 1.
-    :param max_attempts: launches of one job before it fails. Default: 5.
-    :param batch_threshold: queued jobs from which the launcher runs K tasks as one
-        multi-instance training job; 0 turns batching off. Default: 0.
-    :param batch_tasks: K, tasks per batch job, 2..49. Default: 8.
-    :param batch_instances: instances of a batch job; instance ``h`` of ``n`` runs the tasks
-        whose index ``i % n == h``. Default: 2.
-    :param sweep_interval: how often the launcher sweeps the queue and the publisher looks
-        for training jobs whose end it missed. Default: 1 minute.
-    :param reconcile_after: how long after a training job ended the publisher's sweep ends
-        its jobs if no state change did. Default: 15 minutes.
     :param adapter_components: publish to adapter inference components instead of a
         multi-model endpoint's prefix. Default: none (multi-model endpoint).
-    :param powertools_layer_version: version of the public Powertools for AWS Lambda
-        (Python) v3 layer. Default: 27.
     :param event_bus: bus for the ready/failed events. Default: the account's default bus.
-    :param event_source: ``source`` of those events. Default: ``inferfleet.finetune``.
     :param alarm_topic: SNS topic the alarms notify. Default: none.
     :param access_logs_bucket: where the data bucket logs access. Default: none.
     :param removal_policy: for tables and the data bucket. Default: RETAIN.
-    :param emit_outputs: add the CfnOutputs the CLI reads. Default: True.
     """
 
     def __init__(
@@ -153,55 +108,23 @@ class FinetuneQueue(Construct):
         construct_id: str,
         *,
         model_bucket: s3.IBucket,
-        model_prefix: str = "models/",
-        training_image_uri: str | None = None,
-        training_instance_type: str = "ml.trn1.2xlarge",
-        training_volume_gb: int = 100,
-        training_max_runtime: Duration | None = None,
-        training_network_isolation: bool = True,
-        warm_pool_keep_alive_s: int = 0,
-        max_epochs: int = 10,
-        max_seq_len: int = 4096,
-        max_batch_size: int = 64,
-        training_job_prefix: str = "inferfleet-ft",
-        max_running_jobs: int = 10,
-        create_calls_per_second: float = 1.0,
-        max_attempts: int = 5,
-        batch_threshold: int = 0,
-        batch_tasks: int = 8,
-        batch_instances: int = 2,
-        sweep_interval: Duration | None = None,
-        reconcile_after: Duration | None = None,
+        props: FinetuneQueueProps | None = None,
         adapter_components: AdapterComponents | None = None,
-        powertools_layer_version: int = DEFAULT_POWERTOOLS_LAYER_VERSION,
         event_bus: events.IEventBus | None = None,
-        event_source: str = "inferfleet.finetune",
         alarm_topic: sns.ITopic | None = None,
         access_logs_bucket: s3.IBucket | None = None,
         removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
-        emit_outputs: bool = True,
     ) -> None:
         super().__init__(scope, construct_id)
-        training_max_runtime = training_max_runtime or Duration.hours(24)
-        sweep_interval = sweep_interval or Duration.minutes(1)
-        reconcile_after = reconcile_after or Duration.minutes(15)
+        props = props or FinetuneQueueProps()
+        raise_for(self.node.path, props.problems())
+        self.props = props
+        model_prefix = props.model_prefix
+        training_job_prefix = props.training_job_prefix
         limits = TrainingLimits(
-            max_epochs=max_epochs, max_seq_len=max_seq_len, max_batch_size=max_batch_size
-        )
-        _validate(
-            construct_id,
-            model_prefix=model_prefix,
-            training_instance_type=training_instance_type,
-            training_max_runtime_s=int(training_max_runtime.to_seconds()),
-            warm_pool_keep_alive_s=warm_pool_keep_alive_s,
-            limits=limits,
-            training_job_prefix=training_job_prefix,
-            max_running_jobs=max_running_jobs,
-            create_calls_per_second=create_calls_per_second,
-            max_attempts=max_attempts,
-            batch_threshold=batch_threshold,
-            batch_tasks=batch_tasks,
-            batch_instances=batch_instances,
+            max_epochs=props.max_epochs,
+            max_seq_len=props.max_seq_len,
+            max_batch_size=props.max_batch_size,
         )
         self.model_bucket = model_bucket
         self.model_prefix = model_prefix
@@ -219,7 +142,7 @@ class FinetuneQueue(Construct):
         self.data_bucket = self._data_bucket(access_logs_bucket, removal_policy)
         self.dead_letter_queue = self._dead_letter_queue()
 
-        self.training_image_uri = training_image_uri or self._training_image().image_uri
+        self.training_image_uri = props.training_image_uri or self._training_image().image_uri
         # One role per job kind, each reaching the prefixes that kind needs.
         self.single_training_role = self._training_role(
             "SingleTrainingRole",
@@ -238,7 +161,7 @@ class FinetuneQueue(Construct):
             self,
             "Powertools",
             f"arn:{Aws.PARTITION}:lambda:{Aws.REGION}:{POWERTOOLS_ACCOUNT}:layer:"
-            f"AWSLambdaPowertoolsPythonV3-python313-x86_64:{powertools_layer_version}",
+            f"AWSLambdaPowertoolsPythonV3-python313-x86_64:{props.powertools_layer_version}",
         )
         self._code = lambda_.Code.from_asset(
             str(Path(__file__).parent),
@@ -266,19 +189,19 @@ class FinetuneQueue(Construct):
             training_image=self.training_image_uri,
             single_role_arn=self.single_training_role.role_arn,
             batch_role_arn=self.batch_training_role.role_arn,
-            instance_type=training_instance_type,
-            volume_size_gb=training_volume_gb,
-            max_runtime_s=int(training_max_runtime.to_seconds()),
-            network_isolation=training_network_isolation,
-            warm_pool_keep_alive_s=warm_pool_keep_alive_s,
-            max_running_jobs=max_running_jobs,
-            create_calls_per_second=create_calls_per_second,
-            max_attempts=max_attempts,
+            instance_type=props.training_instance_type,
+            volume_size_gb=props.training_volume_gb,
+            max_runtime_s=props.training_max_runtime_s,
+            network_isolation=props.training_network_isolation,
+            warm_pool_keep_alive_s=props.warm_pool_keep_alive_s,
+            max_running_jobs=props.max_running_jobs,
+            create_calls_per_second=props.create_calls_per_second,
+            max_attempts=props.max_attempts,
             # Longer than the function timeout: a live launch is never taken over.
             lease_s=int(Duration.minutes(10).to_seconds()),
-            batch_threshold=batch_threshold,
-            batch_tasks=batch_tasks,
-            batch_instances=batch_instances,
+            batch_threshold=props.batch_threshold,
+            batch_tasks=props.batch_tasks,
+            batch_instances=props.batch_instances,
         )
         self.launcher_function = self._function(
             "Launcher",
@@ -294,8 +217,8 @@ class FinetuneQueue(Construct):
             model_bucket=model_bucket.bucket_name,
             model_prefix=model_prefix,
             event_bus=self.event_bus.event_bus_name,
-            event_source=event_source,
-            reconcile_after_s=int(reconcile_after.to_seconds()),
+            event_source=props.event_source,
+            reconcile_after_s=props.reconcile_after_s,
             hosting=Hosting.INFERENCE_COMPONENTS if adapter_components else Hosting.MULTI_MODEL,
             endpoint_name=adapter_components.endpoint_name if adapter_components else "",
             base_component_name=(
@@ -310,19 +233,14 @@ class FinetuneQueue(Construct):
         )
 
         self._wire_register()
-        self._wire_launcher(sweep_interval, warm_pools=warm_pool_keep_alive_s > 0)
-        self._wire_publisher(event_source)
+        self._wire_launcher(
+            Duration.seconds(props.sweep_interval_s), warm_pools=props.warm_pool_keep_alive_s > 0
+        )
+        self._wire_publisher(props.event_source)
         self.alarms = self._alarms()
         if alarm_topic is not None:
             for alarm in self.alarms.values():
                 alarm.add_alarm_action(cloudwatch_actions.SnsAction(alarm_topic))
-        if emit_outputs:
-            for name, value in (
-                (DATA_BUCKET_OUTPUT, self.data_bucket.bucket_name),
-                (JOBS_TABLE_OUTPUT, self.jobs_table.table_name),
-                (MODELS_TABLE_OUTPUT, self.models_table.table_name),
-            ):
-                CfnOutput(self, name, value=value).override_logical_id(name)
 
     # -- storage -----------------------------------------------------------------------------
 
@@ -850,70 +768,3 @@ def _grant_prefixes(
             f"AwsSolutions-IAM5[Resource::{nag_bucket}/{prefix}*]",
             f"training jobs read and write per-job objects under {prefix} only",
         )
-
-
-def _validate(
-    construct_id: str,
-    *,
-    model_prefix: str,
-    training_instance_type: str,
-    training_max_runtime_s: int,
-    warm_pool_keep_alive_s: int,
-    limits: TrainingLimits,
-    training_job_prefix: str,
-    max_running_jobs: int,
-    create_calls_per_second: float,
-    max_attempts: int,
-    batch_threshold: int,
-    batch_tasks: int,
-    batch_instances: int,
-) -> None:
-    problems = []
-    if not model_prefix.endswith("/") or model_prefix.startswith("/"):
-        problems.append(f"model_prefix {model_prefix!r} must look like 'models/'")
-    if not training_instance_type.startswith("ml."):
-        problems.append(
-            f"training_instance_type {training_instance_type!r} needs the ml. form, "
-            "e.g. ml.trn1.2xlarge"
-        )
-    if not 1 <= training_max_runtime_s <= MAX_RUNTIME_LIMIT_S:
-        problems.append(
-            f"training_max_runtime must be 1 second to {MAX_RUNTIME_LIMIT_S // 86400} days "
-            "(SageMaker's limit)"
-        )
-    if not 0 <= warm_pool_keep_alive_s <= MAX_WARM_POOL_KEEP_ALIVE_S:
-        problems.append(
-            f"warm_pool_keep_alive_s must be 0 (off) to {MAX_WARM_POOL_KEEP_ALIVE_S} "
-            "(SageMaker's limit)"
-        )
-    for name, value, low in (
-        ("max_epochs", limits.max_epochs, 1),
-        ("max_seq_len", limits.max_seq_len, 8),
-        ("max_batch_size", limits.max_batch_size, 1),
-    ):
-        if value < low:
-            problems.append(f"{name} must be at least {low}")
-    if not _PREFIX_PATTERN.match(training_job_prefix):
-        problems.append(
-            f"training_job_prefix {training_job_prefix!r} must be 1-20 letters, digits or "
-            "hyphens, starting and ending with a letter or digit"
-        )
-    if max_running_jobs < 1:
-        problems.append("max_running_jobs must be at least 1")
-    if not 0 < create_calls_per_second <= 10:
-        problems.append(
-            "create_calls_per_second must be in (0, 10]; SageMaker allows about 1 per second"
-        )
-    if max_attempts < 1:
-        problems.append("max_attempts must be at least 1")
-    if batch_threshold < 0:
-        problems.append("batch_threshold must be 0 (off) or positive")
-    if batch_threshold and not 2 <= batch_tasks <= MAX_BATCH_TASKS:
-        problems.append(
-            f"batch_tasks must be 2..{MAX_BATCH_TASKS} (one DynamoDB transaction ends a "
-            "batch: its jobs, their model records and the slot)"
-        )
-    if batch_threshold and not 1 <= batch_instances <= batch_tasks:
-        problems.append("batch_instances must be 1..batch_tasks")
-    if problems:
-        raise ValueError(f"{construct_id}: " + "; ".join(problems))

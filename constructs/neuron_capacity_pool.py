@@ -1,7 +1,5 @@
 """Auto Scaling group of Neuron instances, registered as an ECS capacity provider."""
 
-import math
-
 from aws_cdk import Duration
 from aws_cdk import aws_autoscaling as autoscaling
 from aws_cdk import aws_ec2 as ec2
@@ -11,16 +9,11 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from inferfleet.constructs.nag import acknowledge
-from inferfleet.constructs.neuron_instances import NeuronInstanceType
+from inferfleet.constructs.neuron_instances import NEURON_INSTANCE_TYPES
+from inferfleet.constructs.props.capacity_pool import NeuronCapacityPoolProps
+from inferfleet.constructs.props.problems import raise_for
 
-# The ECS-optimized Neuron AMI, Docker layers of a Neuron serving image and logs.
-BASE_ROOT_VOLUME_GIB = 100
-
-
-def root_volume_gib(weights_gib: float) -> int:
-    """Room for the image, the weights, and their compiled Neuron artifacts (about the
-    same size again), with 20% to spare."""
-    return BASE_ROOT_VOLUME_GIB + math.ceil(weights_gib * 2 * 1.2)
+__all__ = ["NeuronCapacityPool", "NeuronCapacityPoolProps"]
 
 
 class NeuronCapacityPool(Construct):
@@ -32,17 +25,10 @@ class NeuronCapacityPool(Construct):
     managed scaling and termination protection so ECS adds instances when tasks
     wait for one and never removes an instance that still runs a task.
 
+    :param props: the pool (:class:`NeuronCapacityPoolProps`, defaults documented there).
     :param cluster: the ECS cluster that gets the capacity provider.
-    :param instance: the Neuron instance type.
-    :param vpc_subnets: where instances run. Default: private subnets with egress.
-    :param min_capacity: instances kept running. Default: 0 (ECS scales from tasks).
-    :param max_capacity: upper bound of instances.
-    :param weights_gib: model weights to store on the root volume. Default: 0.
     :param notification_topic: receives Auto Scaling launch/terminate notices.
-    :param target_capacity_percent: managed-scaling utilisation target. Default: 100,
-        no idle instances; lower it to keep warm spares for faster scale-out.
-    :param instance_warmup: time before a new instance counts. Default: 10 minutes,
-        the Neuron AMI boot plus a large image pull.
+    :param vpc_subnets: where instances run. Default: private subnets with egress.
     """
 
     def __init__(
@@ -50,27 +36,16 @@ class NeuronCapacityPool(Construct):
         scope: Construct,
         construct_id: str,
         *,
+        props: NeuronCapacityPoolProps,
         cluster: ecs.Cluster,
-        instance: NeuronInstanceType,
-        max_capacity: int,
         notification_topic: sns.ITopic,
-        min_capacity: int = 0,
         vpc_subnets: ec2.SubnetSelection | None = None,
-        weights_gib: float = 0,
-        target_capacity_percent: int = 100,
-        instance_warmup: Duration = Duration.minutes(10),
     ) -> None:
         super().__init__(scope, construct_id)
-        if not 0 <= min_capacity <= max_capacity:
-            raise ValueError(
-                f"{construct_id}: min_capacity {min_capacity} must be between 0 and "
-                f"max_capacity {max_capacity}"
-            )
-        if not 1 <= target_capacity_percent <= 100:
-            raise ValueError(
-                f"{construct_id}: target_capacity_percent {target_capacity_percent} "
-                "must be within 1..100"
-            )
+        raise_for(self.node.path, props.problems())
+        self.props = props
+        instance = NEURON_INSTANCE_TYPES[props.instance_type]
+        instance_warmup = Duration.seconds(props.instance_warmup_s)
         self.instance = instance
 
         self.security_group = ec2.SecurityGroup(
@@ -104,7 +79,7 @@ class NeuronCapacityPool(Construct):
                 ec2.BlockDevice(
                     device_name="/dev/xvda",
                     volume=ec2.BlockDeviceVolume.ebs(
-                        root_volume_gib(weights_gib),
+                        props.root_volume_gib,
                         volume_type=ec2.EbsDeviceVolumeType.GP3,
                         encrypted=True,
                         delete_on_termination=True,
@@ -119,8 +94,8 @@ class NeuronCapacityPool(Construct):
             vpc_subnets=vpc_subnets
             or ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
             launch_template=self.launch_template,
-            min_capacity=min_capacity,
-            max_capacity=max_capacity,
+            min_capacity=props.min_capacity,
+            max_capacity=props.max_capacity,
             new_instances_protected_from_scale_in=True,
             notifications=[autoscaling.NotificationConfiguration(topic=notification_topic)],
             health_checks=autoscaling.HealthChecks.ec2(grace_period=instance_warmup),
@@ -132,7 +107,7 @@ class NeuronCapacityPool(Construct):
             enable_managed_scaling=True,
             enable_managed_termination_protection=True,
             enable_managed_draining=True,
-            target_capacity_percent=target_capacity_percent,
+            target_capacity_percent=props.target_capacity_percent,
             instance_warmup_period=int(instance_warmup.to_seconds()),
             machine_image_type=ecs.MachineImageType.AMAZON_LINUX_2,
         )

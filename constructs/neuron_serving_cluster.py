@@ -13,6 +13,14 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
 from inferfleet.constructs.private_bucket import private_bucket
+from inferfleet.constructs.props.problems import PropsProblem, raise_for
+from inferfleet.constructs.props.serving_cluster import (
+    LOG_RETENTION_DAYS,
+    ImportedVpc,
+    NeuronServingClusterProps,
+)
+
+__all__ = ["ImportedVpc", "NeuronServingCluster", "NeuronServingClusterProps"]
 
 
 class NeuronServingCluster(Construct):
@@ -21,20 +29,10 @@ class NeuronServingCluster(Construct):
     Model services (:class:`~inferfleet.constructs.neuron_model_service.NeuronModelService`)
     are added on top; each brings its own load balancer and capacity pools.
 
-    :param vpc: an existing VPC. Default: a new one over ``max_azs`` zones with public
-        and private subnets, a NAT gateway per zone and flow logs to CloudWatch.
-        Import an existing one with ``ec2.Vpc.from_vpc_attributes`` (no lookup).
-    :param vpc_cidr: address range of a new VPC; with ``vpc``, give that VPC's range.
-        Kept as a literal so security-group rules can be checked at synth.
-        Default: 10.0.0.0/16 for a new VPC.
-    :param max_azs: zones of a new VPC. Default: 3.
-    :param nat_gateways: NAT gateways of a new VPC. Default: one per zone.
-    :param alarm_emails: addresses subscribed to the alarm topic. Default: none.
-    :param access_log_retention: how long load balancer access logs are kept.
-        Default: 90 days.
-    :param compile_cache_retention: how long unused Neuron compile artifacts are kept.
-        Default: 180 days.
-    :param log_retention: retention of container and flow logs. Default: one month.
+    :param props: network and retention settings (:class:`NeuronServingClusterProps`,
+        defaults documented there). Default: a new VPC over three zones.
+    :param vpc: an existing VPC object instead of ``props.vpc`` (give its range in
+        ``props.vpc_cidr``, kept literal so security-group rules can be checked at synth).
     """
 
     def __init__(
@@ -42,23 +40,26 @@ class NeuronServingCluster(Construct):
         scope: Construct,
         construct_id: str,
         *,
+        props: NeuronServingClusterProps | None = None,
         vpc: ec2.IVpc | None = None,
-        vpc_cidr: str | None = None,
-        max_azs: int = 3,
-        nat_gateways: int | None = None,
-        alarm_emails: list[str] | None = None,
-        access_log_retention: Duration = Duration.days(90),
-        compile_cache_retention: Duration = Duration.days(180),
-        log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
     ) -> None:
         super().__init__(scope, construct_id)
-        if vpc is not None and nat_gateways is not None:
-            raise ValueError(f"{construct_id}: nat_gateways applies to a new VPC only; drop it")
-        if vpc is not None and vpc_cidr is None:
-            raise ValueError(f"{construct_id}: give vpc_cidr, the address range of the given vpc")
-        self.log_retention = log_retention
-        self.vpc_cidr = vpc_cidr or "10.0.0.0/16"
-        self.vpc = vpc or self._new_vpc(self.vpc_cidr, max_azs, nat_gateways, log_retention)
+        props = props or NeuronServingClusterProps()
+        problems = props.problems()
+        if vpc is not None and (props.vpc is not None or props.nat_gateways is not None):
+            problems.append(
+                PropsProblem("vpc", "give the VPC once: as the vpc object or as props.vpc")
+            )
+        raise_for(self.node.path, problems)
+        self.props = props
+        self.log_retention = _retention(props.log_retention_days)
+        self.vpc_cidr = props.cidr
+        if vpc is not None:
+            self.vpc = vpc
+        elif props.vpc is not None:
+            self.vpc = _imported_vpc(self, props.vpc)
+        else:
+            self.vpc = self._new_vpc(props)
         self.cluster = ecs.Cluster(
             self,
             "Cluster",
@@ -72,7 +73,9 @@ class NeuronServingCluster(Construct):
             enforce_ssl=True,
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            lifecycle_rules=[s3.LifecycleRule(expiration=access_log_retention)],
+            lifecycle_rules=[
+                s3.LifecycleRule(expiration=Duration.days(props.access_log_retention_days))
+            ],
             removal_policy=RemovalPolicy.RETAIN,
         )
         self.compile_cache_bucket = private_bucket(
@@ -81,7 +84,9 @@ class NeuronServingCluster(Construct):
             access_logs_bucket=self.access_log_bucket,
             access_logs_prefix="compile-cache/",
             versioned=False,
-            lifecycle_rules=[s3.LifecycleRule(expiration=compile_cache_retention)],
+            lifecycle_rules=[
+                s3.LifecycleRule(expiration=Duration.days(props.compile_cache_retention_days))
+            ],
         )
         self.alarm_key = kms.Key(
             self,
@@ -104,25 +109,30 @@ class NeuronServingCluster(Construct):
             master_key=self.alarm_key,
             enforce_ssl=True,
         )
-        for email in alarm_emails or []:
+        for email in props.alarm_emails:
             self.alarm_topic.add_subscription(subscriptions.EmailSubscription(email))
-        self.dashboard = cloudwatch.Dashboard(
-            self,
-            "Dashboard",
-            dashboard_name=f"{Stack.of(self).stack_name}-serving",
-            default_interval=Duration.hours(3),
+        self.dashboard: cloudwatch.Dashboard | None = (
+            cloudwatch.Dashboard(
+                self,
+                "Dashboard",
+                dashboard_name=f"{Stack.of(self).stack_name}-serving",
+                default_interval=Duration.hours(3),
+            )
+            if props.dashboard
+            else None
         )
 
-    def _new_vpc(
-        self, cidr: str, max_azs: int, nat_gateways: int | None, log_retention: logs.RetentionDays
-    ) -> ec2.Vpc:
-        flow_log_group = logs.LogGroup(self, "FlowLogs", retention=log_retention)
+    def _new_vpc(self, props: NeuronServingClusterProps) -> ec2.Vpc:
+        flow_log_group = logs.LogGroup(self, "FlowLogs", retention=self.log_retention)
+        zones = props.availability_zones
         return ec2.Vpc(
             self,
             "Vpc",
-            ip_addresses=ec2.IpAddresses.cidr(cidr),
-            max_azs=max_azs,
-            nat_gateways=nat_gateways,
+            ip_addresses=ec2.IpAddresses.cidr(props.vpc_cidr),
+            availability_zones=list(zones) if zones else None,
+            max_azs=None if zones else props.max_azs,
+            nat_gateways=props.nat_gateways,
+            restrict_default_security_group=props.restrict_default_security_group,
             subnet_configuration=[
                 ec2.SubnetConfiguration(
                     name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24
@@ -138,3 +148,21 @@ class NeuronServingCluster(Construct):
                 )
             },
         )
+
+
+def _imported_vpc(scope: Construct, vpc: ImportedVpc) -> ec2.IVpc:
+    return ec2.Vpc.from_vpc_attributes(
+        scope,
+        "Vpc",
+        vpc_id=vpc.vpc_id,
+        vpc_cidr_block=vpc.cidr,
+        availability_zones=list(vpc.availability_zones),
+        private_subnet_ids=list(vpc.private_subnet_ids),
+        public_subnet_ids=list(vpc.public_subnet_ids) or None,
+    )
+
+
+def _retention(days: int) -> logs.RetentionDays:
+    # RetentionDays lists the periods CloudWatch Logs accepts in ascending order, then INFINITE.
+    finite = [member for member in logs.RetentionDays if member is not logs.RetentionDays.INFINITE]
+    return dict(zip(LOG_RETENTION_DAYS, finite, strict=True))[days]

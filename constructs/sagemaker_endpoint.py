@@ -10,9 +10,8 @@ model bucket, a role that can read only the model prefix, and alarms.
 from __future__ import annotations
 
 import re
-from enum import StrEnum
 
-from aws_cdk import Aws, CfnOutput, Duration, Stack, Token
+from aws_cdk import Aws, Duration, Stack, Token
 from aws_cdk import aws_applicationautoscaling as autoscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
@@ -24,28 +23,19 @@ from constructs import Construct
 
 from inferfleet.constructs.nag import acknowledge, nag_resource
 from inferfleet.constructs.private_bucket import private_bucket
+from inferfleet.constructs.props.problems import raise_for
+from inferfleet.constructs.props.sagemaker_endpoint import (
+    HostingMode,
+    SageMakerEndpointProps,
+)
 
-# CloudFormation output names the CLI reads from the deployed stack.
-ENDPOINT_NAME_OUTPUT = "SageMakerEndpointName"
-MODEL_BUCKET_OUTPUT = "SageMakerModelBucket"
-MODEL_PREFIX_OUTPUT = "SageMakerModelPrefix"
+__all__ = ["HostingMode", "SageMakerEndpoint", "SageMakerEndpointProps", "resolve_image_uri"]
 
 VARIANT_NAME = "AllTraffic"
-DEFAULT_FRAMEWORK = "sagemaker-tritonserver"
 _ECR_IMAGE = re.compile(
     r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/"
     r"(?P<repository>[^:@]+)"
 )
-
-
-class HostingMode(StrEnum):
-    SINGLE_MODEL = "SingleModel"
-    MULTI_MODEL = "MultiModel"
-
-
-class RoutingStrategy(StrEnum):
-    LEAST_OUTSTANDING_REQUESTS = "LEAST_OUTSTANDING_REQUESTS"
-    RANDOM = "RANDOM"
 
 
 def resolve_image_uri(
@@ -75,36 +65,11 @@ def resolve_image_uri(
 class SageMakerEndpoint(Construct):
     """A real-time endpoint with its model bucket, execution role, autoscaling and alarms.
 
-    :param mode: ``HostingMode.SINGLE_MODEL`` or ``HostingMode.MULTI_MODEL`` (one endpoint
-        loading ``{model_prefix}{TargetModel}`` on demand). Default: single model.
-    :param instance_type: production variant instance type. Default: ``ml.g5.2xlarge``.
-    :param initial_instance_count: instances at creation. Default: ``min_capacity``.
-    :param min_capacity: autoscaling floor. Default: 1.
-    :param max_capacity: autoscaling ceiling. Default: 4.
-    :param target_invocations_per_instance: target tracking on
-        ``SageMakerVariantInvocationsPerInstance`` (per minute). Default: 100.
-    :param routing_strategy: how SageMaker picks an instance. Default: least outstanding
-        requests.
-    :param image_uri: container image. Default: resolved from the SDK tables for
-        ``framework``/``framework_version`` in the stack's region (which must be concrete).
-    :param framework: SDK image family. Default: ``sagemaker-tritonserver`` (Triton MME).
-    :param framework_version: version in the SDK tables. Default: the newest there.
-    :param model_prefix: key prefix of the model artifacts in the bucket. Default:
-        ``models/``.
-    :param model_artifact: single-model mode: the artifact's key under ``model_prefix``
-        (e.g. ``model.tar.gz``). Default: none (the image carries the model).
-    :param environment: container environment. Default: none.
+    :param props: the endpoint (:class:`SageMakerEndpointProps`, defaults documented there).
     :param model_bucket: an existing bucket for the artifacts. Default: a new bucket,
         versioned, encrypted, SSL-only, with public access blocked, retained on delete.
     :param access_logs_bucket: where the new model bucket logs access. Default: none.
-    :param network_isolation: run the container without network access. Default: True.
-    :param latency_p99_threshold: ``ModelLatency`` P99 alarm threshold. Default: 1 s.
-    :param error_5xx_threshold: 5xx errors per 5 minutes that alarm. Default: 1.
-    :param cache_hit_rate_threshold: MME: alarm when ``ModelCacheHit`` falls below. Default 0.5.
-    :param loaded_models_threshold: MME: alarm when ``LoadedModelCount`` reaches it (instances
-        are evicting models). Default: 1000.
     :param alarm_topic: SNS topic the alarms notify. Default: none.
-    :param emit_outputs: add the CfnOutputs the CLI reads. Default: True.
     """
 
     def __init__(
@@ -112,60 +77,31 @@ class SageMakerEndpoint(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        mode: HostingMode = HostingMode.SINGLE_MODEL,
-        instance_type: str = "ml.g5.2xlarge",
-        initial_instance_count: int | None = None,
-        min_capacity: int = 1,
-        max_capacity: int = 4,
-        target_invocations_per_instance: int = 100,
-        routing_strategy: RoutingStrategy = RoutingStrategy.LEAST_OUTSTANDING_REQUESTS,
-        image_uri: str | None = None,
-        framework: str = DEFAULT_FRAMEWORK,
-        framework_version: str | None = None,
-        model_prefix: str = "models/",
-        model_artifact: str | None = None,
-        environment: dict[str, str] | None = None,
+        props: SageMakerEndpointProps | None = None,
         model_bucket: s3.IBucket | None = None,
         access_logs_bucket: s3.IBucket | None = None,
-        network_isolation: bool = True,
-        latency_p99_threshold: Duration | None = None,
-        error_5xx_threshold: int = 1,
-        cache_hit_rate_threshold: float = 0.5,
-        loaded_models_threshold: int = 1000,
         alarm_topic: sns.ITopic | None = None,
-        emit_outputs: bool = True,
     ) -> None:
         super().__init__(scope, construct_id)
-        mode = HostingMode(mode)
-        routing_strategy = RoutingStrategy(routing_strategy)
-        initial_instance_count = (
-            min_capacity if initial_instance_count is None else initial_instance_count
-        )
-        _validate(
-            construct_id,
-            mode=mode,
-            instance_type=instance_type,
-            min_capacity=min_capacity,
-            max_capacity=max_capacity,
-            initial_instance_count=initial_instance_count,
-            model_prefix=model_prefix,
-            model_artifact=model_artifact,
-            cache_hit_rate_threshold=cache_hit_rate_threshold,
-        )
-        self.mode = mode
-        self.model_prefix = model_prefix
-        self.image_uri = image_uri or self._resolve_image(
-            construct_id, framework, framework_version, instance_type
+        props = props or SageMakerEndpointProps()
+        raise_for(self.node.path, props.problems())
+        self.props = props
+        self.mode = props.mode
+        self.model_prefix = props.model_prefix
+        self.image_uri = props.image_uri or self._resolve_image(
+            props.framework, props.framework_version, props.instance_type
         )
 
         self.model_bucket: s3.IBucket = model_bucket or self._new_bucket(access_logs_bucket)
         self.role = self._execution_role()
 
-        if mode is HostingMode.MULTI_MODEL:
-            self.model_data_url: str | None = self.model_bucket.s3_url_for_object(model_prefix)
-        elif model_artifact:
+        if props.mode is HostingMode.MULTI_MODEL:
+            self.model_data_url: str | None = self.model_bucket.s3_url_for_object(
+                props.model_prefix
+            )
+        elif props.model_artifact:
             self.model_data_url = self.model_bucket.s3_url_for_object(
-                f"{model_prefix}{model_artifact}"
+                f"{props.model_prefix}{props.model_artifact}"
             )
         else:
             self.model_data_url = None
@@ -174,12 +110,12 @@ class SageMakerEndpoint(Construct):
             self,
             "Model",
             execution_role_arn=self.role.role_arn,
-            enable_network_isolation=network_isolation,
+            enable_network_isolation=props.network_isolation,
             primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
                 image=self.image_uri,
-                mode=mode.value,
+                mode=props.mode.value,
                 model_data_url=self.model_data_url,
-                environment=environment,
+                environment=dict(props.environment) or None,
             ),
         )
         self.model.node.add_dependency(self.role)
@@ -190,11 +126,11 @@ class SageMakerEndpoint(Construct):
                 sagemaker.CfnEndpointConfig.ProductionVariantProperty(
                     variant_name=VARIANT_NAME,
                     model_name=self.model.attr_model_name,
-                    instance_type=instance_type,
-                    initial_instance_count=initial_instance_count,
+                    instance_type=props.instance_type,
+                    initial_instance_count=props.initial_count,
                     initial_variant_weight=1.0,
                     routing_config=sagemaker.CfnEndpointConfig.RoutingConfigProperty(
-                        routing_strategy=routing_strategy.value
+                        routing_strategy=props.routing.sagemaker
                     ),
                 )
             ],
@@ -210,49 +146,31 @@ class SageMakerEndpoint(Construct):
             service_namespace=autoscaling.ServiceNamespace.SAGEMAKER,
             resource_id=f"endpoint/{self.endpoint_name}/variant/{VARIANT_NAME}",
             scalable_dimension="sagemaker:variant:DesiredInstanceCount",
-            min_capacity=min_capacity,
-            max_capacity=max_capacity,
+            min_capacity=props.min_capacity,
+            max_capacity=props.max_capacity,
         )
         self.scalable_target.node.add_dependency(self.endpoint)
         self.scalable_target.scale_to_track_metric(
             "InvocationsPerInstance",
-            target_value=target_invocations_per_instance,
+            target_value=props.target_invocations_per_instance,
             predefined_metric=autoscaling.PredefinedMetric.SAGEMAKER_VARIANT_INVOCATIONS_PER_INSTANCE,
             scale_in_cooldown=Duration.minutes(5),
             scale_out_cooldown=Duration.minutes(1),
         )
 
-        self.alarms = self._alarms(
-            latency_p99_threshold or Duration.seconds(1),
-            error_5xx_threshold,
-            cache_hit_rate_threshold,
-            loaded_models_threshold,
-        )
+        self.alarms = self._alarms()
         if alarm_topic is not None:
             for alarm in self.alarms.values():
                 alarm.add_alarm_action(cloudwatch_actions.SnsAction(alarm_topic))
-
-        self._acknowledge(network_isolation)
-        if emit_outputs:
-            CfnOutput(self, ENDPOINT_NAME_OUTPUT, value=self.endpoint_name).override_logical_id(
-                ENDPOINT_NAME_OUTPUT
-            )
-            CfnOutput(
-                self, MODEL_BUCKET_OUTPUT, value=self.model_bucket.bucket_name
-            ).override_logical_id(MODEL_BUCKET_OUTPUT)
-            CfnOutput(self, MODEL_PREFIX_OUTPUT, value=model_prefix).override_logical_id(
-                MODEL_PREFIX_OUTPUT
-            )
+        self._acknowledge(props.network_isolation)
 
     # -- parts -------------------------------------------------------------------------------
 
-    def _resolve_image(
-        self, construct_id: str, framework: str, version: str | None, instance_type: str
-    ) -> str:
+    def _resolve_image(self, framework: str, version: str | None, instance_type: str) -> str:
         region = Stack.of(self).region
         if Token.is_unresolved(region):
             raise ValueError(
-                f"{construct_id}: image_uri is resolved at synth time for the stack's region, "
+                f"{self.node.path}: image_uri is resolved at synth time for the stack's region, "
                 "but this stack has no concrete region; give the stack "
                 "env=Environment(region=...) or pass image_uri"
             )
@@ -261,7 +179,7 @@ class SageMakerEndpoint(Construct):
                 framework, region, instance_type=instance_type, version=version
             )
         except ValueError as error:
-            raise ValueError(f"{construct_id}: {error}") from None
+            raise ValueError(f"{self.node.path}: {error}") from None
 
     def _new_bucket(self, access_logs_bucket: s3.IBucket | None) -> s3.Bucket:
         return private_bucket(
@@ -374,13 +292,8 @@ class SageMakerEndpoint(Construct):
             period=period,
         )
 
-    def _alarms(
-        self,
-        latency_p99: Duration,
-        errors_5xx: int,
-        cache_hit_rate: float,
-        loaded_models: int,
-    ) -> dict[str, cloudwatch.Alarm]:
+    def _alarms(self) -> dict[str, cloudwatch.Alarm]:
+        props = self.props
         minute = Duration.minutes(1)
         alarms = {
             "ModelLatencyP99": cloudwatch.Alarm(
@@ -388,7 +301,7 @@ class SageMakerEndpoint(Construct):
                 "ModelLatencyP99Alarm",
                 alarm_description="Model latency P99 above its threshold (microseconds)",
                 metric=self._metric("ModelLatency", "p99", minute),
-                threshold=latency_p99.to_milliseconds() * 1000,
+                threshold=props.latency_p99_threshold_ms * 1000,
                 evaluation_periods=5,
                 datapoints_to_alarm=3,
                 comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
@@ -399,7 +312,7 @@ class SageMakerEndpoint(Construct):
                 "Invocation5XXErrorsAlarm",
                 alarm_description="The model container answered with 5xx errors",
                 metric=self._metric("Invocation5XXErrors", "Sum", Duration.minutes(5)),
-                threshold=errors_5xx,
+                threshold=props.error_5xx_threshold,
                 evaluation_periods=1,
                 comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
@@ -411,7 +324,7 @@ class SageMakerEndpoint(Construct):
                 "ModelCacheHitAlarm",
                 alarm_description="Too many requests load their model from S3 (cold models)",
                 metric=self._metric("ModelCacheHit", "Average", Duration.minutes(5)),
-                threshold=cache_hit_rate,
+                threshold=props.cache_hit_rate_threshold,
                 evaluation_periods=3,
                 comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
@@ -421,7 +334,7 @@ class SageMakerEndpoint(Construct):
                 "LoadedModelCountAlarm",
                 alarm_description="Instances hold so many models that they evict (add memory)",
                 metric=self._metric("LoadedModelCount", "Maximum", Duration.minutes(5)),
-                threshold=loaded_models,
+                threshold=props.loaded_models_threshold,
                 evaluation_periods=3,
                 comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
@@ -447,47 +360,3 @@ class SageMakerEndpoint(Construct):
                 "AwsSolutions-SM3",
                 "network isolation turned off by the caller (network_isolation=False)",
             )
-
-
-def _validate(
-    construct_id: str,
-    *,
-    mode: HostingMode,
-    instance_type: str,
-    min_capacity: int,
-    max_capacity: int,
-    initial_instance_count: int,
-    model_prefix: str,
-    model_artifact: str | None,
-    cache_hit_rate_threshold: float,
-) -> None:
-    if not instance_type.startswith("ml."):
-        raise ValueError(
-            f"{construct_id}: instance_type {instance_type!r} is not a SageMaker instance type; "
-            "use the ml. form, e.g. ml.g5.2xlarge or ml.inf2.xlarge"
-        )
-    if not 1 <= min_capacity <= max_capacity:
-        raise ValueError(
-            f"{construct_id}: need 1 <= min_capacity <= max_capacity, got "
-            f"{min_capacity}..{max_capacity}; a real-time endpoint keeps at least one instance"
-        )
-    if not min_capacity <= initial_instance_count <= max_capacity:
-        raise ValueError(
-            f"{construct_id}: initial_instance_count {initial_instance_count} must lie within "
-            f"min_capacity..max_capacity ({min_capacity}..{max_capacity})"
-        )
-    if (model_prefix and not model_prefix.endswith("/")) or model_prefix.startswith("/"):
-        raise ValueError(
-            f"{construct_id}: model_prefix {model_prefix!r} must be a key prefix like 'models/' "
-            "(no leading '/', ending in '/')"
-        )
-    if mode is HostingMode.MULTI_MODEL and model_artifact:
-        raise ValueError(
-            f"{construct_id}: model_artifact is for single-model endpoints; a multi-model "
-            "endpoint loads every artifact under model_prefix by TargetModel"
-        )
-    if not 0 < cache_hit_rate_threshold <= 1:
-        raise ValueError(
-            f"{construct_id}: cache_hit_rate_threshold must be in (0, 1], "
-            f"got {cache_hit_rate_threshold}"
-        )

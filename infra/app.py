@@ -1,9 +1,11 @@
-"""The CDK app: one stack per region of the fleet file.
+"""The CDK app: one stack per region of a fleet plan.
 
-``cdk synth`` runs this module (see cdk.json; the fleet file comes from the
-``config`` context key), and ``inferfleet synth`` calls :func:`build_app` in
-process, so both give the same templates.
+``cdk synth`` runs this module (see cdk.json; the fleet file comes from the ``config``
+context key), and ``inferfleet synth`` calls :func:`build_app` in process, so both give the
+same templates.
 """
+
+from __future__ import annotations
 
 import json
 from pathlib import Path
@@ -12,35 +14,32 @@ from typing import Any
 from aws_cdk import App, Validations
 from cdk_nag import AwsSolutionsChecks
 
+from inferfleet.infra import names
 from inferfleet.infra.feature_flags import cdk_feature_flags
+from inferfleet.infra.plan import CONTEXT_FILE, FleetPlan, load_fleet_plan, zones_context_key
 from inferfleet.infra.regional_stack import RegionalStack
-from inferfleet.infra.spec import FleetSpec, load_fleet_spec
-
-# Context key that turns on emulator mode (see RegionalStack); `-c inferfleet:emulator=true`.
-EMULATOR_CONTEXT_KEY = "inferfleet:emulator"
 
 
 def build_app(
-    spec: FleetSpec,
+    plan: FleetPlan,
     *,
     outdir: str | None = None,
     config_dir: Path = Path("."),
     regions: list[str] | None = None,
-    emulator: bool = False,
+    nag: bool = True,
 ) -> App:
-    """An App with the stacks of ``regions`` (default all) and the AwsSolutions checks.
-
-    ``emulator`` leaves out what an AWS emulator cannot run (listed in regional_stack).
-    """
-    app = App(outdir=outdir, context=_context(spec, config_dir), analytics_reporting=False)
-    Validations.of(app).add_plugins(AwsSolutionsChecks())
-    for region in spec.regions:
-        if regions is None or region.name in regions:
-            RegionalStack(app, spec, region, config_dir=str(config_dir), emulator=emulator)
+    """An App with the stacks of ``regions`` (default all) and, with ``nag``, the
+    AwsSolutions checks."""
+    app = App(outdir=outdir, context=_context(plan, config_dir), analytics_reporting=False)
+    if nag:
+        Validations.of(app).add_plugins(AwsSolutionsChecks())
+    for region in plan.regions:
+        if regions is None or region.region in regions:
+            RegionalStack(app, region)
     return app
 
 
-def _context(spec: FleetSpec, config_dir: Path) -> dict[str, Any]:
+def _context(plan: FleetPlan, config_dir: Path) -> dict[str, Any]:
     # Path and asset metadata as the CDK CLI enables them, so both synth paths give
     # equal templates.
     context: dict[str, Any] = {
@@ -49,24 +48,24 @@ def _context(spec: FleetSpec, config_dir: Path) -> dict[str, Any]:
         "aws:cdk:enable-asset-metadata": True,
     }
     # The CDK CLI passes cdk.context.json itself; in-process synth reads it here.
-    recorded = config_dir / "cdk.context.json"
+    recorded = config_dir / CONTEXT_FILE
     if recorded.exists():
-        context.update(json.loads(recorded.read_text()))
-    # Zones given in the spec answer the lookup a stack with an account would make.
-    for region in spec.regions:
-        account = spec.account_of(region)
-        zones = region.vpc.availability_zones if region.vpc else region.availability_zones
-        if account and zones:
-            context[f"availability-zones:account={account}:region={region.name}"] = zones
+        context.update(json.loads(recorded.read_text(encoding="utf-8")))
+    # The plan's zones answer the lookup a stack with an account makes.
+    for region in plan.regions:
+        if region.account and region.availability_zones:
+            context[zones_context_key(region.account, region.region)] = list(
+                region.availability_zones
+            )
     return context
 
 
 def main() -> None:
     probe = App()
-    config = Path(probe.node.try_get_context("config") or "fleet.yaml")
-    emulator = str(probe.node.try_get_context(EMULATOR_CONTEXT_KEY)).lower() == "true"
-    app = build_app(load_fleet_spec(config), config_dir=config.parent, emulator=emulator)
-    app.synth()
+    config = Path(probe.node.try_get_context(names.CONFIG_CONTEXT_KEY) or "fleet.yaml")
+    emulator = str(probe.node.try_get_context(names.EMULATOR_CONTEXT_KEY)).lower() == "true"
+    plan = load_fleet_plan(config, emulator=emulator)
+    build_app(plan, config_dir=config.parent).synth()
 
 
 if __name__ == "__main__":

@@ -29,6 +29,9 @@ CREATED_AT = "created_at"
 # One DynamoDB transaction (at most 100 items) ends a batch: each task's job, each task's
 # model record and the running-jobs slot.
 MAX_BATCH_TASKS = 49
+# SageMaker's own limits on a training job.
+MAX_RUNTIME_LIMIT_S = 28 * 24 * 3600
+MAX_WARM_POOL_KEEP_ALIVE_S = 3600
 
 # Events the publisher puts on the bus for the application, and the one it takes from it.
 MODEL_READY_DETAIL_TYPE = "Fine-tune Model Ready"

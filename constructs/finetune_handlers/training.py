@@ -30,6 +30,7 @@ from .layout import (
     batch_task_failure_key,
     is_batch_name,
 )
+from .schema import MAX_RUNTIME_LIMIT_S
 from .settings import LauncherSettings
 
 THROTTLING_CODES = frozenset(
@@ -43,8 +44,6 @@ THROTTLING_CODES = frozenset(
     }
 )
 # SageMaker's limits on a training job's run time and on a warm pool's keep-alive.
-MAX_RUNTIME_LIMIT_S = 28 * 24 * 3600
-MAX_WARM_POOL_KEEP_ALIVE_S = 3600
 
 
 class StartOutcome(Enum):

@@ -6,13 +6,15 @@ import re
 from dataclasses import dataclass
 
 from inferfleet.constructs.finetune_handlers.layout import MAX_TRAINING_JOB_PREFIX
+from inferfleet.constructs.finetune_handlers.schema import (
+    MAX_BATCH_TASKS,
+    MAX_RUNTIME_LIMIT_S,
+    MAX_WARM_POOL_KEEP_ALIVE_S,
+)
 from inferfleet.constructs.props.problems import PropsProblem, in_range
 
-# One DynamoDB transaction claims every task of a batch (at most 100 items, one the counter).
-MAX_BATCH_TASKS = 99
 # SageMaker's default account quota is about one CreateTrainingJob per second.
 MAX_CREATE_CALLS_PER_SECOND = 10.0
-MAX_TRAINING_RUNTIME_S = 28 * 24 * 3600
 _PREFIX = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
 _INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 
@@ -27,19 +29,35 @@ class FinetuneQueueProps:
         ``containers/finetune`` as a Docker image asset.
     :param training_instance_type: Default: ``ml.trn1.2xlarge``.
     :param training_volume_gb: Default: 100.
-    :param training_max_runtime_s: Default: 24 hours.
-    :param training_job_prefix: start of every training job name (1-26 letters, digits,
-        hyphens); the state-change rule matches it. Default: ``inferfleet-ft``.
+    :param training_max_runtime_s: run time of one job (of one task in a batch); at most
+        SageMaker's 28 days. Default: 24 hours.
+    :param training_network_isolation: single jobs run without network access (SageMaker
+        moves their data and model). Batch jobs move their tasks' data themselves and run
+        with the network, under a role that reaches only the upload and batch prefixes.
+        Default: True.
+    :param warm_pool_keep_alive_s: seconds SageMaker keeps a single job's instance warm for
+        the next job (managed warm pools; needs a warm-pool quota, billed while warm); 0 is
+        off, at most 3600. Default: 0.
+    :param max_epochs: most epochs a manifest may ask for. Default: 10.
+    :param max_seq_len: longest sequence a manifest may ask for. Default: 4096.
+    :param max_batch_size: largest batch a manifest may ask for. Default: 64.
+    :param training_job_prefix: start of every training job name (letters, digits,
+        hyphens; at most 29, so names stay within SageMaker's 63); the state-change rule
+        matches it. Default: ``inferfleet-ft``.
     :param max_running_jobs: training jobs running at once. Default: 10.
     :param create_calls_per_second: CreateTrainingJob pace (SageMaker allows about 1).
         Default: 1.
     :param max_attempts: launches of one job before it fails. Default: 5.
     :param batch_threshold: queued jobs from which the launcher runs ``batch_tasks`` tasks as
         one multi-instance training job; 0 turns batching off. Default: 0.
-    :param batch_tasks: tasks per batch job (2..99). Default: 8.
+    :param batch_tasks: tasks per batch job (2..49: one DynamoDB transaction ends a batch,
+        its jobs, their model records and the slot). Default: 8.
     :param batch_instances: instances of a batch job (1..batch_tasks); instance ``h`` of
         ``n`` runs the tasks whose index ``i % n == h``. Default: 2.
-    :param sweep_interval_s: how often the launcher sweeps the queue. Default: 60.
+    :param sweep_interval_s: how often the launcher sweeps the queue and the publisher looks
+        for training jobs whose end it missed. Default: 60.
+    :param reconcile_after_s: how long after a training job ended the publisher's sweep ends
+        its jobs if no state change did. Default: 900.
     :param powertools_layer_version: version of the public Powertools for AWS Lambda
         (Python) v3 layer. Default: 27.
     :param event_source: ``source`` of the ready/failed events. Default:
@@ -51,6 +69,11 @@ class FinetuneQueueProps:
     training_instance_type: str = "ml.trn1.2xlarge"
     training_volume_gb: int = 100
     training_max_runtime_s: int = 24 * 3600
+    training_network_isolation: bool = True
+    warm_pool_keep_alive_s: int = 0
+    max_epochs: int = 10
+    max_seq_len: int = 4096
+    max_batch_size: int = 64
     training_job_prefix: str = "inferfleet-ft"
     max_running_jobs: int = 10
     create_calls_per_second: float = 1.0
@@ -59,6 +82,7 @@ class FinetuneQueueProps:
     batch_tasks: int = 8
     batch_instances: int = 2
     sweep_interval_s: int = 60
+    reconcile_after_s: int = 900
     powertools_layer_version: int = 27
     event_source: str = "inferfleet.finetune"
 
@@ -91,8 +115,19 @@ class FinetuneQueueProps:
             )
         problems += in_range("training_volume_gb", self.training_volume_gb, 1, 16384, "GB")
         problems += in_range(
-            "training_max_runtime_s", self.training_max_runtime_s, 1, MAX_TRAINING_RUNTIME_S, "s"
+            "training_max_runtime_s", self.training_max_runtime_s, 1, MAX_RUNTIME_LIMIT_S, "s"
         )
+        problems += in_range(
+            "warm_pool_keep_alive_s",
+            self.warm_pool_keep_alive_s,
+            0,
+            MAX_WARM_POOL_KEEP_ALIVE_S,
+            "s",
+        )
+        problems += in_range("max_epochs", self.max_epochs, 1, 1000)
+        problems += in_range("max_seq_len", self.max_seq_len, 8, 131072)
+        problems += in_range("max_batch_size", self.max_batch_size, 1, 4096)
+        problems += in_range("reconcile_after_s", self.reconcile_after_s, 60, 7 * 86400, "s")
         problems += in_range("max_running_jobs", self.max_running_jobs, 1, 1000)
         if not 0 < self.create_calls_per_second <= MAX_CREATE_CALLS_PER_SECOND:
             problems.append(

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aws_cdk import App, Duration, Environment, Stack, Validations
+from aws_cdk import App, Environment, Stack, Validations
 from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Match, Template
 from cdk_nag import AwsSolutionsChecks
@@ -24,23 +24,35 @@ from inferfleet.constructs.finetune_handlers.settings import (
     TrainingLimits,
 )
 from inferfleet.constructs.finetune_queue import (
-    DATA_BUCKET_OUTPUT,
-    JOBS_TABLE_OUTPUT,
-    MODELS_TABLE_OUTPUT,
     AdapterComponents,
     FinetuneQueue,
+    FinetuneQueueProps,
 )
-from inferfleet.constructs.sagemaker_endpoint import HostingMode, SageMakerEndpoint
+from inferfleet.constructs.props.problems import PropsError
+from inferfleet.constructs.sagemaker_endpoint import (
+    HostingMode,
+    SageMakerEndpoint,
+    SageMakerEndpointProps,
+)
 from inferfleet.infra.feature_flags import cdk_feature_flags
 
 REGION = Environment(region="us-east-1")
 
 
-def _build(app: App, **props: Any) -> tuple[Stack, FinetuneQueue]:
+def _build(
+    app: App, adapter_components: AdapterComponents | None = None, **props: Any
+) -> tuple[Stack, FinetuneQueue]:
     stack = Stack(app, "Personalization", env=REGION)
-    endpoint = SageMakerEndpoint(stack, "Users", mode=HostingMode.MULTI_MODEL)
-    props = {"model_bucket": endpoint.model_bucket, "model_prefix": endpoint.model_prefix, **props}
-    queue = FinetuneQueue(stack, "Finetune", **props)
+    endpoint = SageMakerEndpoint(
+        stack, "Users", props=SageMakerEndpointProps(mode=HostingMode.MULTI_MODEL)
+    )
+    queue = FinetuneQueue(
+        stack,
+        "Finetune",
+        model_bucket=endpoint.model_bucket,
+        adapter_components=adapter_components,
+        props=FinetuneQueueProps(**{"model_prefix": endpoint.model_prefix, **props}),
+    )
     return stack, queue
 
 
@@ -493,11 +505,6 @@ def test_an_explicit_training_image_uri_replaces_the_asset() -> None:
     assert assets.get("dockerImages", {}) == {}
 
 
-def test_outputs_carry_the_names_the_cli_reads(synthesized) -> None:
-    outputs = synthesized["json"]["Outputs"]
-    assert {DATA_BUCKET_OUTPUT, JOBS_TABLE_OUTPUT, MODELS_TABLE_OUTPUT} <= set(outputs)
-
-
 def test_cfn_lint_is_clean(synthesized) -> None:
     from cfnlint.api import ManualArgs, lint_file
 
@@ -524,18 +531,21 @@ def test_cdk_nag_finds_no_unacknowledged_errors(synthesized) -> None:
 @pytest.mark.parametrize(
     ("props", "message"),
     [
-        ({"training_job_prefix": "bad_prefix"}, "training_job_prefix 'bad_prefix'"),
-        ({"training_job_prefix": "x" * 21}, "1-20 letters"),
+        ({"training_job_prefix": "bad_prefix"}, "training_job_prefix: 'bad_prefix'"),
+        ({"training_job_prefix": "x" * 30}, "1-29 letters"),
         ({"max_running_jobs": 0}, "max_running_jobs"),
         ({"create_calls_per_second": 50}, "about 1 per second"),
-        ({"batch_threshold": 10, "batch_tasks": 50}, "batch_tasks must be 2..49"),
-        ({"warm_pool_keep_alive_s": 3601}, "warm_pool_keep_alive_s must be 0 .off. to 3600"),
-        ({"training_max_runtime": Duration.days(29)}, "training_max_runtime must be"),
-        ({"max_epochs": 0}, "max_epochs must be at least 1"),
-        ({"model_prefix": "models"}, "model_prefix 'models'"),
+        ({"batch_threshold": 100, "batch_tasks": 50}, "batch_tasks: 50 is outside 2..49"),
+        ({"batch_threshold": 8, "batch_tasks": 4, "batch_instances": 10}, "batch_instances: 10"),
+        ({"batch_threshold": 4, "batch_tasks": 8}, "raise batch_threshold to at least 8"),
+        ({"warm_pool_keep_alive_s": 3601}, "warm_pool_keep_alive_s: 3601 s is outside 0..3600"),
+        ({"training_max_runtime_s": 29 * 86400}, "training_max_runtime_s: "),
+        ({"max_epochs": 0}, "max_epochs: 0 is outside 1..1000"),
+        ({"model_prefix": "models"}, "model_prefix: 'models'"),
         ({"training_instance_type": "trn1.2xlarge"}, "ml. form"),
     ],
 )
 def test_bad_props_fail_at_construction_with_the_field_named(props, message) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(PropsError, match=message) as raised:
         _build(App(context=cdk_feature_flags()), **props)
+    assert str(raised.value).startswith("Personalization/Finetune: ")

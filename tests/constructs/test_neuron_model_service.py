@@ -3,47 +3,62 @@
 import json
 
 import pytest
-from aws_cdk import App, Duration, Environment, Stack
-from aws_cdk import aws_certificatemanager as acm
+from aws_cdk import App, Environment, Stack
 from aws_cdk import aws_ecs as ecs
-from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk.assertions import Match, Template
 
-from inferfleet.constructs.neuron_model_service import NeuronModelService, NeuronPool
-from inferfleet.constructs.neuron_serving_cluster import NeuronServingCluster
+from inferfleet.constructs.neuron_model_service import (
+    NeuronModelService,
+    NeuronModelServiceProps,
+    NeuronPool,
+)
+from inferfleet.constructs.neuron_serving_cluster import (
+    ImportedVpc,
+    NeuronServingCluster,
+    NeuronServingClusterProps,
+)
+from inferfleet.constructs.props.model_service import default_grace_period_s
+from inferfleet.constructs.props.problems import PropsError
+from inferfleet.constructs.routing import Routing
+from inferfleet.containers.common.serving_env import ServingEnv
 from inferfleet.infra.feature_flags import cdk_feature_flags
 
 REGION = Environment(region="us-east-1")  # ALB access logging needs a concrete region
-IMAGE = ecs.ContainerImage.from_registry("public.ecr.aws/example/model-server:1")
+IMAGE = "public.ecr.aws/example/model-server:1"
 
 
-def build_stack(**assistant_props) -> tuple[Stack, NeuronModelService, NeuronModelService]:
+def build_stack() -> tuple[Stack, NeuronModelService, NeuronModelService]:
     app = App(context=cdk_feature_flags())
     stack = Stack(app, "Serving", env=REGION)
-    cluster = NeuronServingCluster(stack, "Cluster", alarm_emails=["oncall@example.com"])
+    cluster = NeuronServingCluster(
+        stack, "Cluster", props=NeuronServingClusterProps(alarm_emails=("oncall@example.com",))
+    )
     assistant = NeuronModelService(
         stack,
         "assistant",
         serving_cluster=cluster,
-        image=IMAGE,
-        pools=[
-            NeuronPool("inf2.48xlarge", tensor_parallel=24, min_capacity=2, max_capacity=20),
-            NeuronPool("trn1.32xlarge", tensor_parallel=32, min_capacity=1, max_capacity=10),
-        ],
-        model_artifact="s3://models/assistant/",
-        weights_gib=65,
-        **assistant_props,
+        props=NeuronModelServiceProps(
+            image_uri=IMAGE,
+            pools=(
+                NeuronPool("inf2.48xlarge", tensor_parallel=24, min_capacity=2, max_capacity=20),
+                NeuronPool("trn1.32xlarge", tensor_parallel=32, min_capacity=1, max_capacity=10),
+            ),
+            model_artifact="s3://models/assistant/",
+            weights_gib=65,
+        ),
     )
     intent = NeuronModelService(
         stack,
         "intent",
         serving_cluster=cluster,
-        kind="classifier",
-        image=IMAGE,
-        pools=[
-            NeuronPool("inf2.xlarge", tensor_parallel=1, min_capacity=2, max_capacity=16),
-            NeuronPool("inf2.24xlarge", tensor_parallel=4, min_capacity=0, max_capacity=4),
-        ],
+        props=NeuronModelServiceProps(
+            kind="classifier",
+            image_uri=IMAGE,
+            pools=(
+                NeuronPool("inf2.xlarge", tensor_parallel=1, min_capacity=2, max_capacity=16),
+                NeuronPool("inf2.24xlarge", tensor_parallel=4, min_capacity=0, max_capacity=4),
+            ),
+        ),
     )
     return stack, assistant, intent
 
@@ -79,15 +94,25 @@ def test_task_maps_exactly_the_instance_devices(built, service, instance_type, d
     assert container["LinuxParameters"]["Capabilities"]["Add"] == ["IPC_LOCK"]
     assert {"Name": "memlock", "SoftLimit": -1, "HardLimit": -1} in container["Ulimits"]
     environment = {e["Name"]: e["Value"] for e in container["Environment"]}
-    assert environment["INFERFLEET_TP_DEGREE"] == str(tp)
     assert environment["INFERFLEET_NEURON_CORES"] == str(cores)
-    assert environment["INFERFLEET_REPLICAS"] == str(cores // tp)
     assert environment["INFERFLEET_INSTANCE_TYPE"] == instance_type
     assert environment["NEURON_RT_VISIBLE_CORES"] == f"0-{cores - 1}"
     assert environment["AWS_DEFAULT_REGION"] == "us-east-1"
     assert environment["INFERFLEET_MODEL_ARTIFACT"] == (
         "s3://models/assistant/" if service == "assistant" else ""
     )
+    # The image reads back exactly what the construct wrote, through the one contract.
+    # (The compile cache URL is a CloudFormation join in the template: left out here.)
+    contract = ServingEnv.from_env({k: v for k, v in environment.items() if isinstance(v, str)})
+    assert contract.kind == model_service.kind and contract.neuron_cores == cores
+    if service == "assistant":
+        assert environment["INFERFLEET_TP_DEGREE"] == str(tp)
+        assert environment["INFERFLEET_REPLICAS"] == str(cores // tp)
+        assert (contract.llm.tp_degree, contract.llm.replicas) == (tp, cores // tp)
+    else:
+        # A classifier is sent only what a classifier reads.
+        assert contract.llm is None
+        assert not {"INFERFLEET_TP_DEGREE", "INFERFLEET_MAX_NUM_SEQS"} & set(environment)
 
 
 def test_target_group_routes_by_least_outstanding_requests(built):
@@ -176,7 +201,7 @@ def test_services_have_circuit_breaker_grace_and_one_task_per_instance(built):
                     "MinimumHealthyPercent": 100,
                 }
             ),
-            "HealthCheckGracePeriodSeconds": 1200,
+            "HealthCheckGracePeriodSeconds": default_grace_period_s(65),
             "PlacementConstraints": [{"Type": "distinctInstance"}],
             "DesiredCount": 2,
         },
@@ -278,18 +303,17 @@ def test_https_listener_with_redirect():
     app = App(context=cdk_feature_flags())
     stack = Stack(app, "Tls", env=REGION)
     cluster = NeuronServingCluster(stack, "Cluster")
-    certificate = acm.Certificate.from_certificate_arn(
-        stack, "Cert", "arn:aws:acm:us-east-1:123456789012:certificate/abc"
-    )
     NeuronModelService(
         stack,
         "svc",
         serving_cluster=cluster,
-        image=IMAGE,
-        pools=[NeuronPool("inf2.xlarge", 1)],
-        certificate=certificate,
-        routing=elbv2.TargetGroupLoadBalancingAlgorithmType.ROUND_ROBIN,
-        idle_timeout=Duration.seconds(900),
+        props=NeuronModelServiceProps(
+            image_uri=IMAGE,
+            pools=(NeuronPool("inf2.xlarge", 1),),
+            certificate_arn="arn:aws:acm:us-east-1:123456789012:certificate/abc",
+            routing=Routing.ROUND_ROBIN,
+            idle_timeout_s=900,
+        ),
     )
     template = Template.from_stack(stack)
     template.has_resource_properties(
@@ -311,34 +335,87 @@ def test_https_listener_with_redirect():
 
 
 @pytest.mark.parametrize(
-    ("pools", "message"),
+    ("changes", "message"),
     [
-        ([], "give at least one pool"),
-        ([NeuronPool("inf2.48xlarge", 5)], "tensor_parallel 5 must divide the 24 NeuronCores"),
-        ([NeuronPool("inf2.xlarge", 1, 3, 2)], "0 <= min_capacity (3) <= max_capacity (2)"),
-        ([NeuronPool("inf2.xlarge", 1), NeuronPool("inf2.xlarge", 2)], "two pools of inf2.xlarge"),
-        ([NeuronPool("g5.xlarge", 1)], "unknown Neuron instance type 'g5.xlarge'"),
+        ({"pools": ()}, "pools: give at least one pool"),
+        (
+            {"pools": (NeuronPool("inf2.48xlarge", 5),)},
+            "pools[0].tensor_parallel: 5 does not divide the 24 NeuronCores",
+        ),
+        (
+            {"pools": (NeuronPool("inf2.xlarge", 1, 3, 2),)},
+            "pools[0].min_capacity: min 3 is greater than max 2",
+        ),
+        (
+            {"pools": (NeuronPool("inf2.xlarge", 1), NeuronPool("inf2.xlarge", 2))},
+            "pools[1].instance_type: a second pool of inf2.xlarge",
+        ),
+        (
+            {"pools": (NeuronPool("g5.xlarge", 1),)},
+            "pools[0].instance_type: unknown instance type 'g5.xlarge'",
+        ),
+        (
+            {"certificate_arn": "arn:aws:acm:eu-west-1:123456789012:certificate/abc"},
+            "certificate_arn: the certificate is in eu-west-1, but the load balancer is in "
+            "us-east-1",
+        ),
+        ({"image_asset_path": "/srv/image"}, "image_uri: both an image URI and an image asset"),
+        ({"allowed_cidrs": ("10.0.0.0/33",)}, "allowed_cidrs[0]: '10.0.0.0/33' is not an IPv4"),
+        ({"environment": {"INFERFLEET_TP_DEGREE": "8"}}, "environment: INFERFLEET_TP_DEGREE"),
     ],
 )
-def test_props_are_validated_at_construction(pools, message):
+def test_props_are_validated_at_construction_with_the_construct_path(changes, message):
     app = App(context=cdk_feature_flags())
     stack = Stack(app, "Bad", env=REGION)
     cluster = NeuronServingCluster(stack, "Cluster")
-    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        NeuronModelService(stack, "svc", serving_cluster=cluster, image=IMAGE, pools=pools)
+    props = NeuronModelServiceProps(
+        **{"pools": (NeuronPool("inf2.xlarge", 1),), "image_uri": IMAGE, **changes}
+    )
+    with pytest.raises(PropsError) as raised:
+        NeuronModelService(stack, "svc", serving_cluster=cluster, props=props)
+    assert str(raised.value).startswith("Bad/svc: ")
+    assert message in str(raised.value)
+    # The same rule, from the props alone, is what `inferfleet validate` reports.
+    problems = props.problems(region="us-east-1")
+    assert any(message in f"{p.field}: {p.message}" for p in problems)
+
+
+def test_internet_facing_needs_public_subnets():
+    app = App(context=cdk_feature_flags())
+    stack = Stack(app, "Private", env=REGION)
+    cluster_props = NeuronServingClusterProps(
+        vpc=ImportedVpc(
+            vpc_id="vpc-0abc12345def67890",
+            cidr="10.1.0.0/16",
+            availability_zones=("us-east-1a", "us-east-1b"),
+            private_subnet_ids=("subnet-0abc12345", "subnet-0abc12346"),
+        )
+    )
+    cluster = NeuronServingCluster(stack, "Cluster", props=cluster_props)
+    props = NeuronModelServiceProps(
+        pools=(NeuronPool("inf2.xlarge", 1),), image_uri=IMAGE, internet_facing=True
+    )
+    with pytest.raises(PropsError, match="internet_facing: an internet-facing load balancer"):
+        NeuronModelService(stack, "svc", serving_cluster=cluster, props=props)
 
 
 def test_built_in_images_build_from_containers_without_the_other_images(tmp_path):
     app = App(context=cdk_feature_flags(), outdir=str(tmp_path))
     stack = Stack(app, "BuiltIn", env=REGION)
     cluster = NeuronServingCluster(stack, "Cluster")
-    NeuronModelService(stack, "svc", serving_cluster=cluster, pools=[NeuronPool("inf2.xlarge", 1)])
+    NeuronModelService(
+        stack,
+        "svc",
+        serving_cluster=cluster,
+        props=NeuronModelServiceProps(pools=(NeuronPool("inf2.xlarge", 1),)),
+    )
     app.synth()
     assets = json.loads((tmp_path / "BuiltIn.assets.json").read_text())
     [image] = assets["dockerImages"].values()
     assert image["source"]["dockerFile"] == "llm-neuron/Dockerfile"
     staged = tmp_path / image["source"]["directory"]
     assert (staged / "common" / "serve.sh").is_file()
+    assert (staged / "common" / "serving_env.py").is_file()
     assert (staged / "llm-neuron" / "llm_engine").is_dir()
     assert not (staged / "intent-neuron").exists() and not (staged / "finetune").exists()
     assert not list(staged.glob("*.py")), "local tooling stays out of the image"

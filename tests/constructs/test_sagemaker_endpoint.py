@@ -11,13 +11,12 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Match, Template
 from cdk_nag import AwsSolutionsChecks
 
+from inferfleet.constructs.props.problems import PropsError
+from inferfleet.constructs.routing import Routing
 from inferfleet.constructs.sagemaker_endpoint import (
-    ENDPOINT_NAME_OUTPUT,
-    MODEL_BUCKET_OUTPUT,
-    MODEL_PREFIX_OUTPUT,
     HostingMode,
-    RoutingStrategy,
     SageMakerEndpoint,
+    SageMakerEndpointProps,
 )
 from inferfleet.infra.feature_flags import cdk_feature_flags
 
@@ -28,10 +27,14 @@ def _stack(app: App | None = None, env: Environment | None = REGION) -> Stack:
     return Stack(app or App(context=cdk_feature_flags()), "Serving", env=env)
 
 
+def _endpoint(stack: Stack, construct_id: str, **fields) -> SageMakerEndpoint:
+    return SageMakerEndpoint(stack, construct_id, props=SageMakerEndpointProps(**fields))
+
+
 @pytest.fixture(scope="module")
 def mme() -> tuple[Template, SageMakerEndpoint]:
     stack = _stack()
-    endpoint = SageMakerEndpoint(
+    endpoint = _endpoint(
         stack, "Users", mode=HostingMode.MULTI_MODEL, min_capacity=2, max_capacity=8
     )
     return Template.from_stack(stack), endpoint
@@ -77,9 +80,7 @@ def test_routing_is_least_outstanding_requests_by_default_and_random_on_request(
         },
     )
     stack = _stack()
-    SageMakerEndpoint(
-        stack, "Random", routing_strategy=RoutingStrategy.RANDOM, image_uri="example/image:1"
-    )
+    _endpoint(stack, "Random", routing=Routing.RANDOM, image_uri="example/image:1")
     Template.from_stack(stack).has_resource_properties(
         "AWS::SageMaker::EndpointConfig",
         {
@@ -185,7 +186,7 @@ def test_mme_alarms_cover_latency_errors_cache_hits_and_loaded_models(mme) -> No
 
 def test_single_model_mode_has_no_mme_alarms_and_points_at_its_artifact() -> None:
     stack = _stack()
-    endpoint = SageMakerEndpoint(
+    endpoint = _endpoint(
         stack,
         "Codegen",
         image_uri="111122223333.dkr.ecr.eu-west-1.amazonaws.com/codegen:1",
@@ -210,33 +211,43 @@ def test_single_model_mode_has_no_mme_alarms_and_points_at_its_artifact() -> Non
     assert set(endpoint.alarms) == {"ModelLatencyP99", "Invocation5XXErrors"}
 
 
-def test_outputs_carry_the_names_the_cli_reads(mme) -> None:
-    template, _ = mme
-    outputs = template.to_json()["Outputs"]
-    assert {ENDPOINT_NAME_OUTPUT, MODEL_BUCKET_OUTPUT, MODEL_PREFIX_OUTPUT} <= set(outputs)
-    assert outputs[MODEL_PREFIX_OUTPUT]["Value"] == "models/"
+def test_two_endpoints_fit_in_one_stack() -> None:
+    stack = _stack()
+    _endpoint(stack, "Users", mode=HostingMode.MULTI_MODEL)
+    _endpoint(stack, "Codegen", image_uri="example/image:1")
+    Template.from_stack(stack).resource_count_is("AWS::SageMaker::Endpoint", 2)
 
 
 @pytest.mark.parametrize(
     ("props", "message"),
     [
-        ({"min_capacity": 3, "max_capacity": 2}, "min_capacity <= max_capacity"),
+        ({"min_capacity": 3, "max_capacity": 2}, "min_capacity: need 1 <= min <= max"),
         ({"instance_type": "g5.2xlarge"}, "ml. form"),
-        ({"model_prefix": "models"}, "model_prefix 'models'"),
+        ({"model_prefix": "models"}, "model_prefix: 'models'"),
         ({"mode": HostingMode.MULTI_MODEL, "model_artifact": "a.tar.gz"}, "single-model"),
-        ({"framework": "no-such-framework"}, "cannot resolve 'no-such-framework'"),
+        (
+            {"mode": HostingMode.MULTI_MODEL, "instance_type": "ml.inf2.xlarge"},
+            "multi-model endpoints do not run on ml.inf2.xlarge",
+        ),
+        ({"routing": Routing.ROUND_ROBIN}, "routing: SageMaker endpoints route by"),
     ],
 )
 def test_bad_props_fail_at_construction_with_the_field_named(props, message) -> None:
-    with pytest.raises(ValueError, match=message):
-        SageMakerEndpoint(_stack(), "Bad", **props)
+    with pytest.raises(PropsError, match=message) as raised:
+        _endpoint(_stack(), "Bad", **props)
+    assert str(raised.value).startswith("Serving/Bad: ")
+
+
+def test_an_image_family_the_sdk_does_not_know() -> None:
+    with pytest.raises(ValueError, match=r"Serving/Bad: .*cannot resolve .no-such-framework."):
+        _endpoint(_stack(), "Bad", framework="no-such-framework")
 
 
 def test_image_resolution_needs_a_concrete_region() -> None:
     with pytest.raises(ValueError, match=r"no concrete region.*env=Environment"):
-        SageMakerEndpoint(_stack(env=None), "Agnostic")
+        _endpoint(_stack(env=None), "Agnostic")
     # An explicit image works in a region-agnostic stack.
-    SageMakerEndpoint(_stack(env=None), "Explicit", image_uri="example/image:1")
+    _endpoint(_stack(env=None), "Explicit", image_uri="example/image:1")
 
 
 @pytest.mark.slow
@@ -244,8 +255,8 @@ def test_cdk_nag_finds_no_unacknowledged_errors(tmp_path: Path) -> None:
     app = App(context=cdk_feature_flags(), outdir=str(tmp_path))
     Validations.of(app).add_plugins(AwsSolutionsChecks())
     stack = _stack(app)
-    SageMakerEndpoint(stack, "Users", mode=HostingMode.MULTI_MODEL)
-    SageMakerEndpoint(stack, "Codegen", image_uri="example/image:1", emit_outputs=False)
+    _endpoint(stack, "Users", mode=HostingMode.MULTI_MODEL)
+    _endpoint(stack, "Codegen", image_uri="example/image:1")
     # A control: a bare bucket in another stack must be reported, or the check checks nothing.
     s3.Bucket(Stack(app, "Control", env=REGION), "Bare")
     with pytest.raises(RuntimeError, match="ValidationFailed"):

@@ -84,7 +84,10 @@ def test_an_internet_facing_fleet_in_a_vpc_without_public_subnets_is_refused(tmp
 @pytest.mark.parametrize(
     ("change", "field"),
     [
-        ({"regions": ["us-east-1", "xx-north-9"]}, "regions[1].name: xx-north-9 is not an AWS region"),
+        (
+            {"regions": ["us-east-1", "xx-north-9"]},
+            "regions[1].name: xx-north-9 is not an AWS region",
+        ),
         ({"tags": {"aws:team": "x"}}, "tags.aws:team: 'aws:team': tag keys starting with aws:"),
         ({"tags": {f"k{i}": "v" for i in range(50)}}, "tags: 50 tags; AWS allows 50"),
         (
