@@ -12,20 +12,36 @@ stderr_console = Console(stderr=True)
 def print_fleet_plan(plan: FleetPlan, *, source: str) -> None:
     console = Console()
     console.print(
-        f"[green]valid[/green] {source}: fleet [bold]{plan.name}[/bold], "
-        f"regions {', '.join(plan.regions)} (first is the canary)"
+        f"[green]valid[/green] {source}: fleet [bold]{plan.name}[/bold], deployed in the "
+        f"order {', '.join(plan.deploy_order)} (the first is the canary)"
     )
-    table = Table("service", "instance", "TP", "replicas/inst", "replica GiB", "min..max")
-    for pool in plan.pools:
-        table.add_row(
-            pool.service,
-            pool.instance_type,
-            str(pool.tensor_parallel),
-            str(pool.replicas_per_instance),
-            f"{pool.replica_need_gib:.1f} of {pool.replica_available_gib:.0f}",
-            f"{pool.min_instances}..{pool.max_instances}",
-        )
+    table = Table("region", "service", "instance", "TP", "replicas/inst", "replica GiB", "min..max")
+    for region in plan.regions:
+        for service in region.services:
+            for pool in service.pools:
+                table.add_row(
+                    region.region,
+                    service.name,
+                    pool.instance_type,
+                    str(pool.tensor_parallel),
+                    str(pool.replicas_per_instance),
+                    f"{pool.replica_need_gib:.1f} of {pool.replica_available_gib:.0f}",
+                    f"{pool.min_instances}..{pool.max_instances}",
+                )
     console.print(table)
+    for region in plan.regions:
+        if region.personalization is not None:
+            queue = region.personalization.queue
+            endpoint = region.personalization.endpoint
+            console.print(
+                f"{region.region}: personalization endpoint {endpoint.instance_type} "
+                f"{endpoint.min_capacity}..{endpoint.max_capacity}, training jobs "
+                f"{queue.training_job_prefix}-* on {queue.training_instance_type}"
+            )
+        if region.left_out:
+            console.print(
+                f"{region.region}: emulator mode leaves out " + "; ".join(region.left_out)
+            )
 
 
 def print_synth_report(report: SynthReport) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from inferfleet.cli import output_folder
 from inferfleet.cli.errors import UserError
-from inferfleet.infra.spec import FleetSpec
+from inferfleet.infra.plan import FleetPlan
 
 WRITER = "inferfleet synth"
 OUT_FLAG = "--out"
@@ -110,7 +110,7 @@ def use_bundled_node() -> None:
 
 
 def synthesize(
-    spec: FleetSpec, *, config_dir: Path, outdir: Path, regions: list[str] | None = None
+    plan: FleetPlan, *, config_dir: Path, outdir: Path, regions: list[str] | None = None
 ) -> SynthReport:
     outdir = outdir.resolve()
     output_folder.check_replaceable(outdir, flag=OUT_FLAG, writer=WRITER)
@@ -118,7 +118,7 @@ def synthesize(
     scratch = output_folder.staging_folder(outdir, flag=OUT_FLAG)
     try:
         started = time.perf_counter()
-        nag_failed = _synth(spec, scratch, config_dir, regions)
+        nag_failed = _synth(plan, scratch, config_dir, regions)
         synthesized = time.perf_counter()
         _raise_on_missing_context(scratch)
         report = SynthReport(outdir=str(outdir))
@@ -143,13 +143,14 @@ def synthesize(
         output_folder.remove_staging(scratch)
 
 
-def _synth(spec: FleetSpec, assembly: Path, config_dir: Path, regions: list[str] | None) -> bool:
+def _synth(plan: FleetPlan, assembly: Path, config_dir: Path, regions: list[str] | None) -> bool:
     """Build and synthesize the app into ``assembly``; True when a validation plugin (cdk-nag)
-    failed, with its report on disk. Any other failure is a UserError in the CDK's words."""
+    failed, with its report on disk. Any other failure is a UserError in the CDK's words, and
+    a construct's own error starts with the construct's path."""
     from inferfleet.infra.app import build_app
 
     try:
-        app = build_app(spec, outdir=str(assembly), config_dir=config_dir, regions=regions)
+        app = build_app(plan, outdir=str(assembly), config_dir=config_dir, regions=regions)
         app.synth()
     except Exception as error:  # jsii raises RuntimeError; constructs raise their own errors
         if (assembly / "validation-report.json").exists():

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from inferfleet.cli.commands.fleet import ConfigOption, JsonOption, load_spec
+from inferfleet.cli.commands.fleet import ConfigOption, JsonOption, load_plan
 from inferfleet.cli.errors import UserError
 
 if TYPE_CHECKING:  # boto3 and the CDK app stay out of `inferfleet --help`
@@ -70,9 +70,9 @@ def bootstrap(
     expected: dict[str, str | None] = {}
     source = "the fleet file"
     if config is not None:
-        spec = load_spec(config)
+        plan = load_plan(config)
         source = str(config)
-        expected = {r.name: spec.account_of(r) for r in spec.regions if r.name in region}
+        expected = {r.region: r.account for r in plan.regions if r.region in region}
     aws, cdk = _access(endpoint_url, profile, config)
     result = bootstrap_regions(
         _unique(region),
@@ -138,18 +138,18 @@ def status(
     from inferfleet.cli.deploy.rollout import rollout_regions
     from inferfleet.cli.deploy.status import region_status
 
-    spec = load_spec(config)
-    regions = rollout_regions(spec, region, source=str(config))
     aws = _aws(endpoint_url, profile)
+    plan = load_plan(config, emulator=aws.emulated)
+    regions = rollout_regions(plan, region, source=str(config))
     aws.account(regions[0])
-    statuses = [region_status(aws, spec, name) for name in regions]
+    statuses = [region_status(aws, plan, name) for name in regions]
     if as_json:
-        payload = {"fleet": spec.name, "regions": [s.as_dict() for s in statuses]}
+        payload = {"fleet": plan.name, "regions": [s.as_dict() for s in statuses]}
         typer.echo(json.dumps(payload, indent=2))
         return
     from inferfleet.cli.deploy.status_view import print_status
 
-    print_status(spec.name, statuses)
+    print_status(plan.name, statuses)
 
 
 def destroy(
@@ -183,8 +183,8 @@ def _selected(config: Path, region: list[str] | None, all_regions: bool, *, verb
         raise UserError(f"--all and --region: give one; --all {verb}s every region of {config}")
     if not all_regions and not region:
         raise UserError(f"--region: say which regions to {verb}: --region R (repeatable) or --all")
-    spec = load_spec(config)
-    return rollout_regions(spec, None if all_regions else region, source=str(config))
+    plan = load_plan(config)
+    return rollout_regions(plan, None if all_regions else region, source=str(config))
 
 
 def _aws(endpoint_url: str | None, profile: str | None) -> AwsAccess:
@@ -216,9 +216,9 @@ def _rollout(
 ) -> Rollout:
     from inferfleet.cli.deploy.rollout import Rollout
 
-    spec = load_spec(config)
     aws, cdk = _access(endpoint_url, profile, config)
-    return Rollout(spec, config=config, aws=aws, cdk=cdk, workdir=out, events=_events(as_json))
+    plan = load_plan(config, emulator=aws.emulated)
+    return Rollout(plan, config=config, aws=aws, cdk=cdk, workdir=out, events=_events(as_json))
 
 
 def _events(as_json: bool) -> EventStream:

@@ -1,7 +1,8 @@
 """``finetune submit|status|list`` and ``invoke``: per-user models on a deployed stack.
 
 Resources are found from the regional stack's CloudFormation outputs: the stack is
-``--stack NAME``, or the fleet file's name in ``--region`` (default: the fleet's first region).
+``--stack NAME``, or the fleet plan's stack in ``--region`` (one of the personalization
+section's regions; default the first of them).
 """
 
 import json
@@ -27,7 +28,11 @@ StackOption = Annotated[
 ]
 RegionOption = Annotated[
     str | None,
-    typer.Option("--region", "-r", help="Region of the stack (default: the fleet's first region)."),
+    typer.Option(
+        "--region",
+        "-r",
+        help="Region of the stack (default: the first region of the personalization section).",
+    ),
 ]
 UserOption = Annotated[str, typer.Option("--user", "-u", help="User id.")]
 EndpointOption = Annotated[

@@ -56,11 +56,9 @@ def init(
 
 
 def validate(config: ConfigOption = Path("fleet.yaml"), as_json: JsonOption = False) -> None:
-    """Check a fleet description: schema, instance types, tensor parallelism, device memory."""
-    from inferfleet.infra.plan import fleet_plan
-
-    spec = load_spec(config)
-    plan = fleet_plan(spec)
+    """Check a fleet description and print its plan: everything `synth` would reject is
+    rejected here, with file, line, field and fix."""
+    plan = load_plan(config)
     if as_json:
         typer.echo(json.dumps({"config": str(config), "valid": True, **plan.as_dict()}, indent=2))
         return
@@ -82,13 +80,13 @@ def synth(
     """Synthesize every region's stack in process, then gate on cfn-lint and cdk-nag."""
     from inferfleet.cli.synth import synthesize
 
-    spec = load_spec(config)
-    known = [r.name for r in spec.regions]
+    plan = load_plan(config)
+    known = plan.region_names
     for name in region or []:
         if name not in known:
             raise UserError(f"--region {name}: not in {config}; use one of {', '.join(known)}")
     with _status(as_json, f"synthesizing {len(region or known)} stack(s)"):
-        report = synthesize(spec, config_dir=config.parent, outdir=out, regions=region)
+        report = synthesize(plan, config_dir=config.parent, outdir=out, regions=region)
     if as_json:
         typer.echo(json.dumps(report.as_dict(), indent=2))
     else:
@@ -107,11 +105,13 @@ def _status(quiet: bool, message: str):
     return nullcontext() if quiet else stderr_console.status(message)
 
 
-def load_spec(config: Path):  # -> FleetSpec, imported lazily to keep --help fast
-    from inferfleet.infra.spec import FleetSpecError, load_fleet_spec
+def load_plan(config: Path, *, emulator: bool = False):  # -> FleetPlan; lazy for a fast --help
+    """The fleet plan of ``config``; a bad file is a UserError listing every problem."""
+    from inferfleet.infra.plan import load_fleet_plan
+    from inferfleet.infra.spec import FleetSpecError
 
     try:
-        return load_fleet_spec(config)
+        return load_fleet_plan(config, emulator=emulator)
     except FleetSpecError as error:
         raise UserError(str(error)) from None
 

@@ -23,10 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inferfleet.cli.errors import UserError
+from inferfleet.infra import names
 
-# Must match inferfleet.infra.app.EMULATOR_CONTEXT_KEY (a test keeps them equal); not
-# imported from there because that module loads aws_cdk.
-EMULATOR_CONTEXT_KEY = "inferfleet:emulator"
 # "stack |  12/57 | 11:39:12 AM | CREATE_COMPLETE | AWS::EC2::VPC | Vpc"
 _RESOURCE_PROGRESS = re.compile(r"\|\s*(\d+)/(\d+)\s*\|")
 _STACKS_WITH_DIFFERENCES = re.compile(r"Number of stacks with differences:\s*(\d+)")
@@ -178,9 +176,9 @@ class CdkCli:
         self, *, config: Path, assembly: Path, emulator: bool, log: Path, cwd: Path
     ) -> CdkRun:
         """Run the fleet's CDK app (the CLI passes the context on) into ``assembly``."""
-        context = [f"config={config.resolve()}"]
+        context = [f"{names.CONFIG_CONTEXT_KEY}={config.resolve()}"]
         if emulator:
-            context.append(f"{EMULATOR_CONTEXT_KEY}=true")
+            context.append(f"{names.EMULATOR_CONTEXT_KEY}=true")
         app = f"{sys.executable} -m inferfleet.infra.app"
         args = ["synth", "--app", app, "--output", str(assembly), "--quiet"]
         for entry in context:

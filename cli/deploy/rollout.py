@@ -50,8 +50,8 @@ from inferfleet.cli.deploy.waiters import (
     wait_targets_healthy,
 )
 from inferfleet.cli.errors import UserError
-from inferfleet.infra.naming import output_key, regional_stack_name
-from inferfleet.infra.spec import FleetSpec
+from inferfleet.infra import names
+from inferfleet.infra.plan import FleetPlan
 
 WRITER = "inferfleet deploy"
 WORKDIR_FLAG = "--out"
@@ -104,9 +104,9 @@ def emit_summary(events: EventStream, result: RolloutResult) -> None:
     )
 
 
-def rollout_regions(spec: FleetSpec, selected: list[str] | None, *, source: str) -> list[str]:
-    """``selected`` regions (all when None) in the order the fleet file lists them."""
-    known = [region.name for region in spec.regions]
+def rollout_regions(plan: FleetPlan, selected: list[str] | None, *, source: str) -> list[str]:
+    """``selected`` regions (all when None) in the plan's deploy order."""
+    known = list(plan.region_names)
     unknown = [name for name in selected or [] if name not in known]
     if unknown:
         raise UserError(
@@ -118,7 +118,7 @@ def rollout_regions(spec: FleetSpec, selected: list[str] | None, *, source: str)
 class Rollout:
     def __init__(
         self,
-        spec: FleetSpec,
+        plan: FleetPlan,
         *,
         config: Path,
         aws: AwsAccess,
@@ -126,7 +126,7 @@ class Rollout:
         workdir: Path,
         events: EventStream,
     ) -> None:
-        self.spec = spec
+        self.plan = plan
         self.config = config.resolve()
         self.aws = aws
         self.cdk = cdk
@@ -136,7 +136,7 @@ class Rollout:
         self.account = ""
 
     def stack(self, region: str) -> str:
-        return regional_stack_name(self.spec.name, region)
+        return self.plan.region(region).stack_name
 
     # --- commands ------------------------------------------------------------
 
@@ -187,7 +187,7 @@ class Rollout:
         with self.events.step("credentials") as step:
             account = self.aws.account(regions[0])
             for region in regions:
-                expected = self.spec.account_of(self.spec.region(region))
+                expected = self.plan.region(region).account
                 check_account(expected, account, source=f"{self.config.name} ({region})")
             step.detail = {"account": account, "endpoint_url": self.aws.endpoint_url}
             self.account = account
@@ -233,7 +233,7 @@ class Rollout:
                     on_line=self._report_resource_progress,
                 )
                 _raise_unless_ok(run, "cdk deploy")
-                outputs = self._outputs(stack, written)
+                outputs = self._outputs(region, written)
                 written.replace(outputs_file)
             finally:
                 written.unlink(missing_ok=True)
@@ -250,7 +250,7 @@ class Rollout:
         with self.events.step("smoke", region=region, stack=stack) as step:
             off = "--no-wait" if not options.wait else None if options.smoke else "--no-smoke"
             if not self._skipped(step, off):
-                self._smoke(outputs, step)
+                self._smoke(region, outputs, step)
 
     def _diff_region(self, region: str) -> None:
         stack = self.stack(region)
@@ -298,17 +298,13 @@ class Rollout:
         if progress is not None:
             self.events.progress(f"{progress[0]}/{progress[1]} resources")
 
-    def _outputs(self, stack: str, outputs_file: Path) -> dict[str, str]:
+    def _outputs(self, region: str, outputs_file: Path) -> dict[str, str]:
+        stack = self.stack(region)
         try:
             outputs = json.loads(outputs_file.read_text()).get(stack, {})
         except (OSError, ValueError):
             outputs = {}
-        expected = ["ClusterName"] + [
-            output_key(name, what)
-            for name in self.spec.services
-            for what in ("Endpoint", "TargetGroupArn")
-        ]
-        missing = [key for key in expected if key not in outputs]
+        missing = [key for key in self.plan.region(region).outputs if key not in outputs]
         if missing:
             raise StepFailed(
                 f"{stack} deployed without the outputs {', '.join(missing)}; the stack is not "
@@ -322,23 +318,24 @@ class Rollout:
         deadline = Deadline(options.wait_timeout_s)
         counts = wait_services_stable(
             self.aws.client("ecs", region),
-            outputs["ClusterName"],
+            outputs[names.CLUSTER_NAME],
             deadline,
             delay_s=options.poll_s,
         )
         health = wait_targets_healthy(
             self.aws.client("elbv2", region),
-            [outputs[output_key(name, "TargetGroupArn")] for name in self.spec.services],
+            [outputs[service.target_group_output] for service in self.plan.region(region).services],
             deadline,
             delay_s=options.poll_s,
         )
         step.detail = as_detail(counts, health)
 
-    def _smoke(self, outputs: dict[str, str], step: Step) -> None:
+    def _smoke(self, region: str, outputs: dict[str, str], step: Step) -> None:
         results = {}
-        for name, service in self.spec.services.items():
-            url = outputs[output_key(name, "Endpoint")].rstrip("/") + service.health_check.path
-            results[name] = asdict(smoke_request(url))
+        for service in self.plan.region(region).services:
+            path = service.props.health_check.path
+            url = outputs[service.endpoint_output].rstrip("/") + path
+            results[service.name] = asdict(smoke_request(url))
         step.detail = {"requests": results}
 
 

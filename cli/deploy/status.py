@@ -8,8 +8,8 @@ from typing import Any
 
 from inferfleet.cli.aws import AwsAccess
 from inferfleet.cli.deploy.waiters import ServiceCount, service_counts, target_health
-from inferfleet.infra.naming import output_key, regional_stack_name
-from inferfleet.infra.spec import FleetSpec
+from inferfleet.infra import names
+from inferfleet.infra.plan import FleetPlan
 
 NOT_DEPLOYED = "NOT_DEPLOYED"
 
@@ -56,10 +56,11 @@ def stack_state(aws: AwsAccess, region: str, stack: str) -> StackState | None:
     return StackState(found[0]["StackStatus"], outputs)
 
 
-def region_status(aws: AwsAccess, spec: FleetSpec, region: str) -> RegionStatus:
+def region_status(aws: AwsAccess, plan: FleetPlan, region: str) -> RegionStatus:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    stack = regional_stack_name(spec.name, region)
+    region_plan = plan.region(region)
+    stack = region_plan.stack_name
     try:
         state = stack_state(aws, region, stack)
     except (BotoCoreError, ClientError) as error:
@@ -67,13 +68,13 @@ def region_status(aws: AwsAccess, spec: FleetSpec, region: str) -> RegionStatus:
     if state is None:
         return RegionStatus(region, stack, NOT_DEPLOYED)
     status = RegionStatus(region, stack, state.status)
-    for name in spec.services:
-        status.services[name] = ServiceStatus(
-            endpoint=state.outputs.get(output_key(name, "Endpoint")),
-            target_group_arn=state.outputs.get(output_key(name, "TargetGroupArn")),
+    for service in region_plan.services:
+        status.services[service.name] = ServiceStatus(
+            endpoint=state.outputs.get(service.endpoint_output),
+            target_group_arn=state.outputs.get(service.target_group_output),
         )
     try:
-        cluster = state.outputs.get("ClusterName")
+        cluster = state.outputs.get(names.CLUSTER_NAME)
         if cluster:
             status.tasks = service_counts(aws.client("ecs", region), cluster)
         elbv2 = aws.client("elbv2", region)

@@ -13,7 +13,7 @@ from typing import Any
 from inferfleet.cli.errors import UserError
 from inferfleet.cli.finetune.jobs import job_store
 from inferfleet.cli.finetune.stack_outputs import StackTarget, require, stack_outputs
-from inferfleet.constructs.sagemaker_endpoint import ENDPOINT_NAME_OUTPUT
+from inferfleet.infra import names
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def invoke(
     if not payload.is_file():
         raise UserError(f"--payload {payload}: no such file")
     outputs = stack_outputs(target)
-    endpoint = require(outputs, ENDPOINT_NAME_OUTPUT, target, "a SageMaker endpoint")
+    endpoint = require(outputs, names.PERSONALIZATION_ENDPOINT_NAME, target, "a SageMaker endpoint")
     record = job_store(target, outputs).model(user_id, model_id)
     if record is None:
         raise UserError(

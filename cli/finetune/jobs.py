@@ -17,11 +17,7 @@ from inferfleet.constructs.finetune_handlers.layout import (
     is_id,
     manifest_key,
 )
-from inferfleet.constructs.finetune_queue import (
-    DATA_BUCKET_OUTPUT,
-    JOBS_TABLE_OUTPUT,
-    MODELS_TABLE_OUTPUT,
-)
+from inferfleet.infra import names
 
 FEATURE = "the fine-tune queue (personalization)"
 
@@ -82,7 +78,7 @@ def submit(
     """Upload the data, then the manifest whose creation registers the job."""
     files = data_files(data)
     outputs = stack_outputs(target)
-    bucket = require(outputs, DATA_BUCKET_OUTPUT, target, FEATURE)
+    bucket = require(outputs, names.FINETUNE_DATA_BUCKET, target, FEATURE)
     job_id = uuid.uuid4().hex
     s3 = target.aws.client("s3", target.region)
     total = 0
@@ -117,8 +113,8 @@ def job_store(target: StackTarget, outputs: dict[str, str] | None = None) -> Any
     outputs = stack_outputs(target) if outputs is None else outputs
     return JobStore(
         target.aws.client("dynamodb", target.region),
-        require(outputs, JOBS_TABLE_OUTPUT, target, FEATURE),
-        require(outputs, MODELS_TABLE_OUTPUT, target, FEATURE),
+        require(outputs, names.FINETUNE_JOBS_TABLE, target, FEATURE),
+        require(outputs, names.FINETUNE_MODELS_TABLE, target, FEATURE),
     )
 
 

@@ -26,25 +26,31 @@ def resolve_target(
     aws: AwsAccess,
     env_region: str | None,
 ) -> StackTarget:
-    """``--stack`` wins; else the fleet file's name and the region give the stack name.
+    """``--stack`` wins; else the fleet plan names the stack of the region.
 
-    The region is ``--region``, else the fleet's first region, else AWS_REGION /
-    AWS_DEFAULT_REGION.
+    With a fleet file the region is ``--region`` (one of the personalization section's
+    regions), else the first of them; with ``--stack`` it is ``--region``, else
+    AWS_REGION / AWS_DEFAULT_REGION.
     """
-    from inferfleet.infra.naming import regional_stack_name
-
     if stack is not None:
         return StackTarget(stack_name=stack, region=_region(region, env_region), aws=aws)
-    if config is None or not config.exists():
-        raise UserError(
-            f"--config {config or 'fleet.yaml'}: no such file; pass the fleet file the stack "
-            "was deployed from, or --stack NAME"
-        )
-    from inferfleet.cli.commands.fleet import load_spec
+    from inferfleet.cli.commands.fleet import load_plan
 
-    spec = load_spec(config)
-    region = _region(region or spec.regions[0].name, env_region)
-    return StackTarget(stack_name=regional_stack_name(spec.name, region), region=region, aws=aws)
+    config = config or Path("fleet.yaml")
+    plan = load_plan(config)
+    regions = plan.personalization_regions
+    if not regions:
+        raise UserError(
+            f"--config {config}: the fleet has no personalization section, so it deploys no "
+            "fine-tune queue; add one (see the README) and deploy, or pass --stack NAME"
+        )
+    chosen = region or regions[0]
+    if chosen not in regions:
+        raise UserError(
+            f"--region {chosen}: the fine-tune queue of {config} runs in {', '.join(regions)}; "
+            "use one of those"
+        )
+    return StackTarget(stack_name=plan.region(chosen).stack_name, region=chosen, aws=aws)
 
 
 def _region(region: str | None, env_region: str | None) -> str:

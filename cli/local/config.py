@@ -1,14 +1,11 @@
 """What a local fleet is made of: servers, routing policy and the servers' profile."""
 
-from typing import Literal, get_args
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from inferfleet.cli.errors import UserError
 from inferfleet.cli.sizing.profile import Batching, ServerProfile
+from inferfleet.constructs.routing import Routing
 
-Routing = Literal["least_outstanding_requests", "random", "round_robin"]
-ROUTINGS: tuple[str, ...] = get_args(Routing)
 DEFAULT_MODEL = "emulated-llm"
 
 
@@ -19,7 +16,7 @@ class LocalFleetConfig(BaseModel):
 
     servers: int = Field(default=5, ge=1, le=64, description="Emulated servers.")
     routing: Routing = Field(
-        default="least_outstanding_requests", description="nginx upstream policy."
+        default=Routing.LEAST_OUTSTANDING_REQUESTS, description="nginx upstream policy."
     )
     profile: ServerProfile = Field(
         default_factory=ServerProfile, description="Batching and timing of every server."
@@ -30,6 +27,10 @@ class LocalFleetConfig(BaseModel):
     )
     nginx_workers: int = Field(default=1, ge=1, le=64, description="nginx worker processes.")
 
+    _routing = field_validator("routing", mode="before")(
+        lambda value: Routing.parse(value) if isinstance(value, str) else value
+    )
+
     @property
     def mode(self) -> Batching:
         """Batching of every server, as the profile says."""
@@ -37,9 +38,10 @@ class LocalFleetConfig(BaseModel):
 
 
 def check_routing(routing: str) -> Routing:
-    if routing not in ROUTINGS:
-        raise UserError(f"routing: {routing!r} is not a policy; use one of {', '.join(ROUTINGS)}")
-    return routing  # type: ignore[return-value]
+    try:
+        return Routing.parse(routing)
+    except ValueError as error:
+        raise UserError(f"routing: {error}") from None
 
 
 def build_config(*, flag_style: bool = False, **fields: object) -> LocalFleetConfig:

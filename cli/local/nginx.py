@@ -2,13 +2,9 @@
 
 nginx runs from a private prefix directory (config, pid file, logs and temp
 paths all inside it), listens on 127.0.0.1 only and needs no system
-configuration. The routing policy maps onto nginx upstream methods:
-
-| Routing | nginx upstream method |
-|---|---|
-| ``least_outstanding_requests`` | ``least_conn`` (fewest requests in flight) |
-| ``random`` | ``random`` |
-| ``round_robin`` | the default weighted round robin |
+configuration. The routing policy becomes its nginx upstream method
+(:attr:`Routing.nginx`: ``least_conn`` for least outstanding requests, ``random``, and
+nginx's default weighted round robin).
 
 The upstream lives in a shared-memory ``zone`` so every worker sees the same
 in-flight counts, talks HTTP/1.1 keepalive to the emulators and has response
@@ -30,17 +26,12 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from inferfleet.cli.errors import UserError
-from inferfleet.cli.local.config import Routing
+from inferfleet.constructs.routing import Routing
 
 NGINX_ENV = "INFERFLEET_NGINX"
 CONTROL_PATH = "/__inferfleet/nginx"
 ROUTING_HEADER = "X-Inferfleet-Routing"
 _SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/opt/homebrew/bin", "/usr/local/bin")
-_UPSTREAM_METHODS: dict[str, str | None] = {
-    "least_outstanding_requests": "least_conn",
-    "random": "random",
-    "round_robin": None,
-}
 _TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 # Where /proc is missing, several fresh connections in a row answered by the new
 # generation stand in for seeing the old workers stop accepting.
@@ -117,7 +108,7 @@ def find_nginx(explicit: str | None = None) -> str:
 
 def render(config: NginxConfig, paths: NginxPaths) -> str:
     """The complete nginx.conf for ``config``."""
-    method = _UPSTREAM_METHODS[config.routing]
+    method = config.routing.nginx or None
     lines = [
         "# Rendered by inferfleet local; rewritten on every routing change.",
         "daemon off;",

@@ -11,6 +11,7 @@ import pytest
 
 from inferfleet.cli.main import main
 from inferfleet.cli.output_folder import replace, staging_folder
+from inferfleet.infra import names
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO_ROOT / "fleet.yaml"
@@ -71,18 +72,25 @@ def test_validate_the_example_as_json(capsys):
     assert code == 0
     report = json.loads(out)
     assert report["valid"] is True
-    assert report["stacks"] == [
+    assert report["deploy_order"] == [
         "shopping-assistant-us-east-1",
         "shopping-assistant-us-west-2",
         "shopping-assistant-eu-west-1",
     ]
-    inf2 = next(p for p in report["pools"] if p["instance_type"] == "inf2.48xlarge")
+    first = report["regions"][0]
+    assistant = next(s for s in first["services"] if s["name"] == "assistant")
+    inf2 = next(p for p in assistant["pools"] if p["instance_type"] == "inf2.48xlarge")
     assert inf2["tensor_parallel"] == 24 and inf2["replica_available_gib"] == 384
+    # Defaults the plan resolved are shown, not left for the stacks to decide.
+    assert assistant["props"]["idle_timeout_s"] == 600
+    assert assistant["props"]["health_check_grace_period_s"] > 300
+    assert first["personalization"]["queue"]["training_job_prefix"] == "shopping-assistant-ft"
 
 
 def test_validate_reports_problems_without_a_traceback(tmp_path, capsys):
     bad = tmp_path / "fleet.yaml"
     bad.write_text(EXAMPLE.read_text().replace("tensor_parallel: 24", "tensor_parallel: 7"))
+    (tmp_path / "cdk.context.json").write_text((REPO_ROOT / "cdk.context.json").read_text())
     code, out, err = run(capsys, "validate", "--config", str(bad))
     assert code == 2 and out == ""
     assert "error: 1 problem in" in err
@@ -223,4 +231,4 @@ def test_personalization_deploys_only_in_its_region(example_synth):
         if r["Type"] == "AWS::SageMaker::Model"
     )
     assert model["PrimaryContainer"]["Mode"] == "MultiModel"
-    assert set(template["Outputs"]) >= {"SageMakerEndpointName", "FinetuneJobsTable"}
+    assert set(template["Outputs"]) >= set(names.PERSONALIZATION_OUTPUTS)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from fleet_documents import fleet_document, new_vpc_region
 
-from inferfleet.cli.deploy.cdk_cli import EMULATOR_CONTEXT_KEY
 from inferfleet.cli.synth import use_bundled_node
+from inferfleet.infra.plan import build_plan
 from inferfleet.infra.spec import FleetSpec
 
 pytestmark = pytest.mark.slow
@@ -28,15 +28,13 @@ LEFT_OUT = Counter(
 def _template(spec: FleetSpec, outdir: Path, *, emulator: bool) -> dict:
     from inferfleet.infra.app import build_app
 
-    build_app(spec, outdir=str(outdir), regions=["us-east-1"], emulator=emulator).synth()
+    plan = build_plan(spec, emulator=emulator)
+    build_app(plan, outdir=str(outdir), regions=["us-east-1"]).synth()
     return json.loads((outdir / f"{spec.name}-us-east-1.template.json").read_text())
 
 
 def test_emulator_mode_leaves_out_only_what_moto_cannot_run(tmp_path: Path):
     use_bundled_node()
-    from inferfleet.infra.app import EMULATOR_CONTEXT_KEY as APP_KEY
-
-    assert APP_KEY == EMULATOR_CONTEXT_KEY
     spec = FleetSpec.model_validate(fleet_document("emulated", [new_vpc_region("us-east-1")]))
     real = _template(spec, tmp_path / "real", emulator=False)["Resources"]
     emulated = _template(spec, tmp_path / "emulated", emulator=True)["Resources"]

@@ -10,7 +10,7 @@ from inferfleet.cli.aws import AwsAccess
 from inferfleet.cli.deploy.rollout import RolloutResult, rollout_regions
 from inferfleet.cli.errors import UserError
 from inferfleet.cli.main import main
-from inferfleet.infra.spec import load_fleet_spec
+from inferfleet.infra.plan import load_fleet_plan
 
 REGIONS = ["us-east-1", "us-west-2", "eu-west-1"]
 
@@ -26,8 +26,8 @@ def _exit(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str
     return int(exited.value.code or 0), capsys.readouterr().err
 
 
-def test_regions_roll_out_in_the_fleet_files_order(fleet: Path):
-    spec = load_fleet_spec(fleet)
+def test_regions_roll_out_in_the_plans_order(fleet: Path):
+    spec = load_fleet_plan(fleet)
     assert rollout_regions(spec, None, source="f") == REGIONS
     assert rollout_regions(spec, ["eu-west-1", "us-east-1"], source="f") == [
         "us-east-1",

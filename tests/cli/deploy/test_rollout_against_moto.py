@@ -11,6 +11,8 @@ from deploy_support import aws_client, run_inferfleet, stack_names
 from fleet_documents import ACCOUNT, new_vpc_region, write_fleet
 from moto_server import MotoServer
 
+from inferfleet.infra import names
+
 pytestmark = pytest.mark.slow
 
 REGIONS = ["us-east-1", "us-west-2"]
@@ -93,9 +95,9 @@ def test_deploy_rolls_out_canary_first_and_reports_every_step(
             o["OutputKey"]: o["OutputValue"] for o in described["Outputs"]
         }
     assert set(by_step[("deploy", "us-east-1")]["outputs"]) == {
-        "ChatEndpoint",
-        "ChatTargetGroupArn",
-        "ClusterName",
+        names.service_endpoint("chat"),
+        names.service_target_group_arn("chat"),
+        names.CLUSTER_NAME,
     }
     created = {
         region: aws_client(moto_module, "cloudformation", region).describe_stacks(

@@ -15,7 +15,8 @@ from inferfleet.cli.aws import AwsAccess
 from inferfleet.cli.deploy.cdk_cli import CdkCli
 from inferfleet.cli.deploy.events import EventStream, JsonLinesSink, StepFailed
 from inferfleet.cli.deploy.rollout import Rollout, RolloutOptions
-from inferfleet.infra.spec import load_fleet_spec
+from inferfleet.infra import names
+from inferfleet.infra.plan import load_fleet_plan
 
 REGION = "us-east-1"
 FAST = RolloutOptions(wait_timeout_s=10, poll_s=0.2)
@@ -50,7 +51,7 @@ def rollout(offline_aws: MotoServer, tmp_path: Path) -> Iterator[tuple[Rollout, 
     config = write_fleet(tmp_path / "fleet.yaml", "verify", [new_vpc_region(REGION)])
     out = io.StringIO()
     engine = Rollout(
-        load_fleet_spec(config),
+        load_fleet_plan(config),
         config=config,
         aws=AwsAccess(),
         cdk=CdkCli.locate(Path(__file__).parent),
@@ -66,7 +67,7 @@ def test_a_serving_region_passes_the_wait_and_the_smoke_request(
     engine, out = rollout
     with readiness_server() as endpoint:
         outputs = {
-            "ClusterName": _cluster(offline_aws, "serving", desired=0),
+            names.CLUSTER_NAME: _cluster(offline_aws, "serving", desired=0),
             "ChatTargetGroupArn": target_group,
             "ChatEndpoint": endpoint,
         }
@@ -87,7 +88,7 @@ def test_a_region_whose_services_do_not_settle_stops_at_the_wait(
 ):
     engine, out = rollout
     outputs = {
-        "ClusterName": _cluster(offline_aws, "starving", desired=1),
+        names.CLUSTER_NAME: _cluster(offline_aws, "starving", desired=1),
         "ChatTargetGroupArn": target_group,
         "ChatEndpoint": "http://127.0.0.1:9",
     }

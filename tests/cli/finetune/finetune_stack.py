@@ -12,12 +12,7 @@ from inferfleet.constructs.finetune_handlers.schema import (
     JOB_KEY,
     USER_KEY,
 )
-from inferfleet.constructs.finetune_queue import (
-    DATA_BUCKET_OUTPUT,
-    JOBS_TABLE_OUTPUT,
-    MODELS_TABLE_OUTPUT,
-)
-from inferfleet.constructs.sagemaker_endpoint import ENDPOINT_NAME_OUTPUT
+from inferfleet.infra import names
 
 
 def _index(name: str, partition: str, sort: str) -> dict:
@@ -93,10 +88,10 @@ def personalization_template(world: FinetuneWorld, endpoint_name: str) -> dict:
             },
         },
         "Outputs": {
-            DATA_BUCKET_OUTPUT: {"Value": {"Ref": "Data"}},
-            JOBS_TABLE_OUTPUT: {"Value": {"Ref": "Jobs"}},
-            MODELS_TABLE_OUTPUT: {"Value": {"Ref": "Models"}},
-            ENDPOINT_NAME_OUTPUT: {"Value": endpoint_name},
+            names.FINETUNE_DATA_BUCKET: {"Value": {"Ref": "Data"}},
+            names.FINETUNE_JOBS_TABLE: {"Value": {"Ref": "Jobs"}},
+            names.FINETUNE_MODELS_TABLE: {"Value": {"Ref": "Models"}},
+            names.PERSONALIZATION_ENDPOINT_NAME: {"Value": endpoint_name},
         },
     }
 

@@ -15,8 +15,9 @@ from finetune_world import FakeLambdaContext, FinetuneWorld
 from inferfleet.cli.main import main
 from inferfleet.constructs.finetune_handlers import launcher, publisher, register
 from inferfleet.constructs.finetune_handlers.layout import manifest_key
-from inferfleet.infra.naming import regional_stack_name
-from inferfleet.infra.spec import load_fleet_spec
+from inferfleet.infra.plan import load_fleet_plan
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -212,26 +213,37 @@ def test_the_fleet_file_names_the_stack(
     moto, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     fleet = tmp_path / "fleet.yaml"
-    shutil.copy(str(resources.files("inferfleet.infra").joinpath("example_fleet.yaml")), fleet)
-    spec = load_fleet_spec(fleet)
-    region = spec.regions[1].name
-    world = FinetuneWorld(suffix="fleetfile", region=region)
-    deploy_stack(world, regional_stack_name(spec.name, region), "users")
+    text = resources.files("inferfleet.infra").joinpath("example_fleet.yaml").read_text()
+    # The queue in the second region of the fleet, to tell its stack from the canary's.
+    fleet.write_text(text.replace("  regions: [us-east-1]\n", "  regions: [us-west-2]\n"))
+    shutil.copy(REPO_ROOT / "cdk.context.json", tmp_path / "cdk.context.json")
+    plan = load_fleet_plan(fleet)
+    assert plan.personalization_regions == ("us-west-2",)
+    stack = plan.region("us-west-2").stack_name
+    deploy_stack(FinetuneWorld(suffix="fleetfile", region="us-west-2"), stack, "users")
 
+    # Without --region the queue's region is meant, not the fleet's first.
     listing = run_json(
         capsys,
-        "finetune", "list", "--user", "erin", "--config", str(fleet), "--region", region,
-        "--endpoint-url", moto.url,
+        "finetune", "list", "--user", "erin", "--config", str(fleet), "--endpoint-url", moto.url,
     )  # fmt: skip
-
     assert listing == {"user_id": "erin", "jobs": [], "models": []}
     code, _, err = run(
         capsys, "finetune", "list", "--user", "erin", "--config", str(fleet),
-        "--endpoint-url", moto.url,
+        "--region", "us-east-1", "--endpoint-url", moto.url,
     )  # fmt: skip
-    # Without --region the fleet's first region is meant, where nothing is deployed.
-    assert code == 1
-    assert f"stack {regional_stack_name(spec.name, spec.regions[0].name)} does not exist" in err
+    assert code == 2
+    assert "--region us-east-1: the fine-tune queue of" in err and "runs in us-west-2" in err
+
+
+def test_a_fleet_without_personalization_is_refused(tmp_path: Path, capsys) -> None:
+    fleet = tmp_path / "fleet.yaml"
+    text = (REPO_ROOT / "fleet.yaml").read_text()
+    fleet.write_text(text[: text.index("# Per-user fine-tuning")])
+    shutil.copy(REPO_ROOT / "cdk.context.json", tmp_path / "cdk.context.json")
+    code, _, err = run(capsys, "finetune", "status", "abc", "--config", str(fleet))
+    assert code == 2
+    assert "the fleet has no personalization section" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize(
