@@ -101,6 +101,10 @@ class LocalTriton:
         environment["LD_LIBRARY_PATH"] = ":".join(library_path)
         # The stub starts the interpreter it finds first on PATH to resolve site-packages.
         environment["PATH"] = f"{Path(sys.executable).parent}:{environment.get('PATH', '')}"
+        # The images copy common/serving_env.py next to their packages; here it stays in common/.
+        environment["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(Path(__file__).parent / "common"), environment.get("PYTHONPATH")])
+        )
         command = [
             str(distribution / "bin" / "tritonserver"),
             f"--model-repository={self.model_repository}",

@@ -18,7 +18,8 @@ INTENT_LABELS = ["search", "product_question", "order_status", "chitchat"]
 
 def put_contexts_on_path() -> None:
     """Import image code the way the images do: from the root of each build context."""
-    for context in (LLM_CONTEXT, INTENT_CONTEXT, FINETUNE_CONTEXT, PAIR_CONTEXT):
+    # In the images serving_env.py sits next to each image's packages (copied from common/).
+    for context in (LLM_CONTEXT, INTENT_CONTEXT, FINETUNE_CONTEXT, PAIR_CONTEXT, COMMON):
         if str(context) not in sys.path:
             sys.path.insert(0, str(context))
 

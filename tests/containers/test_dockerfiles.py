@@ -47,6 +47,19 @@ def test_hadolint_passes(context: Path) -> None:
     assert result.stdout.strip() == ""
 
 
+def _docker_match(path: str, pattern: str) -> bool:
+    """Docker's ignore-file matching: segment by segment, ``**`` for any number of them."""
+
+    def match(parts: list[str], globs: list[str]) -> bool:
+        if not globs:
+            return not parts
+        if globs[0] == "**":
+            return any(match(parts[skip:], globs[1:]) for skip in range(len(parts) + 1))
+        return bool(parts) and fnmatch.fnmatch(parts[0], globs[0]) and match(parts[1:], globs[1:])
+
+    return match(path.split("/"), pattern.strip("/").split("/"))
+
+
 @pytest.mark.parametrize("context", CONTEXTS, ids=lambda path: path.name)
 def test_copied_sources_exist_and_are_not_ignored(context: Path) -> None:
     """Neither .dockerignore nor the CDK asset's exclusions drop what the Dockerfile copies."""
@@ -62,7 +75,7 @@ def test_copied_sources_exist_and_are_not_ignored(context: Path) -> None:
         for source in copy.sources:
             assert (CONTAINERS / source).exists(), f"{context.name}: COPY {source} is missing"
             top = source.rstrip("/")
-            assert not any(fnmatch.fnmatch(top, pattern) for pattern in [*ignored, *excluded])
+            assert not any(_docker_match(top, pattern) for pattern in [*ignored, *excluded])
             assert top.split("/")[0] not in excluded, f"{source} is left out of the asset"
 
 

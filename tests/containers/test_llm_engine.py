@@ -10,7 +10,7 @@ import torch
 from llm_engine import EngineSettings, GenerationRequest, create_engine
 from llm_engine.neuron import engine_arguments, neuron_environment
 from llm_engine.timing import TokenTimer
-from pydantic import ValidationError
+from serving_env import LlmEngineEnv, ServingEnv
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 
@@ -29,11 +29,30 @@ def test_settings_read_the_container_environment() -> None:
     assert settings.max_seq_len == 2048
     assert settings.instance_id == "i-0abc"
     assert settings.engine == "neuron"
-    assert settings.quantization == "int8"
+    # Unset contract variables keep the contract's own defaults, the ones the constructs know.
+    contract = LlmEngineEnv()
+    assert (settings.max_num_seqs, settings.quantization) == (
+        contract.max_num_seqs,
+        contract.quantization,
+    )
+
+
+def test_settings_read_back_what_the_construct_wrote() -> None:
+    written = ServingEnv(
+        kind="llm",
+        instance_type="trn1.32xlarge",
+        neuron_cores=32,
+        compile_cache_url="s3://cache/llm/",
+        llm=LlmEngineEnv(tp_degree=8, replicas=4, max_num_seqs=16, quantization="int8"),
+    ).to_env()
+    settings = EngineSettings.from_env({**written, "INFERFLEET_MODEL": "/opt/models/llm"})
+    assert (settings.tp_degree, settings.replicas, settings.max_num_seqs) == (8, 4, 16)
+    assert settings.quantization == "int8" and settings.neuron_cores == 32
+    assert settings.compile_cache_url == "s3://cache/llm/"
 
 
 def test_settings_reject_a_bad_degree() -> None:
-    with pytest.raises(ValidationError, match="tp_degree"):
+    with pytest.raises(ValueError, match="INFERFLEET_TP_DEGREE=0 must be at least 1"):
         EngineSettings.from_env({"INFERFLEET_MODEL": "m", "INFERFLEET_TP_DEGREE": "0"})
 
 
@@ -50,7 +69,11 @@ def test_inf2_and_trn1_differ_only_in_tensor_parallel_degree() -> None:
 
 def test_neuron_engine_quantises_to_int8_and_batches_continuously() -> None:
     settings = EngineSettings(
-        model="m", max_seq_len=4096, max_num_seqs=16, compile_cache_url="s3://cache/llm"
+        model="m",
+        max_seq_len=4096,
+        max_num_seqs=16,
+        quantization="int8",
+        compile_cache_url="s3://cache/llm",
     )
     arguments = engine_arguments(settings)
     assert arguments["device"] == "neuron"

@@ -267,7 +267,7 @@ def test_llm_start_rejects_bad_settings_before_fetching(
     )
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == [
-        "settings: INFERFLEET_DTYPE: Input should be 'bfloat16', 'float16' or 'float32'"
+        "settings: INFERFLEET_DTYPE=int8: use one of bfloat16, float16, float32"
     ]
     assert _downloaded_keys(moto) == []
     assert not (tmp_path / "model").exists()
@@ -321,7 +321,7 @@ def test_engine_settings_read_what_the_service_sets() -> None:
         "INFERFLEET_MAX_SEQ_LEN": "8192",
         "INFERFLEET_MAX_NUM_SEQS": "48",
         "INFERFLEET_QUANTIZATION": "none",
-        "INFERFLEET_DTYPE": "fp16",
+        "INFERFLEET_DTYPE": "float16",
         "INFERFLEET_MODEL": "/opt/models/llm",
     }
     settings = EngineSettings.from_env(task_environment)

@@ -22,6 +22,8 @@ def main() -> None:
             for issue in error.errors()
         )
         raise SystemExit(f"settings: {problems}") from None
+    except ValueError as error:  # the serving contract names the variable itself
+        raise SystemExit(f"settings: {error}") from None
     print(f"settings: {settings.model_dump_json()}")
 
 
