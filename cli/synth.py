@@ -160,7 +160,12 @@ def _synth(plan: FleetPlan, assembly: Path, config_dir: Path, regions: list[str]
 
 
 def _cdk_words(error: Exception) -> str:
+    from inferfleet.constructs.props.problems import PropsError
+    from inferfleet.infra.regional_stack import SynthesisError
+
     text = str(error).strip() or type(error).__name__
+    if isinstance(error, PropsError | SynthesisError):  # names the construct path itself
+        return text
     if isinstance(error, RuntimeError):  # from jsii: the CDK's own message
         return "the CDK rejected the app: " + _CDK_ERROR_CODE.sub("", text)
     return f"{type(error).__name__}: {text}"

@@ -210,9 +210,9 @@ def _recorded_context(config_dir: Path) -> dict[str, Any]:
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as error:
-        raise PlanError(
-            f"{path}: {error}",
-            [Problem((), f"{path} is not readable JSON ({error}); fix or delete it")],
+        raise FleetSpecError(
+            f"{path}: not readable JSON ({error}); fix it, or delete it to let `cdk synth` "
+            "record the zones again"
         ) from None
 
 

@@ -13,7 +13,8 @@ from inferfleet.cli.errors import UserError
 from inferfleet.cli.main import main
 from inferfleet.cli.output_folder import MARKER, replace, staging_folder
 from inferfleet.cli.synth import OUT_FLAG, WRITER, synthesize
-from inferfleet.infra.spec import load_fleet_spec
+from inferfleet.infra.plan import draft_plan
+from inferfleet.infra.spec import FleetSpec
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INFERFLEET = Path(sys.executable).with_name("inferfleet")
@@ -131,19 +132,17 @@ def test_synth_replaces_its_own_assembly_whole(tmp_path: Path):
 
 @pytest.mark.slow
 def test_a_construct_validation_error_reaches_the_user_in_the_cdks_words(tmp_path: Path):
-    # Health-check timeout above the interval: the target group's own validation rejects it at
-    # synth. The spec is built past its validators to reach the CDK whatever validate checks.
-    spec = load_fleet_spec(_write(tmp_path, SMALL_FLEET))
-    service = spec.services["chat"]
-    health = service.health_check.model_copy(update={"interval_s": 5, "timeout_s": 10})
-    spec = spec.model_copy(
-        update={"services": {"chat": service.model_copy(update={"health_check": health})}}
-    )
+    # Health-check timeout above the interval: validate refuses it; the plan is drafted past
+    # validation to show the construct's own check reaches the user with its path.
+    document = yaml.safe_load(_write(tmp_path, SMALL_FLEET).read_text())
+    document["services"]["chat"]["health_check"] = {"interval_s": 5, "timeout_s": 10}
+    plan, problems = draft_plan(FleetSpec.model_validate(document))
+    assert problems
     out = tmp_path / "cdk.out"
     previous_assembly(out)
 
     with pytest.raises(UserError) as caught:
-        synthesize(spec, config_dir=REPO_ROOT, outdir=out)
+        synthesize(plan, config_dir=REPO_ROOT, outdir=out)
 
     message = str(caught.value)
     assert caught.value.exit_code == 1
@@ -155,7 +154,7 @@ def test_a_construct_validation_error_reaches_the_user_in_the_cdks_words(tmp_pat
 
 
 @pytest.mark.slow
-def test_an_error_while_building_the_app_is_one_paragraph_and_exit_1(tmp_path: Path):
+def test_a_broken_context_file_is_refused_before_synth(tmp_path: Path):
     fleet = _write(tmp_path, SMALL_FLEET)
     (tmp_path / "cdk.context.json").write_text("{not json")
     result = subprocess.run(
@@ -164,8 +163,8 @@ def test_an_error_while_building_the_app_is_one_paragraph_and_exit_1(tmp_path: P
         text=True,
         timeout=600,
     )
-    assert result.returncode == 1
-    assert "error: synth failed: JSONDecodeError" in result.stderr
+    assert result.returncode == 2
+    assert "cdk.context.json: not readable JSON" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "o").exists()
 

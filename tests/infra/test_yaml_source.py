@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from inferfleet.infra.spec import FleetSpecError, load_fleet_spec
+from inferfleet.infra.plan import load_fleet_plan
+from inferfleet.infra.spec import FleetSpecError, load_fleet_document, parse_fleet_spec
 from inferfleet.infra.yaml_source import (
     MAX_DOCUMENT_BYTES,
     MAX_NODES,
@@ -169,13 +170,13 @@ def test_fleet_file_with_merge_keys_validates_and_reports_merged_fields_at_their
             """
         )
     )
-    spec = load_fleet_spec(fleet)
-    assert [p.instance_type for p in spec.services["chat"].pools] == ["inf2.xlarge", "inf2.8xlarge"]
-    assert spec.services["chat"].pools[1].max == 2
+    pools = load_fleet_plan(fleet).region("us-east-1").service("chat").props.pools
+    assert [p.instance_type for p in pools] == ["inf2.xlarge", "inf2.8xlarge"]
+    assert pools[1].max_capacity == 2
 
     fleet.write_text(fleet.read_text().replace("tensor_parallel: 2", "tensor_parallel: 3"))
     with pytest.raises(FleetSpecError) as caught:
-        load_fleet_spec(fleet)
+        load_fleet_plan(fleet)
     assert f"{fleet}:8: services.chat.pools[1].tensor_parallel: 3 " in str(caught.value)
 
 
@@ -196,7 +197,7 @@ def test_a_file_that_is_not_utf8_names_its_encoding_and_the_fix(
     fleet = tmp_path / "fleet.yaml"
     fleet.write_bytes(content)
     with pytest.raises(FleetSpecError) as caught:
-        load_fleet_spec(fleet)
+        load_fleet_plan(fleet)
     text = str(caught.value)
     assert message in text and "save it as UTF-8" in text
     assert text.startswith(str(fleet)) and ":None" not in text
@@ -205,9 +206,9 @@ def test_a_file_that_is_not_utf8_names_its_encoding_and_the_fix(
 def test_a_utf8_byte_order_mark_is_accepted(tmp_path: Path):
     fleet = tmp_path / "fleet.yaml"
     fleet.write_bytes(codecs.BOM_UTF8 + (REPO_ROOT / "fleet.yaml").read_bytes())
-    assert load_fleet_spec(fleet).name == "shopping-assistant"
+    assert parse_fleet_spec(load_fleet_document(fleet), str(fleet)).name == "shopping-assistant"
 
 
 def test_a_directory_as_config_is_a_clear_error(tmp_path: Path):
     with pytest.raises(FleetSpecError, match=r"is a directory; pass the fleet file itself"):
-        load_fleet_spec(tmp_path)
+        load_fleet_plan(tmp_path)
