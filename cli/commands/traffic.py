@@ -58,19 +58,19 @@ traffic_app = typer.Typer(
 
 def _target(config: Path, region: str | None, endpoint_url: str | None, profile: str | None) -> Any:
     from inferfleet.cli.aws import AwsAccess
-    from inferfleet.cli.commands.fleet import load_spec
+    from inferfleet.cli.commands.fleet import load_plan
     from inferfleet.cli.traffic.store import TrafficTarget
 
     if not config.exists():
         raise UserError(f"--config {config}: no such file; pass the fleet file of the fleet")
-    spec = load_spec(config)
-    regions = tuple(entry.name for entry in spec.regions)
+    plan = load_plan(config)
+    regions = plan.region_names
     if region is not None and region not in regions:
-        raise UserError(f"--region: {region} is not a region of fleet {spec.name}")
+        raise UserError(f"--region: {region} is not a region of fleet {plan.name}")
     return TrafficTarget(
-        fleet=spec.name,
+        fleet=plan.name,
         regions=regions,
-        services=tuple(spec.services),
+        services=tuple(service.name for service in plan.regions[0].services),
         home_region=region or regions[0],
         aws=AwsAccess(profile=profile, endpoint_url=endpoint_url),
     )
