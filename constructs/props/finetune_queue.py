@@ -152,7 +152,7 @@ class FinetuneQueueProps:
                 PropsProblem(
                     "batch_tasks",
                     f"{self.batch_tasks} is outside 2..{MAX_BATCH_TASKS} (one DynamoDB "
-                    "transaction claims every task of a batch)",
+                    "transaction ends a batch: its jobs, their model records and the slot)",
                 )
             )
         if not 1 <= self.batch_instances <= self.batch_tasks:

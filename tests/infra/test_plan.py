@@ -49,7 +49,7 @@ def test_batch_tasks_beyond_one_transaction_are_refused_at_validate(tmp_path):
     document = example()
     document["personalization"]["queue"].update(batch_tasks=200, batch_threshold=400)
     message = problems_in(tmp_path, document)
-    assert "personalization.queue.batch_tasks: 200 is outside 2..99" in message
+    assert "personalization.queue.batch_tasks: 200 is outside 2..49" in message
     assert "fleet.yaml:" in message
 
 

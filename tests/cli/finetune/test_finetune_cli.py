@@ -241,7 +241,7 @@ def test_a_fleet_without_personalization_is_refused(tmp_path: Path, capsys) -> N
     text = (REPO_ROOT / "fleet.yaml").read_text()
     fleet.write_text(text[: text.index("# Per-user fine-tuning")])
     shutil.copy(REPO_ROOT / "cdk.context.json", tmp_path / "cdk.context.json")
-    code, _, err = run(capsys, "finetune", "status", "abc", "--config", str(fleet))
+    code, _, err = run(capsys, "finetune", "status", "abc", "--user", "u", "--config", str(fleet))
     assert code == 2
     assert "the fleet has no personalization section" in err and "Traceback" not in err
 
