@@ -287,12 +287,13 @@ def profile_for(
     weights_dtype: str,
     instance_type: str,
     tensor_parallel: int,
-    slots: int,
+    slots: int | None,
     context_tokens: float,
     shape: capacity.DecoderShape | None = None,
 ) -> ServerProfile:
     """The published profile of this model, dtype width, instance and TP if there is one
-    (its slots set to ``slots``), else the roofline estimate."""
+    (its slots set to ``slots``), else the roofline estimate. ``slots`` None keeps the
+    figure's batch (a classifier runs the batch it was compiled for)."""
     width = capacity.BYTES_PER_PARAMETER[weights_dtype]
     matches = [
         figure
@@ -304,9 +305,9 @@ def profile_for(
         and figure.tensor_parallel == tensor_parallel
     ]
     if matches:
-        figure = min(matches, key=lambda f: abs(f.slots - slots))
+        figure = min(matches, key=lambda f: abs(f.slots - (slots or f.slots)))
         profile = published_profile(figure)
-        if figure.slots == slots:
+        if slots is None or figure.slots == slots:
             return profile
         return profile.model_copy(
             update={
@@ -315,6 +316,8 @@ def profile_for(
                 f"slots, decode cost extended linearly to {slots})",
             }
         )
+    if slots is None:
+        slots = next(f.slots for f in published_figures() if f.kind == kind)
     if shape is None and kind == "llm":
         shape = capacity.default_decoder_shape(parameters_b)
     replica = Replica(parameters_b, weights_dtype, instance_type, tensor_parallel, shape)

@@ -8,6 +8,9 @@ exactly as numpy's do on the expanded list.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+
 import numpy as np
 
 from inferfleet.cli.bench.metrics import (
@@ -23,6 +26,7 @@ from inferfleet.cli.bench.models import (
     LagFigures,
     LatencyBrief,
     LatencyDistribution,
+    RunResults,
     StepResult,
 )
 from inferfleet.cli.sizing.simulator import SimulatedRun
@@ -214,3 +218,41 @@ def request_rows(
             }
         )
     return rows
+
+
+def write_simulated_run(
+    out: Path,
+    header: dict,
+    steps: Sequence[tuple[StepIdentity, SimulatedRun]],
+    *,
+    open_loop: bool,
+    price_per_hour: float | None = None,
+    compared: bool = True,
+) -> RunResults:
+    """results.json, requests.csv, report.md and plots in ``out``, as bench writes them;
+    ``compared`` adds the bench's paired ratios of each variant against the first."""
+    from inferfleet.cli.bench.results import OutputDir, ResultsWriter
+    from inferfleet.cli.bench.runner import write_report
+    from inferfleet.cli.bench.variants import paired_ratios
+
+    output = OutputDir.claim(out)
+    writer = ResultsWriter(output, header)
+    latencies = []
+    for identity, run in steps:
+        result = step_summary(
+            run, open_loop=open_loop, price_per_hour=price_per_hour, identity=identity
+        )
+        rows = request_rows(
+            run,
+            step=identity.id,
+            variant=identity.variant,
+            repeat=identity.repeat,
+            users=identity.users,
+            rate=identity.rate,
+        )
+        writer.add_step(result, rows)
+        latencies.append(plotted_latencies(run))
+    comparisons = paired_ratios(writer.results.steps, writer.results.variants) if compared else []
+    writer.finish(partial=False, comparisons=comparisons)
+    write_report(output, writer.results, latencies)
+    return writer.results

@@ -22,20 +22,13 @@ import numpy as np
 from inferfleet.cli.bench.config import BenchConfig
 from inferfleet.cli.bench.metrics import StepIdentity
 from inferfleet.cli.bench.models import RunResults
-from inferfleet.cli.bench.results import OutputDir, ResultsWriter, machine_info, now_iso, tool_info
-from inferfleet.cli.bench.runner import (
-    Step,
-    load_header,
-    open_loop_arrivals,
-    plan_steps,
-    write_report,
-)
-from inferfleet.cli.bench.variants import paired_ratios
+from inferfleet.cli.bench.results import machine_info, now_iso, tool_info
+from inferfleet.cli.bench.runner import Step, load_header, open_loop_arrivals, plan_steps
 from inferfleet.cli.bench.workload import PoissonArrivals, Workload, schedule_hash
 from inferfleet.cli.errors import UserError
 from inferfleet.cli.local.config import DEFAULT_MODEL
 from inferfleet.cli.local.emulator import parse_request
-from inferfleet.cli.sizing.figures import plotted_latencies, request_rows, step_summary
+from inferfleet.cli.sizing.figures import write_simulated_run
 from inferfleet.cli.sizing.profile import ServerProfile
 from inferfleet.cli.sizing.simulator import Load, SimulatedRun, Simulation
 
@@ -169,46 +162,29 @@ def write_results(
     steps: list[LocalStep],
 ) -> RunResults:
     """results.json, requests.csv, report.md and plots in ``config.out``, as bench writes them."""
-    output = OutputDir.claim(config.out)
-    writer = ResultsWriter(output, _header(config, profile, network_s, workload, arrivals))
-    latencies = []
+    identified = []
     for local in steps:
-        step, run = local.step, local.run
-        load = step.load if config.open_loop else int(step.load)
+        step = local.step
         identity = StepIdentity(
             id=step.number,
             variant=step.variant_name,
             repeat=step.repeat,
             load=step.load,
-            users=None if config.open_loop else int(load),
-            rate=load if config.open_loop else None,
+            users=None if config.open_loop else int(step.load),
+            rate=step.load if config.open_loop else None,
             instances=config.instance_count,
             schedule_hash=schedule_hash(
                 workload, [arrivals[step.load]] if config.open_loop else []
             ),
         )
-        result = step_summary(
-            run,
-            open_loop=config.open_loop,
-            price_per_hour=config.price_per_hour,
-            identity=identity,
-        )
-        rows = request_rows(
-            run,
-            step=step.number,
-            variant=step.variant_name,
-            repeat=step.repeat,
-            users=None if config.open_loop else int(load),
-            rate=load if config.open_loop else None,
-        )
-        writer.add_step(result, rows)
-        latencies.append(plotted_latencies(run))
-    writer.finish(
-        partial=False,
-        comparisons=paired_ratios(writer.results.steps, writer.results.variants),
+        identified.append((identity, local.run))
+    return write_simulated_run(
+        config.out,
+        _header(config, profile, network_s, workload, arrivals),
+        identified,
+        open_loop=config.open_loop,
+        price_per_hour=config.price_per_hour,
     )
-    write_report(output, writer.results, latencies)
-    return writer.results
 
 
 def _header(

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from inferfleet.cli.bench.models import SloLimit
-from inferfleet.cli.sizing.planner import Demand, Evaluation, RegionSizing
-from inferfleet.cli.sizing.prices import PriceTable
+from inferfleet.cli.sizing.planner import Demand, Evaluation, RegionSizing, describe_slo
+from inferfleet.constructs.props.model_service import MAX_INSTANCES_PER_POOL
 
 
 def plan_results(
@@ -17,7 +17,7 @@ def plan_results(
     sizings: Sequence[RegionSizing],
     demand: Demand,
     slo: Sequence[SloLimit],
-    prices: PriceTable,
+    prices: dict,
 ) -> dict:
     """The whole plan as JSON-ready data; money is None where a price is missing."""
     mean_output = demand.mean_output_tokens
@@ -45,6 +45,7 @@ def plan_results(
                 "average_requests_per_s": round(sizing.average_rps, 3),
                 "peak_requests_per_s": round(sizing.peak_rps, 3),
                 "feasible": sizing.feasible,
+                "idle_ttft_p99_s": round(sizing.idle_ttft_p99_s or 0.0, 4),
                 "pools": pools,
                 "peak": _evaluation(sizing.peak, pools, "peak"),
                 "average": _evaluation(sizing.average, pools, "average"),
@@ -69,7 +70,7 @@ def plan_results(
             "headroom": demand.headroom,
             "survive_region_loss": demand.survive_region_loss,
         },
-        "prices": {"date": prices.date, "region": prices.region, "currency": prices.currency},
+        "prices": prices,
         "feasible": all(sizing.feasible for sizing in sizings),
         "regions": regions,
         "totals": _totals(regions, demand.requests_per_s * mean_output * 3600.0),
@@ -144,21 +145,31 @@ def suggested_bounds(sizings: Sequence[RegionSizing]) -> list[dict]:
             )
             entry["min"] = max(entry["min"], sizing.average.instances[position])
             entry["max"] = max(entry["max"], sizing.peak.instances[position])
+    for entry in bounds.values():
+        entry["over_limit"] = entry["max"] > MAX_INSTANCES_PER_POOL
     return [bounds[index] for index in sorted(bounds)]
 
 
+# A TTFT floor this close to the limit leaves the plan sensitive to load and noise.
+SENSITIVE_MARGIN = 0.2
 _KEY = r"(?P<key>\b{key}\s*:\s*)(?P<value>\d+)"
 
 
 def yaml_diff(path: Path, text: str, lines: dict, service: str, bounds: Sequence[dict]) -> str:
-    """A unified diff of the fleet file with each pool's planned min and max.
+    """A unified diff of the fleet file with each pool's planned min and max."""
+    old = text.splitlines(keepends=True)
+    new = planned_text(text, lines, service, bounds).splitlines(keepends=True)
+    return "".join(difflib.unified_diff(old, new, fromfile=str(path), tofile=f"{path} (planned)"))
+
+
+def planned_text(text: str, lines: dict, service: str, bounds: Sequence[dict]) -> str:
+    """The fleet file with each pool's planned min and max, all else as written.
 
     ``lines`` maps YAML paths to their 1-based line (``YamlDocument.lines``). A pool
     without ``min`` gets one next to its ``max`` (in a flow mapping ``{...}``, or on a
     line of its own above it).
     """
-    old = text.splitlines(keepends=True)
-    new = list(old)
+    new = text.splitlines(keepends=True)
     inserted: dict[int, str] = {}
     for bound in bounds:
         base = ("services", service, "pools", bound["pool"])
@@ -176,7 +187,7 @@ def yaml_diff(path: Path, text: str, lines: dict, service: str, bounds: Sequence
             inserted[max_line] = " " * len(indent) + f"min: {bound['min']}\n"
     for at in sorted(inserted, reverse=True):
         new.insert(at, inserted[at])
-    return "".join(difflib.unified_diff(old, new, fromfile=str(path), tofile=f"{path} (planned)"))
+    return "".join(new)
 
 
 def _set(line: str, key: str, value: int) -> str:
@@ -217,7 +228,9 @@ def write_plot(results: dict, sizings: Sequence[RegionSizing], path: Path) -> No
         if limit["metric"] == "ttft_ms" and limit["point"] == "p99":
             seconds = limit["limit_ms"] / 1000.0
             latency.axhline(seconds, color="grey", linestyle="--", label=f"SLO {seconds:g} s")
-    latency.set_yscale("log")
+    low, high = latency.dataLim.y0, latency.dataLim.y1
+    if low > 0 and high / low > 20:
+        latency.set_yscale("log")
     latency.set_xlabel("instances in the region")
     latency.set_ylabel("predicted TTFT P99 at peak (s)")
     latency.legend(fontsize=8)
@@ -231,3 +244,118 @@ def write_plot(results: dict, sizings: Sequence[RegionSizing], path: Path) -> No
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+def infeasible_message(results: dict) -> str:
+    """Why the plan cannot meet the SLO, and what to change."""
+    worst = [r for r in results["regions"] if not r["feasible"]]
+    parts = []
+    for region in worst:
+        predicted = region["peak"]["predicted"]
+        parts.append(
+            f"{region['region']} (TTFT P99 {predicted['ttft_p99']:.2f} s even with "
+            f"{region['peak']['instances']} instances)"
+        )
+    return (
+        "plan: the SLO cannot be met in " + ", ".join(parts) + ": the prefill of the longest "
+        "prompts alone takes longer than the limit; shorten --prompt-tokens, raise the pools' "
+        "tensor_parallel, or relax --slo"
+    )
+
+
+def print_plan(results: dict, out: Path) -> None:
+    """The plan on the terminal: a table per region and pool, totals, the diff."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=150)
+    demand = results["demand"]
+    console.print(
+        f"[bold]{results['service']}[/]: {demand['average_output_tokens_per_min']:,} output "
+        f"tokens/min average ({demand['average_requests_per_s']:g} req/s), peak x"
+        f"{demand['peak_factor']:g}, headroom {demand['headroom']:.0%}, "
+        + ("surviving the loss of a region, " if demand["survive_region_loss"] else "")
+        + f"SLO {describe_slo([SloLimit(**limit) for limit in results['slo']])} [SIMULATED]"
+    )
+    table = Table(
+        "region",
+        "pool",
+        "peak req/s",
+        "replicas",
+        "instances",
+        "chips",
+        "$/h",
+        "min",
+        "TTFT P99 at peak",
+        "busy",
+        "$/M tokens",
+    )
+    for region in results["regions"]:
+        for index, pool in enumerate(region["pools"]):
+            first = index == 0
+            table.add_row(
+                region["region"] if first else "",
+                pool["instance_type"],
+                f"{region['peak_requests_per_s']:.1f}" if first else "",
+                str(pool["peak"]["replicas"]),
+                str(pool["peak"]["instances"]),
+                f"{pool['peak']['chips']:,}",
+                _money(pool["peak"]["dollars_per_hour"]),
+                str(pool["average"]["instances"]),
+                f"{region['peak']['predicted']['ttft_p99']:.3f} s" if first else "",
+                f"{region['peak']['predicted']['utilisation']:.0%}" if first else "",
+                _money(region["dollars_per_million_output_tokens"], 3) if first else "",
+            )
+    totals = results["totals"]
+    table.add_row(
+        "total",
+        "",
+        "",
+        "",
+        str(totals["peak"]["instances"]),
+        f"{totals['peak']['chips']:,}",
+        _money(totals["peak"]["dollars_per_hour"]),
+        str(totals["average"]["instances"]),
+        "",
+        "",
+        _money(totals["dollars_per_million_output_tokens"], 3),
+    )
+    console.print(table)
+    console.print(
+        "instances, chips and $/h at peak; busy: output tokens/min at peak over what the replicas "
+        "give with full queues; min: instances at the average load; $/M output tokens "
+        f"at the average load on the min fleet; prices {results['prices']['region']} on-demand, "
+        f"{results['prices']['date']}"
+    )
+    ttft_limits = [
+        limit["limit_ms"] / 1000.0
+        for limit in results["slo"]
+        if limit["metric"] == "ttft_ms" and limit["point"] == "p99"
+    ]
+    for region in results["regions"]:
+        floor = region["idle_ttft_p99_s"]
+        if ttft_limits and region["feasible"] and floor > (1 - SENSITIVE_MARGIN) * ttft_limits[0]:
+            console.print(
+                f"[yellow]{region['region']}: the prompts' prefill alone gives a TTFT P99 of "
+                f"{floor:.2f} s, within {SENSITIVE_MARGIN:.0%} of the limit: little time is left "
+                "for queueing, so the fleet runs far from full and its size swings with small "
+                "changes of load (see plan.png); shorter prompts or a faster prefill lower it[/]"
+            )
+    for bound in results["fleet_yaml"]:
+        if bound["over_limit"]:
+            console.print(
+                f"[yellow]pool {bound['pool']} ({bound['instance_type']}): max {bound['max']} is "
+                f"above the {MAX_INSTANCES_PER_POOL} instances a pool may have; validate will "
+                "refuse it: add a pool of another instance type or another region[/]"
+            )
+    diff = results["fleet_yaml_diff"]
+    if diff:
+        console.print("\nmin/max for the fleet file (the most any region needs):")
+        console.print(diff, highlight=False, markup=False, end="")
+    console.print(f"\nplan.json and plan.png in {out}/")
+
+
+def _money(value: float | None, digits: int = 0) -> str:
+    return "-" if value is None else f"${value:,.{digits}f}"

@@ -16,6 +16,7 @@ the suggested values are the largest over those regions.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -37,6 +38,8 @@ POOL_SIZE = 8192
 # Stop bisecting when the bracket is this tight (relative), or one instance wide.
 PRECISION = 0.02
 MAX_INSTANCES = 100_000
+# Fleet sizes, relative to the plan's, also simulated at peak for the plot.
+SWEEP = (0.8, 1.25, 1.6)
 
 
 _LOAD = re.compile(
@@ -114,7 +117,9 @@ class Demand:
     survive_region_loss: bool = False
     seed: int = 0
 
+    @functools.cached_property
     def sizes(self) -> tuple[np.ndarray, np.ndarray]:
+        """Prompt and output tokens of a seeded pool of requests, cycled by the simulation."""
         rng = np.random.default_rng([self.seed, 7])
         prompts = self.prompt_tokens.sample(rng, POOL_SIZE)
         outputs = self.output_tokens.sample(rng, POOL_SIZE)
@@ -122,7 +127,13 @@ class Demand:
 
     @property
     def mean_output_tokens(self) -> float:
-        return float(self.sizes()[1].mean())
+        return float(self.sizes[1].mean())
+
+    @property
+    def context_tokens(self) -> float:
+        """Mean tokens in a sequence's KV cache over its decode steps."""
+        prompts, outputs = self.sizes
+        return float(prompts.mean() + outputs.mean() / 2)
 
 
 @dataclass(frozen=True)
@@ -152,6 +163,7 @@ class RegionSizing:
     average: Evaluation
     tried: list[Evaluation] = field(default_factory=list)
     feasible: bool = True
+    idle_ttft_p99_s: float | None = None  # the prefill floor: TTFT P99 with no queue at all
 
 
 class Planner:
@@ -166,7 +178,7 @@ class Planner:
         progress: Callable[[str], None] | None = None,
     ) -> None:
         self.demand, self.slo, self.routing = demand, slo, routing
-        self.prompts, self.outputs = demand.sizes()
+        self.prompts, self.outputs = demand.sizes
         self.progress = progress or (lambda message: None)
         self._cache: dict[tuple, Evaluation] = {}
 
@@ -198,7 +210,11 @@ class Planner:
         tried: list[Evaluation] = []
         peak, feasible = self.fewest(region, peak_rps, tried)
         average, _ = self.fewest(region, average_rps, tried)
-        return RegionSizing(region, average_rps, peak_rps, peak, average, tried, feasible)
+        # Around the answer too, so the plot shows what fewer or more instances would give.
+        for factor in SWEEP:
+            self.evaluate(region, max(1, round(peak.total * factor)), peak_rps, tried)
+        floor = self.idle_ttft_ms(region, "p99") / 1000.0
+        return RegionSizing(region, average_rps, peak_rps, peak, average, tried, feasible, floor)
 
     def idle_ttft_ms(self, region: RegionShape, point: str) -> float:
         """TTFT (``p99``, ``mean``...) with every request alone on the fastest pool: no fleet
@@ -306,12 +322,19 @@ class Planner:
             window=(warmup, horizon),
         )
         step = step_summary(run, open_loop=True)
+        saturated_rps = sum(
+            count * self.instance_rps(pool)
+            for pool, count in zip(region.pools, instances, strict=True)
+        )
+        saturated = saturated_rps * float(self.outputs.mean()) * 60.0
         figures = {
             "ttft_p99": _seconds(step.latency["ttft_ms"].p99),
             "itl_p99": _seconds(step.latency["itl_ms"].p99),
             "e2e_p99": _seconds(step.latency["e2e_ms"].p99),
             "ttft_p50": _seconds(step.latency["ttft_ms"].p50),
             "output_tokens_per_min": step.output_tokens_per_min,
+            # Of what the replicas would give with queues always full.
+            "utilisation": step.output_tokens_per_min / saturated if saturated else None,
         }
         return Evaluation(instances, rate, figures, tuple(missed_limits(self.slo, step)))
 

@@ -62,48 +62,69 @@ def load_prices(path: Path | None = None, *, flag: str = "--prices") -> PriceTab
 PRICING_API_REGION = "us-east-1"
 
 
-def fetch_prices(access, regions: list[str], instance_types: list[str]) -> dict[str, PriceTable]:  # type: ignore[no-untyped-def]
-    """Today's on-demand Linux prices of ``instance_types`` in each of ``regions``, from the
-    AWS Pricing API (``access`` is an :class:`inferfleet.cli.aws.AwsAccess`)."""
+class PriceLookup:
+    """Price per hour of an instance type in a region: the table's, or with ``access`` (an
+    :class:`inferfleet.cli.aws.AwsAccess`) today's from the AWS Pricing API, asked once each."""
+
+    def __init__(self, table: PriceTable, access=None) -> None:  # type: ignore[no-untyped-def]
+        self.table = table
+        self.access = access
+        self._fetched: dict[tuple[str, str], float | None] = {}
+
+    def __call__(self, region: str, instance_type: str) -> float | None:
+        if self.access is None:
+            return self.table.per_hour(instance_type)
+        key = (region, instance_type)
+        if key not in self._fetched:
+            self._fetched[key] = fetch_price(self.access, region, instance_type)
+        return self._fetched[key]
+
+    def describe(self) -> dict:
+        if self.access is None:
+            return {
+                "date": self.table.date,
+                "region": self.table.region,
+                "currency": self.table.currency,
+                "source": "shipped table",
+            }
+        from inferfleet.cli.bench.results import now_iso
+
+        return {
+            "date": now_iso(),
+            "region": "each region's own",
+            "currency": "USD",
+            "source": "AWS Pricing API",
+        }
+
+
+def fetch_price(access, region: str, instance_type: str) -> float | None:  # type: ignore[no-untyped-def]
+    """Today's on-demand Linux price of ``instance_type`` in ``region`` (AWS Pricing API)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from inferfleet.cli.bench.results import now_iso
-
     client = access.client("pricing", PRICING_API_REGION)
-    tables = {}
-    for region in regions:
-        found = {}
-        for instance_type in instance_types:
-            try:
-                answer = client.get_products(
-                    ServiceCode="AmazonEC2",
-                    Filters=[
-                        {"Type": "TERM_MATCH", "Field": field, "Value": value}
-                        for field, value in (
-                            ("instanceType", instance_type),
-                            ("regionCode", region),
-                            ("operatingSystem", "Linux"),
-                            ("tenancy", "Shared"),
-                            ("preInstalledSw", "NA"),
-                            ("capacitystatus", "Used"),
-                        )
-                    ],
-                    MaxResults=10,
+    try:
+        answer = client.get_products(
+            ServiceCode="AmazonEC2",
+            Filters=[
+                {"Type": "TERM_MATCH", "Field": field, "Value": value}
+                for field, value in (
+                    ("instanceType", instance_type),
+                    ("regionCode", region),
+                    ("operatingSystem", "Linux"),
+                    ("tenancy", "Shared"),
+                    ("preInstalledSw", "NA"),
+                    ("capacitystatus", "Used"),
                 )
-            except (BotoCoreError, ClientError) as error:
-                raise UserError(
-                    f"--refresh-prices: the AWS Pricing API refused ({error}); check the "
-                    "credentials (pricing:GetProducts), or drop --refresh-prices to use the "
-                    "shipped table",
-                    exit_code=1,
-                ) from None
-            price = _on_demand_price(answer.get("PriceList", []))
-            if price is not None:
-                found[instance_type] = InstancePrice(
-                    price=price, source=f"AWS Pricing API, {region}"
-                )
-        tables[region] = PriceTable(date=now_iso(), region=region, instances=found)
-    return tables
+            ],
+            MaxResults=10,
+        )
+    except (BotoCoreError, ClientError) as error:
+        raise UserError(
+            f"--refresh-prices: the AWS Pricing API refused ({error}); check the credentials "
+            "(pricing:GetProducts), or drop --refresh-prices to use the shipped table",
+            exit_code=1,
+        ) from None
+    return _on_demand_price(answer.get("PriceList", []))
 
 
 def _on_demand_price(price_list: list[str]) -> float | None:

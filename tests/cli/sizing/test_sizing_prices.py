@@ -10,7 +10,7 @@ import pytest
 from botocore.stub import Stubber
 
 from inferfleet.cli.errors import UserError
-from inferfleet.cli.sizing.prices import fetch_prices, load_prices
+from inferfleet.cli.sizing.prices import PriceLookup, load_prices
 from inferfleet.constructs.neuron_instances import NEURON_INSTANCE_TYPES
 
 
@@ -83,7 +83,7 @@ class StubbedAccess:
 def test_prices_refresh_from_the_pricing_api_per_region() -> None:
     access = StubbedAccess()
     with Stubber(access.pricing) as stub:
-        for region, usd in (("us-east-1", "12.9813"), ("eu-west-1", "14.1100")):
+        for region, usd in (("eu-west-1", "14.1100"), ("us-east-1", "12.9813")):
             stub.add_response(
                 "get_products",
                 {"PriceList": [_product("inf2.48xlarge", region, usd)], "FormatVersion": "aws_v1"},
@@ -100,10 +100,13 @@ def test_prices_refresh_from_the_pricing_api_per_region() -> None:
                     "MaxResults": 10,
                 },
             )  # fmt: skip
-        tables = fetch_prices(access, ["us-east-1", "eu-west-1"], ["inf2.48xlarge"])
+        price = PriceLookup(load_prices(), access)
+        assert price("eu-west-1", "inf2.48xlarge") == 14.11
+        assert price("us-east-1", "inf2.48xlarge") == 12.9813
+        # Asked once: a second lookup needs no answer of its own.
+        assert price("eu-west-1", "inf2.48xlarge") == 14.11
         stub.assert_no_pending_responses()
-    assert tables["eu-west-1"].per_hour("inf2.48xlarge") == 14.11
-    assert tables["us-east-1"].region == "us-east-1"
+    assert price.describe()["source"] == "AWS Pricing API"
 
 
 def test_a_refused_pricing_call_is_a_clear_failure() -> None:
@@ -111,5 +114,5 @@ def test_a_refused_pricing_call_is_a_clear_failure() -> None:
     with Stubber(access.pricing) as stub:
         stub.add_client_error("get_products", "AccessDeniedException", "not allowed")
         with pytest.raises(UserError, match="pricing:GetProducts") as refused:
-            fetch_prices(access, ["us-east-1"], ["inf2.48xlarge"])
+            PriceLookup(load_prices(), access)("us-east-1", "inf2.48xlarge")
     assert refused.value.exit_code == 1
