@@ -10,6 +10,7 @@ import torch
 from llm_engine import EngineSettings, GenerationRequest, create_engine
 from llm_engine.neuron import engine_arguments, neuron_environment
 from llm_engine.timing import TokenTimer
+from pydantic import ValidationError
 from serving_env import LlmEngineEnv, ServingEnv
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -28,7 +29,7 @@ def test_settings_read_the_container_environment() -> None:
     assert settings.tp_degree == 32
     assert settings.max_seq_len == 2048
     assert settings.instance_id == "i-0abc"
-    assert settings.engine == "neuron"
+    assert settings.engine == "vllm-nxdi"
     # Unset contract variables keep the contract's own defaults, the ones the constructs know.
     contract = LlmEngineEnv()
     assert (settings.max_num_seqs, settings.quantization) == (
@@ -56,8 +57,14 @@ def test_settings_reject_a_bad_degree() -> None:
         EngineSettings.from_env({"INFERFLEET_MODEL": "m", "INFERFLEET_TP_DEGREE": "0"})
 
 
-def test_inf2_and_trn1_differ_only_in_tensor_parallel_degree() -> None:
-    common = {"INFERFLEET_MODEL": "/opt/models/llm", "INFERFLEET_INSTANCE_ID": "same"}
+@pytest.mark.parametrize("engine", ["vllm-nxdi", "vllm-tnx"])
+def test_inf2_and_trn1_differ_only_in_tensor_parallel_degree(engine: str) -> None:
+    common = {
+        "INFERFLEET_MODEL": "/opt/models/llm",
+        "INFERFLEET_INSTANCE_ID": "same",
+        "INFERFLEET_ENGINE": engine,
+        "INFERFLEET_QUANTIZATION": "int8",
+    }
     inf2 = EngineSettings.from_env({**common, "INFERFLEET_TP_DEGREE": "24"})
     trn1 = EngineSettings.from_env({**common, "INFERFLEET_TP_DEGREE": "32"})
     inf2_args, trn1_args = engine_arguments(inf2), engine_arguments(trn1)
@@ -67,9 +74,36 @@ def test_inf2_and_trn1_differ_only_in_tensor_parallel_degree() -> None:
     assert neuron_environment(inf2) == neuron_environment(trn1)
 
 
-def test_neuron_engine_quantises_to_int8_and_batches_continuously() -> None:
+def test_the_engine_setting_picks_the_neuron_back_end() -> None:
+    chosen = {
+        engine: neuron_environment(EngineSettings(model="/m", engine=engine))
+        for engine in ("vllm-nxdi", "vllm-tnx")
+    }
+    assert chosen["vllm-nxdi"]["VLLM_NEURON_FRAMEWORK"] == "neuronx-distributed-inference"
+    assert chosen["vllm-tnx"]["VLLM_NEURON_FRAMEWORK"] == "transformers-neuronx"
+    assert EngineSettings(model="/m").engine == "vllm-nxdi"
+    with pytest.raises(ValidationError, match="engine"):
+        EngineSettings.from_env({"INFERFLEET_MODEL": "/m", "INFERFLEET_ENGINE": "neuron"})
+
+
+def test_nxd_inference_quantises_through_its_own_config() -> None:
+    settings = EngineSettings(model="/opt/models/llm", quantization="int8", max_seq_len=2048)
+    arguments = engine_arguments(settings)
+    # vLLM's --quantization is left unset: NxD Inference reads its neuron config instead.
+    assert "quantization" not in arguments
+    config = arguments["override_neuron_config"]
+    assert config["quantized"] is True and config["quantization_dtype"] == "int8"
+    assert config["quantized_checkpoints_path"].startswith("/opt/models/llm/")
+    assert arguments["max_model_len"] == arguments["block_size"] == 2048
+    environment = neuron_environment(settings)
+    assert environment["NEURON_COMPILED_ARTIFACTS"].startswith("/opt/models/llm/")
+    assert "NEURON_QUANT_DTYPE" not in environment
+
+
+def test_transformers_neuronx_quantises_to_int8_and_batches_continuously() -> None:
     settings = EngineSettings(
         model="m",
+        engine="vllm-tnx",
         max_seq_len=4096,
         max_num_seqs=16,
         quantization="int8",
@@ -84,7 +118,7 @@ def test_neuron_engine_quantises_to_int8_and_batches_continuously() -> None:
     assert environment["NEURON_QUANT_DTYPE"] == "s8"
     assert environment["NEURON_COMPILE_CACHE_URL"] == "s3://cache/llm"
 
-    unquantised = EngineSettings(model="m", quantization="none")
+    unquantised = EngineSettings(model="m", engine="vllm-tnx", quantization="none")
     assert "quantization" not in engine_arguments(unquantised)
     assert "NEURON_QUANT_DTYPE" not in neuron_environment(unquantised)
     assert "NEURON_COMPILE_CACHE_URL" not in neuron_environment(unquantised)

@@ -1,4 +1,12 @@
-"""vLLM on NeuronCores (transformers-neuronx underneath) with continuous batching."""
+"""vLLM on NeuronCores with continuous batching, over one of two Neuron back ends.
+
+``vllm-nxdi`` (the default) runs vLLM over NxD Inference (``neuronx-distributed-inference``),
+the library AWS develops for Inf2/Trn1/Trn2 and the one vLLM's Neuron support builds on;
+``vllm-tnx`` runs it over transformers-neuronx, which reached end of support on 2025-09-16
+and stays for fleets that compiled with it. Both stream through the same vLLM engine, and
+only the tensor-parallel degree differs between instance types. vLLM picks the back end from
+``VLLM_NEURON_FRAMEWORK``; their quantisation and bucketing settings differ and live here.
+"""
 
 import os
 from collections.abc import AsyncIterator
@@ -7,17 +15,27 @@ from typing import Any
 from llm_engine.base import GenerationRequest
 from llm_engine.settings import EngineSettings
 
+NEURON_FRAMEWORKS = {
+    "vllm-nxdi": "neuronx-distributed-inference",
+    "vllm-tnx": "transformers-neuronx",
+}
+
 
 def neuron_environment(settings: EngineSettings) -> dict[str, str]:
-    """Variables the Neuron compiler and runtime read before the engine starts."""
-    environment = {
+    """Variables the Neuron compiler, runtime and vLLM read before the engine starts."""
+    environment = {"VLLM_NEURON_FRAMEWORK": NEURON_FRAMEWORKS[settings.engine]}
+    if settings.engine == "vllm-tnx":
         # One bucket at the full length: vLLM on transformers-neuronx needs
         # block_size == max_model_len, so a single graph per phase suffices.
-        "NEURON_CONTEXT_LENGTH_BUCKETS": str(settings.max_seq_len),
-        "NEURON_TOKEN_GEN_BUCKETS": str(settings.max_seq_len),
-    }
-    if settings.quantization == "int8":
-        environment["NEURON_QUANT_DTYPE"] = "s8"
+        environment["NEURON_CONTEXT_LENGTH_BUCKETS"] = str(settings.max_seq_len)
+        environment["NEURON_TOKEN_GEN_BUCKETS"] = str(settings.max_seq_len)
+        if settings.quantization == "int8":
+            environment["NEURON_QUANT_DTYPE"] = "s8"
+    else:
+        # Traced and compiled graphs next to the weights: a restart loads, not recompiles.
+        environment["NEURON_COMPILED_ARTIFACTS"] = os.path.join(
+            settings.model, "neuron-compiled-artifacts"
+        )
     if settings.compile_cache_url:
         # New instances fetch compiled graphs instead of recompiling for ~minutes.
         environment["NEURON_COMPILE_CACHE_URL"] = settings.compile_cache_url
@@ -32,13 +50,25 @@ def engine_arguments(settings: EngineSettings) -> dict[str, Any]:
         "tensor_parallel_size": settings.tp_degree,
         "max_num_seqs": settings.max_num_seqs,
         "max_model_len": settings.max_seq_len,
+        # Both back ends keep a contiguous KV cache: one block of the full length per sequence.
         "block_size": settings.max_seq_len,
         "dtype": settings.dtype,
         "disable_log_requests": True,
     }
-    if settings.quantization == "int8":
+    if settings.quantization != "int8":
+        return arguments
+    if settings.engine == "vllm-tnx":
         arguments["quantization"] = "neuron_quant"
         arguments["override_neuron_config"] = {"cast_logits_dtype": settings.dtype}
+    else:
+        # NxD Inference quantises through its own config, not vLLM's --quantization; the
+        # int8 checkpoint is written once next to the weights and reused.
+        arguments["override_neuron_config"] = {
+            "quantized": True,
+            "quantization_dtype": "int8",
+            "quantization_type": "per_channel_symmetric",
+            "quantized_checkpoints_path": os.path.join(settings.model, "int8-checkpoint"),
+        }
     return arguments
 
 

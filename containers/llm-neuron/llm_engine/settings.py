@@ -23,7 +23,11 @@ _CONTRACT = LlmEngineEnv()
 
 
 class EngineSettings(BaseModel):
-    engine: Literal["neuron", "cpu"] = "neuron"
+    engine: Literal["vllm-nxdi", "vllm-tnx", "cpu"] = Field(
+        default="vllm-nxdi",
+        description="vLLM over NxD Inference, vLLM over transformers-neuronx (legacy), or "
+        "transformers on CPU (tests).",
+    )
     model: str = Field(description="Local model directory or Hugging Face model id.")
     tp_degree: int = Field(default=_CONTRACT.tp_degree, ge=1)
     replicas: int = Field(default=_CONTRACT.replicas, ge=1)
