@@ -102,14 +102,24 @@ class StepMetric(Metric):
         return getattr(step, cls.attribute)
 
 
-def _since(record: RequestRecord, moment: float | None, from_schedule: bool) -> float | None:
-    if moment is None:
-        return None
-    origin = record.scheduled if from_schedule and record.scheduled is not None else record.sent
-    return (moment - origin) * 1000.0
+class SinceSend(LatencyMetric):
+    """From the send (``from_schedule``: from when it was due) to a moment of the answer."""
+
+    moment: ClassVar[str]  # the RequestRecord attribute that ends the interval
+    from_schedule: ClassVar[bool] = False
+
+    @classmethod
+    def values(cls, records: Sequence[RequestRecord]) -> np.ndarray:
+        ends = []
+        for record in records:
+            end = getattr(record, cls.moment)
+            if end is not None:
+                scheduled = cls.from_schedule and record.scheduled is not None
+                ends.append((end - (record.scheduled if scheduled else record.sent)) * 1000.0)
+        return np.array(ends, dtype=float)
 
 
-class TimeToFirstToken(LatencyMetric):
+class TimeToFirstToken(SinceSend):
     """From sending the request to its first token."""
 
     key = "ttft_ms"
@@ -118,18 +128,7 @@ class TimeToFirstToken(LatencyMetric):
     compared = ("p50", "p99")
     plotted = True
     cdf = True
-    from_schedule: ClassVar[bool] = False
-
-    @classmethod
-    def values(cls, records: Sequence[RequestRecord]) -> np.ndarray:
-        return np.array(
-            [
-                _since(record, record.first_token, cls.from_schedule)
-                for record in records
-                if record.first_token is not None
-            ],
-            dtype=float,
-        )
+    moment = "first_token"
 
 
 class TimeToFirstTokenFromSchedule(TimeToFirstToken):
@@ -181,7 +180,7 @@ class TimePerOutputToken(LatencyMetric):
         )
 
 
-class EndToEnd(LatencyMetric):
+class EndToEnd(SinceSend):
     """From sending the request to the end of its answer."""
 
     key = "e2e_ms"
@@ -190,18 +189,7 @@ class EndToEnd(LatencyMetric):
     compared = ("p50", "p99")
     plotted = True
     cdf = True
-    from_schedule: ClassVar[bool] = False
-
-    @classmethod
-    def values(cls, records: Sequence[RequestRecord]) -> np.ndarray:
-        return np.array(
-            [
-                _since(record, record.end, cls.from_schedule)
-                for record in records
-                if record.end is not None
-            ],
-            dtype=float,
-        )
+    moment = "end"
 
 
 class EndToEndFromSchedule(EndToEnd):

@@ -134,6 +134,7 @@ def _study_plot(plt, out: OutputDir, study: Study, suffix: str) -> str:  # type:
     latency.set_ylabel(f"P99 {EndToEnd.label} (ms)")
     throughput.set_ylabel("output tokens per instance per minute")
     for axis in (latency, throughput):
+        axis.set_xticks(instances)
         axis.set_xlabel("instances")
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)

@@ -278,12 +278,14 @@ class Session:
         )
 
     def _run_planned(self, steps: list[Step], progress: Progress) -> None:
+        size = None
         for step in steps:
             if self.stop.is_set():
                 return
-            if self.scaler is not None and step.instances is not None:
+            if self.scaler is not None and step.instances not in (None, size):
                 self.console.print(f"resizing the target to {step.instances} instance(s)")
                 self.scaler.resize(step.instances)
+                size = step.instances
             if self.switch is not None and step.variant is not None:
                 self.switch.apply(step.variant.value)
             if self.stop.is_set():

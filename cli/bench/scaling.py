@@ -54,6 +54,16 @@ def wait_until(
         time.sleep(poll_s)
 
 
+def aws_call(flag: str, action: str, call: Callable[[], dict]) -> dict:
+    """``call()``; an AWS error becomes a one-paragraph UserError (exit 1) naming the flag."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return call()
+    except (BotoCoreError, ClientError) as error:
+        raise aws_error(flag, action, error) from None
+
+
 def aws_error(flag: str, action: str, error: Exception) -> UserError:
     return UserError(
         f"{flag}: {action} failed ({error}); check the name, the region and the permission",
@@ -96,27 +106,23 @@ class SageMakerScaler:
         self._current: int | None = None
 
     def _describe(self) -> dict:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            return self._client.describe_endpoint(EndpointName=self.endpoint_name)
-        except (BotoCoreError, ClientError) as error:
-            raise aws_error("--target", f"DescribeEndpoint {self.endpoint_name}", error) from None
+        return aws_call(
+            "--target",
+            f"DescribeEndpoint {self.endpoint_name}",
+            lambda: self._client.describe_endpoint(EndpointName=self.endpoint_name),
+        )
 
     def _set(self, instances: int) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            self._client.update_endpoint_weights_and_capacities(
+        aws_call(
+            "--scale",
+            f"UpdateEndpointWeightsAndCapacities {self.endpoint_name}",
+            lambda: self._client.update_endpoint_weights_and_capacities(
                 EndpointName=self.endpoint_name,
                 DesiredWeightsAndCapacities=[
                     {"VariantName": self._variant, "DesiredInstanceCount": instances}
                 ],
-            )
-        except (BotoCoreError, ClientError) as error:
-            raise aws_error(
-                "--scale", f"UpdateEndpointWeightsAndCapacities {self.endpoint_name}", error
-            ) from None
+            ),
+        )
         self._current = instances
 
         def in_service() -> bool:
@@ -179,16 +185,8 @@ class EcsScaler:
         self._original: tuple[int, dict | None] | None = None
         self._current: int | None = None
 
-    def _call(self, flag: str, action: str, call: Callable[[], dict]) -> dict:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            return call()
-        except (BotoCoreError, ClientError) as error:
-            raise aws_error(flag, action, error) from None
-
     def _service(self) -> dict:
-        reply = self._call(
+        reply = aws_call(
             "--ecs-service",
             f"DescribeServices {self.service}",
             lambda: self._ecs.describe_services(cluster=self.cluster, services=[self.service]),
@@ -202,7 +200,7 @@ class EcsScaler:
     def _group(self) -> dict | None:
         if self.asg_name is None:
             return None
-        reply = self._call(
+        reply = aws_call(
             "--asg-name",
             f"DescribeAutoScalingGroups {self.asg_name}",
             lambda: self._autoscaling.describe_auto_scaling_groups(
@@ -216,14 +214,14 @@ class EcsScaler:
 
     def _set(self, tasks: int, group: dict | None) -> None:
         if group is not None:
-            self._call(
+            aws_call(
                 "--asg-name",
                 f"UpdateAutoScalingGroup {self.asg_name}",
                 lambda: self._autoscaling.update_auto_scaling_group(
                     AutoScalingGroupName=self.asg_name, **group
                 ),
             )
-        self._call(
+        aws_call(
             "--ecs-service",
             f"UpdateService {self.service}",
             lambda: self._ecs.update_service(
@@ -245,7 +243,7 @@ class EcsScaler:
             return False
         if self.target_group_arn is None:
             return True
-        health = self._call(
+        health = aws_call(
             "--target-group-arn",
             "DescribeTargetHealth",
             lambda: self._elbv2.describe_target_health(TargetGroupArn=self.target_group_arn),

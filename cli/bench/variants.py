@@ -130,19 +130,9 @@ class SageMakerRouting:
         self.current: str | None = None
 
     def _call(self, action: str, call: Callable[[], dict]) -> dict:
-        from botocore.exceptions import BotoCoreError, ClientError
+        from inferfleet.cli.bench.scaling import aws_call
 
-        try:
-            return call()
-        except (BotoCoreError, ClientError) as error:
-            raise self._failed(action, error) from None
-
-    def _failed(self, action: str, error: Exception) -> UserError:
-        return UserError(
-            f"--compare: {action} on endpoint {self.endpoint_name} failed ({error}); check "
-            "the endpoint, the region and sagemaker permissions",
-            exit_code=1,
-        )
+        return aws_call("--compare", f"{action} on endpoint {self.endpoint_name}", call)
 
     def _read(self) -> None:
         endpoint = self._call(
@@ -184,7 +174,10 @@ class SageMakerRouting:
             self._client.create_endpoint_config(EndpointConfigName=name, **request)
         except ClientError as error:
             if "already exist" not in str(error):
-                raise self._failed(f"CreateEndpointConfig {name}", error) from None
+                from inferfleet.cli.bench.scaling import aws_error
+
+                action = f"CreateEndpointConfig {name} on endpoint {self.endpoint_name}"
+                raise aws_error("--compare", action, error) from None
             # A copy left by an interrupted earlier run: bench's own name, so bench replaces it.
             self._call(
                 f"DeleteEndpointConfig {name}",
