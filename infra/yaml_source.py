@@ -250,3 +250,9 @@ class _Builder:
             if "could not determine a constructor" in problem:
                 problem = f"tag {node.tag} is not supported; write the value without it"
             raise YamlSourceError(problem, node.start_mark.line + 1) from None
+        except ValueError as error:  # an int of too many digits, a date like 2026-13-45
+            raise YamlSourceError(
+                f"{node.value[:40]!r} cannot be read as {node.tag.rsplit(':', 1)[-1]} ({error}); "
+                "quote it to keep it as text, or fix the value",
+                node.start_mark.line + 1,
+            ) from None

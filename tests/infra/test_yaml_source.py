@@ -142,6 +142,9 @@ def test_a_merge_of_something_else_than_a_mapping_says_what_it_takes():
         ("a: !Ref thing\n", "tag !Ref"),
         ("a: b\x00c\n", "not allowed in YAML"),
         ("a: 1\n---\nb: 2\n", "malformed YAML"),
+        ("a: " + "9" * 5000 + "\n", "cannot be read as int"),
+        ("a: 2026-13-45\n", "cannot be read as timestamp"),
+        ("a: !!float nanx\n", "cannot be read as float"),
     ],
 )
 def test_odd_documents_are_errors_with_a_line(text: str, message: str):
