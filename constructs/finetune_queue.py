@@ -168,6 +168,7 @@ class FinetuneQueue(Construct):
             exclude=["*", f"!{HANDLERS_PACKAGE}", f"!{HANDLERS_PACKAGE}/*.py"],
         )
         tables = Tables(jobs=self.jobs_table.table_name, models=self.models_table.table_name)
+        hosting = Hosting.INFERENCE_COMPONENTS if adapter_components else Hosting.MULTI_MODEL
 
         self.register_function = self._function(
             "Register",
@@ -202,6 +203,7 @@ class FinetuneQueue(Construct):
             batch_threshold=props.batch_threshold,
             batch_tasks=props.batch_tasks,
             batch_instances=props.batch_instances,
+            hosting=hosting,
         )
         self.launcher_function = self._function(
             "Launcher",
@@ -219,7 +221,7 @@ class FinetuneQueue(Construct):
             event_bus=self.event_bus.event_bus_name,
             event_source=props.event_source,
             reconcile_after_s=props.reconcile_after_s,
-            hosting=Hosting.INFERENCE_COMPONENTS if adapter_components else Hosting.MULTI_MODEL,
+            hosting=hosting,
             endpoint_name=adapter_components.endpoint_name if adapter_components else "",
             base_component_name=(
                 adapter_components.base_component_name if adapter_components else ""

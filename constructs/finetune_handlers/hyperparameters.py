@@ -16,6 +16,10 @@ from .settings import TrainingLimits
 
 # The S3 URI of a batch's task list, read by the fine-tune container.
 TASKS_MANIFEST_HYPERPARAMETER = "inferfleet_tasks_manifest"
+# What the container packs: "adapter" (LoRA weights alone, for adapter inference components);
+# without it, a one-model Triton repository for a multi-model endpoint.
+ARTIFACT_HYPERPARAMETER = "inferfleet_artifact"
+ADAPTER_ARTIFACT = "adapter"
 # Set by the launcher, so the container can label what it trains.
 IDENTITY_HYPERPARAMETERS = ("user_id", "model_id")
 RESERVED_NAMES = frozenset({"base_model", *IDENTITY_HYPERPARAMETERS})

@@ -111,6 +111,7 @@ class LauncherSettings(EnvSettings):
     batch_threshold: int = env("BATCH_THRESHOLD")
     batch_tasks: int = env("BATCH_TASKS")
     batch_instances: int = env("BATCH_INSTANCES")
+    hosting: Hosting = env("MODEL_HOSTING")  # noqa: RUF009 - env() is a dataclasses.field
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,11 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from .hyperparameters import TASKS_MANIFEST_HYPERPARAMETER
+from .hyperparameters import (
+    ADAPTER_ARTIFACT,
+    ARTIFACT_HYPERPARAMETER,
+    TASKS_MANIFEST_HYPERPARAMETER,
+)
 from .jobs import Job
 from .layout import (
     TRAINING_OUTPUT_ROOT,
@@ -31,7 +35,7 @@ from .layout import (
     is_batch_name,
 )
 from .schema import MAX_RUNTIME_LIMIT_S
-from .settings import LauncherSettings
+from .settings import Hosting, LauncherSettings
 
 THROTTLING_CODES = frozenset(
     {
@@ -114,12 +118,20 @@ def _single_job_base(settings: LauncherSettings, name: str) -> dict[str, Any]:
     return request
 
 
+def _artifact(settings: LauncherSettings) -> dict[str, str]:
+    """The hyperparameter that picks what the container packs for the endpoint's hosting."""
+    if settings.hosting is Hosting.INFERENCE_COMPONENTS:
+        return {ARTIFACT_HYPERPARAMETER: ADAPTER_ARTIFACT}
+    return {}
+
+
 def single_job_request(settings: LauncherSettings, job: Job, name: str) -> dict[str, Any]:
     request = _single_job_base(settings, name)
     request["HyperParameters"] = {
         **job.hyperparameters,
         "user_id": job.user_id,
         "model_id": job.model_id,
+        **_artifact(settings),
     }
     request["InputDataConfig"] = [
         {
@@ -182,7 +194,10 @@ def batch_request(settings: LauncherSettings, jobs: Sequence[Job], name: str) ->
     request["StoppingCondition"]["MaxRuntimeInSeconds"] = min(runtime, MAX_RUNTIME_LIMIT_S)
     request["EnableNetworkIsolation"] = False
     manifest_uri = f"s3://{settings.data_bucket}/{batch_manifest_key(name)}"
-    request["HyperParameters"] = {TASKS_MANIFEST_HYPERPARAMETER: manifest_uri}
+    request["HyperParameters"] = {
+        TASKS_MANIFEST_HYPERPARAMETER: manifest_uri,
+        **_artifact(settings),
+    }
     request["Tags"] = [{"Key": "inferfleet:batch-size", "Value": str(len(jobs))}]
     return request
 

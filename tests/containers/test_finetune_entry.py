@@ -9,13 +9,24 @@ from pathlib import Path
 import pytest
 import torch
 from lora_finetune.artifact import pack
-from lora_finetune.train import TASKS_MANIFEST_HYPERPARAMETER, main
+from lora_finetune.train import (
+    ADAPTER_ARTIFACT,
+    ARTIFACT_HYPERPARAMETER,
+    TASKS_MANIFEST_HYPERPARAMETER,
+    main,
+)
 from moto_server import moto, moto_server  # noqa: F401 - fixtures
 from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from triton_http import generate
 
+from inferfleet.constructs.finetune_handlers.hyperparameters import (
+    ADAPTER_ARTIFACT as LAUNCHER_ADAPTER_ARTIFACT,
+)
+from inferfleet.constructs.finetune_handlers.hyperparameters import (
+    ARTIFACT_HYPERPARAMETER as LAUNCHER_ARTIFACT_HYPERPARAMETER,
+)
 from inferfleet.constructs.finetune_handlers.hyperparameters import (
     TASKS_MANIFEST_HYPERPARAMETER as LAUNCHER_HYPERPARAMETER,
 )
@@ -24,7 +35,7 @@ from inferfleet.constructs.finetune_handlers.layout import (
     batch_task_artifact_key,
     batch_task_failure_key,
 )
-from inferfleet.constructs.finetune_handlers.settings import LauncherSettings
+from inferfleet.constructs.finetune_handlers.settings import Hosting, LauncherSettings
 from inferfleet.constructs.finetune_handlers.training import batch_tasks
 from inferfleet.containers.local_triton import LocalTriton
 
@@ -101,6 +112,35 @@ def test_a_single_job_writes_a_repository_that_loads_and_generates(
     assert answer["text_output"].strip()
 
 
+def test_for_adapter_components_a_job_leaves_the_adapter_alone(
+    tmp_path: Path, tiny_lm_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert (ARTIFACT_HYPERPARAMETER, ADAPTER_ARTIFACT) == (
+        LAUNCHER_ARTIFACT_HYPERPARAMETER,
+        LAUNCHER_ADAPTER_ARTIFACT,
+    )
+    hyperparameters = {"max_steps": "1", "batch_size": "4", ARTIFACT_HYPERPARAMETER: "adapter"}
+    root = _sagemaker_root(tmp_path / "ml", hyperparameters, ["algo-1"])
+    train = root / "input" / "data" / "train"
+    train.mkdir(parents=True)
+    (train / "part-0.jsonl").write_text("\n".join(json.dumps(row) for row in EXAMPLES))
+
+    assert _run(root, tiny_lm_dir, monkeypatch) == 0, (root / "output" / "failure").read_text()
+
+    model = root / "model"
+    assert sorted(path.name for path in model.iterdir()) == [
+        "README.md",
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "inferfleet.json",
+    ]
+    archive = pack(model, tmp_path / "adapter.tar.gz", as_folder=False)
+    with tarfile.open(archive) as packed:
+        assert "adapter_config.json" in packed.getnames()
+    tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_lm_dir), model)
+    assert tuned.peft_config["default"].r == 8
+
+
 def test_bad_data_fails_the_job_with_a_reason(
     tmp_path: Path, tiny_lm_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -132,6 +172,7 @@ def _launcher_settings(bucket: str) -> LauncherSettings:
         batch_threshold=2,
         batch_tasks=6,
         batch_instances=2,
+        hosting=Hosting.MULTI_MODEL,
     )
 
 

@@ -1,12 +1,17 @@
-"""The artifact a multi-model endpoint loads: a one-model Triton repository, gzipped.
+"""What a job leaves for the endpoint, gzipped.
+
+For a multi-model endpoint, a one-model Triton repository:
 
     llm/config.pbtxt
     llm/1/model.py        loads the base model, applies the adapter, generates
     llm/1/adapter/        peft adapter (a few MB, not a copy of the base)
     llm/1/inferfleet.json what was trained, on which base, with which loss
 
+For an adapter inference component (hyperparameter ``inferfleet_artifact=adapter``), the
+adapter alone, at the archive's top: ``adapter_config.json``, its weights, ``inferfleet.json``.
+
 The publisher stores each version as ``{user_id}/{model_id}/{job_id}.tar.gz`` under the
-endpoint's model prefix; the serving image provides the base weights (``INFERFLEET_BASE_MODEL``).
+endpoint's model prefix; the serving side provides the base weights (``INFERFLEET_BASE_MODEL``).
 """
 
 import json
@@ -34,9 +39,20 @@ def write_model_repository(root: Path, adapter_dir: Path, metadata: dict[str, ob
     return model_dir
 
 
-def pack(model_dir: Path, archive: Path) -> Path:
-    """Gzip ``model_dir`` with its name as the archive's only top-level entry."""
+def write_adapter_artifact(root: Path, adapter_dir: Path, metadata: dict[str, object]) -> Path:
+    """Lay the adapter and its metadata out at ``root``; returns ``root``."""
+    shutil.copytree(adapter_dir, root, dirs_exist_ok=True)
+    (root / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True))
+    return root
+
+
+def pack(folder: Path, archive: Path, *, as_folder: bool = True) -> Path:
+    """Gzip ``folder``: as the archive's only top-level entry, or its contents at the top."""
     archive.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(archive, "w:gz") as packed:
-        packed.add(model_dir, arcname=model_dir.name)
+        if as_folder:
+            packed.add(folder, arcname=folder.name)
+        else:
+            for child in sorted(folder.iterdir()):
+                packed.add(child, arcname=child.name)
     return archive

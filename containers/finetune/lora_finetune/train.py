@@ -1,8 +1,9 @@
 """Entry point of the fine-tune image (SageMaker runs ``<entrypoint> train``).
 
 Single job: data in the ``train`` channel, hyperparameters from SageMaker; the
-Triton model repository is written to ``/opt/ml/model``, which SageMaker packs
-as the job's ``model.tar.gz``.
+artifact (a Triton model repository, or with ``inferfleet_artifact=adapter`` the
+adapter alone) is written to ``/opt/ml/model``, which SageMaker packs as the
+job's ``model.tar.gz``.
 
 Batch job: the hyperparameter ``inferfleet_tasks_manifest`` names a task list
 in S3; instance ``h`` of ``n`` (from resourceconfig.json) runs the tasks whose
@@ -18,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lora_finetune.artifact import pack, write_model_repository
+from lora_finetune.artifact import pack, write_adapter_artifact, write_model_repository
 from lora_finetune.data import read_examples
 from lora_finetune.s3 import download_prefix, put_text, read_json, upload_file
 from lora_finetune.sagemaker_env import (
@@ -31,6 +32,8 @@ from lora_finetune.settings import FineTuneSettings, base_model
 from lora_finetune.trainer import fine_tune
 
 TASKS_MANIFEST_HYPERPARAMETER = "inferfleet_tasks_manifest"
+ARTIFACT_HYPERPARAMETER = "inferfleet_artifact"
+ADAPTER_ARTIFACT = "adapter"
 MAX_REASON_CHARS = 1024
 
 
@@ -45,9 +48,11 @@ def train_into(
     root: Path,
     identity: dict,
     *,
+    adapter_only: bool,
     max_runtime_s: float | None = None,
 ) -> Path:
-    """Fine-tune on ``data_dir`` and lay the Triton model repository out under ``root``."""
+    """Fine-tune on ``data_dir`` and lay the artifact out under ``root``: the adapter alone, or
+    a Triton model repository; returns the folder to pack."""
     base = base_model()
     examples = read_examples(data_dir)
     with tempfile.TemporaryDirectory() as scratch:
@@ -62,6 +67,8 @@ def train_into(
             "final_loss": result.losses[-1],
             "hyperparameters": settings.model_dump(mode="json"),
         }
+        if adapter_only:
+            return write_adapter_artifact(root, adapter_dir, metadata)
         return write_model_repository(root, adapter_dir, metadata)
 
 
@@ -69,17 +76,27 @@ def tasks_for_host(tasks: Sequence[dict[str, Any]], placement: HostPlacement) ->
     return [task for task in tasks if task["index"] % placement.count == placement.index]
 
 
+def _adapter_only(hyperparameters: dict[str, str]) -> bool:
+    return hyperparameters.get(ARTIFACT_HYPERPARAMETER) == ADAPTER_ARTIFACT
+
+
 def run_task(
     s3: Any, task: dict[str, Any], shared: dict[str, str], max_runtime_s: float | None
 ) -> None:
     settings = FineTuneSettings.from_hyperparameters({**shared, **task["hyperparameters"]})
     identity = {key: task[key] for key in ("job_id", "user_id", "model_id")}
+    adapter_only = _adapter_only(shared)
     with tempfile.TemporaryDirectory() as scratch:
         data_dir = download_prefix(s3, task["data_uri"], Path(scratch) / "data")
-        model_dir = train_into(
-            settings, data_dir, Path(scratch) / "repository", identity, max_runtime_s=max_runtime_s
+        folder = train_into(
+            settings,
+            data_dir,
+            Path(scratch) / "artifact",
+            identity,
+            adapter_only=adapter_only,
+            max_runtime_s=max_runtime_s,
         )
-        archive = pack(model_dir, Path(scratch) / "model.tar.gz")
+        archive = pack(folder, Path(scratch) / "model.tar.gz", as_folder=not adapter_only)
         upload_file(s3, archive, task["output_uri"])
 
 
@@ -113,7 +130,10 @@ def run_single(paths: SageMakerPaths, hyperparameters: dict[str, str]) -> Path:
     identity = {
         key: hyperparameters[key] for key in ("user_id", "model_id") if key in hyperparameters
     }
-    return train_into(settings, paths.channel("train"), paths.model, identity)
+    adapter_only = _adapter_only(hyperparameters)
+    return train_into(
+        settings, paths.channel("train"), paths.model, identity, adapter_only=adapter_only
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

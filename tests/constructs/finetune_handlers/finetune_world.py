@@ -178,6 +178,7 @@ class FinetuneWorld:
                 batch_threshold=0,
                 batch_tasks=4,
                 batch_instances=2,
+                hosting=Hosting.MULTI_MODEL,
             ).to_env(),
             **PublisherSettings(
                 data_bucket=self.data_bucket,

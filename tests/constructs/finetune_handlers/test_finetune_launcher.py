@@ -19,7 +19,11 @@ from finetune_world import (
 from moto_server import MotoServer
 
 from inferfleet.constructs.finetune_handlers import clients, launcher, register
-from inferfleet.constructs.finetune_handlers.hyperparameters import TASKS_MANIFEST_HYPERPARAMETER
+from inferfleet.constructs.finetune_handlers.hyperparameters import (
+    ADAPTER_ARTIFACT,
+    ARTIFACT_HYPERPARAMETER,
+    TASKS_MANIFEST_HYPERPARAMETER,
+)
 from inferfleet.constructs.finetune_handlers.jobs import JobStore
 from inferfleet.constructs.finetune_handlers.layout import (
     batch_manifest_key,
@@ -279,6 +283,23 @@ def test_a_job_the_queues_limits_no_longer_allow_fails_without_a_training_job(
     assert report["failed_jobs"] == [f"jo/{job_id}"]
     assert _created(moto) == [training_job_name(TRAINING_JOB_PREFIX, "jo", allowed)]
     assert _store(world).running_count() == 1
+
+
+def test_for_adapter_components_the_job_is_asked_for_the_adapter_alone(
+    world: FinetuneWorld, moto: MotoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MODEL_HOSTING", "inference_components")
+    [job_id] = _submit(world, "lea")
+
+    launcher.handler({"sweep": True}, FakeLambdaContext())
+
+    [request] = moto.recorded_targets("CreateTrainingJob")
+    assert request["HyperParameters"] == {
+        "epochs": "1",
+        "user_id": "lea",
+        "model_id": job_id,
+        ARTIFACT_HYPERPARAMETER: ADAPTER_ARTIFACT,
+    }
 
 
 def test_warm_pools_keep_single_jobs_alive_and_take_jobs_before_batches(
