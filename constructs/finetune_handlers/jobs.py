@@ -441,31 +441,30 @@ class JobStore:
 
         READY jobs switch their user's model record to their version in the same transaction,
         unless the record already holds a newer version (a later job of the same model that
-        finished first): that job is READY, and the record keeps the newer version.
+        finished first): that job is READY, and the record keeps the newer version. A counter
+        already at zero (edited by hand) does not keep the jobs from ending.
         """
         job_items = [self._end_item(end, training_job_name) for end in ends]
         model_items = self._model_switches([end for end in ends if end.status is JobStatus.READY])
+        free_slot = True
         while True:
+            slot = [self._free_slot()] if free_slot else []
             try:
-                self._db.transact_write_items(
-                    TransactItems=[*job_items, *model_items, self._free_slot()]
-                )
+                self._db.transact_write_items(TransactItems=[*job_items, *model_items, *slot])
             except ClientError as error:
                 if not _is_cancelled(error):
                     raise
-                reasons = _reasons(error)
-                if "ConditionalCheckFailed" in reasons[: len(job_items)]:
+                failed = [code == "ConditionalCheckFailed" for code in _reasons(error)]
+                if any(failed[: len(job_items)]):
                     return False
-                superseded = [
-                    index
-                    for index, code in enumerate(reasons[len(job_items) : -1])
-                    if code == "ConditionalCheckFailed"
-                ]
-                if not superseded:
+                superseded = failed[len(job_items) : len(job_items) + len(model_items)]
+                slot_at_zero = free_slot and bool(failed) and failed[-1]
+                if not any(superseded) and not slot_at_zero:
                     raise
                 model_items = [
-                    item for index, item in enumerate(model_items) if index not in superseded
+                    item for item, gone in zip(model_items, superseded, strict=True) if not gone
                 ]
+                free_slot = free_slot and not slot_at_zero
                 continue
             return True
 

@@ -50,7 +50,7 @@ from .schema import (
     JobStatus,
 )
 from .settings import Hosting, PublisherSettings, Tables
-from .training import describe_training_job
+from .training import THROTTLING_CODES, describe_training_job
 
 logger = Logger(service="inferfleet-finetune-publisher")
 
@@ -328,8 +328,13 @@ class Publisher:
         for name in names:
             if self.time_left_s() < TIME_RESERVE_S:
                 break
+            try:
+                described = describe_training_job(self.sagemaker, name)
+            except ClientError as error:
+                if error.response["Error"]["Code"] in THROTTLING_CODES:
+                    break  # the next sweep looks again
+                raise
             report.checked.append(name)
-            described = describe_training_job(self.sagemaker, name)
             if described is None:
                 end = TrainingJobEnd(name, "Failed", f"training job {name} does not exist", None)
             else:

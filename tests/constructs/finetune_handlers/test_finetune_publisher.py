@@ -223,6 +223,23 @@ def test_completions_without_artifacts_never_jam_the_queue(
     assert len(_store(world).with_status(JobStatus.FAILED)) == 4
 
 
+def test_a_counter_already_at_zero_does_not_keep_a_job_from_ending(
+    world: FinetuneWorld, moto: MotoServer
+) -> None:
+    [job_id] = _launch(world, "dot")
+    world.client("dynamodb").update_item(
+        TableName=world.jobs_table,
+        Key={"user_id": {"S": "#queue/"}, "job_id": {"S": "#capacity/"}},
+        UpdateExpression="SET running = :zero",
+        ExpressionAttributeValues={":zero": {"N": "0"}},
+    )
+
+    assert _complete(world, "dot", job_id) == {"ended": [f"dot/{job_id}"]}
+
+    assert _store(world).get("dot", job_id).status is JobStatus.READY
+    assert _store(world).running_count() == 0
+
+
 def test_a_repeated_state_change_changes_nothing(
     world: FinetuneWorld, moto: MotoServer, app_events: Any
 ) -> None:
