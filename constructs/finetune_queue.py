@@ -681,16 +681,13 @@ class FinetuneQueue(Construct):
         )
 
     def _read_objects(self, function: lambda_.Function, prefixes: list[str]) -> None:
-        """s3:GetObject under the prefixes, and ListBucket under them only (so a missing
-        object reads as missing, not as access denied)."""
-        bucket_arn = self.data_bucket.bucket_arn
+        """s3:GetObject under the prefixes; no listing (the handlers read keys they know)."""
         function.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["s3:GetObject"],
-                resources=[f"{bucket_arn}/{prefix}*" for prefix in prefixes],
+                resources=[f"{self.data_bucket.bucket_arn}/{prefix}*" for prefix in prefixes],
             )
         )
-        function.add_to_role_policy(_list_under(bucket_arn, prefixes))
         self._acknowledge_objects(function, self.data_bucket, prefixes)
 
     def _acknowledge_objects(

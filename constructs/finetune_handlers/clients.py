@@ -10,6 +10,11 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
+
+# A missing key reads as 403 to a caller that may not list the bucket, and the handlers may
+# not: they read known keys under their own prefixes only.
+_MISSING_OBJECT_CODES = frozenset({"404", "NoSuchKey", "NotFound", "403", "AccessDenied"})
 
 
 @cache
@@ -33,3 +38,8 @@ def sagemaker() -> Any:
 
 def events() -> Any:
     return client("events")
+
+
+def is_missing_object(error: ClientError) -> bool:
+    """An S3 answer that the object is not there (or, to these handlers, may as well not be)."""
+    return error.response["Error"]["Code"] in _MISSING_OBJECT_CODES

@@ -92,10 +92,6 @@ def _split_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
-def _is_missing(error: ClientError) -> bool:
-    return error.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound")
-
-
 def _job_ref(job: Job) -> str:
     return f"{job.user_id}/{job.job_id}"
 
@@ -175,7 +171,7 @@ class Publisher:
                 Key=key,
             )
         except ClientError as error:
-            if not _is_missing(error):
+            if not clients.is_missing_object(error):
                 raise
             return JobEnd.failed(
                 job, f"training job {end.name} completed, but s3://{bucket}/{source_key} is missing"
@@ -207,7 +203,7 @@ class Publisher:
         try:
             self.s3.head_object(Bucket=bucket, Key=key)
         except ClientError as error:
-            if _is_missing(error):
+            if clients.is_missing_object(error):
                 return False
             raise
         return True
@@ -216,7 +212,7 @@ class Publisher:
         try:
             body = self.s3.get_object(Bucket=bucket, Key=key)["Body"]
         except ClientError as error:
-            if _is_missing(error):
+            if clients.is_missing_object(error):
                 return None
             raise
         with body:

@@ -86,7 +86,7 @@ def read_manifest(s3: Any, bucket: str, key: str) -> bytes:
         # A manifest replaced since the size check is read no further than the limit either.
         return s3.get_object(Bucket=bucket, Key=key)["Body"].read(MAX_MANIFEST_BYTES + 1)
     except ClientError as error:
-        if error.response["Error"]["Code"] in ("NoSuchKey", "404"):
+        if clients.is_missing_object(error):
             raise ManifestError("manifest was deleted before it was read; upload again") from None
         raise
 

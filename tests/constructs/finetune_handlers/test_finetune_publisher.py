@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import pytest
+from botocore.awsrequest import AWSResponse
 from finetune_world import (
     EVENT_SOURCE,
     MODEL_PREFIX,
@@ -17,7 +18,7 @@ from finetune_world import (
 )
 from moto_server import MotoServer
 
-from inferfleet.constructs.finetune_handlers import launcher, publisher, register
+from inferfleet.constructs.finetune_handlers import clients, launcher, publisher, register
 from inferfleet.constructs.finetune_handlers.jobs import JobStore
 from inferfleet.constructs.finetune_handlers.layout import (
     batch_task_artifact_key,
@@ -208,6 +209,32 @@ def test_a_completion_without_a_usable_artifact_fails_the_job_and_frees_its_slot
     assert _store(world).models_of("dan") == []
     assert _store(world).running_count() == 0
     assert [e["detail-type"] for e in app_events()] == [JOB_FAILED_DETAIL_TYPE]
+
+
+class _Empty:
+    def stream(self, **_: Any):
+        yield b""
+
+
+def test_a_missing_artifact_s3_answers_with_403_fails_the_job_too(
+    world: FinetuneWorld, moto: MotoServer
+) -> None:
+    """The publisher may not list the bucket, so S3 says 403 where it would say 404."""
+    [job_id] = _launch(world, "deb")
+
+    def forbidden(request: Any, **_: Any) -> AWSResponse:
+        return AWSResponse(request.url, 403, {"x-amz-request-id": "t"}, _Empty())
+
+    s3 = clients.s3()
+    s3.meta.events.register_first("before-send.s3.HeadObject", forbidden)
+    try:
+        _complete(world, "deb", job_id)
+    finally:
+        s3.meta.events.unregister("before-send.s3.HeadObject", forbidden)
+
+    job = _store(world).get("deb", job_id)
+    assert job.status is JobStatus.FAILED and "is missing" in job.error
+    assert _store(world).running_count() == 0
 
 
 def test_completions_without_artifacts_never_jam_the_queue(
