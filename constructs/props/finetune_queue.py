@@ -21,10 +21,10 @@ _INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 
 @dataclass(frozen=True)
 class FinetuneQueueProps:
-    """Uploads -> DynamoDB job queue -> SageMaker training jobs -> models on an MME prefix.
+    """Uploads -> DynamoDB job queue -> SageMaker training jobs -> models on an endpoint.
 
-    :param model_prefix: the endpoint's model prefix; models land at
-        ``{model_prefix}{user_id}/{model_id}.tar.gz``. Default: ``models/``.
+    :param model_prefix: the endpoint's model prefix; each version of a model lands at
+        ``{model_prefix}{user_id}/{model_id}/{job_id}.tar.gz``. Default: ``models/``.
     :param training_image_uri: the fine-tune container. Default: built from
         ``containers/finetune`` as a Docker image asset.
     :param training_instance_type: Default: ``ml.trn1.2xlarge``.
