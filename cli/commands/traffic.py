@@ -144,21 +144,8 @@ def drain(
     as_json: JsonOption = False,
 ) -> None:
     """Send no new traffic to REGION until the override expires (open streams finish there)."""
-    from inferfleet.cli.traffic.store import change_override, parse_for
-    from inferfleet.constructs.traffic_controller.overrides import DRAIN
-
-    seconds = parse_for(for_)
-    target = _target(config, home, endpoint_url, profile)
-    entry = change_override(
-        target,
-        region,
-        action=DRAIN,
-        seconds=seconds,
-        now=time.time(),
-        services=service,
-        reason=reason or f"drained by {os.environ.get('USER', 'an operator')}",
-    )
-    _changed("drain", region, entry, target, as_json)
+    _set_override("drain", region, None, for_, service, reason, config, home, endpoint_url, profile,
+              as_json)  # fmt: skip
 
 
 @traffic_app.command()
@@ -192,22 +179,39 @@ def pin(
     as_json: JsonOption = False,
 ) -> None:
     """Hold REGION at WEIGHT (of 100) until the override expires; the rest share the remainder."""
+    _set_override("pin", region, weight, for_, service, reason, config, home, endpoint_url, profile,
+              as_json)  # fmt: skip
+
+
+def _set_override(
+    action: str,
+    region: str,
+    weight: int | None,
+    for_: str,
+    service: list[str] | None,
+    reason: str,
+    config: Path,
+    home: str | None,
+    endpoint_url: str | None,
+    profile: str | None,
+    as_json: bool,
+) -> None:
     from inferfleet.cli.traffic.store import change_override, parse_for
-    from inferfleet.constructs.traffic_controller.overrides import PIN
 
     seconds = parse_for(for_)
     target = _target(config, home, endpoint_url, profile)
+    done = "drained" if action == "drain" else "pinned"
     entry = change_override(
         target,
         region,
-        action=PIN,
+        action=action,
         seconds=seconds,
         now=time.time(),
         weight=weight,
         services=service,
-        reason=reason or f"pinned by {os.environ.get('USER', 'an operator')}",
+        reason=reason or f"{done} by {os.environ.get('USER', 'an operator')}",
     )
-    _changed("pin", region, entry, target, as_json)
+    _changed(action, region, entry, target, as_json)
 
 
 def _print_status(report: dict[str, Any]) -> None:
