@@ -89,6 +89,7 @@ class TrafficWorld:
     zone_id: str
     config: ControllerConfig
     percentiles: PercentileAnswers
+    health_checks: dict[str, str]
 
     def put(
         self, region: str, *, healthy: float | None = 10, max_size: float = 10, **extra: float
@@ -144,13 +145,16 @@ class TrafficWorld:
             ],
         )
 
-    def weights(self) -> dict[str, int]:
-        records = boto3.client("route53").list_resource_record_sets(HostedZoneId=self.zone_id)
+    def records(self) -> dict[str, dict[str, Any]]:
+        listed = boto3.client("route53").list_resource_record_sets(HostedZoneId=self.zone_id)
         return {
-            record["SetIdentifier"]: record["Weight"]
-            for record in records["ResourceRecordSets"]
+            record["SetIdentifier"]: record
+            for record in listed["ResourceRecordSets"]
             if record["Name"] == RECORD
         }
+
+    def weights(self) -> dict[str, int]:
+        return {region: record["Weight"] for region, record in self.records().items()}
 
     def run(self, at: datetime = NOW) -> dict[str, Any]:
         return controller_handler.Controller(self.config).run(now=at.timestamp())
@@ -182,9 +186,6 @@ def config_document(
                         "load_balancer": load_balancer(region),
                         "target_group": target_group(region),
                         "auto_scaling_groups": [f"assistant-inf2-{region}"],
-                        "set_identifier": region,
-                        "alias_dns_name": f"internal-shopping-assistant.{region}.elb.amazonaws.com",
-                        "alias_hosted_zone_id": ALB_ZONES[region],
                         "endpoint_group_arn": (arns or {}).get(region, ""),
                     }
                     for region in REGIONS
@@ -206,6 +207,17 @@ def make_world() -> TrafficWorld:
         VPC={"VPCRegion": "us-east-1", "VPCId": vpc["VpcId"]},
     )["HostedZone"]
     zone_id = zone["Id"].split("/")[-1]
+    checks = {
+        region: route53.create_health_check(
+            CallerReference=f"traffic-test-{region}",
+            HealthCheckConfig={
+                "Type": "CLOUDWATCH_METRIC",
+                "AlarmIdentifier": {"Region": region, "Name": f"assistant-{region}-unhealthy"},
+                "InsufficientDataHealthStatus": "LastKnownStatus",
+            },
+        )["HealthCheck"]["Id"]
+        for region in REGIONS
+    }
     route53.change_resource_record_sets(
         HostedZoneId=zone_id,
         ChangeBatch={
@@ -217,6 +229,7 @@ def make_world() -> TrafficWorld:
                         "Type": "A",
                         "SetIdentifier": region,
                         "Weight": weight,
+                        "HealthCheckId": checks[region],
                         "AliasTarget": {
                             "HostedZoneId": ALB_ZONES[region],
                             "DNSName": f"internal-shopping-assistant.{region}.elb.amazonaws.com",
@@ -229,5 +242,5 @@ def make_world() -> TrafficWorld:
         },
     )
     return TrafficWorld(
-        zone_id, ControllerConfig.from_dict(config_document(zone_id)), PercentileAnswers()
+        zone_id, ControllerConfig.from_dict(config_document(zone_id)), PercentileAnswers(), checks
     )

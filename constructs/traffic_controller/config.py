@@ -1,13 +1,17 @@
-"""What the controller Lambda is told to control, from ``INFERFLEET_TRAFFIC_CONFIG`` (JSON).
+"""What the controller Lambda is told to control.
 
-The construct writes this document (CloudFormation resolves the ALB, target group and Auto
-Scaling group names into it); the handler reads it once per execution environment.
+``INFERFLEET_TRAFFIC_CONFIG`` (JSON) holds the fleet-wide settings and the names of one SSM
+parameter per service; each of those holds the service's document (its record, policy and
+per-region names, which CloudFormation resolves from the regional stacks). Per service, so
+no fleet outgrows Lambda's 4 KB of environment or a parameter's 4 KB; read every run, so a
+stack update applies at the next period.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -27,6 +31,11 @@ def parameter_names(fleet: str) -> tuple[str, str]:
     return f"{base}/overrides", f"{base}/state"
 
 
+def service_parameter_name(fleet: str, service: str) -> str:
+    """The SSM parameter that holds one service's document."""
+    return f"/inferfleet/{fleet}/traffic/services/{service}"
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """One service in one region: what to read in CloudWatch and which record or group to set."""
@@ -35,10 +44,6 @@ class Endpoint:
     load_balancer: str  # ALB full name, app/NAME/ID: the CloudWatch dimension
     target_group: str  # targetgroup/NAME/ID
     auto_scaling_groups: tuple[str, ...] = ()
-    set_identifier: str = ""  # route53: the weighted record's SetIdentifier
-    alias_dns_name: str = ""  # route53: the ALB's DNS name
-    alias_hosted_zone_id: str = ""  # route53: the ALB's canonical hosted zone
-    health_check_id: str = ""  # route53: the CloudWatch-alarm health check of the record
     endpoint_group_arn: str = ""  # global_accelerator: the region's endpoint group
 
 
@@ -107,5 +112,13 @@ class ControllerConfig:
         return config
 
     @classmethod
-    def from_environment(cls) -> ControllerConfig:
-        return cls.from_dict(json.loads(os.environ[CONFIG_ENV]))
+    def load(cls, read_parameter: Callable[[str], str | None]) -> ControllerConfig:
+        """The environment's document with each service's document read from its parameter."""
+        data = json.loads(os.environ[CONFIG_ENV])
+        services = []
+        for name in data["service_parameters"]:
+            text = read_parameter(name)
+            if not text:
+                raise ValueError(f"service parameter {name} is missing; redeploy the global stack")
+            services.append(json.loads(text))
+        return cls.from_dict({**data, "services": services})

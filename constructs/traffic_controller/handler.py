@@ -204,4 +204,6 @@ def _read_json(ssm: Any, name: str) -> dict[str, Any] | None:
 
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return Controller(ControllerConfig.from_environment()).run(now=time.time())
+    ssm = client("ssm")
+    config = ControllerConfig.load(lambda name: _read_text(ssm, name))
+    return Controller(config).run(now=time.time())

@@ -1,10 +1,11 @@
 """Where the weights live: Route 53 weighted records, or Global Accelerator traffic dials.
 
 Route 53: one weighted alias record per region (SetIdentifier = region) pointing at the ALB,
-with its CloudWatch-alarm health check; the controller UPSERTs the weights of all regions in
-one change batch, so they change together. Global Accelerator: one endpoint group per region;
-endpoint weights only split traffic inside one group (one region), so the split between
-regions is set with traffic dials (:func:`~.weights.traffic_dials`).
+with its CloudWatch-alarm health check, as the stack built it. The controller changes only
+the weights: it UPSERTs the records it read with new weights, all regions in one change batch,
+so alias targets and health checks stay the stack's. Global Accelerator: one endpoint group per
+region; endpoint weights only split traffic inside one group (one region), so the split
+between regions is set with traffic dials (:func:`~.weights.traffic_dials`).
 """
 
 from __future__ import annotations
@@ -15,54 +16,57 @@ from .config import Service
 from .weights import DIAL_MAX, traffic_dials
 
 
+class MissingRecordsError(RuntimeError):
+    """A region's weighted record is gone: the controller does not create records."""
+
+
 class Route53Weights:
     def __init__(self, route53: Any) -> None:
         self.route53 = route53
+        self._records: dict[str, dict[str, dict[str, Any]]] = {}
 
     def read(self, service: Service) -> dict[str, int]:
-        """The weights in force, by region; a region whose record is missing reads 0."""
-        wanted = {
-            endpoint.set_identifier or endpoint.region: endpoint.region
-            for endpoint in service.endpoints
-        }
-        found: dict[str, int] = {}
+        """The weights in force, by region (the records' SetIdentifier)."""
         name = service.record_name.rstrip(".") + "."
         pages = self.route53.get_paginator("list_resource_record_sets").paginate(
             HostedZoneId=service.hosted_zone_id,
             StartRecordName=name,
             StartRecordType=service.record_type,
         )
-        for page in pages:
-            for record in page["ResourceRecordSets"]:
-                if record["Name"] != name or record["Type"] != service.record_type:
-                    return {region: found.get(region, 0) for region in wanted.values()}
-                region = wanted.get(record.get("SetIdentifier", ""))
-                if region is not None:
-                    found[region] = int(record.get("Weight", 0))
-        return {region: found.get(region, 0) for region in wanted.values()}
+        records = {
+            record["SetIdentifier"]: record
+            for record in _named(pages, name, service.record_type)
+            if record.get("SetIdentifier") in service.regions
+        }
+        missing = [region for region in service.regions if region not in records]
+        if missing:
+            raise MissingRecordsError(
+                f"{service.name}: no weighted record {name} for {', '.join(missing)} in zone "
+                f"{service.hosted_zone_id}; redeploy the global stack"
+            )
+        self._records[service.name] = records
+        return {region: int(records[region].get("Weight", 0)) for region in service.regions}
 
     def write(self, service: Service, weights: dict[str, int], comment: str) -> str:
-        changes = []
-        for endpoint in service.endpoints:
-            record: dict[str, Any] = {
-                "Name": service.record_name,
-                "Type": service.record_type,
-                "SetIdentifier": endpoint.set_identifier or endpoint.region,
-                "Weight": weights[endpoint.region],
-                "AliasTarget": {
-                    "HostedZoneId": endpoint.alias_hosted_zone_id,
-                    "DNSName": endpoint.alias_dns_name,
-                    "EvaluateTargetHealth": True,
-                },
-            }
-            if endpoint.health_check_id:
-                record["HealthCheckId"] = endpoint.health_check_id
-            changes.append({"Action": "UPSERT", "ResourceRecordSet": record})
+        records = self._records[service.name]
+        changes = [
+            {"Action": "UPSERT", "ResourceRecordSet": {**records[region], "Weight": weight}}
+            for region, weight in weights.items()
+        ]
         answer = self.route53.change_resource_record_sets(
             HostedZoneId=service.hosted_zone_id,
             ChangeBatch={"Comment": comment[:256], "Changes": changes},
         )
         return answer["ChangeInfo"]["Id"]
+
+
+def _named(pages: Any, name: str, kind: str) -> Any:
+    """The records of ``name`` and ``kind``: the listing starts there, in order."""
+    for page in pages:
+        for record in page["ResourceRecordSets"]:
+            if record["Name"] != name or record["Type"] != kind:
+                return
+            yield record
 
 
 class AcceleratorDials:

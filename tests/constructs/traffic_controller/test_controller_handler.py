@@ -7,11 +7,12 @@ from datetime import timedelta
 
 import boto3
 import pytest
-from traffic_world import NOW, PERIOD_S, REGIONS, TrafficWorld, config_document, load_balancer
+from traffic_world import NOW, PERIOD_S, REGIONS, TrafficWorld, config_document
 
 from inferfleet.constructs.traffic_controller import handler as controller_handler
 from inferfleet.constructs.traffic_controller import overrides
-from inferfleet.constructs.traffic_controller.config import CONFIG_ENV, ControllerConfig
+from inferfleet.constructs.traffic_controller.config import CONFIG_ENV, service_parameter_name
+from inferfleet.constructs.traffic_controller.writers import MissingRecordsError
 
 pytestmark = pytest.mark.slow
 
@@ -161,12 +162,19 @@ def test_an_operator_drain_in_ssm_wins_until_it_expires(world: TrafficWorld) -> 
     assert world.weights()["us-east-1"] == 20  # expired: back by the step
 
 
-def test_the_lambda_entry_point_reads_its_config_from_the_environment(
+def test_the_lambda_entry_point_reads_its_settings_and_each_services_parameter(
     world: TrafficWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for region in REGIONS:
         world.put(region, healthy=10)
-    monkeypatch.setenv(CONFIG_ENV, json.dumps(config_document(world.zone_id)))
+    document = config_document(world.zone_id)
+    services = document.pop("services")
+    names = []
+    for service in services:
+        name = service_parameter_name(document["fleet"], service["name"])
+        boto3.client("ssm").put_parameter(Name=name, Value=json.dumps(service), Type="String")
+        names.append(name)
+    monkeypatch.setenv(CONFIG_ENV, json.dumps({**document, "service_parameters": names}))
 
     class Context:
         function_name = "traffic-controller"
@@ -176,6 +184,32 @@ def test_the_lambda_entry_point_reads_its_config_from_the_environment(
 
     result = controller_handler.handler({"source": "aws.scheduler"}, Context())
     assert result["skipped"] is False
-    assert ControllerConfig.from_environment().services[0].endpoints[0].load_balancer == (
-        load_balancer("us-east-1")
+    # It runs at the real clock, after the fixture's figures: every region holds its weight.
+    regions = result["services"]["assistant"]["regions"]
+    assert sorted(regions) == sorted(REGIONS)
+    assert {entry["status"] for entry in regions.values()} == {"stale"}
+
+
+def test_only_the_weights_change_alias_targets_and_health_checks_stay(world: TrafficWorld) -> None:
+    before = world.records()
+    world.put("us-east-1", healthy=10)
+    world.put("us-west-2", healthy=0, desired=10, in_service=10)
+    world.put("eu-west-1", healthy=10)
+    world.run()
+    after = world.records()
+    assert after["us-west-2"]["Weight"] == 0
+    for region in REGIONS:
+        assert after[region]["AliasTarget"] == before[region]["AliasTarget"]
+        assert after[region]["HealthCheckId"] == world.health_checks[region]
+
+
+def test_a_missing_record_fails_the_run_and_says_what_to_do(world: TrafficWorld) -> None:
+    record = world.records()["eu-west-1"]
+    boto3.client("route53").change_resource_record_sets(
+        HostedZoneId=world.zone_id,
+        ChangeBatch={"Changes": [{"Action": "DELETE", "ResourceRecordSet": record}]},
     )
+    with pytest.raises(MissingRecordsError, match=r"eu-west-1 .*redeploy the global stack"):
+        world.run()
+    with pytest.raises(boto3.client("ssm").exceptions.ParameterNotFound):
+        world.state()
