@@ -53,6 +53,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from inferfleet.cli.errors import UserError
 
 Batching = Literal["continuous", "static"]
+# A profile is a few hundred bytes of JSON.
+MAX_PROFILE_BYTES = 64 * 1024
 
 
 class ServerProfile(BaseModel):
@@ -138,11 +140,22 @@ class ServerProfile(BaseModel):
 
 
 def read_profile(path: Path, *, flag: str) -> ServerProfile:
-    """A profile from a JSON file; bad files become a ``UserError`` naming ``flag`` and field."""
+    """A profile from a JSON file; bad files become a ``UserError`` naming ``flag`` and field.
+    At most ``MAX_PROFILE_BYTES`` are read, so a device or a huge file cannot hang it."""
     try:
-        return ServerProfile.model_validate_json(path.read_text(encoding="utf-8"))
+        with path.open("rb") as file:
+            content = file.read(MAX_PROFILE_BYTES + 1)
+    except IsADirectoryError:
+        raise UserError(f"{flag} {path}: is a folder; give the profile's JSON file") from None
     except OSError as error:
         raise UserError(f"{flag}: cannot read {path} ({error.strerror})") from None
+    if len(content) > MAX_PROFILE_BYTES:
+        raise UserError(
+            f"{flag} {path}: larger than {MAX_PROFILE_BYTES // 1024} KiB; a profile is a few "
+            "hundred bytes of JSON: check the path"
+        )
+    try:
+        return ServerProfile.model_validate_json(content)
     except ValidationError as error:
         first = error.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "file"
@@ -151,7 +164,9 @@ def read_profile(path: Path, *, flag: str) -> ServerProfile:
 
 
 def write_profile(profile: ServerProfile, path: Path) -> None:
-    """Write ``profile`` as JSON, whole or not at all."""
+    """Write ``profile`` as JSON, whole or not at all; only a new or regular file is replaced."""
+    if path.exists() and not path.is_file():
+        raise UserError(f"--out {path}: not a regular file (a folder, device or pipe); give a file")
     staging = path.with_name(f".{path.name}.tmp")
     try:
         staging.write_text(profile.model_dump_json(indent=2, exclude_none=True) + "\n")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,12 @@ from pydantic import ValidationError
 
 from inferfleet.cli.errors import UserError
 from inferfleet.cli.sizing import profile as profile_module
-from inferfleet.cli.sizing.profile import ServerProfile, read_profile
+from inferfleet.cli.sizing.profile import (
+    MAX_PROFILE_BYTES,
+    ServerProfile,
+    read_profile,
+    write_profile,
+)
 
 
 def test_profile_table_documents_every_timing_parameter_with_its_default() -> None:
@@ -58,3 +65,27 @@ def test_read_profile_names_the_flag_the_file_and_the_field(tmp_path: Path) -> N
         read_profile(bad, flag="--profile")
     with pytest.raises(UserError, match="--profile: cannot read"):
         read_profile(tmp_path / "missing.json", flag="--profile")
+
+
+def test_read_profile_refuses_a_folder_a_device_and_a_huge_file(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="is a folder"):
+        read_profile(tmp_path, flag="--server-profile")
+    with pytest.raises(UserError, match="larger than 64 KiB"):
+        read_profile(Path("/dev/zero"), flag="--server-profile")  # hung before: read forever
+    huge = tmp_path / "huge.json"
+    huge.write_text(" " * (MAX_PROFILE_BYTES + 1))
+    with pytest.raises(UserError, match="larger than 64 KiB"):
+        read_profile(huge, flag="--server-profile")
+
+
+def test_write_profile_never_replaces_a_pipe_or_a_folder(tmp_path: Path) -> None:
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    for target in (pipe, tmp_path):
+        with pytest.raises(UserError, match="not a regular file") as caught:
+            write_profile(ServerProfile(), target)
+        assert caught.value.exit_code == 2
+    assert stat.S_ISFIFO(pipe.stat().st_mode)
+    written = tmp_path / "profile.json"
+    write_profile(ServerProfile(slots=8), written)
+    assert read_profile(written, flag="--server-profile").slots == 8
