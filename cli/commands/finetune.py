@@ -53,7 +53,10 @@ STACK_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,127}")
 INVOKE_PAYLOAD_LIMIT_BYTES = 6 * 1024 * 1024
 
 finetune_app = typer.Typer(
-    help="Fine-tune per-user models and follow their jobs.", no_args_is_help=True
+    help="Fine-tune per-user models and follow their jobs.",
+    no_args_is_help=True,
+    # Plain help: these commands run from scripts and CI, where rich's 0.1 s import is waste.
+    rich_markup_mode=None,
 )
 
 
