@@ -229,9 +229,24 @@ def _acknowledgments(assembly: Path) -> list[Acknowledgment]:
             for entry in entries:
                 if entry["type"] == ACKNOWLEDGED_RULES:
                     for key, reason in entry["data"].items():
-                        source, _, rule = key.rpartition("::")
+                        source, rule = split_acknowledgment_id(key)
                         acknowledged.append(Acknowledgment(path, source, rule, reason))
     return acknowledged
+
+
+def split_acknowledgment_id(key: str) -> tuple[str, str]:
+    """``("Annotation", "AwsSolutions-IAM5[Resource::*]")`` from
+    ``Annotation::AwsSolutions-IAM5[Resource::*]``: as the CDK reads its ids, the namespace
+    ends at the first ``::`` outside brackets; the finding inside them keeps its own."""
+    depth = 0
+    for index, char in enumerate(key):
+        if char in "[({":
+            depth += 1
+        elif char in "])}":
+            depth = max(0, depth - 1)
+        elif depth == 0 and key.startswith("::", index):
+            return key[:index], key[index + 2 :]
+    return "", key
 
 
 def _lint(assembly: Path, stacks: list[StackSummary]) -> list[LintFinding]:

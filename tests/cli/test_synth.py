@@ -12,7 +12,13 @@ from fleet_documents import fleet_document, new_vpc_region
 from inferfleet.cli.errors import UserError
 from inferfleet.cli.main import main
 from inferfleet.cli.output_folder import MARKER, replace, staging_folder
-from inferfleet.cli.synth import OUT_FLAG, WRITER, synthesize
+from inferfleet.cli.synth import (
+    ACKNOWLEDGED_RULES,
+    OUT_FLAG,
+    WRITER,
+    _acknowledgments,
+    synthesize,
+)
 from inferfleet.infra.plan import draft_plan
 from inferfleet.infra.spec import FleetSpec
 
@@ -173,3 +179,34 @@ def _write(folder: Path, document: dict) -> Path:
     path = folder / "fleet.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     return path
+
+
+@pytest.mark.parametrize(
+    ("key", "source", "rule"),
+    [
+        (
+            "Annotation::AwsSolutions-IAM5[Resource::*]",
+            "Annotation",
+            "AwsSolutions-IAM5[Resource::*]",
+        ),
+        (
+            "Annotation::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:"
+            "<AWS::AccountId>:log-group:/aws/sagemaker/Endpoints/*:*]",
+            "Annotation",
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:"
+            "<AWS::AccountId>:log-group:/aws/sagemaker/Endpoints/*:*]",
+        ),
+        ("CloudFormation-Validate::W3010", "CloudFormation-Validate", "W3010"),
+        ("Annotation::AwsSolutions-ECS2", "Annotation", "AwsSolutions-ECS2"),
+    ],
+)
+def test_acknowledgments_split_at_the_namespace_not_inside_the_finding(
+    tmp_path: Path, key: str, source: str, rule: str
+):
+    (tmp_path / "fleet-us-east-1.metadata.json").write_text(
+        json.dumps(
+            {"/fleet-us-east-1/svc/Role": [{"type": ACKNOWLEDGED_RULES, "data": {key: "why"}}]}
+        )
+    )
+    [acknowledged] = _acknowledgments(tmp_path)
+    assert (acknowledged.source, acknowledged.rule, acknowledged.reason) == (source, rule, "why")
