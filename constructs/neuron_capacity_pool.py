@@ -20,7 +20,9 @@ class NeuronCapacityPool(Construct):
     """Instances of one Neuron type for an ECS cluster.
 
     Launch template on the ECS-optimized Neuron AMI (resolved at deploy time from
-    SSM), IMDSv2 required, encrypted gp3 root volume sized for the model, lifecycle
+    SSM), IMDSv2 required and out of the tasks' reach (hop limit 1 and the ECS agent's
+    ``ECS_AWSVPC_BLOCK_IMDS``, so a model container cannot read the instance role's
+    credentials), encrypted gp3 root volume sized for the model, lifecycle
     notifications to ``notification_topic``, and an ECS capacity provider with
     managed scaling and termination protection so ECS adds instances when tasks
     wait for one and never removes an instance that still runs a task.
@@ -70,9 +72,10 @@ class NeuronCapacityPool(Construct):
             machine_image=ecs.EcsOptimizedImage.amazon_linux2(ecs.AmiHardwareType.NEURON),
             role=self.role,
             security_group=self.security_group,
-            user_data=ec2.UserData.for_linux(),
+            user_data=_agent_config(),
             require_imdsv2=True,
-            http_put_response_hop_limit=2,
+            # The agent runs on the host network; tasks (awsvpc) are one hop further.
+            http_put_response_hop_limit=1,
             detailed_monitoring=True,
             ebs_optimized=True,
             block_devices=[
@@ -125,3 +128,18 @@ class NeuronCapacityPool(Construct):
                 "the ECS container agent's own policy (written by aws-cdk-lib): "
                 "discovery and telemetry calls have no resource-level permissions",
             )
+
+
+# ECS agent settings (/etc/ecs/ecs.config); the cluster appends ECS_CLUSTER.
+AGENT_CONFIG = {
+    # Tasks in awsvpc mode get no route to the instance metadata service.
+    "ECS_AWSVPC_BLOCK_IMDS": "true",
+}
+
+
+def _agent_config() -> ec2.UserData:
+    user_data = ec2.UserData.for_linux()
+    user_data.add_commands(
+        *(f"echo {key}={value} >> /etc/ecs/ecs.config" for key, value in AGENT_CONFIG.items())
+    )
+    return user_data
