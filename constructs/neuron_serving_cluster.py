@@ -22,6 +22,9 @@ from inferfleet.constructs.props.serving_cluster import (
 
 __all__ = ["ImportedVpc", "NeuronServingCluster", "NeuronServingClusterProps"]
 
+# The role Auto Scaling publishes lifecycle notifications as.
+AUTO_SCALING_SERVICE_ROLE = "AWSServiceRoleForAutoScaling"
+
 
 class NeuronServingCluster(Construct):
     """A VPC, an ECS cluster with Container Insights, and what its services share.
@@ -95,14 +98,7 @@ class NeuronServingCluster(Construct):
             enable_key_rotation=True,
             removal_policy=RemovalPolicy.RETAIN,
         )
-        # CloudWatch alarms publish through the key; IAM grants can't reach service principals.
-        self.alarm_key.add_to_resource_policy(
-            iam.PolicyStatement(
-                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
-                resources=["*"],
-            )
-        )
+        self._let_publishers_use(self.alarm_key)
         self.alarm_topic = sns.Topic(
             self,
             "AlarmTopic",
@@ -120,6 +116,44 @@ class NeuronServingCluster(Construct):
             )
             if props.dashboard
             else None
+        )
+
+    def _let_publishers_use(self, key: kms.Key) -> None:
+        """The alarm topic's two publishers encrypt through the key: this account's CloudWatch
+        alarms, and Auto Scaling's lifecycle notifications (sent as its service-linked role)."""
+        stack = Stack.of(self)
+        publish = ["kms:Decrypt", "kms:GenerateDataKey*"]
+        key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="CloudWatchAlarmsOfThisAccount",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=publish,
+                resources=["*"],
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": stack.account},
+                    "ArnLike": {
+                        "aws:SourceArn": f"arn:{stack.partition}:cloudwatch:{stack.region}:"
+                        f"{stack.account}:alarm:*"
+                    },
+                },
+            )
+        )
+        # Named by condition, not as the principal: KMS refuses a policy naming a role that
+        # does not exist yet, and the role appears with the account's first Auto Scaling group.
+        key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AutoScalingNotificationsOfThisAccount",
+                principals=[iam.AnyPrincipal()],
+                actions=publish,
+                resources=["*"],
+                conditions={
+                    "StringEquals": {"kms:CallerAccount": stack.account},
+                    "ArnEquals": {
+                        "aws:PrincipalArn": f"arn:{stack.partition}:iam::{stack.account}:role/"
+                        f"aws-service-role/autoscaling.amazonaws.com/{AUTO_SCALING_SERVICE_ROLE}"
+                    },
+                },
+            )
         )
 
     def _new_vpc(self, props: NeuronServingClusterProps) -> ec2.Vpc:
