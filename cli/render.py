@@ -1,6 +1,7 @@
 """Tables for people; ``--json`` output never goes through here."""
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from inferfleet.cli.synth import SynthReport
@@ -42,6 +43,9 @@ def print_fleet_plan(plan: FleetPlan, *, source: str) -> None:
             console.print(
                 f"{region.region}: emulator mode leaves out " + "; ".join(region.left_out)
             )
+    for warning in plan.warnings:
+        located = escape(warning.located(source))
+        console.print(f"[yellow]warning[/yellow] {located}", highlight=False)
 
 
 def print_synth_report(report: SynthReport) -> None:

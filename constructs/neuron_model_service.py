@@ -2,7 +2,7 @@
 
 from collections.abc import Sequence
 
-from aws_cdk import Duration, Stack, Token
+from aws_cdk import Annotations, Duration, Stack, Token
 from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
@@ -11,6 +11,9 @@ from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_ssm as ssm
+from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
 from inferfleet.constructs.container_images import BuiltInImage, image_asset_options
@@ -76,6 +79,10 @@ class NeuronModelService(Construct):
         )
         props = props.resolved()
         self.props = props
+        for warning in props.warnings():
+            Annotations.of(self).add_warning_v2(
+                f"inferfleet:{warning.field}", f"{warning.field}: {warning.message}"
+            )
         self.kind = props.kind
         self.serving_cluster = serving_cluster
         vpc = serving_cluster.vpc
@@ -127,7 +134,24 @@ class NeuronModelService(Construct):
             else None
         )
         self.listener = self._listeners(
-            certificate, props.allowed_cidrs or (serving_cluster.vpc_cidr,)
+            certificate, props.ingress_cidrs or (serving_cluster.vpc_cidr,)
+        )
+        if props.internet_facing and props.open_to_the_internet:
+            acknowledge(
+                self.load_balancer_security_group,
+                "AwsSolutions-EC23",
+                "an internet-facing service its props open to every address (allowed_cidrs "
+                "cover 0.0.0.0/0)",
+            )
+        self.web_acl_association = (
+            wafv2.CfnWebACLAssociation(
+                self,
+                "WebAcl",
+                resource_arn=self.load_balancer.load_balancer_arn,
+                web_acl_arn=props.web_acl_arn,
+            )
+            if props.web_acl_arn
+            else None
         )
 
         self.task_security_group = ec2.SecurityGroup(
@@ -154,8 +178,8 @@ class NeuronModelService(Construct):
             ["s3:GetObject", "s3:PutObject"],
             why="Neuron compile artifacts of this service, under its own prefix",
         )
-        if props.model_artifact:
-            bucket, _, prefix = props.model_artifact.removeprefix("s3://").partition("/")
+        if props.model_artifact_location:
+            bucket, prefix = props.model_artifact_location
             _grant_prefix(
                 self.task_role,
                 f"arn:{Stack.of(self).partition}:s3:::{bucket}",
@@ -171,6 +195,7 @@ class NeuronModelService(Construct):
         compile_cache_url = serving_cluster.compile_cache_bucket.s3_url_for_object(
             compile_cache_prefix
         )
+        self._container_secrets = self._secrets()
         for pool in props.pools:
             self._add_pool(pool, compile_cache_url)
         self.alarms = self._alarms() if props.alarms else {}
@@ -208,6 +233,21 @@ class NeuronModelService(Construct):
             ssl_policy=elbv2.SslPolicy.RECOMMENDED_TLS,
             default_target_groups=[self.target_group],
         )
+
+    def _secrets(self) -> dict[str, ecs.Secret]:
+        secrets = {}
+        for name, source in self.props.secret_sources.items():
+            if source.service == "ssm":
+                parameter = ssm.StringParameter.from_string_parameter_arn(
+                    self, f"Secret{name}", source.arn
+                )
+                secrets[name] = ecs.Secret.from_ssm_parameter(parameter)
+            else:
+                secret = secretsmanager.Secret.from_secret_complete_arn(
+                    self, f"Secret{name}", source.arn
+                )
+                secrets[name] = ecs.Secret.from_secrets_manager(secret, field=source.json_key)
+        return secrets
 
     def _add_pool(self, pool: NeuronPool, compile_cache_url: str) -> None:
         props = self.props
@@ -271,11 +311,13 @@ class NeuronModelService(Construct):
                 **serving_env.to_env(),
                 **props.environment,
             },
+            secrets=self._container_secrets,
         )
         acknowledge(
             task_definition,
             "AwsSolutions-ECS2",
-            "the environment holds sizing and locations (TP degree, cores, S3 URIs), no secrets",
+            "the environment holds sizing and locations (TP degree, cores, S3 URIs); "
+            "credentials go in secrets, read from Secrets Manager or SSM at task start",
         )
         acknowledge(
             task_definition.obtain_execution_role(),

@@ -45,6 +45,7 @@ from inferfleet.infra.spec import (
     RegionSpec,
     ServiceSpec,
     describe_problems,
+    dotted,
     load_fleet_document,
     parse_fleet_spec,
 )
@@ -116,6 +117,23 @@ class RegionPlan:
 
 
 @dataclass(frozen=True)
+class PlanWarning:
+    """Accepted, but worth a second look: ``validate`` prints it with its file and line."""
+
+    path: YamlPath
+    message: str
+    line: int | None = None
+
+    @property
+    def field(self) -> str:
+        return dotted(self.path)
+
+    def located(self, source: str) -> str:
+        where = f"{source}:{self.line}" if self.line else source
+        return f"{where}: {self.field}: {self.message}"
+
+
+@dataclass(frozen=True)
 class FleetPlan:
     name: str
     regions: tuple[RegionPlan, ...]
@@ -123,6 +141,7 @@ class FleetPlan:
     personalization_regions: tuple[str, ...]
     emulator: bool = False
     global_plan: Any = None
+    warnings: tuple[PlanWarning, ...] = ()
 
     def region(self, name: str) -> RegionPlan:
         for region in self.regions:
@@ -155,11 +174,13 @@ def load_fleet_plan(path: Path | str, *, emulator: bool = False) -> FleetPlan:
     document = load_fleet_document(path)
     spec = parse_fleet_spec(document, str(path))
     try:
-        return build_plan(spec, config_dir=path.parent, emulator=emulator)
+        plan = build_plan(spec, config_dir=path.parent, emulator=emulator)
     except PlanError as error:
         raise PlanError(
             describe_problems(error.problems, document, str(path)), error.problems
         ) from None
+    located = tuple(replace(w, line=document.line_of(w.path)) for w in plan.warnings)
+    return replace(plan, warnings=located)
 
 
 def build_plan(
@@ -188,17 +209,21 @@ def draft_plan(spec: FleetSpec, *, config_dir: Path = Path(".")) -> tuple[FleetP
     if spec.personalization is not None:
         personalization = _personalization(spec, spec.personalization, problems)
     regions = []
+    warnings: list[Problem] = []
     for index, region in enumerate(spec.regions):
         planner = _RegionPlanner(spec, region, index, config_dir, recorded)
         regions.append(
             planner.plan(personalization if region.name in spec.personalization_regions() else None)
         )
         problems += planner.problems
+        warnings += planner.warnings
     plan = FleetPlan(
         name=spec.name,
         regions=tuple(regions),
         deploy_order=tuple(region.stack_name for region in regions),
         personalization_regions=tuple(spec.personalization_regions()),
+        # The same service in every region warns once.
+        warnings=tuple(PlanWarning(w.path, w.message) for w in dict.fromkeys(warnings)),
     )
     return plan, problems
 
@@ -238,6 +263,7 @@ class _RegionPlanner:
         self.config_dir = config_dir
         self.recorded = recorded
         self.problems: list[Problem] = []
+        self.warnings: list[Problem] = []
 
     def plan(self, personalization: PersonalizationPlan | None) -> RegionPlan:
         spec, region = self.spec, self.region
@@ -351,6 +377,7 @@ class _RegionPlanner:
             image_asset_path=asset_path,
             container_port=container.port,
             environment=dict(container.environment),
+            secrets=dict(container.secrets),
             model_artifact=model.artifact,
             weights_gib=capacity.weights_gib(model.parameters_b, model.weights_dtype),
             routing=service.routing,
@@ -368,12 +395,19 @@ class _RegionPlanner:
             scale_in_cooldown_s=autoscaling.scale_in_cooldown_s,
             scale_out_cooldown_s=autoscaling.scale_out_cooldown_s,
             certificate_arn=region.certificate_arn,
+            web_acl_arn=region.web_acl_arn,
             internet_facing=self.spec.network.internet_facing,
             allowed_cidrs=tuple(self.spec.network.allowed_cidrs),
+            **_given(allow_plaintext_internet=self.spec.network.allow_plaintext_internet),
         ).resolved()
         spec_indices = [index for index, _ in placed]
         problems = props.problems(region=region.name, public_subnets=cluster.has_public_subnets)
-        self._report(problems, lambda parts: self._service_path(name, spec_indices, parts))
+
+        def to_yaml(parts: tuple) -> YamlPath:
+            return self._service_path(name, spec_indices, parts)
+
+        self._report(problems, to_yaml)
+        _report(self.warnings, props.warnings(), to_yaml, self.path)
         pools = tuple(
             self._pool_plan(name, service, pool, spec_index)
             for pool, spec_index in zip(props.pools, spec_indices, strict=True)
@@ -389,9 +423,9 @@ class _RegionPlanner:
             index, *leaf = rest
             leaf = [_POOL_FIELDS.get(leaf[0], leaf[0]), *leaf[1:]] if leaf else []
             return (*base, "pools", spec_indices[index], *leaf)
-        if head == "certificate_arn":
-            return (*self.path, "certificate_arn")
-        if head in ("internet_facing", "allowed_cidrs"):
+        if head in ("certificate_arn", "web_acl_arn"):
+            return (*self.path, head)
+        if head in ("internet_facing", "allow_plaintext_internet", "allowed_cidrs"):
             return ("network", head, *rest)
         if head == "health_check":
             return (*base, "health_check", *rest)
@@ -494,6 +528,7 @@ _SERVICE_FIELDS: dict[str, tuple[str, ...]] = {
     "image_asset_path": ("container", "asset_path"),
     "container_port": ("container", "port"),
     "environment": ("container", "environment"),
+    "secrets": ("container", "secrets"),
     "model_artifact": ("model", "artifact"),
     "weights_gib": ("model", "parameters_b"),
     "routing": ("routing",),

@@ -85,6 +85,11 @@ class ContainerSpec(_Strict):
     )
     port: int = 8000
     environment: dict[str, str] = Field(default_factory=dict)
+    secrets: dict[str, str] = Field(
+        default_factory=dict,
+        description="Variable name -> Secrets Manager secret or SSM parameter ARN, read at "
+        "task start and never written into the task definition.",
+    )
 
 
 class HealthCheckSpec(_Strict):
@@ -144,11 +149,18 @@ class RegionSpec(_Strict):
     certificate_arn: str | None = Field(
         None, description="ACM certificate of this region for HTTPS listeners."
     )
+    web_acl_arn: str | None = Field(
+        None, description="AWS WAF web ACL of this region for the load balancers."
+    )
 
 
 class NetworkSpec(_Strict):
     internet_facing: bool = Field(
         False, description="Public load balancers; default internal, reached from the VPC."
+    )
+    allow_plaintext_internet: bool | None = Field(
+        None,
+        description="Accept internet-facing load balancers without a certificate (plain HTTP).",
     )
     allowed_cidrs: list[str] = Field(
         default_factory=list,

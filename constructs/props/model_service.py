@@ -13,7 +13,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from inferfleet.constructs.neuron_instances import NEURON_INSTANCE_TYPES, NeuronInstanceType
-from inferfleet.constructs.props.problems import PropsProblem, cidr_problems, in_range
+from inferfleet.constructs.props.problems import (
+    ANYWHERE,
+    PropsProblem,
+    cidr_problems,
+    collapsed_cidrs,
+    covers_the_internet,
+    in_range,
+)
 from inferfleet.constructs.routing import Routing
 from inferfleet.containers.common.serving_env import (
     SERVICE_KINDS,
@@ -31,6 +38,21 @@ MAX_GRACE_PERIOD_S = 14400
 _CERTIFICATE_ARN = re.compile(
     r"^arn:aws[a-z-]*:acm:(?P<region>[a-z0-9-]+):\d{12}:certificate/[0-9a-f-]+$"
 )
+_WEB_ACL_ARN = re.compile(
+    r"^arn:aws[a-z-]*:wafv2:(?P<region>[a-z0-9-]+):\d{12}:regional/webacl/[\w-]+/[0-9a-f-]+$"
+)
+# A Secrets Manager secret (optionally one JSON key of it: ``...:secret:NAME:KEY``) or an
+# SSM parameter, as ECS takes them for a container's secrets.
+_SECRET_ARN = re.compile(
+    r"^arn:aws[a-z-]*:(?:secretsmanager:(?P<sm_region>[a-z0-9-]+):\d{12}:secret:"
+    r"(?P<secret>[\w/+=.@-]+)(?::(?P<json_key>[^:]+))?"
+    r"|ssm:(?P<ssm_region>[a-z0-9-]+):\d{12}:parameter/[\w/.-]+)$"
+)
+_SECRET_SUFFIX = re.compile(r"-[A-Za-z0-9]{6}$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Environment names that usually hold a credential: they belong in ``secrets``.
+_SECRET_LIKE_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|ACCESS_KEY)", re.I)
+_S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?$")
 
 
 @dataclass(frozen=True)
@@ -165,6 +187,25 @@ class HealthCheck:
 
 
 @dataclass(frozen=True)
+class SecretSource:
+    """Where one secret of a container comes from, as the construct hands it to ECS.
+
+    :param service: ``secretsmanager`` or ``ssm``.
+    :param arn: the secret's complete ARN, or the parameter's ARN.
+    :param json_key: one key of a JSON secret. Default: the whole secret.
+    """
+
+    service: str
+    arn: str
+    json_key: str | None = None
+
+    @property
+    def parameter_name(self) -> str:
+        """An SSM parameter's name, as ECS and IAM spell it (with its leading '/')."""
+        return "/" + self.arn.split(":parameter/", 1)[1]
+
+
+@dataclass(frozen=True)
 class NeuronModelServiceProps:
     """What a model service is: its pools, image, model, routing, timeouts and scaling.
 
@@ -179,7 +220,13 @@ class NeuronModelServiceProps:
     :param image_asset_path: a Docker build context to build the image from instead.
     :param container_port: port the server listens on. Default: 8000 (Triton HTTP).
     :param environment: extra container environment (non-secret configuration).
-    :param model_artifact: ``s3://bucket/prefix/`` the tasks may read. Default: none.
+    :param secrets: container environment read from AWS at task start, never written into
+        the task definition: name -> ARN of a Secrets Manager secret (``...:secret:NAME``, or
+        ``...:secret:NAME:KEY`` for one JSON key) or an SSM parameter (``...:parameter/NAME``),
+        in the stack's region. The task execution role may read exactly these. Default: none.
+    :param model_artifact: ``s3://bucket/prefix/`` the tasks may read, and nothing else of
+        the bucket; a prefix without its trailing ``/`` gets one (``models/a`` would also
+        match ``models/ab``). Default: none.
     :param weights_gib: size of the weights, for root volumes and the grace period.
     :param routing: target-group algorithm. Default: least outstanding requests.
     :param idle_timeout_s: load balancer idle timeout; a stream must send a byte within it.
@@ -193,9 +240,17 @@ class NeuronModelServiceProps:
         Default: by kind (120 llm, 60000 classifier).
     :param scale_in_cooldown_s: Default: 600. :param scale_out_cooldown_s: Default: 60.
     :param certificate_arn: ACM certificate of the stack's region: an HTTPS listener
-        (TLS 1.2+) and an HTTP redirect. Default: none (HTTP).
-    :param internet_facing: public load balancer in public subnets. Default: internal.
-    :param allowed_cidrs: who may reach the load balancer. Default: the VPC's CIDR.
+        (TLS 1.2+) and an HTTP redirect, internal or internet-facing. Default: none, and an
+        internal load balancer listens on plain HTTP.
+    :param internet_facing: public load balancer in public subnets; needs
+        ``certificate_arn`` unless ``allow_plaintext_internet``. Default: internal.
+    :param allow_plaintext_internet: accept an internet-facing load balancer without a
+        certificate (plain HTTP across the internet; a warning says so). Default: False.
+    :param allowed_cidrs: who may reach the load balancer. Blocks that together cover every
+        IPv4 address (``0.0.0.0/1`` + ``128.0.0.0/1``) count as ``0.0.0.0/0``: open to the
+        world, which only an internet-facing load balancer may be. Default: the VPC's CIDR.
+    :param web_acl_arn: an AWS WAF web ACL (``arn:aws:wafv2:REGION:...:regional/webacl/...``)
+        of the stack's region to associate with the load balancer. Default: none.
     :param latency_alarm_p99_ms: alarm when target response time P99 (time to first byte:
         time to first token for streams) exceeds it. Default: by kind (1000 / 10 ms).
     :param alarms: create the 5xx, unhealthy-host and latency alarms. Default: True.
@@ -210,6 +265,7 @@ class NeuronModelServiceProps:
     image_asset_path: str | None = None
     container_port: int = 8000
     environment: Mapping[str, str] = field(default_factory=dict)
+    secrets: Mapping[str, str] = field(default_factory=dict)
     model_artifact: str | None = None
     weights_gib: float = 0
     routing: Routing = Routing.LEAST_OUTSTANDING_REQUESTS
@@ -222,7 +278,9 @@ class NeuronModelServiceProps:
     scale_out_cooldown_s: int = 60
     certificate_arn: str | None = None
     internet_facing: bool = False
+    allow_plaintext_internet: bool = False
     allowed_cidrs: tuple[str, ...] = ()
+    web_acl_arn: str | None = None
     latency_alarm_p99_ms: float | None = None
     alarms: bool = True
     request_count_scaling: bool = True
@@ -235,6 +293,7 @@ class NeuronModelServiceProps:
             self,
             pools=tuple(self.pools),
             allowed_cidrs=tuple(self.allowed_cidrs),
+            model_artifact=_with_trailing_slash(self.model_artifact),
             engine=self.engine or (LlmEngineEnv() if self.kind == "llm" else None),
             idle_timeout_s=_or(self.idle_timeout_s, defaults.idle_timeout_s),
             deregistration_delay_s=_or(
@@ -252,6 +311,23 @@ class NeuronModelServiceProps:
     @property
     def https(self) -> bool:
         return self.certificate_arn is not None
+
+    @property
+    def open_to_the_internet(self) -> bool:
+        """``allowed_cidrs`` reach every IPv4 address (however they are split)."""
+        try:
+            return covers_the_internet(self.allowed_cidrs)
+        except ValueError:  # an invalid block: a problem of its own
+            return False
+
+    @property
+    def model_artifact_location(self) -> tuple[str, str] | None:
+        """``(bucket, prefix)`` of the artifact, the prefix ending in '/' (or '' for the
+        whole bucket); None without an artifact or when it is not an S3 URI."""
+        match = _S3_URI.match(_with_trailing_slash(self.model_artifact) or "")
+        if match is None:
+            return None
+        return match["bucket"], match["prefix"] or ""
 
     def serving_env(self, pool: NeuronPool, *, compile_cache_url: str | None) -> ServingEnv:
         """The contract the service's tasks on ``pool`` are started with."""
@@ -293,11 +369,12 @@ class NeuronModelServiceProps:
                 )
             )
         problems += in_range("container_port", self.container_port, 1, 65535)
-        if self.model_artifact is not None and not self.model_artifact.startswith("s3://"):
+        if self.model_artifact is not None and self.model_artifact_location is None:
             problems.append(
                 PropsProblem(
                     "model_artifact",
-                    f"{self.model_artifact!r} must be an s3:// URI like s3://bucket/prefix/",
+                    f"{self.model_artifact!r} must be an s3:// URI of a bucket and prefix, "
+                    "like s3://bucket/prefix/",
                 )
             )
         if self.weights_gib < 0:
@@ -327,7 +404,7 @@ class NeuronModelServiceProps:
         if resolved.latency_alarm_p99_ms <= 0:
             problems.append(PropsProblem("latency_alarm_p99_ms", "must be above 0 ms"))
         problems += self._certificate_problems(region)
-        problems += cidr_problems("allowed_cidrs", self.allowed_cidrs)
+        problems += self._load_balancer_problems(region)
         if self.internet_facing and public_subnets is False:
             problems.append(
                 PropsProblem(
@@ -337,7 +414,50 @@ class NeuronModelServiceProps:
                 )
             )
         problems += self._environment_problems()
+        problems += self._secret_problems(region)
         return problems
+
+    def warnings(self) -> list[PropsProblem]:
+        """Accepted, but worth a second look; the construct adds each as a CDK warning."""
+        warnings = []
+        if self.internet_facing and not self.https and self.allow_plaintext_internet:
+            warnings.append(
+                PropsProblem(
+                    "allow_plaintext_internet",
+                    "the load balancer serves plain HTTP across the internet: requests, "
+                    "answers and any token in them can be read on the way; give "
+                    "certificate_arn to serve HTTPS",
+                )
+            )
+        if self.internet_facing and self.open_to_the_internet and self.web_acl_arn is None:
+            warnings.append(
+                PropsProblem(
+                    "allowed_cidrs",
+                    f"the load balancer is open to the whole internet ({ANYWHERE}) with no "
+                    "AWS WAF web ACL in front; set web_acl_arn to filter and rate-limit it, "
+                    "or list the ranges that should reach it",
+                )
+            )
+        location = self.model_artifact_location
+        if location is not None and not location[1]:
+            warnings.append(
+                PropsProblem(
+                    "model_artifact",
+                    f"no prefix: the tasks may read every object of bucket {location[0]}; "
+                    f"give the model's own prefix, like s3://{location[0]}/my-model/",
+                )
+            )
+        secret_like = sorted(name for name in self.environment if _SECRET_LIKE_NAME.search(name))
+        if secret_like:
+            warnings.append(
+                PropsProblem(
+                    "environment",
+                    f"{', '.join(secret_like)} look like credentials, and environment values "
+                    "are written into the task definition in the clear; move them to secrets "
+                    "(a Secrets Manager secret or SSM parameter ARN)",
+                )
+            )
+        return warnings
 
     def _pool_problems(self) -> list[PropsProblem]:
         if not self.pools:
@@ -380,18 +500,137 @@ class NeuronModelServiceProps:
             ]
         return []
 
+    def _load_balancer_problems(self, region: str | None) -> list[PropsProblem]:
+        problems = cidr_problems("allowed_cidrs", self.allowed_cidrs)
+        if self.internet_facing and not self.https and not self.allow_plaintext_internet:
+            problems.append(
+                PropsProblem(
+                    "internet_facing",
+                    "an internet-facing load balancer without certificate_arn would serve "
+                    "plain HTTP across the internet; give the region's certificate_arn, or "
+                    "set allow_plaintext_internet: true to accept plaintext",
+                )
+            )
+        if self.allow_plaintext_internet and (not self.internet_facing or self.https):
+            problems.append(
+                PropsProblem(
+                    "allow_plaintext_internet",
+                    "applies to an internet-facing load balancer without a certificate only; "
+                    "drop it",
+                )
+            )
+        if self.open_to_the_internet and not self.internet_facing:
+            problems.append(
+                PropsProblem(
+                    "allowed_cidrs",
+                    f"{', '.join(self.allowed_cidrs)} together cover every IPv4 address "
+                    f"({ANYWHERE}), for an internal load balancer; list the ranges that "
+                    "should reach it, or make it internet_facing",
+                )
+            )
+        if self.web_acl_arn is not None:
+            match = _WEB_ACL_ARN.match(self.web_acl_arn)
+            if match is None:
+                problems.append(
+                    PropsProblem(
+                        "web_acl_arn",
+                        f"{self.web_acl_arn!r} is not a regional AWS WAF web ACL ARN; use "
+                        "arn:aws:wafv2:REGION:ACCOUNT:regional/webacl/NAME/ID",
+                    )
+                )
+            elif region is not None and match["region"] != region:
+                problems.append(
+                    PropsProblem(
+                        "web_acl_arn",
+                        f"the web ACL is in {match['region']}, but the load balancer is in "
+                        f"{region}; associate a web ACL of its own region",
+                    )
+                )
+        return problems
+
+    @property
+    def secret_sources(self) -> dict[str, SecretSource]:
+        """Each valid entry of ``secrets``, parsed once for the construct."""
+        sources = {}
+        for name, arn in self.secrets.items():
+            match = _SECRET_ARN.match(arn)
+            if match is None:
+                continue
+            if match["ssm_region"]:
+                sources[name] = SecretSource("ssm", arn)
+            else:
+                key = match["json_key"]
+                whole = arn.removesuffix(f":{key}") if key else arn
+                sources[name] = SecretSource("secretsmanager", whole, key)
+        return sources
+
+    @property
+    def ingress_cidrs(self) -> tuple[str, ...]:
+        """``allowed_cidrs`` as the fewest blocks (the security group's rules)."""
+        return collapsed_cidrs(self.allowed_cidrs)
+
     def _environment_problems(self) -> list[PropsProblem]:
         reserved = set(self._probe_env())
-        clashes = sorted(reserved & set(self.environment))
-        if not clashes:
-            return []
-        return [
-            PropsProblem(
-                "environment",
-                f"{', '.join(clashes)} are set by inferfleet from the service's settings; "
-                "drop them from environment and set the matching field instead",
+        problems = []
+        clashes = sorted(reserved & (set(self.environment) | set(self.secrets)))
+        if clashes:
+            problems.append(
+                PropsProblem(
+                    "environment",
+                    f"{', '.join(clashes)} are set by inferfleet from the service's settings; "
+                    "drop them from environment and secrets and set the matching field instead",
+                )
             )
-        ]
+        both = sorted(set(self.environment) & set(self.secrets))
+        if both:
+            problems.append(
+                PropsProblem(
+                    "secrets",
+                    f"{', '.join(both)} are also in environment; keep each name in one of them",
+                )
+            )
+        return problems
+
+    def _secret_problems(self, region: str | None) -> list[PropsProblem]:
+        problems = []
+        for name, arn in self.secrets.items():
+            field_name = f"secrets.{name}"
+            if not _ENV_NAME.match(name):
+                problems.append(
+                    PropsProblem(
+                        field_name, f"{name!r} is not an environment variable name; use A-Z0-9_"
+                    )
+                )
+            match = _SECRET_ARN.match(arn)
+            if match is None:
+                problems.append(
+                    PropsProblem(
+                        field_name,
+                        f"{arn!r} is neither a Secrets Manager secret ARN "
+                        "(arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME[:JSON_KEY]) nor an "
+                        "SSM parameter ARN (arn:aws:ssm:REGION:ACCOUNT:parameter/NAME)",
+                    )
+                )
+                continue
+            if match["secret"] and not _SECRET_SUFFIX.search(match["secret"]):
+                problems.append(
+                    PropsProblem(
+                        field_name,
+                        f"{arn!r} is not a complete secret ARN; give the ARN Secrets Manager "
+                        "shows, ending in the 6-character suffix it adds to the name "
+                        "(NAME-AbCdEf), so the task may read exactly that secret",
+                    )
+                )
+            secret_region = match["sm_region"] or match["ssm_region"]
+            if region is not None and secret_region != region:
+                problems.append(
+                    PropsProblem(
+                        field_name,
+                        f"the secret is in {secret_region}, but the service runs in {region}; "
+                        "ECS reads secrets of its own region, so replicate it there",
+                    )
+                )
+        return problems
 
     def _probe_env(self) -> dict[str, str]:
         if not self.pools or any(pool.problems() for pool in self.pools):
@@ -404,3 +643,11 @@ class NeuronModelServiceProps:
 
 def _or(value, default):  # type: ignore[no-untyped-def]
     return default if value is None else value
+
+
+def _with_trailing_slash(uri: str | None) -> str | None:
+    """``s3://b/models/a`` -> ``s3://b/models/a/``: an IAM prefix ``models/a*`` would also
+    match ``models/ab``."""
+    if uri is None or not uri.startswith("s3://") or uri.endswith("/"):
+        return uri
+    return uri + "/"

@@ -3,7 +3,10 @@
 Every props class has ``problems()``: a list of :class:`PropsProblem`, each naming the field
 (``pools[1].tensor_parallel``) and saying the fix. A construct raises :class:`PropsError` with
 its path when the list is not empty; ``inferfleet validate`` maps each field back to the line
-of the fleet file it came from. One list of rules, so the two cannot disagree.
+of the fleet file it came from. One list of rules, so the two cannot disagree. Some props also
+have ``warnings()``, in the same form: accepted, but worth a second look (a load balancer
+serving plaintext to the internet); the construct adds each as a CDK warning and ``validate``
+prints them with their lines.
 """
 
 from __future__ import annotations
@@ -76,3 +79,18 @@ def cidr_problems(field: str, cidrs: Iterable[str]) -> list[PropsProblem]:
         for index, cidr in enumerate(cidrs)
         for problem in cidr_problem(f"{field}[{index}]", cidr)
     ]
+
+
+def collapsed_cidrs(cidrs: Iterable[str]) -> tuple[str, ...]:
+    """The fewest blocks covering the same addresses: ``0.0.0.0/1`` and ``128.0.0.0/1`` are
+    ``0.0.0.0/0``. Only for CIDRs :func:`cidr_problems` accepts."""
+    networks = [ipaddress.IPv4Network(cidr, strict=True) for cidr in cidrs]
+    return tuple(str(network) for network in ipaddress.collapse_addresses(networks))
+
+
+def covers_the_internet(cidrs: Iterable[str]) -> bool:
+    """True when the blocks together reach every IPv4 address, however they are split."""
+    return collapsed_cidrs(cidrs) == (ANYWHERE,)
+
+
+ANYWHERE = "0.0.0.0/0"

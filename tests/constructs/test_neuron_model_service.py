@@ -316,6 +316,10 @@ def test_https_listener_with_redirect():
         ),
     )
     template = Template.from_stack(stack)
+    # Internal, and still HTTPS: a certificate is used wherever it is given.
+    template.has_resource_properties(
+        "AWS::ElasticLoadBalancingV2::LoadBalancer", {"Scheme": "internal"}
+    )
     template.has_resource_properties(
         "AWS::ElasticLoadBalancingV2::Listener", {"Port": 443, "Protocol": "HTTPS"}
     )
@@ -362,6 +366,14 @@ def test_https_listener_with_redirect():
         ({"image_asset_path": "/srv/image"}, "image_uri: both an image URI and an image asset"),
         ({"allowed_cidrs": ("10.0.0.0/33",)}, "allowed_cidrs[0]: '10.0.0.0/33' is not an IPv4"),
         ({"environment": {"INFERFLEET_TP_DEGREE": "8"}}, "environment: INFERFLEET_TP_DEGREE"),
+        (
+            {"internet_facing": True},
+            "internet_facing: an internet-facing load balancer without certificate_arn",
+        ),
+        (
+            {"allowed_cidrs": ("0.0.0.0/1", "128.0.0.0/1")},
+            "allowed_cidrs: 0.0.0.0/1, 128.0.0.0/1 together cover every IPv4 address",
+        ),
     ],
 )
 def test_props_are_validated_at_construction_with_the_construct_path(changes, message):
@@ -419,3 +431,85 @@ def test_built_in_images_build_from_containers_without_the_other_images(tmp_path
     assert (staged / "llm-neuron" / "llm_engine").is_dir()
     assert not (staged / "intent-neuron").exists() and not (staged / "finetune").exists()
     assert not list(staged.glob("*.py")), "local tooling stays out of the image"
+
+
+WEB_ACL = "arn:aws:wafv2:us-east-1:123456789012:regional/webacl/edge/1234abcd"
+SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:hf-token-AbCdEf"
+PARAMETER = "arn:aws:ssm:us-east-1:123456789012:parameter/inferfleet/api-key"
+
+
+def public_service(**changes) -> tuple[Stack, NeuronModelService]:
+    app = App(context=cdk_feature_flags())
+    stack = Stack(app, "Public", env=REGION)
+    cluster = NeuronServingCluster(stack, "Cluster")
+    service = NeuronModelService(
+        stack,
+        "svc",
+        serving_cluster=cluster,
+        props=NeuronModelServiceProps(
+            image_uri=IMAGE,
+            pools=(NeuronPool("inf2.xlarge", 1),),
+            internet_facing=True,
+            **changes,
+        ),
+    )
+    return stack, service
+
+
+def test_an_open_internet_facing_load_balancer_gets_one_rule_per_port_and_its_web_acl():
+    stack, service = public_service(
+        certificate_arn="arn:aws:acm:us-east-1:123456789012:certificate/abc",
+        allowed_cidrs=("0.0.0.0/1", "128.0.0.0/1"),
+        web_acl_arn=WEB_ACL,
+    )
+    template = Template.from_stack(stack)
+    group = stack.resolve(service.load_balancer_security_group.security_group_id)
+    ingress = template.find_resources("AWS::EC2::SecurityGroup")[group["Fn::GetAtt"][0]]
+    rules = sorted(
+        (rule["CidrIp"], rule["FromPort"]) for rule in ingress["Properties"]["SecurityGroupIngress"]
+    )
+    # Split blocks are one 0.0.0.0/0 rule, so cdk-nag (EC23) and checkov see what it is.
+    assert rules == [("0.0.0.0/0", 80), ("0.0.0.0/0", 443)]
+    template.has_resource_properties(
+        "AWS::WAFv2::WebACLAssociation",
+        {"WebACLArn": WEB_ACL, "ResourceArn": {"Ref": Match.string_like_regexp("svcLoadBalancer")}},
+    )
+
+
+def test_warnings_of_the_props_are_cdk_warnings_on_the_construct():
+    _, service = public_service(allow_plaintext_internet=True)
+    warnings = [entry.data for entry in service.node.metadata if entry.type == "aws:cdk:warning"]
+    assert any(
+        "allow_plaintext_internet: the load balancer serves plain HTTP" in w for w in warnings
+    )
+
+
+def test_secrets_reach_the_container_from_their_arns_and_only_the_execution_role_reads_them():
+    app = App(context=cdk_feature_flags())
+    stack = Stack(app, "Secrets", env=REGION)
+    cluster = NeuronServingCluster(stack, "Cluster")
+    service = NeuronModelService(
+        stack,
+        "svc",
+        serving_cluster=cluster,
+        props=NeuronModelServiceProps(
+            image_uri=IMAGE,
+            pools=(NeuronPool("inf2.xlarge", 1),),
+            secrets={"HF_TOKEN": f"{SECRET}:token", "API_KEY": PARAMETER},
+        ),
+    )
+    template = Template.from_stack(stack)
+    container = container_of(template, stack, service.task_definitions["inf2.xlarge"])
+    assert {s["Name"]: s["ValueFrom"] for s in container["Secrets"]} == {
+        "HF_TOKEN": f"{SECRET}:token::",
+        "API_KEY": PARAMETER,
+    }
+    assert not {"HF_TOKEN", "API_KEY"} & {e["Name"] for e in container["Environment"]}
+    reads = {
+        json.dumps(statement["Resource"]): statement["Action"]
+        for policy in template.find_resources("AWS::IAM::Policy").values()
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        if "secretsmanager:GetSecretValue" in statement["Action"]
+        or "ssm:GetParameters" in statement["Action"]
+    }
+    assert set(reads) == {json.dumps(SECRET), json.dumps(PARAMETER)}

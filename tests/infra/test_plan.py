@@ -120,6 +120,63 @@ def test_what_cannot_deploy_is_refused_at_validate(tmp_path, change, field):
     assert field in message
 
 
+def plan_of(tmp_path: Path, document: dict[str, Any]):
+    path = tmp_path / "fleet.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    (tmp_path / "cdk.context.json").write_text((REPO_ROOT / "cdk.context.json").read_text())
+    return load_fleet_plan(path)
+
+
+def test_an_internet_facing_fleet_without_certificates_is_refused_at_validate(tmp_path):
+    document = example()
+    document["network"] = {"internet_facing": True}
+    message = problems_in(tmp_path, document)
+    assert "network.internet_facing: an internet-facing load balancer without certificate_arn" in (
+        message
+    )
+
+
+def test_plaintext_on_the_internet_when_asked_for_is_a_warning_with_its_line(tmp_path):
+    document = example()
+    document["network"] = {"internet_facing": True, "allow_plaintext_internet": True}
+    plan = plan_of(tmp_path, document)
+    [warning] = [w for w in plan.warnings if w.field == "network.allow_plaintext_internet"]
+    line = (
+        yaml.safe_dump(document, sort_keys=False)
+        .splitlines()
+        .index("  allow_plaintext_internet: true")
+    )
+    assert warning.line == line + 1
+    assert warning.located("fleet.yaml").startswith(
+        f"fleet.yaml:{line + 1}: network.allow_plaintext_internet: the load balancer serves plain"
+    )
+    assert all(
+        service.props.allow_plaintext_internet for r in plan.regions for service in r.services
+    )
+
+
+def test_cidrs_that_cover_the_internet_on_internal_load_balancers_are_refused(tmp_path):
+    document = example()
+    document["network"] = {"allowed_cidrs": ["0.0.0.0/1", "128.0.0.0/1"]}
+    message = problems_in(tmp_path, document)
+    assert "network.allowed_cidrs: 0.0.0.0/1, 128.0.0.0/1 together cover every IPv4 address" in (
+        message
+    )
+
+
+def test_an_artifact_of_a_whole_bucket_warns_once_per_service(tmp_path):
+    document = example()
+    document["services"]["intent"]["model"]["artifact"] = "s3://shopping-assistant-models"
+    plan = plan_of(tmp_path, document)
+    [warning] = plan.warnings
+    assert warning.field == "services.intent.model.artifact"
+    assert "the tasks may read every object of bucket shopping-assistant-models" in (
+        warning.message
+    )
+    # The example itself has nothing to warn about.
+    assert load_fleet_plan(REPO_ROOT / "fleet.yaml").warnings == ()
+
+
 def test_two_service_names_with_one_output_key_are_refused(tmp_path):
     document = example()
     document["services"]["a1b"] = document["services"].pop("intent")
@@ -145,10 +202,18 @@ def test_emulator_mode_is_a_plan_profile_and_says_what_it_left_out():
 
 # --- every field of the spec reaches the template ----------------------------------------
 
+MAPPED_WEB_ACL = "arn:aws:wafv2:us-east-1:123456789012:regional/webacl/mapped/0123abcd"
+MAPPED_SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:mapped/hf-AbCdEf"
 MAPPED = {
     "name": "mapped",
     "account": "123456789012",
-    "regions": [{"name": "us-east-1", "availability_zones": ["us-east-1a", "us-east-1b"]}],
+    "regions": [
+        {
+            "name": "us-east-1",
+            "availability_zones": ["us-east-1a", "us-east-1b"],
+            "web_acl_arn": MAPPED_WEB_ACL,
+        }
+    ],
     "services": {
         "chat": {
             "kind": "llm",
@@ -157,7 +222,7 @@ MAPPED = {
                 "weights_dtype": "int8",
                 "max_sequence_length": 2048,
                 "max_batch_size": 12,
-                "artifact": "s3://mapped-models/chat/",
+                "artifact": "s3://mapped-models/chat",
             },
             "routing": "round_robin",
             "pools": [{"instance_type": "inf2.24xlarge", "tensor_parallel": 4, "min": 1, "max": 3}],
@@ -165,6 +230,7 @@ MAPPED = {
                 "image": "public.ecr.aws/example/chat:7",
                 "port": 8080,
                 "environment": {"HF_HOME": "/tmp/hf"},
+                "secrets": {"HF_TOKEN": MAPPED_SECRET},
             },
             "health_check": {
                 "path": "/ready",
@@ -218,6 +284,8 @@ def test_every_spec_field_reaches_the_template(mapped_template):
     assert env["INFERFLEET_QUANTIZATION"] == "int8" and env["INFERFLEET_DTYPE"] == "bfloat16"
     assert env["INFERFLEET_MODEL_ARTIFACT"] == "s3://mapped-models/chat/"
     assert env["HF_HOME"] == "/tmp/hf"
+    assert container["Secrets"] == [{"Name": "HF_TOKEN", "ValueFrom": MAPPED_SECRET}]
+    assert "HF_TOKEN" not in env
     assert container["Image"] == "public.ecr.aws/example/chat:7"
     assert container["PortMappings"][0]["ContainerPort"] == 8080
     devices = [d["HostPath"] for d in container["LinuxParameters"]["Devices"]]
@@ -251,6 +319,16 @@ def test_every_spec_field_reaches_the_template(mapped_template):
     tracking = policy["TargetTrackingScalingPolicyConfiguration"]
     assert tracking["TargetValue"] == 77
     assert (tracking["ScaleInCooldown"], tracking["ScaleOutCooldown"]) == (420, 45)
+
+    [association] = _of_type(template, "AWS::WAFv2::WebACLAssociation")
+    assert association["WebACLArn"] == MAPPED_WEB_ACL
+    model_reads = [
+        statement["Resource"]
+        for policy in _of_type(template, "AWS::IAM::Policy")
+        for statement in policy["PolicyDocument"]["Statement"]
+        if statement["Action"] == "s3:GetObject"
+    ]
+    assert "arn:aws:s3:::mapped-models/chat/*" in model_reads
 
     [launch] = _of_type(template, "AWS::EC2::LaunchTemplate")
     assert launch["LaunchTemplateData"]["InstanceType"] == "inf2.24xlarge"
