@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from inferfleet.cli.bench.clients import api_names
 from inferfleet.cli.bench.models import SloLimit
+from inferfleet.cli.errors import pydantic_problem
 
 Routing = Literal["least_outstanding_requests", "random", "round_robin"]
 ROUTINGS: tuple[str, ...] = ("least_outstanding_requests", "random", "round_robin")
@@ -616,13 +617,10 @@ def describe_validation_error(error: ValidationError) -> str:
     """One paragraph naming the flag and the fix, from pydantic's first error."""
     first = error.errors()[0]
     location = [str(part) for part in first["loc"] if not str(part).isdigit()]
-    message = str(first["msg"]).removeprefix("Value error, ")
+    message = pydantic_problem(first)
     field, colon, rest = message.partition(": ")
     if colon and field in BenchConfig.model_fields:
         return f"{flag_of(field)}: {rest}"
-    given = first.get("input")
-    if first["type"] != "value_error" and isinstance(given, int | float | str):
-        message += f" (got {given!r})"
     if location:
         return f"{flag_of(location[0])}: {message}"
     return message

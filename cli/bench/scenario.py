@@ -54,7 +54,7 @@ from inferfleet.cli.bench.runner import (
     run_header,
 )
 from inferfleet.cli.bench.workload import Workload, schedule_hash
-from inferfleet.cli.errors import UserError
+from inferfleet.cli.errors import UserError, pydantic_problem
 from inferfleet.cli.local.regions import (
     LOCAL_OBJECTIVE_S,
     LOCAL_PERIOD_S,
@@ -145,7 +145,7 @@ def parse_scenario(text: str) -> Brownout:
             if first["loc"]
             else None
         )
-        message = str(first["msg"]).removeprefix("Value error, ")
+        message = pydantic_problem(first)
         raise ValueError(f"{text!r}: {f'{key}: ' if key else ''}{message}") from None
 
 

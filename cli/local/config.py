@@ -2,7 +2,7 @@
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from inferfleet.cli.errors import UserError
+from inferfleet.cli.errors import UserError, pydantic_problem
 from inferfleet.cli.sizing.profile import Batching, ServerProfile
 from inferfleet.constructs.routing import Routing
 
@@ -56,4 +56,4 @@ def build_config(*, flag_style: bool = False, **fields: object) -> LocalFleetCon
         where = ".".join(str(part) for part in first["loc"]) or "config"
         if flag_style:
             where = "--" + where.replace("_", "-")
-        raise UserError(f"{where}: {first['msg']} (got {first.get('input')!r})") from None
+        raise UserError(f"{where}: {pydantic_problem(first)}") from None

@@ -33,7 +33,7 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from inferfleet.cli.errors import UserError
+from inferfleet.cli.errors import UserError, pydantic_problem
 from inferfleet.cli.local import nginx
 from inferfleet.cli.local.config import DEFAULT_MODEL
 from inferfleet.cli.local.fleet import is_host_process, spawn_host, stop_host
@@ -85,7 +85,7 @@ def build_regions_config(**fields: Any) -> RegionsConfig:
     except ValidationError as error:
         first = error.errors()[0]
         where = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "config"
-        raise UserError(f"{where}: {first['msg']} (got {first.get('input')!r})") from None
+        raise UserError(f"{where}: {pydantic_problem(first)}") from None
     problems = config.policy.problems()
     if problems:
         field, message = problems[0]

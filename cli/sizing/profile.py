@@ -50,7 +50,7 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from inferfleet.cli.errors import UserError
+from inferfleet.cli.errors import UserError, pydantic_problem
 
 Batching = Literal["continuous", "static"]
 # A profile is a few hundred bytes of JSON.
@@ -159,7 +159,7 @@ def read_profile(path: Path, *, flag: str) -> ServerProfile:
     except ValidationError as error:
         first = error.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "file"
-        message = str(first["msg"]).removeprefix("Value error, ")
+        message = pydantic_problem(first)
         raise UserError(f"{flag} {path}: {field}: {message}; fix the file") from None
 
 

@@ -180,28 +180,46 @@ def test_synth_places_trainium_only_where_it_is_offered(example_synth):
 
 
 @pytest.mark.slow
-def test_unacknowledged_nag_error_fails_synth_and_keeps_the_old_output(tmp_path, capsys):
+def test_unacknowledged_nag_error_fails_synth_and_keeps_the_old_output(
+    tmp_path, capsys, monkeypatch
+):
     out = tmp_path / "cdk.out"
     staged = staging_folder(out, flag="--out")
     (staged / "previous.txt").write_text("kept")
     replace(out, staged, flag="--out", writer="inferfleet synth")
     fleet = tmp_path / "fleet.yaml"
-    # An internet-facing load balancer open to the world is a real AwsSolutions-EC23 error.
     fleet.write_text(
         EXAMPLE.read_text()
-        .replace(
-            "alarm_emails:",
-            "network: {internet_facing: true, allowed_cidrs: [0.0.0.0/0]}\nalarm_emails:",
-        )
         .replace("regions: [us-east-1, us-west-2, eu-west-1]", "regions: [us-east-1]")
         .replace("regions: [us-east-1, us-west-2]}", "regions: [us-east-1]}")
     )
     (tmp_path / "cdk.context.json").write_text((REPO_ROOT / "cdk.context.json").read_text())
+    # Every finding of the fleet's own constructs is acknowledged, so the gate is shown on
+    # what a consumer adds next to them: a topic that accepts plain HTTP publishes is a real
+    # AwsSolutions-SNS3 error.
+    from aws_cdk import Stack, aws_sns
+
+    from inferfleet.infra import app as fleet_app
+
+    build_app = fleet_app.build_app
+
+    def build_app_with_an_open_topic(*args, **kwargs):
+        app = build_app(*args, **kwargs)
+        stack = next(child for child in app.node.children if isinstance(child, Stack))
+        aws_sns.Topic(stack, "ConsumerTopic", master_key=None)
+        return app
+
+    monkeypatch.setattr(fleet_app, "build_app", build_app_with_an_open_topic)
     code, out_text, err = run(capsys, "synth", "--config", str(fleet), "--out", str(out), "--json")
     assert code == 1, err
     report = json.loads(out_text)
     assert report["passed"] is False
-    assert {f["rule"] for f in report["nag"]} >= {"AwsSolutions-EC23"}
+    errors = {
+        f["rule"]
+        for f in report["nag"]
+        if f["severity"] == "error" and "ConsumerTopic" in f["path"]
+    }
+    assert errors >= {"AwsSolutions-SNS3"}
     assert (out / "previous.txt").read_text() == "kept"
 
 

@@ -453,7 +453,7 @@ def test_llm_entrypoint_serves_the_model_it_fetched_in_two_replicas(
         INFERFLEET_MODEL_ARTIFACT=f"s3://{BUCKET}/llm/tiny/",
         INFERFLEET_MAX_SEQ_LEN="256",
         INFERFLEET_MAX_NUM_SEQS="2",
-        INFERFLEET_DTYPE="fp32",
+        INFERFLEET_DTYPE="float32",
         INFERFLEET_TP_DEGREE="2",
         INFERFLEET_REPLICAS="2",
         INFERFLEET_NEURON_CORES="4",

@@ -100,7 +100,7 @@ def test_up_after_a_crash_replaces_the_stale_state(state_dir: Path) -> None:
     [
         (["--servers", "0"], {}, "--servers: Input should be greater than or equal to 1", 2),
         (["--mode", "dynamic"], {}, "--mode: Input should be 'continuous' or 'static'", 2),
-        (["--routing", "fastest"], {}, "--routing: Input should be", 2),
+        (["--routing", "fastest"], {}, "--routing: 'fastest' is not a routing policy; use one", 2),
         (["--port", "70000"], {}, "--port: Input should be less than or equal to 65535", 2),
         (["--server-profile", "/nonexistent/profile.json"], {}, "--server-profile: cannot read", 2),
         ([], {"INFERFLEET_NGINX": "/nonexistent/nginx"}, "apt-get install nginx", 1),

@@ -145,7 +145,7 @@ def test_switching_routing_waits_for_new_workers_while_streams_finish_on_old(
 
 
 def test_unknown_routing_is_a_user_error(fleet: LocalFleet) -> None:
-    with pytest.raises(UserError, match="routing: 'fastest' is not a policy"):
+    with pytest.raises(UserError, match="routing: 'fastest' is not a routing policy; use one of"):
         fleet.set_routing("fastest")
 
 

@@ -26,6 +26,7 @@ OVERRIDES, STATE = parameter_names("shopping-assistant")
 def fleet_file(tmp_path: Path) -> Path:
     path = tmp_path / "fleet.yaml"
     shutil.copy(EXAMPLE, path)
+    shutil.copy(EXAMPLE.parents[1] / "cdk.context.json", tmp_path / "cdk.context.json")
     return path
 
 
