@@ -6,6 +6,7 @@ from rich.table import Table
 
 from inferfleet.cli.synth import SynthReport
 from inferfleet.infra.plan import FleetPlan
+from inferfleet.infra.stack_limits import MAX_RESOURCES
 
 stderr_console = Console(stderr=True)
 
@@ -31,6 +32,10 @@ def print_fleet_plan(plan: FleetPlan, *, source: str) -> None:
                 )
     console.print(table)
     for region in plan.regions:
+        console.print(
+            f"{region.region}: stack {region.stack_name}, up to "
+            f"{region.resources_upper_bound} of {MAX_RESOURCES} resources"
+        )
         if region.personalization is not None:
             queue = region.personalization.queue
             endpoint = region.personalization.endpoint

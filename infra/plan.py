@@ -49,6 +49,7 @@ from inferfleet.infra.spec import (
     load_fleet_document,
     parse_fleet_spec,
 )
+from inferfleet.infra.stack_limits import limit_problems, resources_upper_bound
 from inferfleet.infra.yaml_source import YamlPath
 
 # Compute dtype of the serving engine; int8 is weight-only, activations stay bf16.
@@ -106,6 +107,11 @@ class RegionPlan:
         return next(service for service in self.services if service.name == name)
 
     @property
+    def resources_upper_bound(self) -> int:
+        """At most this many resources in the stack (CloudFormation takes 500)."""
+        return resources_upper_bound(self)
+
+    @property
     def outputs(self) -> tuple[str, ...]:
         """Every output key the stack has."""
         keys = [names.CLUSTER_NAME]
@@ -158,7 +164,10 @@ class FleetPlan:
         return tuple(region.stack_name for region in self.regions)
 
     def as_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(asdict(self), default=str))
+        planned = json.loads(json.dumps(asdict(self), default=str))
+        for region, shown in zip(self.regions, planned["regions"], strict=True):
+            shown["resources_upper_bound"] = region.resources_upper_bound
+        return planned
 
 
 class PlanError(FleetSpecError):
@@ -217,6 +226,7 @@ def draft_plan(spec: FleetSpec, *, config_dir: Path = Path(".")) -> tuple[FleetP
         )
         problems += planner.problems
         warnings += planner.warnings
+        problems += [Problem(planner.path, m) for m in limit_problems(regions[-1])]
     plan = FleetPlan(
         name=spec.name,
         regions=tuple(regions),

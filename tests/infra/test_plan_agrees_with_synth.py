@@ -252,7 +252,7 @@ def test_what_validate_accepts_builds_and_what_a_construct_refuses_validate_refu
         return
     outdir = tmp_path_factory.mktemp("synth")
     try:
-        build_app(plan, outdir=str(outdir), nag=False).synth()
+        assembly = build_app(plan, outdir=str(outdir), nag=False).synth()
     except (PropsError, SynthesisError) as error:
         assert problems, f"the plan accepted a fleet the app refused: {error}"
         assert str(error).startswith(plan.regions[0].stack_name + "/")
@@ -260,6 +260,9 @@ def test_what_validate_accepts_builds_and_what_a_construct_refuses_validate_refu
         event("refused by validate and by the constructs")
         return
     assert not problems, f"the app built a fleet validate refused: {problems}"
+    for region in plan.regions:
+        resources = assembly.get_stack_by_name(region.stack_name).template["Resources"]
+        assert len(resources) <= region.resources_upper_bound, region.region
     OUTCOMES["accepted and built"] += 1
     event("accepted and built")
 
