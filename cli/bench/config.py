@@ -17,9 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from inferfleet.cli.bench.clients import api_names
 from inferfleet.cli.bench.models import SloLimit
 from inferfleet.cli.errors import pydantic_problem
+from inferfleet.constructs.routing import Routing
 
-Routing = Literal["least_outstanding_requests", "random", "round_robin"]
-ROUTINGS: tuple[str, ...] = ("least_outstanding_requests", "random", "round_robin")
 DEFAULT_DURATION_S = 30.0
 
 # Bounds of every user-given quantity: beyond them a run cannot be measured on one
@@ -126,17 +125,18 @@ class Variant(BaseModel):
 
 def parse_compare(text: str) -> tuple[Variant, ...]:
     key, separator, values = text.partition("=")
+    names = ", ".join(Routing)
     if not separator or key.strip() != "routing":
         raise ValueError(
-            f"'{text}' is not a comparison; use routing=A,B with A and B among "
-            + ", ".join(ROUTINGS)
+            f"'{text}' is not a comparison; use routing=A,B with A and B among {names}"
         )
-    choices = [value.strip() for value in values.split(",") if value.strip()]
-    unknown = [value for value in choices if value not in ROUTINGS]
-    if unknown or len(choices) < 2 or len(set(choices)) != len(choices):
+    try:
+        choices = [Routing.parse(value) for value in values.split(",") if value.strip()]
+    except ValueError as error:
+        raise ValueError(f"'{values}': {error}") from None
+    if len(choices) < 2 or len(set(choices)) != len(choices):
         raise ValueError(
-            f"'{values}' must list two or more distinct routing policies among "
-            + ", ".join(ROUTINGS)
+            f"'{values}' must list two or more distinct routing policies among {names}"
         )
     return tuple(Variant(key="routing", value=value) for value in choices)
 

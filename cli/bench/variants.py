@@ -15,14 +15,9 @@ from typing import Protocol
 from inferfleet.cli.bench.metrics import Metric
 from inferfleet.cli.bench.models import Comparison, Ratio, StepResult, Study, StudyCell, StudyRow
 from inferfleet.cli.errors import UserError
+from inferfleet.constructs.routing import Routing
 
 ALGORITHM_ATTRIBUTE = "load_balancing.algorithm.type"
-# ALB names the random policy weighted_random; the rest match nginx's wording here.
-ALB_ALGORITHMS = {
-    "least_outstanding_requests": "least_outstanding_requests",
-    "round_robin": "round_robin",
-    "random": "weighted_random",
-}
 # An ALB applies attribute changes node by node within seconds; wait before measuring.
 ALB_SETTLE_S = 10.0
 
@@ -77,7 +72,7 @@ class AlbRouting:
         if self._original is None:
             self._original = self._read()
             self._current = self._original
-        algorithm = ALB_ALGORITHMS[routing]
+        algorithm = Routing.parse(routing).alb
         if algorithm != self._current:
             self._write(algorithm)
             time.sleep(self.settle_s)
@@ -87,11 +82,6 @@ class AlbRouting:
             self._write(self._original)
 
 
-# SageMaker's ProductionVariant.RoutingConfig.RoutingStrategy spellings.
-SAGEMAKER_STRATEGIES = {
-    "least_outstanding_requests": "LEAST_OUTSTANDING_REQUESTS",
-    "random": "RANDOM",
-}
 # Fields of DescribeEndpointConfig that CreateEndpointConfig takes back as they are.
 ENDPOINT_CONFIG_FIELDS = (
     "ProductionVariants", "DataCaptureConfig", "KmsKeyId", "AsyncInferenceConfig",
@@ -230,12 +220,10 @@ class SageMakerRouting:
     def apply(self, routing: str) -> None:
         if self._original is None:
             self._read()
-        strategy = SAGEMAKER_STRATEGIES.get(routing)
+        strategy = Routing.parse(routing).sagemaker
         if strategy is None:
-            raise UserError(
-                f"--compare: SageMaker endpoints route by "
-                f"{' or '.join(SAGEMAKER_STRATEGIES)}, not {routing}"
-            )
+            routes = " or ".join(r for r in Routing if r.sagemaker is not None)
+            raise UserError(f"--compare: SageMaker endpoints route by {routes}, not {routing}")
         assert self._original is not None
         wanted = (
             self._original

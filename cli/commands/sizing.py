@@ -227,11 +227,12 @@ def _profile(path: Path | None, batching: str | None):  # type: ignore[no-untype
 
 
 def _routing(routing: str) -> str:
-    from inferfleet.cli.sizing.simulator import ROUTINGS
+    from inferfleet.constructs.routing import Routing
 
-    if routing not in ROUTINGS:
-        raise UserError(f"--routing: {routing!r} is not a policy; use one of {', '.join(ROUTINGS)}")
-    return routing
+    try:
+        return Routing.parse(routing)
+    except ValueError as error:
+        raise UserError(f"--routing: {error}") from None
 
 
 def _network(milliseconds: float) -> float:

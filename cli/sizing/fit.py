@@ -33,9 +33,11 @@ from inferfleet.cli.bench.models import RunResults, StepResult
 from inferfleet.cli.errors import UserError
 from inferfleet.cli.sizing.figures import step_summary
 from inferfleet.cli.sizing.profile import Batching, ServerProfile
-from inferfleet.cli.sizing.simulator import ROUTINGS, Load, Simulation
+from inferfleet.cli.sizing.simulator import Load, Simulation
+from inferfleet.constructs.routing import Routing
 
-DEFAULT_ROUTING = "least_outstanding_requests"
+# A step without a routing variant ran on the endpoint as deployed: LOR is the fleet default.
+DEFAULT_ROUTING = Routing.LEAST_OUTSTANDING_REQUESTS
 COMPARED = (
     ("ttft_ms", "p50", "TTFT p50"),
     ("itl_ms", "p50", "ITL p50"),
@@ -149,7 +151,7 @@ def read_bench_run(results_path: Path, requests_path: Path | None = None) -> Ben
             MeasuredStep(
                 number=step.id,
                 users=step.users,
-                routing=routing if routing in ROUTINGS else DEFAULT_ROUTING,
+                routing=_routing(routing),
                 result=step,
                 prompt_tokens=np.array([int(row["prompt_tokens"]) for row in ok]),
                 output_tokens=np.array([int(row["output_tokens"]) for row in ok]),
@@ -276,3 +278,10 @@ def fit_profile(
     ]
     reached = max(step.users for step in run.steps) / run.instances
     return Fit(profile=profile, steps=steps, slots_seen=profile.slots < reached)
+
+
+def _routing(variant: str) -> Routing:
+    try:
+        return Routing.parse(variant)
+    except ValueError:
+        return DEFAULT_ROUTING

@@ -26,20 +26,22 @@ from inferfleet.cli.bench.results import machine_info, now_iso, tool_info
 from inferfleet.cli.bench.runner import Step, load_header, open_loop_arrivals, plan_steps
 from inferfleet.cli.bench.workload import PoissonArrivals, Workload, schedule_hash
 from inferfleet.cli.errors import UserError
-from inferfleet.cli.local.config import DEFAULT_MODEL
+from inferfleet.cli.local.config import DEFAULT_MODEL, LocalFleetConfig
 from inferfleet.cli.local.emulator import parse_request
 from inferfleet.cli.sizing.figures import write_simulated_run
 from inferfleet.cli.sizing.profile import ServerProfile
 from inferfleet.cli.sizing.simulator import Load, SimulatedRun, Simulation
+from inferfleet.constructs.routing import Routing
 
 # One way, client -> nginx -> emulator on 127.0.0.1: half of what an idle emulated server
 # adds to its prefill time, 1.9 ms (p10) to 4.1 ms (p50) measured with `inferfleet bench
 # --local --servers 1 --users 1 --output-tokens 2` on the 2-core development machine.
 LOCAL_NETWORK_S = 0.001
-DEFAULT_ROUTING = "least_outstanding_requests"
+# What `bench --local` routes by unless told otherwise.
+DEFAULT_ROUTING = LocalFleetConfig.model_fields["routing"].default
 # Policies that draw without looking at the servers, so a measured run's choices can be
 # replayed; least outstanding requests decides from the state and is simulated.
-REPLAYABLE = ("random", "round_robin")
+REPLAYABLE = (Routing.RANDOM, Routing.ROUND_ROBIN)
 
 
 @dataclass

@@ -32,8 +32,7 @@ from time import perf_counter
 import numpy as np
 
 from inferfleet.cli.sizing.profile import ServerProfile
-
-ROUTINGS = ("least_outstanding_requests", "random", "round_robin")
+from inferfleet.constructs.routing import Routing
 
 _SEND, _RECEIVE, _BOUNDARY, _FINISH = 0, 1, 2, 3
 _IDLE, _PREFILL, _DECODE, _STATIC = 0, 1, 2, 3
@@ -159,10 +158,8 @@ class Simulation:
     ) -> None:
         if not replicas:
             raise ValueError("a simulation needs at least one replica")
-        if routing not in ROUTINGS:
-            raise ValueError(f"routing {routing!r} is not one of {', '.join(ROUTINGS)}")
         self.profiles = list(replicas)
-        self.routing = routing
+        self.routing = Routing.parse(routing)
         self.names = list(replica_names or (f"replica-{i}" for i in range(len(replicas))))
         self.network_s = network_s
         self.seed = seed
@@ -300,9 +297,9 @@ class _Run:
             return self.assignments[request]
         routing = self.sim.routing
         count = len(self.replicas)
-        if routing == "random":
+        if routing is Routing.RANDOM:
             return self.rng.randrange(count)
-        if routing == "round_robin":
+        if routing is Routing.ROUND_ROBIN:
             target = self.rr_next
             self.rr_next = (target + 1) % count
             return target

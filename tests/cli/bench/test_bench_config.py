@@ -14,6 +14,7 @@ from inferfleet.cli.bench.config import (
     describe_validation_error,
     parse_compare,
 )
+from inferfleet.constructs.routing import Routing
 
 
 def config_error(**fields: object) -> str:
@@ -61,6 +62,14 @@ def test_compare_parses_variants_in_order() -> None:
         "routing=random",
         "routing=least_outstanding_requests",
     ]
+    # One vocabulary with the fleet file and the constructs: their aliases too.
+    aliased = parse_compare("routing=least_conn,weighted_random")
+    assert [variant.value for variant in aliased] == [
+        Routing.LEAST_OUTSTANDING_REQUESTS,
+        Routing.RANDOM,
+    ]
+    with pytest.raises(ValueError, match="distinct"):
+        parse_compare("routing=random,weighted_random")
 
 
 @pytest.mark.parametrize(
