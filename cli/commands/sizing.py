@@ -326,8 +326,224 @@ def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:,.1f}"
 
 
+PLAN = "Plan"
+
+
+def plan(
+    load: Annotated[
+        str,
+        typer.Option(
+            help="Average load: output tokens or requests per s, min or h, e.g. 3Mtok/min, "
+            "3000000tok/min or 200req/s.",
+            show_default=False,
+            rich_help_panel=LOAD,
+        ),
+    ],
+    config: Annotated[
+        Path, typer.Option("--config", "-c", help="Fleet description (YAML).")
+    ] = Path("fleet.yaml"),
+    service: Annotated[
+        str | None,
+        typer.Option(
+            help="Service to size; default: the fleet's only LLM service.", show_default=False
+        ),
+    ] = None,
+    slo: Annotated[
+        str,
+        typer.Option(
+            help="P99 (or other point) limits, e.g. ttft_p99=1s,itl_p99=60ms.", rich_help_panel=LOAD
+        ),
+    ] = "ttft_p99=1s",
+    prompt_tokens: Annotated[
+        str,
+        typer.Option(
+            help="Prompt tokens: N, uniform:MIN:MAX or lognormal:MEDIAN:SIGMA.",
+            rich_help_panel=LOAD,
+        ),
+    ] = "lognormal:1500:0.5",
+    output_tokens: Annotated[
+        str,
+        typer.Option(
+            help="Output tokens: N, uniform:MIN:MAX or lognormal:MEDIAN:SIGMA.",
+            rich_help_panel=LOAD,
+        ),
+    ] = "lognormal:250:0.5",
+    peak_factor: Annotated[
+        float,
+        typer.Option(
+            help="Peak load over the average; max is sized for the peak.", rich_help_panel=LOAD
+        ),
+    ] = 1.0,
+    headroom: Annotated[
+        float,
+        typer.Option(
+            help="Extra fraction on top of the peak, e.g. 0.2 for 20 %.", rich_help_panel=LOAD
+        ),
+    ] = 0.0,
+    survive_region_loss: Annotated[
+        bool,
+        typer.Option(
+            "--survive-region-loss",
+            help="Size each region for its share of the peak after any other region is lost.",
+            rich_help_panel=LOAD,
+        ),
+    ] = False,
+    weights: Annotated[
+        str | None,
+        typer.Option(
+            help="Traffic weights per region, e.g. us-east-1=2,eu-west-1=1; default equal.",
+            rich_help_panel=FLEET,
+        ),
+    ] = None,
+    seed: Annotated[
+        int, typer.Option(help="Seed of request sizes and arrivals.", rich_help_panel=LOAD)
+    ] = 0,
+    prices: Annotated[
+        Path | None,
+        typer.Option(
+            help="Price table (YAML) instead of the shipped on-demand one.", rich_help_panel=PLAN
+        ),
+    ] = None,
+    refresh_prices: Annotated[
+        bool,
+        typer.Option(
+            "--refresh-prices",
+            help="Ask the AWS Pricing API for today's prices per region.",
+            rich_help_panel=PLAN,
+        ),
+    ] = False,
+    profile: Annotated[
+        str | None,
+        typer.Option(help="AWS profile for --refresh-prices.", rich_help_panel=PLAN),
+    ] = None,
+    out: Annotated[
+        Path, typer.Option(help="Directory for plan.json and plan.png.", rich_help_panel=OUTPUT)
+    ] = Path("plan-results"),
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print plan.json to stdout.", rich_help_panel=OUTPUT)
+    ] = False,
+) -> None:
+    """Size a service's pools per region for a load and an SLO, by simulation (SIMULATED).
+
+    Prints per region and pool the replicas, instances, chips, $/hour and $/M output
+    tokens, the predicted TTFT P99 at peak, and the min/max to put in the fleet file as
+    a diff; writes plan.json and plan.png (predicted TTFT P99 and cost against instances).
+    """
+    import math
+
+    from inferfleet.cli.bench.config import Distribution, parse_slo
+
+    for flag, value in (("--peak-factor", peak_factor), ("--headroom", headroom)):
+        if not math.isfinite(value):
+            raise UserError(f"{flag}: {value} is not a number; give e.g. {flag} 1.5")
+    if not 1.0 <= peak_factor <= 100.0:
+        raise UserError(f"--peak-factor: {peak_factor:g} must be from 1 (no peak) to 100")
+    if not 0.0 <= headroom <= 10.0:
+        raise UserError(f"--headroom: {headroom:g} must be from 0 to 10 (a fraction: 0.2 is 20 %)")
+    if not 0 <= seed < 2**63:
+        raise UserError(f"--seed: {seed} must be from 0 to 2**63-1")
+    parsed = {}
+    for flag, text, parse in (
+        ("--slo", slo, parse_slo),
+        ("--prompt-tokens", prompt_tokens, Distribution.parse),
+        ("--output-tokens", output_tokens, Distribution.parse),
+    ):
+        try:
+            parsed[flag] = parse(text)
+        except ValueError as error:
+            raise UserError(f"{flag}: {error}") from None
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a directory; give a directory path")
+
+    from inferfleet.cli.sizing.fleet_shapes import fleet_service
+    from inferfleet.cli.sizing.plan_report import (
+        infeasible_message,
+        plan_results,
+        print_plan,
+        write_plot,
+        yaml_diff,
+    )
+    from inferfleet.cli.sizing.planner import Demand, Planner, parse_load
+    from inferfleet.cli.sizing.prices import PriceLookup, load_prices
+
+    demand = Demand(
+        0.0, parsed["--prompt-tokens"], parsed["--output-tokens"], peak_factor=peak_factor,
+        headroom=headroom, survive_region_loss=survive_region_loss, seed=seed,
+    )  # fmt: skip
+    try:
+        rate = parse_load(load, demand.mean_output_tokens)
+    except ValueError as error:
+        raise UserError(f"--load: {error}") from None
+    demand = Demand(
+        rate, demand.prompt_tokens, demand.output_tokens, peak_factor=peak_factor,
+        headroom=headroom, survive_region_loss=survive_region_loss, seed=seed,
+    )  # fmt: skip
+    access = None
+    if refresh_prices:
+        from inferfleet.cli.aws import AwsAccess
+
+        access = AwsAccess(profile=profile)
+    lookup = PriceLookup(load_prices(prices), access)
+    fleet = fleet_service(
+        config, service, context_tokens=demand.context_tokens, price=lookup, weights=weights
+    )
+    from rich.console import Console
+
+    console = Console(stderr=True, quiet=json_output)
+    planner = Planner(demand, parsed["--slo"], routing=fleet.routing)
+    loads = planner.region_loads(fleet.regions)
+    sizings = []
+    with console.status("planning") as status:
+        planner.progress = status.update
+        for region in fleet.regions:
+            sizings.append(planner.size_region(region, *loads[region.name]))
+    results = plan_results(fleet.service, sizings, demand, parsed["--slo"], lookup.describe())
+    results["config"] = str(config)
+    results["routing"] = str(fleet.routing)
+    results["fleet_yaml_diff"] = yaml_diff(
+        config, fleet.text, fleet.lines, fleet.service, results["fleet_yaml"]
+    )
+    _write_plan(out, results, sizings, write_plot)
+    if json_output:
+        typer.echo(json.dumps(results, indent=2))
+    else:
+        print_plan(results, out)
+    if not results["feasible"]:
+        raise UserError(infeasible_message(results), exit_code=1)
+
+
+def _write_plan(out: Path, results: dict, sizings, write_plot) -> None:  # type: ignore[no-untyped-def]
+    """plan.json and plan.png, each written whole (a temporary file, then renamed)."""
+    import os
+    import tempfile
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, write in (
+            ("plan.json", lambda path: path.write_text(json.dumps(results, indent=2) + "\n")),
+            ("plan.png", lambda path: write_plot(results, sizings, path)),
+        ):
+            descriptor, staging = tempfile.mkstemp(
+                prefix=f".{name}.", suffix=Path(name).suffix, dir=out
+            )
+            os.close(descriptor)
+            try:
+                write(Path(staging))
+                os.replace(staging, out / name)
+            finally:
+                if os.path.exists(staging):
+                    os.unlink(staging)
+    except OSError as error:
+        raise UserError(
+            f"--out {out}: cannot write the plan ({error.strerror or error}); give a directory "
+            "you can write to",
+            exit_code=1,
+        ) from None
+
+
 def register(app: typer.Typer) -> None:
     app.command("simulate")(simulate)
+    app.command("plan")(plan)
     profile_app = typer.Typer(
         name="profile",
         help="Server profiles: the timing model the emulator, the simulator and the planner share.",
