@@ -207,6 +207,10 @@ class MaxLoad(Model):
     note: str = ""
 
 
+# A results.json holds summaries, not requests: far below this even for long sweeps.
+MAX_RESULTS_BYTES = 64 * 2**20
+
+
 class RunResults(Model):
     """A whole run, rewritten after every step (``partial`` until it ends)."""
 

@@ -260,16 +260,16 @@ def invoke(
     """Invoke a user's model (its current version) on the endpoint; prints the response body."""
     from inferfleet.cli.finetune.invoke import invoke as invoke_model
     from inferfleet.cli.finetune.jobs import check_id
+    from inferfleet.cli.user_files import regular_file_size
 
     check_id("--user", user)
     check_id("--model", model)
     if not content_type.strip():
         raise UserError("--content-type: empty; give the payload's type, e.g. application/json")
-    if payload.is_dir():
-        raise UserError(f"--payload {payload}: is a folder; give the file of the request body")
-    if payload.is_file() and payload.stat().st_size > INVOKE_PAYLOAD_LIMIT_BYTES:
+    size = regular_file_size(payload, flag="--payload", what="the file of the request body")
+    if size > INVOKE_PAYLOAD_LIMIT_BYTES:
         raise UserError(
-            f"--payload {payload}: {payload.stat().st_size / 2**20:.1f} MiB is over SageMaker's "
+            f"--payload {payload}: {size / 2**20:.1f} MiB is over SageMaker's "
             f"{INVOKE_PAYLOAD_LIMIT_BYTES // 2**20} MiB limit for a request body; send less"
         )
     result = invoke_model(

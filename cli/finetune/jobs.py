@@ -11,6 +11,7 @@ from typing import Any
 
 from inferfleet.cli.errors import UserError
 from inferfleet.cli.finetune.stack_outputs import StackTarget, require, stack_outputs
+from inferfleet.cli.user_files import regular_file_size
 from inferfleet.constructs.finetune_handlers.layout import (
     ID_RULE,
     data_prefix,
@@ -56,14 +57,13 @@ def check_id(flag: str, value: str | None) -> str:
 
 def data_files(path: Path) -> list[tuple[Path, str]]:
     """``(file, key suffix)`` pairs: one file, or every file under a directory."""
-    if path.is_file():
-        return [(path, path.name)]
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file())
         if files:
             return [(file, file.relative_to(path).as_posix()) for file in files]
         raise UserError(f"--data {path}: the directory has no files; point at the training data")
-    raise UserError(f"--data {path}: no such file or directory")
+    regular_file_size(path, flag="--data", what="the training data: a file or a folder of files")
+    return [(path, path.name)]
 
 
 def submit(

@@ -29,11 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
-from inferfleet.cli.bench.models import RunResults, StepResult
+from inferfleet.cli.bench.models import MAX_RESULTS_BYTES, RunResults, StepResult
 from inferfleet.cli.errors import UserError
 from inferfleet.cli.sizing.figures import step_summary
 from inferfleet.cli.sizing.profile import Batching, ServerProfile
 from inferfleet.cli.sizing.simulator import Load, Simulation
+from inferfleet.cli.user_files import read_user_file, regular_file_size
 from inferfleet.constructs.routing import Routing
 
 # A step without a routing variant ran on the endpoint as deployed: LOR is the fleet default.
@@ -105,20 +106,24 @@ class Fit:
         }
 
 
+RESULTS_FILE = "the results.json a bench run wrote"
+
+
 def read_bench_run(results_path: Path, requests_path: Path | None = None) -> BenchRun:
     """The closed-loop steps of a bench run, with the requests each one sent."""
     from pydantic import ValidationError
 
+    content = read_user_file(
+        results_path, flag="RESULTS", what=RESULTS_FILE, limit=MAX_RESULTS_BYTES
+    )
     try:
-        results = RunResults.load_file(results_path)
-    except OSError as error:
-        raise UserError(f"RESULTS: cannot read {results_path} ({error.strerror})") from None
+        results = RunResults.model_validate_json(content)
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "file"
         raise UserError(
             f"RESULTS: {results_path} is not an inferfleet bench results.json ({where}: "
-            f"{first['msg']}); give the results.json a bench run wrote"
+            f"{first['msg']}); give {RESULTS_FILE}"
         ) from None
     load = results.load
     if results.open_loop or not load.get("duration"):
@@ -169,6 +174,7 @@ def read_bench_run(results_path: Path, requests_path: Path | None = None) -> Ben
 
 
 def _read_rows(path: Path) -> list[dict[str, str]]:
+    regular_file_size(path, flag="--requests", what="the requests.csv inferfleet bench wrote")
     try:
         with path.open(newline="", encoding="utf-8") as handle:
             rows = list(csv.DictReader(handle))

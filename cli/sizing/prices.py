@@ -14,6 +14,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from inferfleet.cli.errors import UserError
+from inferfleet.cli.user_files import read_user_file
+
+# A price table lists a few hundred instance types: a few KiB.
+MAX_PRICES_BYTES = 1 * 2**20
 
 
 class InstancePrice(BaseModel):
@@ -41,10 +45,11 @@ def load_prices(path: Path | None = None, *, flag: str = "--prices") -> PriceTab
     if path is None:
         text = resources.files("inferfleet.cli.sizing").joinpath("data/prices.yaml").read_text()
         return PriceTable.model_validate(yaml.safe_load(text))
+    content = read_user_file(path, flag=flag, what="a price table (YAML)", limit=MAX_PRICES_BYTES)
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise UserError(f"{flag}: cannot read {path} ({error.strerror})") from None
+        document = yaml.safe_load(content.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise UserError(f"{flag} {path}: not UTF-8 ({error.reason}); fix the file") from None
     except yaml.YAMLError as error:
         raise UserError(f"{flag} {path}: not YAML ({error}); fix the file") from None
     try:

@@ -51,6 +51,7 @@ from typing import Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from inferfleet.cli.errors import UserError, pydantic_problem
+from inferfleet.cli.user_files import read_user_file
 
 Batching = Literal["continuous", "static"]
 # A profile is a few hundred bytes of JSON.
@@ -140,20 +141,10 @@ class ServerProfile(BaseModel):
 
 
 def read_profile(path: Path, *, flag: str) -> ServerProfile:
-    """A profile from a JSON file; bad files become a ``UserError`` naming ``flag`` and field.
-    At most ``MAX_PROFILE_BYTES`` are read, so a device or a huge file cannot hang it."""
-    try:
-        with path.open("rb") as file:
-            content = file.read(MAX_PROFILE_BYTES + 1)
-    except IsADirectoryError:
-        raise UserError(f"{flag} {path}: is a folder; give the profile's JSON file") from None
-    except OSError as error:
-        raise UserError(f"{flag}: cannot read {path} ({error.strerror})") from None
-    if len(content) > MAX_PROFILE_BYTES:
-        raise UserError(
-            f"{flag} {path}: larger than {MAX_PROFILE_BYTES // 1024} KiB; a profile is a few "
-            "hundred bytes of JSON: check the path"
-        )
+    """A profile from a JSON file; bad files become a ``UserError`` naming ``flag`` and field."""
+    content = read_user_file(
+        path, flag=flag, what="a server profile's JSON file", limit=MAX_PROFILE_BYTES
+    )
     try:
         return ServerProfile.model_validate_json(content)
     except ValidationError as error:

@@ -249,7 +249,11 @@ def test_a_fleet_without_personalization_is_refused(tmp_path: Path, capsys) -> N
 @pytest.mark.parametrize(
     ("argv", "code", "message"),
     [
-        (["finetune", "submit", "--user", "u", "--data", "missing"], 2, "--data missing: no such"),
+        (
+            ["finetune", "submit", "--user", "u", "--data", "missing"],
+            2,
+            "--data: cannot read missing (no such file)",
+        ),
         (["finetune", "submit", "--user", "u", "--data", ".", "--hp", "epochs"], 2, "KEY=VALUE"),
         (["finetune", "list", "--user", "bad user"], 2, "--user 'bad user'"),
         (["finetune", "status", "0123", "--user", "u"], 1, "job 0123 of user u: not found"),
