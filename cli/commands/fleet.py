@@ -56,8 +56,10 @@ def init(
 
 
 def validate(config: ConfigOption = Path("fleet.yaml"), as_json: JsonOption = False) -> None:
-    """Check a fleet description and print its plan: everything `synth` would reject is
-    rejected here, with file, line, field and fix."""
+    """Check a fleet description and print its plan.
+
+    Everything `synth` would reject is rejected here, with file, line, field and fix.
+    """
     plan = load_plan(config)
     if as_json:
         typer.echo(json.dumps({"config": str(config), "valid": True, **plan.as_dict()}, indent=2))
