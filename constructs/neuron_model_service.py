@@ -50,7 +50,9 @@ class NeuronModelService(Construct):
     instance type's ``/dev/neuronN`` devices, and an ECS service (one task per
     instance, circuit breaker with rollback). All pools register in one target
     group that routes by least outstanding requests by default, so one load
-    balancer spreads requests over inf2 and trn1 instances alike.
+    balancer spreads requests over inf2 and trn1 instances alike. With
+    ``protocol="grpc"`` the target group speaks gRPC (HTTP/2) to Triton's gRPC port and
+    checks ``ServerReady`` for gRPC code 0, behind the HTTPS listener gRPC requires.
 
     :param props: what the service is (:class:`NeuronModelServiceProps`, every default
         documented there); checked at construction, errors name this construct's path.
@@ -108,12 +110,15 @@ class NeuronModelService(Construct):
             serving_cluster.access_log_bucket, prefix=f"alb/{construct_id}"
         )
         health = props.health_check
+        grpc = props.protocol == "grpc"
         self.target_group = elbv2.ApplicationTargetGroup(
             self,
             "TargetGroup",
             vpc=vpc,
             port=props.container_port,
             protocol=elbv2.ApplicationProtocol.HTTP,
+            # Plaintext HTTP/2 to the task: TLS ends at the load balancer's HTTPS listener.
+            protocol_version=elbv2.ApplicationProtocolVersion.GRPC if grpc else None,
             target_type=elbv2.TargetType.IP,
             load_balancing_algorithm_type=getattr(
                 elbv2.TargetGroupLoadBalancingAlgorithmType, props.routing.alb.upper()
@@ -125,7 +130,8 @@ class NeuronModelService(Construct):
                 timeout=Duration.seconds(health.timeout_s),
                 healthy_threshold_count=health.healthy_threshold,
                 unhealthy_threshold_count=health.unhealthy_threshold,
-                healthy_http_codes=health.healthy_http_codes,
+                healthy_http_codes=None if grpc else health.healthy_http_codes,
+                healthy_grpc_codes=health.healthy_grpc_codes if grpc else None,
             ),
         )
         certificate = (

@@ -385,7 +385,6 @@ class _RegionPlanner:
             else None,
             image_uri=container.image,
             image_asset_path=asset_path,
-            container_port=container.port,
             environment=dict(container.environment),
             secrets=dict(container.secrets),
             model_artifact=model.artifact,
@@ -394,7 +393,7 @@ class _RegionPlanner:
             idle_timeout_s=service.stream_idle_timeout_s,
             deregistration_delay_s=service.deregistration_delay_s,
             health_check=HealthCheck(
-                path=health.path,
+                **_given(path=health.path),
                 interval_s=health.interval_s,
                 timeout_s=health.timeout_s,
                 healthy_threshold=health.healthy_threshold,
@@ -408,7 +407,11 @@ class _RegionPlanner:
             web_acl_arn=region.web_acl_arn,
             internet_facing=self.spec.network.internet_facing,
             allowed_cidrs=tuple(self.spec.network.allowed_cidrs),
-            **_given(allow_plaintext_internet=self.spec.network.allow_plaintext_internet),
+            **_given(
+                allow_plaintext_internet=self.spec.network.allow_plaintext_internet,
+                protocol=service.protocol,
+                container_port=container.port,
+            ),
         ).resolved()
         spec_indices = [index for index, _ in placed]
         problems = props.problems(region=region.name, public_subnets=cluster.has_public_subnets)
@@ -533,6 +536,7 @@ _POOL_FIELDS = {"min_capacity": "min", "max_capacity": "max"}
 _SERVICE_FIELDS: dict[str, tuple[str, ...]] = {
     "pools": ("pools",),
     "kind": ("kind",),
+    "protocol": ("protocol",),
     "engine": ("model",),
     "image_uri": ("container", "image"),
     "image_asset_path": ("container", "asset_path"),

@@ -23,7 +23,7 @@ from pydantic import (
 )
 
 from inferfleet.constructs.routing import Routing
-from inferfleet.containers.common.serving_env import LlmEngineEnv, ServiceKind
+from inferfleet.containers.common.serving_env import LlmEngineEnv, ServiceKind, ServingProtocol
 from inferfleet.infra.yaml_source import YamlDocument, YamlPath, YamlSourceError, load_yaml_file
 
 WeightsDtype = Literal["bf16", "fp16", "int8"]
@@ -83,7 +83,7 @@ class ContainerSpec(_Strict):
     asset_path: str | None = Field(
         None, min_length=1, description="Docker build context, relative to the fleet file."
     )
-    port: int = 8000
+    port: int | None = Field(None, description="Default: Triton's port of the protocol.")
     environment: dict[str, str] = Field(default_factory=dict)
     secrets: dict[str, str] = Field(
         default_factory=dict,
@@ -93,7 +93,7 @@ class ContainerSpec(_Strict):
 
 
 class HealthCheckSpec(_Strict):
-    path: str = "/v2/health/ready"
+    path: str | None = Field(None, description="Default: Triton's readiness of the protocol.")
     interval_s: int = 30
     timeout_s: int = 10
     healthy_threshold: int = 2
@@ -115,6 +115,9 @@ class ServiceSpec(_Strict):
     kind: ServiceKind
     model: ModelSpec
     routing: Routing = Routing.LEAST_OUTSTANDING_REQUESTS
+    protocol: ServingProtocol | None = Field(
+        None, description="http (default) or grpc (needs the region's certificate_arn)."
+    )
     pools: list[PoolSpec] = Field(min_length=1)
     container: ContainerSpec = Field(default_factory=ContainerSpec)
     health_check: HealthCheckSpec = Field(default_factory=HealthCheckSpec)

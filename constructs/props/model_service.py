@@ -24,10 +24,13 @@ from inferfleet.constructs.props.problems import (
 from inferfleet.constructs.routing import Routing
 from inferfleet.containers.common.serving_env import (
     SERVICE_KINDS,
+    SERVING_PROTOCOLS,
+    TRITON_PORTS,
     LlmEngineEnv,
     ServiceKind,
     ServingEnv,
     ServingEnvError,
+    ServingProtocol,
 )
 
 MAX_INSTANCES_PER_POOL = 1000
@@ -48,6 +51,13 @@ _SECRET_ARN = re.compile(
     r"(?P<secret>[\w/+=.@-]+)(?::(?P<json_key>[^:]+))?"
     r"|ssm:(?P<ssm_region>[a-z0-9-]+):\d{12}:parameter/[\w/.-]+)$"
 )
+# Triton's readiness, as each protocol asks for it.
+READY_PATHS: dict[ServingProtocol, str] = {
+    "http": "/v2/health/ready",
+    "grpc": "/inference.GRPCInferenceService/ServerReady",
+}
+# A gRPC health check calls one method: /package.Service/Method.
+_GRPC_METHOD_PATH = re.compile(r"^/[A-Za-z_][\w.]*/[A-Za-z_]\w*$")
 _SECRET_SUFFIX = re.compile(r"-[A-Za-z0-9]{6}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Environment names that usually hold a credential: they belong in ``secrets``.
@@ -156,21 +166,36 @@ class NeuronPool:
 class HealthCheck:
     """The target group's health check.
 
-    Defaults: ``GET /v2/health/ready`` (Triton readiness) every 30 s with a 10 s timeout,
-    healthy after 2 and unhealthy after 3 checks, HTTP 200.
+    Defaults: Triton's readiness of the service's protocol (:data:`READY_PATHS`: ``GET
+    /v2/health/ready`` answering HTTP 200, or the gRPC ``ServerReady`` method answering gRPC
+    code 0) every 30 s with a 10 s timeout, healthy after 2 and unhealthy after 3 checks.
     """
 
-    path: str = "/v2/health/ready"
+    path: str | None = None
     interval_s: int = 30
     timeout_s: int = 10
     healthy_threshold: int = 2
     unhealthy_threshold: int = 3
     healthy_http_codes: str = "200"
+    healthy_grpc_codes: str = "0"
 
-    def problems(self) -> list[PropsProblem]:
+    def for_protocol(self, protocol: ServingProtocol) -> HealthCheck:
+        """A copy with the readiness path of ``protocol`` when none is given."""
+        return replace(self, path=self.path or READY_PATHS.get(protocol, READY_PATHS["http"]))
+
+    def problems(self, protocol: ServingProtocol = "http") -> list[PropsProblem]:
         problems = []
-        if not self.path.startswith("/"):
-            problems.append(PropsProblem("path", f"{self.path!r}: start the path with /"))
+        path = self.for_protocol(protocol).path or ""
+        if not path.startswith("/"):
+            problems.append(PropsProblem("path", f"{path!r}: start the path with /"))
+        elif protocol == "grpc" and not _GRPC_METHOD_PATH.match(path):
+            problems.append(
+                PropsProblem(
+                    "path",
+                    f"{path!r} is not a gRPC method; a gRPC health check calls "
+                    f"/package.Service/Method, like {READY_PATHS['grpc']} (Triton's readiness)",
+                )
+            )
         problems += in_range("interval_s", self.interval_s, 5, 300, "s")
         problems += in_range("timeout_s", self.timeout_s, 2, 120, "s")
         if self.timeout_s >= self.interval_s:
@@ -218,7 +243,14 @@ class NeuronModelServiceProps:
     :param image_uri: image in a registry. Default: the built-in image of ``kind``, built
         from this package's ``containers/`` as an asset.
     :param image_asset_path: a Docker build context to build the image from instead.
-    :param container_port: port the server listens on. Default: 8000 (Triton HTTP).
+    :param protocol: what the load balancer speaks to clients and tasks: ``http`` (HTTP/1.1,
+        Triton's generate endpoints) or ``grpc`` (HTTP/2 to Triton's gRPC service, streams
+        through ``ModelStreamInfer``; the target group's protocol version is GRPC and its
+        health check calls ``ServerReady``). gRPC needs an HTTPS listener, so
+        ``certificate_arn``. Default: ``http``.
+    :param container_port: port the server listens on. Default: Triton's port of the
+        protocol (:data:`~inferfleet.containers.common.serving_env.TRITON_PORTS`: 8000 HTTP,
+        8001 gRPC).
     :param environment: extra container environment (non-secret configuration).
     :param secrets: container environment read from AWS at task start, never written into
         the task definition: name -> ARN of a Secrets Manager secret (``...:secret:NAME``, or
@@ -233,7 +265,7 @@ class NeuronModelServiceProps:
         Default: by kind (600 s llm, 60 s classifier).
     :param deregistration_delay_s: time for in-flight streams to finish when a task leaves.
         Default: by kind (300 s llm, 30 s classifier).
-    :param health_check: Default: :class:`HealthCheck`.
+    :param health_check: Default: :class:`HealthCheck` (readiness of the protocol).
     :param health_check_grace_period_s: time to download, load and compile the model before
         failed checks count. Default: :func:`default_grace_period_s` of ``weights_gib``.
     :param requests_per_target_per_minute: autoscaling target on ALB requests per target.
@@ -263,7 +295,8 @@ class NeuronModelServiceProps:
     engine: LlmEngineEnv | None = None
     image_uri: str | None = None
     image_asset_path: str | None = None
-    container_port: int = 8000
+    protocol: ServingProtocol = "http"
+    container_port: int | None = None
     environment: Mapping[str, str] = field(default_factory=dict)
     secrets: Mapping[str, str] = field(default_factory=dict)
     model_artifact: str | None = None
@@ -295,6 +328,8 @@ class NeuronModelServiceProps:
             allowed_cidrs=tuple(self.allowed_cidrs),
             model_artifact=_with_trailing_slash(self.model_artifact),
             engine=self.engine or (LlmEngineEnv() if self.kind == "llm" else None),
+            container_port=_or(self.container_port, TRITON_PORTS.get(self.protocol)),
+            health_check=self.health_check.for_protocol(self.protocol),
             idle_timeout_s=_or(self.idle_timeout_s, defaults.idle_timeout_s),
             deregistration_delay_s=_or(
                 self.deregistration_delay_s, defaults.deregistration_delay_s
@@ -355,6 +390,12 @@ class NeuronModelServiceProps:
         problems: list[PropsProblem] = []
         if self.kind not in SERVICE_KINDS:
             return [PropsProblem("kind", f"{self.kind!r} is not a kind; use llm or classifier")]
+        if self.protocol not in SERVING_PROTOCOLS:
+            return [
+                PropsProblem(
+                    "protocol", f"{self.protocol!r} is not a protocol; use http or grpc"
+                )
+            ]
         problems += self._pool_problems()
         if self.engine is not None and self.kind != "llm":
             problems.append(
@@ -368,7 +409,8 @@ class NeuronModelServiceProps:
                     "(image_uri for a registry image, image_asset_path to build one)",
                 )
             )
-        problems += in_range("container_port", self.container_port, 1, 65535)
+        resolved = self.resolved()
+        problems += in_range("container_port", resolved.container_port, 1, 65535)
         if self.model_artifact is not None and self.model_artifact_location is None:
             problems.append(
                 PropsProblem(
@@ -379,7 +421,6 @@ class NeuronModelServiceProps:
             )
         if self.weights_gib < 0:
             problems.append(PropsProblem("weights_gib", f"{self.weights_gib} is below 0"))
-        resolved = self.resolved()
         problems += in_range("idle_timeout_s", resolved.idle_timeout_s, *IDLE_TIMEOUT_RANGE_S, "s")
         problems += in_range(
             "deregistration_delay_s",
@@ -387,7 +428,7 @@ class NeuronModelServiceProps:
             *DEREGISTRATION_DELAY_RANGE_S,
             "s",
         )
-        problems += [p.under("health_check") for p in self.health_check.problems()]
+        problems += [p.under("health_check") for p in self.health_check.problems(self.protocol)]
         problems += in_range(
             "health_check_grace_period_s",
             resolved.health_check_grace_period_s,
@@ -403,6 +444,15 @@ class NeuronModelServiceProps:
         problems += in_range("scale_out_cooldown_s", self.scale_out_cooldown_s, 0, 3600, "s")
         if resolved.latency_alarm_p99_ms <= 0:
             problems.append(PropsProblem("latency_alarm_p99_ms", "must be above 0 ms"))
+        if self.protocol == "grpc" and not self.https:
+            problems.append(
+                PropsProblem(
+                    "protocol",
+                    "grpc needs an HTTPS listener (the load balancer takes gRPC over HTTPS "
+                    "only), and there is no certificate_arn; give the region's certificate_arn, "
+                    "or use protocol http",
+                )
+            )
         problems += self._certificate_problems(region)
         problems += self._load_balancer_problems(region)
         if self.internet_facing and public_subnets is False:

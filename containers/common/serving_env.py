@@ -20,6 +20,15 @@ PREFIX = "INFERFLEET_"
 # Read by the Neuron runtime itself: the cores a process may use, "first-last".
 NEURON_VISIBLE_CORES = "NEURON_RT_VISIBLE_CORES"
 
+# Triton's ports in every serving image (serve.sh starts it on them); the load balancer
+# reaches the one of the service's protocol.
+TRITON_HTTP_PORT = 8000
+TRITON_GRPC_PORT = 8001
+TRITON_METRICS_PORT = 8002
+ServingProtocol = Literal["http", "grpc"]
+SERVING_PROTOCOLS: tuple[ServingProtocol, ...] = ("http", "grpc")
+TRITON_PORTS: dict[ServingProtocol, int] = {"http": TRITON_HTTP_PORT, "grpc": TRITON_GRPC_PORT}
+
 ServiceKind = Literal["llm", "classifier"]
 SERVICE_KINDS: tuple[ServiceKind, ...] = ("llm", "classifier")
 Quantization = Literal["int8", "none"]

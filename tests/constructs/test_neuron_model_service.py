@@ -8,6 +8,7 @@ from aws_cdk import aws_ecs as ecs
 from aws_cdk.assertions import Match, Template
 
 from inferfleet.constructs.neuron_model_service import (
+    HealthCheck,
     NeuronModelService,
     NeuronModelServiceProps,
     NeuronPool,
@@ -17,10 +18,14 @@ from inferfleet.constructs.neuron_serving_cluster import (
     NeuronServingCluster,
     NeuronServingClusterProps,
 )
-from inferfleet.constructs.props.model_service import default_grace_period_s
+from inferfleet.constructs.props.model_service import KIND_DEFAULTS, default_grace_period_s
 from inferfleet.constructs.props.problems import PropsError
 from inferfleet.constructs.routing import Routing
-from inferfleet.containers.common.serving_env import ServingEnv
+from inferfleet.containers.common.serving_env import (
+    TRITON_GRPC_PORT,
+    TRITON_HTTP_PORT,
+    ServingEnv,
+)
 from inferfleet.infra.feature_flags import cdk_feature_flags
 
 REGION = Environment(region="us-east-1")  # ALB access logging needs a concrete region
@@ -338,10 +343,100 @@ def test_https_listener_with_redirect():
     )
 
 
+CERTIFICATE = "arn:aws:acm:us-east-1:123456789012:certificate/abc"
+
+
+def grpc_template(**changes) -> Template:
+    app = App(context=cdk_feature_flags())
+    stack = Stack(app, "Grpc", env=REGION)
+    cluster = NeuronServingCluster(stack, "Cluster")
+    NeuronModelService(
+        stack,
+        "svc",
+        serving_cluster=cluster,
+        props=NeuronModelServiceProps(
+            image_uri=IMAGE,
+            pools=(NeuronPool("inf2.xlarge", 1),),
+            protocol="grpc",
+            certificate_arn=CERTIFICATE,
+            **changes,
+        ),
+    )
+    return Template.from_stack(stack)
+
+
+def test_grpc_service_checks_triton_grpc_readiness_behind_https_and_keeps_lor():
+    template = grpc_template()
+    template.has_resource_properties(
+        "AWS::ElasticLoadBalancingV2::TargetGroup",
+        {
+            "Protocol": "HTTP",
+            "ProtocolVersion": "GRPC",
+            "Port": TRITON_GRPC_PORT,
+            "HealthCheckPath": "/inference.GRPCInferenceService/ServerReady",
+            "Matcher": {"GrpcCode": "0"},
+            "TargetGroupAttributes": Match.array_with(
+                [{"Key": "load_balancing.algorithm.type", "Value": "least_outstanding_requests"}]
+            ),
+        },
+    )
+    template.has_resource_properties(
+        "AWS::ElasticLoadBalancingV2::Listener", {"Port": 443, "Protocol": "HTTPS"}
+    )
+    # Streams stay open between tokens: the llm idle timeout, not the ALB's 60 s.
+    assert load_balancer_attributes(template)[0]["idle_timeout.timeout_seconds"] == str(
+        KIND_DEFAULTS["llm"].idle_timeout_s
+    )
+    [task] = template.find_resources("AWS::ECS::TaskDefinition").values()
+    [container] = task["Properties"]["ContainerDefinitions"]
+    assert container["PortMappings"] == [{"ContainerPort": TRITON_GRPC_PORT, "Protocol": "tcp"}]
+    # The tasks take the load balancer's traffic on the gRPC port.
+    template.has_resource_properties(
+        "AWS::EC2::SecurityGroupIngress",
+        {
+            "FromPort": TRITON_GRPC_PORT,
+            "ToPort": TRITON_GRPC_PORT,
+            "Description": "model server, from the load balancer only",
+        },
+    )
+
+
+def test_http_service_keeps_the_http_port_path_and_status_code(built):
+    template = built[0]
+    groups = template.find_resources("AWS::ElasticLoadBalancingV2::TargetGroup").values()
+    for group in groups:
+        properties = group["Properties"]
+        assert "ProtocolVersion" not in properties
+        assert properties["Port"] == TRITON_HTTP_PORT
+        assert properties["HealthCheckPath"] == "/v2/health/ready"
+        assert properties["Matcher"] == {"HttpCode": "200"}
+
+
+def test_grpc_health_check_path_given_is_used():
+    template = grpc_template(health_check=HealthCheck(path="/my.Health/Check"))
+    template.has_resource_properties(
+        "AWS::ElasticLoadBalancingV2::TargetGroup", {"HealthCheckPath": "/my.Health/Check"}
+    )
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
         ({"pools": ()}, "pools: give at least one pool"),
+        (
+            {"protocol": "grpc"},
+            "protocol: grpc needs an HTTPS listener (the load balancer takes gRPC over HTTPS "
+            "only), and there is no certificate_arn",
+        ),
+        (
+            {
+                "protocol": "grpc",
+                "certificate_arn": CERTIFICATE,
+                "health_check": HealthCheck(path="/v2/health/ready"),
+            },
+            "health_check.path: '/v2/health/ready' is not a gRPC method",
+        ),
+        ({"protocol": "websocket"}, "protocol: 'websocket' is not a protocol; use http or grpc"),
         (
             {"pools": (NeuronPool("inf2.48xlarge", 5),)},
             "pools[0].tensor_parallel: 5 does not divide the 24 NeuronCores",

@@ -12,6 +12,8 @@ import yaml
 
 from inferfleet.cli.synth import use_bundled_node
 from inferfleet.constructs.finetune_handlers.layout import MAX_TRAINING_JOB_PREFIX
+from inferfleet.constructs.props.model_service import READY_PATHS
+from inferfleet.containers.common.serving_env import TRITON_GRPC_PORT, TRITON_HTTP_PORT
 from inferfleet.infra import names
 from inferfleet.infra.plan import build_plan, load_fleet_plan
 from inferfleet.infra.spec import FleetSpec, FleetSpecError
@@ -343,3 +345,39 @@ def test_every_spec_field_reaches_the_template(mapped_template):
         names.service_target_group_arn("chat"),
         names.CLUSTER_NAME,
     }
+
+
+# --- gRPC services ---------------------------------------------------------------------------
+
+
+def grpc_example(with_certificates: bool) -> dict[str, Any]:
+    document = example()
+    document["services"]["assistant"] = {"protocol": "grpc", **document["services"]["assistant"]}
+    if with_certificates:
+        document["regions"] = [
+            {"name": name, "certificate_arn": f"arn:aws:acm:{name}:123456789012:certificate/ab-1"}
+            for name in document["regions"]
+        ]
+    return document
+
+
+def test_grpc_without_a_certificate_is_refused_at_validate_with_its_line(tmp_path):
+    document = grpc_example(with_certificates=False)
+    message = problems_in(tmp_path, document)
+    line = yaml.safe_dump(document, sort_keys=False).splitlines().index("    protocol: grpc")
+    assert (
+        f"fleet.yaml:{line + 1}: services.assistant.protocol: grpc needs an HTTPS listener" in message
+    )
+    assert "give the region's certificate_arn" in message
+    # The http service next to it has nothing to say.
+    assert "services.intent" not in message
+
+
+def test_grpc_services_get_triton_grpc_port_and_readiness_from_the_props(tmp_path):
+    plan = plan_of(tmp_path, grpc_example(with_certificates=True))
+    for region in plan.regions:
+        assistant, intent = region.service("assistant").props, region.service("intent").props
+        assert (assistant.protocol, assistant.container_port) == ("grpc", TRITON_GRPC_PORT)
+        assert assistant.health_check.path == READY_PATHS["grpc"]
+        assert (intent.protocol, intent.container_port) == ("http", TRITON_HTTP_PORT)
+        assert intent.health_check.path == READY_PATHS["http"]

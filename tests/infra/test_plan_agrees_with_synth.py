@@ -80,6 +80,7 @@ services = st.fixed_dictionaries(
         "stream_idle_timeout_s": st.sampled_from([60, 4000]),
         "deregistration_delay_s": st.sampled_from([0, 3600]),
         "routing": st.sampled_from(["least_outstanding_requests", "random", "weighted_random"]),
+        "protocol": st.sampled_from(["http", "grpc"]),
         "autoscaling": st.fixed_dictionaries(
             {}, optional={"requests_per_target_per_minute": st.sampled_from([1, 50])}
         ),
@@ -173,6 +174,7 @@ FAULTS = [
     _set("*.health_check.timeout_s", 40),
     _set("*.health_check.healthy_threshold", 1),
     _set("*.health_check.path", "health"),
+    _set("*.protocol", "grpc"),
     _set("*.health_check.grace_period_s", 20000),
     _set("*.stream_idle_timeout_s", 0),
     _set("*.deregistration_delay_s", 3601),
