@@ -84,6 +84,11 @@ class LocalTriton:
         return f"http://127.0.0.1:{self.ports.http}"
 
     @property
+    def grpc_url(self) -> str:
+        """Triton's gRPC port, as ``inferfleet bench --api triton-grpc --target`` takes it."""
+        return f"http://127.0.0.1:{self.ports.grpc}"
+
+    @property
     def metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.metrics}/metrics"
 

@@ -34,7 +34,7 @@ pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
 "${pip[@]}" install --upgrade pip
 # The CPU build first, so nothing below pulls a CUDA torch from the index.
 "${pip[@]}" install "torch==2.13.0"
-"${pip[@]}" install -e ".[dev,containers]"
+"${pip[@]}" install -e ".[dev,containers,grpc]"
 # Triton server binary for the container tests; see the containers extra in pyproject.toml.
 "${pip[@]}" install --no-deps "nvidia-pytriton==0.7.0"
 

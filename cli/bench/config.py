@@ -233,8 +233,8 @@ class BenchConfig(BaseModel):
         "openai",
         TARGET,
         f"The API the server speaks: {', '.join(api_names())} (openai: SSE /v1/completions or "
-        "/v1/chat/completions; triton: generate_stream; sagemaker: response stream; classify: "
-        "JSON).",
+        "/v1/chat/completions; triton: generate_stream; triton-grpc: gRPC ModelStreamInfer; "
+        "sagemaker: response stream; classify: JSON).",
     )
     target: str | None = option(
         None, TARGET, "URL of the server (a SageMaker endpoint name for --api sagemaker).",

@@ -392,9 +392,7 @@ class NeuronModelServiceProps:
             return [PropsProblem("kind", f"{self.kind!r} is not a kind; use llm or classifier")]
         if self.protocol not in SERVING_PROTOCOLS:
             return [
-                PropsProblem(
-                    "protocol", f"{self.protocol!r} is not a protocol; use http or grpc"
-                )
+                PropsProblem("protocol", f"{self.protocol!r} is not a protocol; use http or grpc")
             ]
         problems += self._pool_problems()
         if self.engine is not None and self.kind != "llm":

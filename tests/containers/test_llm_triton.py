@@ -1,6 +1,8 @@
 """The LLM model repository under a real Triton server (from the nvidia-pytriton wheel)."""
 
 import re
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -16,6 +18,7 @@ from inferfleet.containers.local_triton import LocalTriton
 pytestmark = pytest.mark.slow
 
 INSTANCE_ID = "inf2-test-0"
+INFERFLEET = str(Path(sys.executable).with_name("inferfleet"))
 
 
 @pytest.fixture(scope="module")
@@ -128,3 +131,51 @@ def test_inferfleet_bench_streams_through_triton(triton: LocalTriton, tmp_path: 
     assert step["requests_without_instance"] == 0
     [row] = step["per_instance"]
     assert (row["instance"], row["requests"]) == (INSTANCE_ID, 12)
+
+
+def test_inferfleet_bench_streams_through_triton_grpc(triton: LocalTriton, tmp_path: Path) -> None:
+    results = run_bench(
+        tmp_path / "bench",
+        "--api",
+        "triton-grpc",
+        "--target",
+        triton.grpc_url,
+        "--users",
+        "2",
+        "--requests",
+        "12",
+        "--warmup",
+        "0.5",
+        "--prompt-tokens",
+        "16",
+        "--output-tokens",
+        "8",
+    )
+    assert results["target"]["api"] == "triton-grpc"
+    # No --model: the one ready model of the repository, found over gRPC.
+    assert results["target"]["model"] == "llm"
+    step = results["steps"][0]
+    assert (step["succeeded"], step["errors"]) == (12, 0)
+    # One ModelStreamInfer response per token, and each stream ends with its answer.
+    assert step["output_tokens"] == 12 * 8
+    assert step["output_length_mismatches"] == 0
+    latency = step["latency"]
+    assert 0 < latency["ttft_ms"]["p50"] <= latency["e2e_ms"]["p50"]
+    assert latency["itl_ms"]["count"] == 12 * 7
+    # The instance id comes from the instance_id output of every response.
+    assert step["requests_without_instance"] == 0
+    [row] = step["per_instance"]
+    assert (row["instance"], row["requests"]) == (INSTANCE_ID, 12)
+
+
+def test_bench_over_grpc_at_triton_http_port_says_what_to_fix(
+    triton: LocalTriton, tmp_path: Path
+) -> None:
+    completed = subprocess.run(
+        [INFERFLEET, "bench", "--api", "triton-grpc", "--target", triton.url, "--users", "1",
+         "--requests", "1", "--out", str(tmp_path / "bench")],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert completed.returncode == 1, completed.stdout + completed.stderr
+    assert "--target: cannot read the model repository" in completed.stderr
+    assert "Traceback" not in completed.stderr

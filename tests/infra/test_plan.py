@@ -365,9 +365,8 @@ def test_grpc_without_a_certificate_is_refused_at_validate_with_its_line(tmp_pat
     document = grpc_example(with_certificates=False)
     message = problems_in(tmp_path, document)
     line = yaml.safe_dump(document, sort_keys=False).splitlines().index("    protocol: grpc")
-    assert (
-        f"fleet.yaml:{line + 1}: services.assistant.protocol: grpc needs an HTTPS listener" in message
-    )
+    where = f"fleet.yaml:{line + 1}: services.assistant.protocol: "
+    assert where + "grpc needs an HTTPS listener" in message
     assert "give the region's certificate_arn" in message
     # The http service next to it has nothing to say.
     assert "services.intent" not in message

@@ -1,6 +1,7 @@
-"""One client per ``--api``, one module each: ``clients/<api>.py`` defines a
+"""One client per ``--api``, one module each: ``clients/<module>.py`` defines a
 :class:`~.base.Client` subclass with ``api = "<api>"``, which registers itself when its
-module is imported.
+module is imported. The API is the module's name with ``-`` for ``_`` (``triton_grpc.py``
+serves ``--api triton-grpc``): Python names take no hyphen, flags read better with one.
 
 A new API is one new module here; :func:`api_names` finds it without importing anything
 (so the config can list the APIs before aiohttp is loaded).
@@ -21,7 +22,7 @@ NOT_APIS = frozenset({"base"})
 def api_names() -> tuple[str, ...]:
     """Every API a module of this package serves, by module name."""
     names = (module.name for module in pkgutil.iter_modules(__path__))
-    return tuple(sorted(name for name in names if name not in NOT_APIS))
+    return tuple(sorted(name.replace("_", "-") for name in names if name not in NOT_APIS))
 
 
 def client_for(api: str, settings: ClientSettings) -> Client:
@@ -29,5 +30,5 @@ def client_for(api: str, settings: ClientSettings) -> Client:
 
     if api not in api_names():
         raise ValueError(f"unknown api {api}; known: {', '.join(api_names())}")
-    importlib.import_module(f"{__name__}.{api}")
+    importlib.import_module(f"{__name__}.{api.replace('-', '_')}")
     return Client.registry[api](settings)

@@ -106,6 +106,25 @@ def test_refused_connection_is_a_connect_error() -> None:
     assert record.end is not None
 
 
+def test_refused_grpc_connection_is_a_connect_error() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    record = exchange(
+        "triton-grpc", ClientSettings(target=f"http://127.0.0.1:{port}", model="m", timeout=5)
+    )
+    assert record.error == "connect"
+    assert record.end is not None
+
+
+def test_grpc_target_urls_name_the_address_and_tls() -> None:
+    from inferfleet.cli.bench.clients.triton_grpc import grpc_address
+
+    assert grpc_address("http://127.0.0.1:8001") == ("127.0.0.1:8001", False)
+    assert grpc_address("https://llm.internal.example") == ("llm.internal.example:443", True)
+    assert grpc_address("http://[::1]:8001/") == ("[::1]:8001", False)
+
+
 def test_slow_answer_is_a_timeout(timed_server) -> None:
     url = timed_server(ttft_ms=2000)
     record = exchange("openai", ClientSettings(target=url, model="m", timeout=0.3))
@@ -137,9 +156,10 @@ def test_each_api_module_registers_the_client_of_its_name() -> None:
     from inferfleet.cli.bench.clients import api_names
     from inferfleet.cli.bench.clients.base import Client
 
-    assert set(api_names()) == {"openai", "triton", "sagemaker", "classify"}
+    assert set(api_names()) == {"openai", "triton", "triton-grpc", "sagemaker", "classify"}
     for name in api_names():
-        importlib.import_module(f"inferfleet.cli.bench.clients.{name}")
+        # Module names take '_' where the API has '-': triton_grpc.py serves triton-grpc.
+        importlib.import_module(f"inferfleet.cli.bench.clients.{name.replace('-', '_')}")
         assert Client.registry[name].api == name
         assert type(client_for(name, ClientSettings(target="http://127.0.0.1:9"))).api == name
     with pytest.raises(ValueError, match="unknown api grpc"):
