@@ -29,6 +29,7 @@ MAX_RATE = 100_000.0  # req/s; one client process tops out near 14k
 MAX_USERS = 20_000
 MAX_STEP_SECONDS = 86_400.0
 MAX_WARMUP_SECONDS = 3_600.0
+MAX_BURSTINESS = 100.0
 MAX_TIMEOUT_SECONDS = 3_600.0
 # Requests and streamed tokens kept in memory for one step (~2 GB at most).
 MAX_REQUESTS_PER_STEP = 2_000_000
@@ -181,6 +182,14 @@ def parse_slo(text: str) -> list[SloLimit]:
     return limits
 
 
+def parse_seconds(text: str) -> float:
+    """``30s``, ``500ms``, ``2m`` or a plain number of seconds."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(ms|s|m)?\s*", text)
+    if not match:
+        raise ValueError(f"'{text}' is not a duration; use seconds like 30s, 500ms or 2m")
+    return float(match[1]) * {"ms": 0.001, "s": 1.0, "m": 60.0}[match[2] or "s"]
+
+
 def _int_list(text: object) -> object:
     if isinstance(text, str):
         try:
@@ -281,8 +290,24 @@ class BenchConfig(BaseModel):
         "2 per emulated server).", cli_type=str,
     )  # fmt: skip
     rate: list[float] = option(
-        [], LOAD, "Open loop: Poisson arrival rates (req/s) per step, e.g. 2,5.", cli_type=str
+        [], LOAD, "Open loop: arrival rates (req/s) per step, e.g. 2,5.", cli_type=str
     )
+    arrival: Literal["poisson", "constant", "gamma"] = option(
+        "poisson", LOAD, "Open loop: how arrivals are spaced: poisson (exponential gaps), "
+        "constant (every 1/rate s) or gamma (gaps of shape --burstiness).",
+    )  # fmt: skip
+    burstiness: float = option(
+        1.0, LOAD, "--arrival gamma: shape of the gaps; 1 is Poisson, below 1 burstier (0.25: "
+        "gaps vary twice as much), above 1 more regular.", gt=0, le=MAX_BURSTINESS,
+    )  # fmt: skip
+    ramp_up: float = option(
+        0.0, LOAD, "Closed loop: seconds over which the users start, evenly spaced (30s, "
+        "500ms); each step holds the ramp before warm-up and measuring.", cli_type=str,
+    )  # fmt: skip
+    stagger: float = option(
+        0.0, LOAD, "Closed loop: time between one user's start and the next (10ms); the step "
+        "holds the ramp (users - 1) x stagger before warm-up and measuring.", cli_type=str,
+    )  # fmt: skip
     duration: float | None = option(
         None, LOAD, "Measured seconds per step, after warm-up (default 30 unless --requests).",
         gt=0, le=MAX_STEP_SECONDS,
@@ -391,6 +416,20 @@ class BenchConfig(BaseModel):
         le=60_000,
     )  # fmt: skip
 
+    @field_validator("ramp_up", "stagger", mode="before")
+    @classmethod
+    def _parse_seconds(cls, value: object) -> object:
+        return parse_seconds(value) if isinstance(value, str) else value
+
+    @field_validator("ramp_up", "stagger")
+    @classmethod
+    def _bounded_ramp(cls, value: float) -> float:
+        if not 0 <= value <= MAX_WARMUP_SECONDS:
+            raise ValueError(
+                f"{value:g} s must be from 0 to {MAX_WARMUP_SECONDS:g} s, e.g. 30s or 10ms"
+            )
+        return value
+
     _split_users = field_validator("users", mode="before")(_int_list)
     _split_rate = field_validator("rate", mode="before")(_float_list)
 
@@ -487,6 +526,20 @@ class BenchConfig(BaseModel):
             raise ValueError(
                 "rate: --users and --rate are exclusive; one run is closed or open loop"
             )
+        if self.rate and (self.ramp_up or self.stagger):
+            raise ValueError(
+                "ramp_up: --ramp-up and --stagger space the starts of closed-loop --users; "
+                "an open loop's --arrival sets when its requests leave"
+            )
+        if self.ramp_up and self.stagger:
+            raise ValueError("stagger: give --ramp-up (the whole ramp) or --stagger, not both")
+        if self.users and (self.arrival != "poisson" or self.burstiness != 1.0):
+            raise ValueError(
+                "arrival: --arrival and --burstiness shape open-loop --rate arrivals; closed-loop "
+                "users send when their previous answer ends (space their starts with --ramp-up)"
+            )
+        if self.burstiness != 1.0 and self.arrival != "gamma":
+            raise ValueError("burstiness: --burstiness is the shape of --arrival gamma; add it")
         if self.duration is not None and self.requests is not None:
             raise ValueError("duration: give one of --duration SECONDS or --requests N, not both")
         if self.duration is None and self.requests is None:
@@ -589,6 +642,10 @@ class BenchConfig(BaseModel):
     @property
     def open_loop(self) -> bool:
         return bool(self.rate)
+
+    def start_spacing(self, users: int) -> float:
+        """Seconds between closed-loop users' starts at a step of ``users``."""
+        return self.stagger or (self.ramp_up / users if users else 0.0)
 
     @property
     def loads(self) -> list[float]:

@@ -1,10 +1,12 @@
-"""Load generation: closed-loop users or open-loop Poisson arrivals, one step at a time.
+"""Load generation: closed-loop users or open-loop arrivals, one step at a time.
 
 Closed loop: ``users`` coroutines each send a request, wait for the whole
-answer, and send the next. Open loop: a dispatcher sends request ``k`` at its
-scheduled offset whatever the server is doing; at most ``max_inflight`` are on
-the wire, later ones wait in the client, and that wait counts in the
-schedule-relative latency (the coordinated-omission correction).
+answer, and send the next; they start together or spaced over a ramp. Open
+loop: a dispatcher sends request ``k`` at its scheduled offset whatever the
+server is doing; at most ``max_inflight`` are on the wire, later ones wait in
+the client, and that wait counts in the schedule-relative latency (the
+coordinated-omission correction); a step where one waited longer than
+``--max-dispatch-lag-ms`` was no open loop and is marked invalid.
 
 While a step runs, a monitor samples how late the event loop wakes up. With
 the dispatch lag of open-loop arrivals, it tells whether the client, not the
@@ -29,7 +31,7 @@ from inferfleet.cli.bench.clients import client_for
 from inferfleet.cli.bench.clients.base import Client, ClientSettings
 from inferfleet.cli.bench.config import MAX_REQUESTS_PER_STEP, MAX_TOKENS_PER_STEP
 from inferfleet.cli.bench.records import RequestRecord
-from inferfleet.cli.bench.workload import PoissonArrivals, Workload
+from inferfleet.cli.bench.workload import Arrivals, Workload
 from inferfleet.cli.errors import UserError
 
 LAG_SAMPLE_INTERVAL_S = 0.005
@@ -42,10 +44,15 @@ class StepPlan:
     """One step for one process: a closed loop of ``users`` or a list of arrivals."""
 
     users: int | None = None
+    # Closed loop: user j of this process starts at offset + j * spacing; the step holds
+    # ``ramp`` (the whole run's, over every process) before warm-up and measuring.
+    spacing: float = 0.0
+    offset: float = 0.0
+    ramp: float = 0.0
     duration: float | None = None
     requests: int | None = None
     warmup: float = 0.0
-    arrivals: PoissonArrivals | None = None
+    arrivals: Arrivals | None = None
     max_inflight: int = 4096
     first_index: int = 0
     index_stride: int = 1
@@ -158,7 +165,7 @@ async def run_step(
     return StepOutcome(
         records=records,
         started=started,
-        measured_from=started + plan.warmup,
+        measured_from=started + plan.ramp + plan.warmup,
         finished=finished,
         loop_lag_ms=[lags],
         loop_lag_at=[lag_times],
@@ -208,14 +215,17 @@ async def _closed_loop(
     memory: MemoryBudget,
 ) -> None:
     assert plan.users is not None
-    warm_end = started + plan.warmup
+    warm_end = started + plan.ramp + plan.warmup
     deadline = warm_end + plan.duration if plan.duration is not None else None
     budget = plan.requests
     ordinal = itertools.count()
     measured = 0
 
-    async def user() -> None:
+    async def user(number: int) -> None:
         nonlocal measured
+        if plan.spacing or plan.offset:
+            await asyncio.sleep(max(0.0, started + plan.offset + number * plan.spacing
+                                    - perf_counter()))  # fmt: skip
         while True:
             now = perf_counter()
             warm = now < warm_end
@@ -238,7 +248,7 @@ async def _closed_loop(
             # spends CPU sending its next request: closed-loop users finish in bursts.
             await asyncio.sleep(0)
 
-    users = [asyncio.create_task(user()) for _ in range(plan.users)]
+    users = [asyncio.create_task(user(number)) for number in range(plan.users)]
     try:
         await asyncio.gather(*users)
     finally:
@@ -261,7 +271,10 @@ async def _open_loop(
     in_flight: set[asyncio.Task] = set()
 
     async def issue(spec, record: RequestRecord) -> None:  # type: ignore[no-untyped-def]
+        queued = perf_counter() if slots.locked() else None
         async with slots:
+            if queued is not None:
+                record.inflight_wait_s = perf_counter() - queued
             await client.send(spec, record)
         tally.add()
 
@@ -447,6 +460,12 @@ def split_plan(plan: StepPlan, count: int, *, start_at: float) -> list[StepPlan]
         else:
             assert plan.users is not None
             share.users = _even_share(plan.users, count, slot)
+            # Users interleave over the processes as their request indices do.
+            share.offset, share.spacing, share.ramp = (
+                slot * plan.spacing,
+                plan.spacing * count,
+                plan.ramp,
+            )
             share.requests = (
                 None if plan.requests is None else _even_share(plan.requests, count, slot)
             )

@@ -40,6 +40,8 @@ CANCELLED = "cancelled"
 # (% of all cores) starved whatever ran on it.
 CLIENT_CPU_SATURATED_PERCENT = 85.0
 MACHINE_CPU_SATURATED_PERCENT = 90.0
+# Above this share of 0 ms gaps a step says its per-gap ITL is not the server's.
+COALESCED_NOTE_FRACTION = 0.05
 
 
 class Metric:
@@ -157,6 +159,23 @@ class InterTokenLatency(LatencyMetric):
     def values(cls, records: Sequence[RequestRecord]) -> np.ndarray:
         gaps = [np.frombuffer(record.itl_ms, dtype=float) for record in records if record.itl_ms]
         return np.concatenate(gaps) if gaps else np.empty(0)
+
+
+class InterTokenLatencyPerRequest(LatencyMetric):
+    """Each request's mean gap between chunks: stays true when a loaded client reads
+    several chunks at once, which turns their per-gap ITL into zeros."""
+
+    key = "itl_per_request_ms"
+    label = "ITL per request"
+    title = "Inter-token latency, mean per request"
+    compared = ("p50",)
+
+    @classmethod
+    def values(cls, records: Sequence[RequestRecord]) -> np.ndarray:
+        return np.array(
+            [sum(record.itl_ms) / len(record.itl_ms) for record in records if record.itl_ms],
+            dtype=float,
+        )
 
 
 class TimePerOutputToken(LatencyMetric):
@@ -324,6 +343,7 @@ def measure_step(
     reasons = failures + invalid_reasons(
         client, thresholds, stopped=outcome.stopped, capped=outcome.capped
     )
+    coalesced = coalesced_fraction(succeeded)
     result = StepResult(
         id=identity.id,
         variant=identity.variant,
@@ -356,6 +376,8 @@ def measure_step(
             tokens_per_min, price_per_hour, identity.instances
         ),
         goodput=goodput(succeeded, streams, window, slo, latencies) if slo else None,
+        coalesced_gaps=coalesced,
+        notes=coalesced_notes(coalesced),
         client=client,
         failed=bool(failures),
         valid=not reasons,
@@ -400,6 +422,24 @@ def achieved_concurrency(
         if record.end is not None and record.sent
     )
     return round(busy / (end - start), 3)
+
+
+def coalesced_fraction(records: Sequence[RequestRecord]) -> float | None:
+    """Share of the gaps between chunks measured as 0: chunks the client read together."""
+    gaps = sum(len(record.itl_ms) for record in records)
+    if not gaps:
+        return None
+    return round(sum(record.coalesced for record in records) / gaps, 4)
+
+
+def coalesced_notes(fraction: float | None) -> list[str]:
+    if fraction is None or fraction < COALESCED_NOTE_FRACTION:
+        return []
+    return [
+        f"{fraction:.0%} of the gaps between chunks were read together with the chunk before "
+        "(0 ms per gap): per-gap ITL understates the server's pace; read ITL per request "
+        "(the mean of each request's gaps)"
+    ]
 
 
 def goodput(
@@ -505,19 +545,21 @@ def client_health(
         if in_window.size:
             worst_p99 = max(worst_p99, float(np.percentile(in_window, 99)))
             worst_max = max(worst_max, float(in_window.max()))
-    dispatch = None
+    dispatch = waits = None
+    held = 0
     if open_loop:
-        lags_ms = np.array([r.dispatch_lag_s * 1000.0 for r in measured], dtype=float)
-        dispatch = LagFigures(
-            p99=round(float(np.percentile(lags_ms, 99)), 3) if lags_ms.size else None,
-            max=round(float(lags_ms.max()), 3) if lags_ms.size else None,
-        )
+        dispatch = lag_figures(np.array([r.dispatch_lag_s for r in measured], dtype=float))
+        wait_s = np.array([r.inflight_wait_s for r in measured], dtype=float)
+        waits = lag_figures(wait_s)
+        held = int(np.count_nonzero(wait_s))
     processes = len(outcome.loop_lag_ms)
     chunks = sum(record.chunks for record in outcome.records)
     seconds = outcome.seconds
     return ClientHealth(
         loop_lag_ms=LagFigures(p99=round(worst_p99, 3), max=round(worst_max, 3)),
         dispatch_lag_ms=dispatch,
+        inflight_wait_ms=waits,
+        inflight_waits=held,
         processes=processes,
         process_cpu_percent=(
             round(outcome.process_cpu_s / seconds / processes * 100.0, 1)
@@ -530,6 +572,18 @@ def client_health(
             else None
         ),
         cpu_us_per_token=round(outcome.process_cpu_s / chunks * 1e6, 2) if chunks else None,
+    )
+
+
+def lag_figures(seconds: np.ndarray) -> LagFigures:
+    """p50, p99 and max of delays given in seconds, in milliseconds."""
+    if not seconds.size:
+        return LagFigures()
+    p50, p99 = np.percentile(seconds * 1000.0, [50, 99])
+    return LagFigures(
+        p50=round(float(p50), 3),
+        p99=round(float(p99), 3),
+        max=round(float(seconds.max()) * 1000.0, 3),
     )
 
 
@@ -592,6 +646,13 @@ def invalid_reasons(
             f"client bottleneck: dispatch lag p99 {dispatch:.1f} ms > "
             f"{thresholds.max_dispatch_lag_ms:g} ms (requests left later than scheduled): "
             f"{starved_side(client)}"
+        )
+    waited = client.inflight_wait_ms.max if client.inflight_wait_ms else None
+    if waited is not None and waited > thresholds.max_dispatch_lag_ms:
+        reasons.append(
+            f"not open loop: {client.inflight_waits:,} requests waited in the client for a "
+            f"--max-inflight slot (up to {waited:,.1f} ms > {thresholds.max_dispatch_lag_ms:g} "
+            "ms): the target fell behind the offered rate; raise --max-inflight or lower --rate"
         )
     if capped:
         reasons.append(

@@ -54,6 +54,7 @@ class InstanceRow(Model):
 
 
 class LagFigures(Model):
+    p50: float | None = None
     p99: float | None = None
     max: float | None = None
 
@@ -63,6 +64,11 @@ class ClientHealth(Model):
 
     loop_lag_ms: LagFigures
     dispatch_lag_ms: LagFigures | None = None
+    inflight_wait_ms: LagFigures | None = Field(
+        None, description="Open loop: how long requests waited in the client for a "
+        "--max-inflight slot (0 when the target kept up).",
+    )  # fmt: skip
+    inflight_waits: int = Field(0, description="Open loop: requests that waited for a slot.")
     processes: int = 1
     process_cpu_percent: float | None = Field(
         None, description="CPU the client processes used, as % of one core (100 = one core busy)."
@@ -123,6 +129,13 @@ class StepResult(Model):
     simulated: bool = False
     cost_per_million_output_tokens: float | None
     goodput: Goodput | None = None
+    coalesced_gaps: float | None = Field(
+        None, description="Share of the gaps between chunks measured as 0 ms because the "
+        "client read the chunks together (per-gap ITL collapses; ITL per request does not).",
+    )  # fmt: skip
+    notes: list[str] = Field(
+        default_factory=list, description="What the reader should know about the figures."
+    )
     client: ClientHealth
     failed: bool
     valid: bool
@@ -254,7 +267,8 @@ class RunResults(Model):
 
 
 class RequestResult(Model):
-    """One request as the client saw it (a row of ``requests.csv``); times in ms from step start."""
+    """One request as the client saw it (a row of ``requests.csv``, a line of
+    ``requests.jsonl``); ``*_ms`` moments in ms from the step's start, durations named so."""
 
     step: int
     variant: str
@@ -265,7 +279,12 @@ class RequestResult(Model):
     warmup: bool
     scheduled_ms: float | None
     sent_ms: float | None
+    first_byte_ms: float | None = Field(description="When the response headers arrived.")
+    first_token_ms: float | None
+    last_token_ms: float | None
+    end_ms: float | None
     dispatch_lag_ms: float
+    inflight_wait_ms: float = Field(description="Open loop: wait for a --max-inflight slot.")
     ttft_ms: float | None
     e2e_ms: float | None
     ttft_from_schedule_ms: float | None
@@ -276,6 +295,8 @@ class RequestResult(Model):
     output_tokens: int
     token_source: str
     chunks: int
+    coalesced_chunks: int = Field(description="Chunks read together with the one before.")
+    bytes: int = Field(description="Response body bytes received.")
     instance: str | None
     status: int | None
     error: str | None

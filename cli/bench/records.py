@@ -17,10 +17,15 @@ class RequestRecord:
     requested_tokens: int
     scheduled: float | None = None
     sent: float = 0.0
+    first_byte: float | None = None
     first_token: float | None = None
     last_token: float | None = None
     end: float | None = None
     chunks: int = 0
+    # Chunks stamped at the same instant as the one before: they arrived in one read, so
+    # their gap says nothing about the server (the per-request mean still does).
+    coalesced: int = 0
+    bytes: int = 0
     usage_tokens: int | None = None
     usage_prompt_tokens: int | None = None
     itl_ms: array = field(default_factory=lambda: array("d"))
@@ -31,12 +36,16 @@ class RequestRecord:
     error_detail: str = ""
     warmup: bool = False
     dispatch_lag_s: float = 0.0
+    # Open loop: how long the request waited in the client for a --max-inflight slot.
+    inflight_wait_s: float = 0.0
 
     def token(self, now: float) -> None:
         """A chunk carrying generated text arrived at ``now``."""
         if self.first_token is None:
             self.first_token = now
         else:
+            if now == self.last_token:
+                self.coalesced += 1
             self.itl_ms.append((now - self.last_token) * 1000.0)  # type: ignore[operator]
         self.last_token = now
         self.chunks += 1

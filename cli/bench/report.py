@@ -101,6 +101,10 @@ def blocks(results: RunResults, plots: Sequence[str]) -> list[Block]:
             )
             for s in invalid
         ]
+    noted = [step for step in steps if step.notes]
+    if noted:
+        out.append(Heading("Notes"))
+        out += [Paragraph(f"- step {s.id}: " + "; ".join(s.notes)) for s in noted]
     failing = [step for step in steps if step.errors]
     if failing:
         out.append(Heading("Errors"))
@@ -334,17 +338,24 @@ def _open_loop_section(steps: Sequence[StepResult]) -> list[Block]:
         ),
         Table(
             ["#", "TTFT p50 / p99 from send", "TTFT p50 / p99 from schedule",
-             "E2E p99 from send", "E2E p99 from schedule", "dispatch lag p99"],
+             "E2E p99 from send", "E2E p99 from schedule", "dispatch lag p99",
+             "held by --max-inflight (max ms)"],
             [
                 [str(step.id), f"{p(step, 'ttft_ms', 'p50')} / {p(step, 'ttft_ms', 'p99')}",
                  f"{p(step, 'ttft_from_schedule_ms', 'p50')} / "
                  f"{p(step, 'ttft_from_schedule_ms', 'p99')}",
                  p(step, "e2e_ms", "p99"), p(step, "e2e_from_schedule_ms", "p99"),
-                 _fmt(step.client.dispatch_lag_ms.p99 if step.client.dispatch_lag_ms else None, 2)]
+                 _fmt(step.client.dispatch_lag_ms.p99 if step.client.dispatch_lag_ms else None, 2),
+                 _held(step)]
                 for step in steps
             ],
         ),
     ]  # fmt: skip
+
+
+def _held(step: StepResult) -> str:
+    waits = step.client.inflight_wait_ms
+    return f"{step.client.inflight_waits:,} ({_fmt(waits.max if waits else None)})"
 
 
 def _comparison_section(results: RunResults) -> list[Block]:

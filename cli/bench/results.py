@@ -1,6 +1,7 @@
-"""The ``--out`` folder: ``results.json`` (see :mod:`.models`) and ``requests.csv``.
+"""The ``--out`` folder: ``results.json`` (see :mod:`.models`), ``requests.csv`` and
+``requests.jsonl`` (the same rows, one JSON object a line).
 
-Both are rewritten after every step; ``results.schema.json`` describes the first.
+All are rewritten after every step; ``results.schema.json`` describes the first.
 
 bench writes only into a folder it created (or an empty one), marked (see
 :mod:`inferfleet.cli.output_folder`) with the files it wrote; it refuses a folder
@@ -34,10 +35,11 @@ OUT_FLAG = "--out"
 WRITER = "inferfleet bench"
 # Every name bench may write into --out: a file so named that bench did not write is the
 # user's, and bench refuses to replace it.
-OWN_PATTERNS = ("results.json", "results.schema.json", "requests.csv", "report.md",
-                "report.html", "latency_cdf_*.png", "*_vs_*.png")  # fmt: skip
+OWN_PATTERNS = ("results.json", "results.schema.json", "requests.csv", "requests.jsonl",
+                "report.md", "report.html", "latency_cdf_*.png", "*_vs_*.png")  # fmt: skip
 CSV_COLUMNS = tuple(RequestResult.model_fields)
 SCHEMA_FILE = "results.schema.json"
+JSONL_FILE = "requests.jsonl"
 
 
 def tool_info() -> dict:
@@ -99,7 +101,12 @@ def request_rows(
                 "warmup": record.warmup,
                 "scheduled_ms": ms(record.scheduled),
                 "sent_ms": ms(record.sent),
+                "first_byte_ms": ms(record.first_byte),
+                "first_token_ms": ms(record.first_token),
+                "last_token_ms": ms(record.last_token),
+                "end_ms": ms(record.end),
                 "dispatch_lag_ms": round(record.dispatch_lag_s * 1000.0, 3),
+                "inflight_wait_ms": round(record.inflight_wait_s * 1000.0, 3),
                 "ttft_ms": ms(record.first_token, record.sent),
                 "e2e_ms": ms(record.end, record.sent),
                 "ttft_from_schedule_ms": ms(record.first_token, record.scheduled),
@@ -110,6 +117,8 @@ def request_rows(
                 "output_tokens": record.output_tokens,
                 "token_source": record.token_source,
                 "chunks": record.chunks,
+                "coalesced_chunks": record.coalesced,
+                "bytes": record.bytes,
                 "instance": record.instance,
                 "status": record.status,
                 "error": record.error,
@@ -203,6 +212,8 @@ class ResultsWriter:
             json.dump(RunResults.model_json_schema(), handle, indent=1)
         with out.atomic("requests.csv") as handle:
             csv.DictWriter(handle, CSV_COLUMNS).writeheader()
+        with out.atomic(JSONL_FILE):
+            pass
         self.write()
 
     def add_step(self, step: StepResult, rows: list[dict]) -> None:
@@ -212,6 +223,8 @@ class ResultsWriter:
         csv.DictWriter(buffer, CSV_COLUMNS).writerows(rows)
         with self.out.append("requests.csv") as handle:
             handle.write(buffer.getvalue())
+        with self.out.append(JSONL_FILE) as handle:
+            handle.write("".join(json.dumps(row, separators=(",", ":")) + "\n" for row in rows))
         self.write()
 
     def finish(self, *, partial: bool, **analysis: object) -> None:

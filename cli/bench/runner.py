@@ -43,7 +43,7 @@ from inferfleet.cli.bench.variants import (
     paired_ratios,
     study_table,
 )
-from inferfleet.cli.bench.workload import PoissonArrivals, RequestSpec, Workload, schedule_hash
+from inferfleet.cli.bench.workload import Arrivals, RequestSpec, Workload, schedule_hash
 from inferfleet.cli.errors import UserError
 
 # Exit codes of a run that was carried out (bad input exits 2, a failed operation 1).
@@ -81,14 +81,15 @@ def plan_steps(config: BenchConfig) -> list[Step]:
     return steps
 
 
-def open_loop_arrivals(config: BenchConfig, rate: float) -> PoissonArrivals:
+def open_loop_arrivals(config: BenchConfig, rate: float) -> Arrivals:
     """Warm-up arrivals, then ``--duration`` seconds or ``--requests`` of measured ones."""
+    shape = {"kind": config.arrival, "burstiness": config.burstiness}
     if config.duration is not None:
-        return PoissonArrivals(rate, config.seed, horizon_s=config.warmup + config.duration)
-    return PoissonArrivals(rate, config.seed, measured=config.requests, warmup=config.warmup)
+        return Arrivals(rate, config.seed, horizon_s=config.warmup + config.duration, **shape)
+    return Arrivals(rate, config.seed, measured=config.requests, warmup=config.warmup, **shape)
 
 
-def step_plan(config: BenchConfig, step: Step, arrivals: dict[float, PoissonArrivals]) -> StepPlan:
+def step_plan(config: BenchConfig, step: Step, arrivals: dict[float, Arrivals]) -> StepPlan:
     plan = StepPlan(
         duration=config.duration,
         requests=config.requests,
@@ -100,6 +101,8 @@ def step_plan(config: BenchConfig, step: Step, arrivals: dict[float, PoissonArri
         plan.arrivals = arrivals[step.load]
     else:
         plan.users = int(step.load)
+        plan.spacing = config.start_spacing(plan.users)
+        plan.ramp = plan.spacing * (plan.users - 1)
     return plan
 
 
@@ -217,7 +220,7 @@ class Session:
         config: BenchConfig,
         output: OutputDir,
         workload: Workload,
-        arrivals: dict[float, PoissonArrivals],
+        arrivals: dict[float, Arrivals],
         stop: StopFlag,
         console: Console,
     ) -> None:
@@ -352,7 +355,11 @@ class Session:
         plan = step_plan(config, step, self.arrivals)
         load_text = f"{step.load:g} req/s" if config.open_loop else f"{step.load:g} users"
         where = f" on {step.instances} instance(s)" if config.scaled else ""
-        total_units = (config.warmup + config.duration) if config.duration else plan_requests(plan)
+        total_units = (
+            (plan.ramp + config.warmup + config.duration)
+            if config.duration
+            else plan_requests(plan)
+        )
         label = f"step {step.number}/{total}" if total else f"probe {step.number}"
         task = progress.add_task(
             f"{label} {step.variant_name} {load_text}{where}", total=total_units, done=0
@@ -420,7 +427,7 @@ def run_header(
     description: dict,
     emulated: bool,
     workload: Workload,
-    arrivals: dict[float, PoissonArrivals],
+    arrivals: dict[float, Arrivals],
 ) -> dict:
     """What results.json says about the run before any step: tool, machine, target, load."""
     return {
@@ -455,6 +462,10 @@ def load_header(config: BenchConfig) -> dict:
         "duration": config.duration,
         "requests": config.requests,
         "warmup": config.warmup,
+        "arrival": config.arrival if config.open_loop else None,
+        "burstiness": config.burstiness if config.arrival == "gamma" else None,
+        "ramp_up": config.ramp_up or None,
+        "stagger": config.stagger or None,
         "repeat": config.repeat,
         "workers": config.workers,
         "max_inflight": config.max_inflight,

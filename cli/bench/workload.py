@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -145,9 +146,17 @@ class Workload:
 ARRIVAL_CHUNK = 4096
 
 
+ArrivalKind = Literal["poisson", "constant", "gamma"]
+ARRIVAL_KINDS: tuple[str, ...] = ("poisson", "constant", "gamma")
+
+
 @dataclass(frozen=True, slots=True)
-class PoissonArrivals:
-    """Send offsets (seconds from the step start) of a Poisson process at ``rate`` per second.
+class Arrivals:
+    """Send offsets (seconds from the step start) of an arrival process at ``rate`` per second.
+
+    ``poisson``: exponential gaps; ``constant``: every ``1/rate`` s; ``gamma``: gamma gaps of
+    shape ``burstiness`` (1 is Poisson, below 1 burstier, above 1 more regular: the gaps'
+    coefficient of variation is ``1/sqrt(burstiness)``).
 
     Either every arrival before ``horizon_s``, or every warm-up arrival (before
     ``warmup``) and then ``measured`` more. Offsets are drawn lazily, a chunk at a
@@ -160,12 +169,21 @@ class PoissonArrivals:
     horizon_s: float | None = None
     measured: int | None = None
     warmup: float = 0.0
+    kind: ArrivalKind = "poisson"
+    burstiness: float = 1.0
+
+    def gaps(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        if self.kind == "constant":
+            return np.full(size, 1.0 / self.rate)
+        if self.kind == "gamma":
+            return rng.gamma(self.burstiness, 1.0 / (self.rate * self.burstiness), size=size)
+        return rng.exponential(1.0 / self.rate, size=size)
 
     def __iter__(self) -> Iterator[float]:
         rng = np.random.default_rng([self.seed, 2, round(self.rate * 1000)])
         last, measured = 0.0, 0
         while True:
-            offsets = np.cumsum(rng.exponential(1.0 / self.rate, size=ARRIVAL_CHUNK)) + last
+            offsets = np.cumsum(self.gaps(rng, ARRIVAL_CHUNK)) + last
             last = float(offsets[-1])
             for offset in offsets.tolist():
                 if self.horizon_s is not None and offset >= self.horizon_s:
@@ -188,13 +206,14 @@ class PoissonArrivals:
         return self.rate * self.warmup + self.measured
 
     def describe(self) -> str:
+        shape = "" if self.kind == "poisson" else f";burstiness={self.burstiness!r}"
         return (
-            f"poisson;rate={self.rate!r};seed={self.seed};horizon={self.horizon_s!r};"
-            f"measured={self.measured!r};warmup={self.warmup!r}"
+            f"{self.kind};rate={self.rate!r};seed={self.seed};horizon={self.horizon_s!r};"
+            f"measured={self.measured!r};warmup={self.warmup!r}{shape}"
         )
 
 
-def schedule_hash(workload: Workload, arrivals: Sequence[PoissonArrivals]) -> str:
+def schedule_hash(workload: Workload, arrivals: Sequence[Arrivals]) -> str:
     """Proves two runs sent the same requests: the pool, and each arrival process."""
     digest = workload.digest()
     for process in arrivals:

@@ -24,7 +24,7 @@ from inferfleet.cli.bench.metrics import StepIdentity
 from inferfleet.cli.bench.models import RunResults
 from inferfleet.cli.bench.results import machine_info, now_iso, tool_info
 from inferfleet.cli.bench.runner import Step, load_header, open_loop_arrivals, plan_steps
-from inferfleet.cli.bench.workload import PoissonArrivals, Workload, schedule_hash
+from inferfleet.cli.bench.workload import Arrivals, Workload, schedule_hash
 from inferfleet.cli.errors import UserError
 from inferfleet.cli.local.config import DEFAULT_MODEL, LocalFleetConfig
 from inferfleet.cli.local.emulator import parse_request
@@ -74,7 +74,7 @@ def simulate_local(
     routing: str = DEFAULT_ROUTING,
     network_s: float = LOCAL_NETWORK_S,
     replayed: dict[int, list[int]] | None = None,
-) -> tuple[Workload, dict[float, PoissonArrivals], list[LocalStep]]:
+) -> tuple[Workload, dict[float, Arrivals], list[LocalStep]]:
     """Every step of ``config`` on ``config.servers`` simulated replicas of ``profile``.
 
     ``replayed`` maps a step number to the server each of its requests went to in a
@@ -141,7 +141,7 @@ def measured_routing(requests_csv: Path, servers: int) -> dict[int, list[int]]:
     return {step: [order[i] for i in sorted(order)] for step, order in by_step.items()}
 
 
-def _load(config: BenchConfig, step: Step, arrivals: dict[float, PoissonArrivals]) -> Load:
+def _load(config: BenchConfig, step: Step, arrivals: dict[float, Arrivals]) -> Load:
     if config.open_loop:
         return Load(arrivals=np.fromiter(arrivals[step.load], dtype=float))
     if config.duration is None:
@@ -160,7 +160,7 @@ def write_results(
     profile: ServerProfile,
     network_s: float,
     workload: Workload,
-    arrivals: dict[float, PoissonArrivals],
+    arrivals: dict[float, Arrivals],
     steps: list[LocalStep],
 ) -> RunResults:
     """results.json, requests.csv, report.md and plots in ``config.out``, as bench writes them."""
@@ -194,7 +194,7 @@ def _header(
     profile: ServerProfile,
     network_s: float,
     workload: Workload,
-    arrivals: dict[float, PoissonArrivals],
+    arrivals: dict[float, Arrivals],
 ) -> dict:
     """The bench's run header for the fleet ``bench --local`` would start, marked simulated."""
     return {

@@ -121,6 +121,7 @@ class Client(ABC):
 
     def note_response(self, response: aiohttp.ClientResponse, record: RequestRecord) -> bool:
         """Record status and instance headers; False (and an error kind) when not a success."""
+        record.first_byte = perf_counter()
         record.status = response.status
         record.instance = response.headers.get(INSTANCE_HEADER)
         record.emulated = response.headers.get(EMULATED_HEADER, "").lower() == "true"
@@ -137,18 +138,23 @@ class Client(ABC):
     async def fail_with_body(self, response: aiohttp.ClientResponse, record: RequestRecord) -> None:
         body = await response.read()
         record.end = perf_counter()
+        record.bytes = len(body)
         record.fail(f"http_{response.status}", body[:300].decode("utf-8", "replace"))
 
 
-async def sse_data(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[float, bytes]]:
+async def sse_data(
+    response: aiohttp.ClientResponse, record: RequestRecord
+) -> AsyncIterator[tuple[float, bytes]]:
     """``(arrival time, payload)`` of each ``data:`` line of a server-sent event stream.
 
     Reads whatever the socket delivered and splits it here: one await per TCP read
     rather than per line, and every line stamped with the time its bytes arrived.
+    Counts the body bytes into ``record``.
     """
     pending = b""
     async for received in response.content.iter_any():
         now = perf_counter()
+        record.bytes += len(received)
         *lines, pending = (pending + received).split(b"\n")
         for number, line in enumerate(lines, start=1):
             if line.startswith(b"data:"):

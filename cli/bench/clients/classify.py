@@ -27,6 +27,7 @@ class ClassifyClient(Client):
                 await self.fail_with_body(response, record)
                 return
             answer = await response.read()
+            record.bytes = len(answer)
             record.end = record.first_token = record.last_token = perf_counter()
         try:
             json.loads(answer)

@@ -72,7 +72,7 @@ class OpenAIClient(Client):
                 await self.fail_with_body(response, record)
                 return
             expect_event_stream(response)
-            async for now, data in sse_data(response):
+            async for now, data in sse_data(response, record):
                 if data == b"[DONE]":
                     record.end = now
                     return

@@ -101,6 +101,7 @@ class SageMakerClient(Client):
             pending, read = b"", 0
             async for data in response.content.iter_any():
                 now = perf_counter()
+                record.bytes += len(data)
                 events.add_data(data)
                 try:
                     messages = list(events)

@@ -80,7 +80,7 @@ class TritonClient(Client):
                 await self.fail_with_body(response, record)
                 return
             expect_event_stream(response)
-            async for now, data in sse_data(response):
+            async for now, data in sse_data(response, record):
                 try:
                     chunk = json.loads(data)
                 except ValueError:

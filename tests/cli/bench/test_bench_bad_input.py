@@ -65,6 +65,15 @@ BAD = [
     ("--alb-settle", ("--users", "2", "--alb-settle", "inf", *STEP)),
     ("--region", ("--users", "2", "--region", "not a region", *STEP)),
     ("--model", ("--users", "2", "--model", "", *STEP)),
+    ("--arrival", ("--rate", "2", "--arrival", "bursty", *STEP)),
+    ("--arrival", ("--users", "2", "--arrival", "gamma", *STEP)),
+    ("--burstiness", ("--rate", "2", "--arrival", "gamma", "--burstiness", "0", *STEP)),
+    ("--burstiness", ("--rate", "2", "--burstiness", "0.5", *STEP)),
+    ("--ramp-up", ("--users", "2", "--ramp-up", "soon", *STEP)),
+    ("--ramp-up", ("--users", "2", "--ramp-up", "2h", *STEP)),
+    ("--ramp-up", ("--users", "2", "--ramp-up", "9999s", *STEP)),
+    ("--ramp-up", ("--rate", "2", "--ramp-up", "5s", *STEP)),
+    ("--stagger", ("--users", "2", "--ramp-up", "5s", "--stagger", "1s", *STEP)),
 ]
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from inferfleet.cli.bench.models import RunResults
+from inferfleet.cli.bench.models import RequestResult, RunResults
 from inferfleet.cli.main import main
 
 INFERFLEET = str(Path(sys.executable).with_name("inferfleet"))
@@ -80,6 +80,16 @@ def test_run_writes_results_csv_report_and_plots(
     )
     assert len(rows) == expected_rows
     assert {row["step"] for row in rows} == {"1", "2"}
+    lines = [json.loads(line) for line in (out / "requests.jsonl").read_text().splitlines()]
+    assert [line["index"] for line in lines] == [int(row["index"]) for row in rows]
+    for line in lines:
+        RequestResult.model_validate(line)
+        if line["error"] is None:
+            # The moments of one exchange, in order, and the body it carried.
+            assert line["sent_ms"] <= line["first_byte_ms"] <= line["first_token_ms"]
+            assert line["first_token_ms"] <= line["last_token_ms"] <= line["end_ms"]
+            assert line["status"] == 200 and line["instance"].startswith("inst-")
+            assert line["bytes"] > 40 * line["chunks"] and 4 <= line["output_tokens"] <= 12
     report = (out / "report.md").read_text()
     assert "| 1 | default | 2 users | " in report
     assert "from the server's usage report" in report

@@ -114,3 +114,11 @@ def test_local_fleet_counts_its_servers_as_instances() -> None:
     assert config.instance_count == 7
     assert config.loads == [4.0]
     assert not config.open_loop
+
+
+def test_a_ramp_spaces_the_users_of_each_step() -> None:
+    config = BenchConfig.model_validate({**BASE, "users": "4,8", "ramp_up": "2s"})
+    assert (config.start_spacing(4), config.start_spacing(8)) == (0.5, 0.25)
+    staggered = BenchConfig.model_validate({**BASE, "stagger": "10ms"})
+    assert staggered.start_spacing(4) == pytest.approx(0.01)
+    assert BenchConfig.model_validate({**BASE, "ramp_up": "1.5m"}).ramp_up == 90.0

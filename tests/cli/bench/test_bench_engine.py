@@ -21,7 +21,7 @@ from inferfleet.cli.bench.clients.base import ClientSettings
 from inferfleet.cli.bench.config import Distribution
 from inferfleet.cli.bench.engine import StepOutcome, StepPlan, StopFlag, Tally, run_step
 from inferfleet.cli.bench.metrics import Thresholds, measure_step
-from inferfleet.cli.bench.workload import PoissonArrivals, Workload
+from inferfleet.cli.bench.workload import Arrivals, Workload
 
 DEFAULT_LIMITS = Thresholds(max_loop_lag_ms=20, max_dispatch_lag_ms=20)
 
@@ -130,7 +130,7 @@ def test_requests_budget_is_exact_and_excludes_warmup(shared_server: str) -> Non
 
 def test_open_loop_sends_at_the_poisson_rate(shared_server: str) -> None:
     rate, seconds = 80.0, 2.0
-    arrivals = PoissonArrivals(rate, 5, horizon_s=seconds)
+    arrivals = Arrivals(rate, 5, horizon_s=seconds)
     offsets = np.fromiter(arrivals, dtype=float)
     plan = StepPlan(arrivals=arrivals)
     outcome = run(shared_server, plan, output_tokens=3)
@@ -142,6 +142,19 @@ def test_open_loop_sends_at_the_poisson_rate(shared_server: str) -> None:
     step = measure_step(outcome, open_loop=True, thresholds=DEFAULT_LIMITS).summary
     assert step["client"]["dispatch_lag_ms"]["p99"] is not None
     assert step["errors"] == 0
+    assert step["client"]["inflight_waits"] == 0
+    assert not any("not open loop" in reason for reason in step["invalid_reasons"])
+
+
+def test_closed_loop_users_start_over_the_ramp_and_measure_after_it(shared_server) -> None:
+    plan = StepPlan(users=4, duration=0.5, warmup=0.1, spacing=0.15, ramp=0.45)
+    outcome = run(shared_server, plan, output_tokens=60)
+    first_sends = sorted(record.sent - outcome.started for record in outcome.records)[:4]
+    # One user every 150 ms (each answer takes ~640 ms, so no user has sent twice yet).
+    assert np.allclose(np.diff(first_sends), 0.15, atol=0.02)
+    assert outcome.measured_from == pytest.approx(outcome.started + 0.55)
+    assert all(record.warmup for record in outcome.records if record.sent < outcome.measured_from)
+    assert any(not record.warmup for record in outcome.records)
 
 
 def test_server_stall_shows_in_schedule_relative_latency(timed_server) -> None:
@@ -149,7 +162,7 @@ def test_server_stall_shows_in_schedule_relative_latency(timed_server) -> None:
     # wire, arrivals during the stall wait in the client: their latency counted from
     # the schedule grows, counted from the actual send it does not.
     url = timed_server(ttft_ms=30, itl_ms=5, stall_after=15, stall_s=1.0)
-    plan = StepPlan(arrivals=PoissonArrivals(30.0, 9, horizon_s=3.0), max_inflight=6)
+    plan = StepPlan(arrivals=Arrivals(30.0, 9, horizon_s=3.0), max_inflight=6)
     outcome = run(url, plan, output_tokens=5)
     step = measure_step(outcome, open_loop=True, thresholds=DEFAULT_LIMITS).summary
     assert step["errors"] == 0
@@ -158,6 +171,11 @@ def test_server_stall_shows_in_schedule_relative_latency(timed_server) -> None:
     assert from_schedule["p90"] > from_send["p90"] + 300
     assert from_schedule["mean"] > from_send["mean"] + 100
     assert step["latency"]["ttft_from_schedule_ms"]["p90"] > step["latency"]["ttft_ms"]["p90"] + 300
+    # Requests held back by --max-inflight left late: the step was no open loop.
+    waited = step["client"]["inflight_wait_ms"]
+    assert step["client"]["inflight_waits"] >= 5 and waited["max"] >= 300
+    assert step["valid"] is False
+    assert any(reason.startswith("not open loop: ") for reason in step["invalid_reasons"])
 
 
 def test_starved_event_loop_marks_the_step_invalid(shared_server: str) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from inferfleet.cli.bench.config import Distribution
-from inferfleet.cli.bench.workload import PoissonArrivals, Workload, load_dataset, schedule_hash
+from inferfleet.cli.bench.workload import Arrivals, Workload, load_dataset, schedule_hash
 from inferfleet.cli.errors import UserError
 
 
@@ -32,9 +32,9 @@ def test_hash_changes_with_seed_lengths_and_arrivals() -> None:
     base = schedule_hash(workload(), [])
     assert schedule_hash(workload(seed=8), []) != base
     assert schedule_hash(workload(output="uniform:10:501"), []) != base
-    arrivals = PoissonArrivals(5.0, 1, horizon_s=10)
+    arrivals = Arrivals(5.0, 1, horizon_s=10)
     assert schedule_hash(workload(), [arrivals]) != base
-    assert schedule_hash(workload(), [PoissonArrivals(5.0, 1, horizon_s=11)]) != schedule_hash(
+    assert schedule_hash(workload(), [Arrivals(5.0, 1, horizon_s=11)]) != schedule_hash(
         workload(), [arrivals]
     )
 
@@ -47,7 +47,7 @@ def test_prompt_length_is_the_drawn_word_count() -> None:
 
 def test_poisson_arrivals_match_the_rate() -> None:
     rate, horizon = 50.0, 400.0
-    offsets = np.fromiter(PoissonArrivals(rate, 11, horizon_s=horizon), dtype=float)
+    offsets = np.fromiter(Arrivals(rate, 11, horizon_s=horizon), dtype=float)
     expected = rate * horizon
     assert abs(offsets.size - expected) < 4 * np.sqrt(expected)
     assert offsets.max() < horizon
@@ -62,14 +62,31 @@ def test_poisson_arrivals_match_the_rate() -> None:
     assert distance < 1.63 / np.sqrt(ordered.size)
 
 
+@pytest.mark.parametrize(("kind", "burstiness", "cv"), [("constant", 1.0, 0.0),
+                         ("gamma", 0.25, 2.0), ("gamma", 4.0, 0.5)])  # fmt: skip
+def test_constant_and_gamma_arrivals_have_their_mean_and_dispersion(
+    kind: str, burstiness: float, cv: float
+) -> None:
+    rate = 40.0
+    process = Arrivals(rate, 3, horizon_s=500.0, kind=kind, burstiness=burstiness)  # type: ignore[arg-type]
+    gaps = np.diff(np.concatenate(([0.0], np.fromiter(process, dtype=float))))
+    assert abs(gaps.mean() * rate - 1) < 0.03
+    # Coefficient of variation of gamma gaps: 1/sqrt(shape); constant gaps: none.
+    assert abs(gaps.std() / gaps.mean() - cv) < 0.05 * max(cv, 1.0)
+    # A gamma of shape 1 is the Poisson process, and only its hash is unchanged.
+    same = Arrivals(rate, 3, horizon_s=500.0, kind="gamma", burstiness=1.0)
+    assert process.describe() != Arrivals(rate, 3, horizon_s=500.0).describe()
+    assert same.describe() != Arrivals(rate, 3, horizon_s=500.0).describe()
+
+
 def test_poisson_arrivals_by_count_are_a_prefix_of_the_same_process() -> None:
-    by_count = np.fromiter(PoissonArrivals(8.0, 2, measured=40, warmup=1.0), dtype=float)
+    by_count = np.fromiter(Arrivals(8.0, 2, measured=40, warmup=1.0), dtype=float)
     warm = np.count_nonzero(by_count < 1.0)
     assert by_count.size == 40 + warm
     assert np.all(np.diff(by_count) > 0)
-    by_time = np.fromiter(PoissonArrivals(8.0, 2, horizon_s=by_count[-1] + 1e-9), dtype=float)
+    by_time = np.fromiter(Arrivals(8.0, 2, horizon_s=by_count[-1] + 1e-9), dtype=float)
     assert np.array_equal(by_count, by_time)
-    other_seed = np.fromiter(PoissonArrivals(8.0, 3, measured=40), dtype=float)
+    other_seed = np.fromiter(Arrivals(8.0, 3, measured=40), dtype=float)
     assert not np.array_equal(by_count[:40], other_seed)
 
 
@@ -78,14 +95,14 @@ def test_arrivals_are_lazy_and_shared_between_workers() -> None:
     import tracemalloc
 
     # 1e5 req/s for a day would be 8.6e9 offsets; drawing the first million holds one chunk.
-    endless = PoissonArrivals(100_000.0, 4, horizon_s=86_400.0)
+    endless = Arrivals(100_000.0, 4, horizon_s=86_400.0)
     tracemalloc.start()
     for _ in itertools.islice(endless, 1_000_000):
         pass
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak < 5_000_000
-    process = PoissonArrivals(50.0, 7, horizon_s=4.0)
+    process = Arrivals(50.0, 7, horizon_s=4.0)
     together = sorted(pair for slot in range(3) for pair in process.share(slot, 3))
     assert together == list(enumerate(process))
 
