@@ -65,6 +65,8 @@ def latency_figures(run: SimulatedRun, *, open_loop: bool) -> dict[str, LatencyD
         "tpot_ms": distribution(span[multi] * 1000.0 / (tokens[multi] - 1)),
         "e2e_ms": distribution((run.end - run.sent)[measured] * 1000.0),
     }
+    # A simulated answer ends with its last token: a request's mean gap is its TPOT.
+    figures["itl_per_request_ms"] = figures["tpot_ms"]
     # Nothing delays a simulated send: schedule and send coincide.
     figures["ttft_from_schedule_ms"] = figures["ttft_ms"]
     figures["e2e_from_schedule_ms"] = figures["e2e_ms"]
