@@ -44,6 +44,15 @@ def print_fleet_plan(plan: FleetPlan, *, source: str) -> None:
                 f"{endpoint.min_capacity}..{endpoint.max_capacity}, training jobs "
                 f"{queue.training_job_prefix}-* on {queue.training_instance_type}"
             )
+        for job in region.batch_jobs:
+            props = job.props
+            console.print(
+                f"{region.region}: batch job {job.name}: {props.instance_count} x "
+                f"{props.instance_type}, {props.concurrency} requests in flight per instance, "
+                f"{props.schedule or 'started by hand'}; {props.input_prefix} -> "
+                f"{props.output_prefix}{props.name}-*/",
+                highlight=False,
+            )
         if region.left_out:
             console.print(
                 f"{region.region}: emulator mode leaves out " + "; ".join(region.left_out)

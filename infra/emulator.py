@@ -16,7 +16,11 @@ and nothing else:
   :data:`PLACEHOLDER_IMAGE` instead; the emulator starts no tasks, so nothing pulls it;
 - the ``personalization`` section (SageMaker multi-model endpoint and fine-tune queue): moto
   knows no ``ml.*`` instance types for endpoints, and the queue's upload trigger is a
-  Lambda-backed custom resource. The fine-tune handlers are tested against moto directly.
+  Lambda-backed custom resource. The fine-tune handlers are tested against moto directly;
+- the ``batch_jobs``: moto's CloudFormation has no EventBridge Scheduler resources and its
+  Lambda refuses the public Powertools layer of the summary function, and moto runs no
+  transform jobs. ``inferfleet batch`` and the summary function are tested against moto's
+  Step Functions and S3 directly.
 """
 
 from __future__ import annotations
@@ -38,11 +42,14 @@ def emulated(region: RegionPlan) -> RegionPlan:
     services = tuple(_emulated_service(service, left_out) for service in region.services)
     if region.personalization is not None:
         left_out.append("the personalization section (multi-model endpoint, fine-tune queue)")
+    if region.batch_jobs:
+        left_out.append("the batch jobs (transform jobs, their schedules and summaries)")
     return replace(
         region,
         cluster=replace(region.cluster, restrict_default_security_group=False, dashboard=False),
         services=services,
         personalization=None,
+        batch_jobs=(),
         untagged_resource_types=UNTAGGED_RESOURCE_TYPES,
         left_out=tuple(left_out),
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 
 from inferfleet.constructs.finetune_handlers.layout import MAX_TRAINING_JOB_PREFIX
+from inferfleet.constructs.props.batch_inference import MAX_NAME_LENGTH as MAX_BATCH_JOB_PREFIX
 
 # Context keys of the CDK app (`cdk synth -c KEY=VALUE`).
 CONFIG_CONTEXT_KEY = "config"
@@ -76,3 +77,13 @@ def service_target_group_arn(service: str) -> str:
 
 def service_outputs(service: str) -> tuple[str, str]:
     return service_endpoint(service), service_target_group_arn(service)
+
+
+def batch_job_prefix(fleet: str, job: str) -> str:
+    """Start of the names of a batch job's transform jobs (and their output folders)."""
+    return bounded_name(f"{fleet}-{job}", MAX_BATCH_JOB_PREFIX)
+
+
+def batch_state_machine(job: str) -> str:
+    """Output holding the ARN of the state machine that runs a batch job."""
+    return output_key("Batch", job, "StateMachineArn")

@@ -6,7 +6,9 @@
                                                ├─ RegionPlan per region: stack name, account,
                                                │  zones, cluster props, a ServicePlan per service
                                                │  (model-service props, pool figures) and the
-                                               │  personalization props
+                                               │  personalization props and the batch jobs
+                                               │  that run there
+                                               ├─ batch_jobs (planned once for every region)
                                                ├─ deploy_order (canary first)
                                                └─ global_plan (filled by a traffic section)
 
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from inferfleet.constructs.neuron_instances import NEURON_INSTANCE_TYPES
+from inferfleet.constructs.props.batch_inference import NeuronBatchInferenceProps
 from inferfleet.constructs.props.finetune_queue import FinetuneQueueProps
 from inferfleet.constructs.props.model_service import (
     HealthCheck,
@@ -38,6 +41,7 @@ from inferfleet.containers.common.serving_env import LlmEngineEnv
 from inferfleet.infra import capacity, names
 from inferfleet.infra.fleet_rules import fleet_problems
 from inferfleet.infra.spec import (
+    BatchJobSpec,
     FleetSpec,
     FleetSpecError,
     PersonalizationSpec,
@@ -90,6 +94,23 @@ class PersonalizationPlan:
 
 
 @dataclass(frozen=True)
+class BatchJobPlan:
+    """A periodic Batch Transform job, the same in every region it runs in.
+
+    :param name: the job's name in the fleet file (``batch run --job NAME``).
+    :param props: the construct's props; ``props.name`` (fleet and job) starts its
+        transform jobs' names.
+    :param regions: where it runs.
+    :param state_machine_output: the stack output holding its state machine's ARN.
+    """
+
+    name: str
+    props: NeuronBatchInferenceProps
+    regions: tuple[str, ...]
+    state_machine_output: str
+
+
+@dataclass(frozen=True)
 class RegionPlan:
     region: str
     account: str | None
@@ -102,6 +123,7 @@ class RegionPlan:
     tags: dict[str, str]
     untagged_resource_types: tuple[str, ...] = ()
     left_out: tuple[str, ...] = ()
+    batch_jobs: tuple[BatchJobPlan, ...] = ()
 
     def service(self, name: str) -> ServicePlan:
         return next(service for service in self.services if service.name == name)
@@ -119,6 +141,7 @@ class RegionPlan:
             keys += [service.endpoint_output, service.target_group_output]
         if self.personalization is not None:
             keys += names.PERSONALIZATION_OUTPUTS
+        keys += [job.state_machine_output for job in self.batch_jobs]
         return tuple(keys)
 
 
@@ -148,6 +171,13 @@ class FleetPlan:
     emulator: bool = False
     global_plan: Any = None
     warnings: tuple[PlanWarning, ...] = ()
+    batch_jobs: tuple[BatchJobPlan, ...] = ()
+
+    def batch_job(self, name: str) -> BatchJobPlan:
+        for job in self.batch_jobs:
+            if job.name == name:
+                return job
+        raise KeyError(name)
 
     def region(self, name: str) -> RegionPlan:
         for region in self.regions:
@@ -217,12 +247,19 @@ def draft_plan(spec: FleetSpec, *, config_dir: Path = Path(".")) -> tuple[FleetP
     personalization = None
     if spec.personalization is not None:
         personalization = _personalization(spec, spec.personalization, problems)
+    batch_jobs = _batch_jobs(spec, problems)
     regions = []
     warnings: list[Problem] = []
     for index, region in enumerate(spec.regions):
         planner = _RegionPlanner(spec, region, index, config_dir, recorded)
+        region_plan = planner.plan(
+            personalization if region.name in spec.personalization_regions() else None
+        )
         regions.append(
-            planner.plan(personalization if region.name in spec.personalization_regions() else None)
+            replace(
+                region_plan,
+                batch_jobs=tuple(job for job in batch_jobs if region.name in job.regions),
+            )
         )
         problems += planner.problems
         warnings += planner.warnings
@@ -232,6 +269,7 @@ def draft_plan(spec: FleetSpec, *, config_dir: Path = Path(".")) -> tuple[FleetP
         regions=tuple(regions),
         deploy_order=tuple(region.stack_name for region in regions),
         personalization_regions=tuple(spec.personalization_regions()),
+        batch_jobs=batch_jobs,
         # The same service in every region warns once.
         warnings=tuple(PlanWarning(w.path, w.message) for w in dict.fromkeys(warnings)),
     )
@@ -529,6 +567,71 @@ def _personalization(
         section_path,
     )
     return PersonalizationPlan(endpoint_props, queue_props)
+
+
+def _batch_jobs(spec: FleetSpec, found: list[Problem]) -> tuple[BatchJobPlan, ...]:
+    """Each job planned (and checked) once, whatever the regions it runs in."""
+    fleet_regions = [region.name for region in spec.regions]
+    first_of: dict[str, int] = {}
+    plans = []
+    for index, job in enumerate(spec.batch_jobs):
+        path: YamlPath = ("batch_jobs", index)
+        if job.name in first_of:
+            found.append(
+                Problem(
+                    (*path, "name"),
+                    f"{job.name!r} is also the name of batch_jobs[{first_of[job.name]}]; give "
+                    "each job its own name",
+                )
+            )
+        first_of.setdefault(job.name, index)
+        for at, region in enumerate(job.regions or []):
+            if region not in fleet_regions:
+                found.append(
+                    Problem(
+                        (*path, "regions", at),
+                        f"{region} is not a region of the fleet; use one of "
+                        + ", ".join(fleet_regions),
+                    )
+                )
+        regions = spec.batch_job_regions(job)
+        if len(set(regions)) != len(regions):
+            found.append(Problem((*path, "regions"), "a region is listed twice; list it once"))
+        props = _batch_props(spec, job)
+
+        def to_yaml(parts: tuple, path: YamlPath = path) -> YamlPath:
+            return (*path, parts[0]) if parts[0] in BatchJobSpec.model_fields else path
+
+        _report(found, props.problems(), to_yaml, path)
+        plans.append(
+            BatchJobPlan(
+                name=job.name,
+                props=props,
+                regions=tuple(dict.fromkeys(regions)),
+                state_machine_output=names.batch_state_machine(job.name),
+            )
+        )
+    return tuple(plans)
+
+
+def _batch_props(spec: FleetSpec, job: BatchJobSpec) -> NeuronBatchInferenceProps:
+    return NeuronBatchInferenceProps(
+        name=names.batch_job_prefix(spec.name, job.name),
+        model_artifact=job.model_artifact,
+        input_prefix=job.input_prefix,
+        output_prefix=job.output_prefix,
+        **_given(
+            instance_type=job.instance_type,
+            instance_count=job.instance_count,
+            schedule=job.schedule,
+            image_uri=job.image_uri,
+            max_payload_mb=job.max_payload_mb,
+            max_attempts=job.max_attempts,
+            late_after_hours=job.late_after_hours,
+            max_run_hours=job.max_run_hours,
+            price_per_instance_hour=job.price_per_instance_hour,
+        ),
+    )
 
 
 # props field -> fleet-file field, where the names differ

@@ -16,12 +16,13 @@ from aws_cdk import CfnOutput, Environment, Stack, Tags
 from constructs import Construct
 
 from inferfleet.constructs.finetune_queue import FinetuneQueue
+from inferfleet.constructs.neuron_batch_inference import NeuronBatchInference
 from inferfleet.constructs.neuron_model_service import NeuronModelService
 from inferfleet.constructs.neuron_serving_cluster import NeuronServingCluster
 from inferfleet.constructs.props.problems import PropsError
 from inferfleet.constructs.sagemaker_endpoint import SageMakerEndpoint
 from inferfleet.infra import names
-from inferfleet.infra.plan import PersonalizationPlan, RegionPlan
+from inferfleet.infra.plan import BatchJobPlan, PersonalizationPlan, RegionPlan
 
 T = TypeVar("T")
 
@@ -31,7 +32,7 @@ class SynthesisError(RuntimeError):
 
 
 class RegionalStack(Stack):
-    """Serving cluster, model services and personalization of one region of a fleet."""
+    """Serving cluster, model services, personalization and batch jobs of one region."""
 
     def __init__(self, scope: Construct, plan: RegionPlan) -> None:
         super().__init__(
@@ -63,6 +64,7 @@ class RegionalStack(Stack):
         self.personalization: tuple[SageMakerEndpoint, FinetuneQueue] | None = None
         if plan.personalization is not None:
             self.personalization = self._personalization(plan.personalization)
+        self.batch_jobs = {job.name: self._batch_job(job) for job in plan.batch_jobs}
 
     def _personalization(
         self, plan: PersonalizationPlan
@@ -97,6 +99,19 @@ class RegionalStack(Stack):
         self._output(names.FINETUNE_JOBS_TABLE, queue.jobs_table.table_name)
         self._output(names.FINETUNE_MODELS_TABLE, queue.models_table.table_name)
         return endpoint, queue
+
+    def _batch_job(self, job: BatchJobPlan) -> NeuronBatchInference:
+        construct = self._build(
+            f"Batch-{job.name}",
+            lambda: NeuronBatchInference(
+                self,
+                f"Batch-{job.name}",
+                props=job.props,
+                alarm_topic=self.serving_cluster.alarm_topic,
+            ),
+        )
+        self._output(job.state_machine_output, construct.state_machine.state_machine_arn)
+        return construct
 
     def _output(self, key: str, value: str) -> None:
         CfnOutput(self, key, value=value)

@@ -216,6 +216,34 @@ class PersonalizationSpec(_Strict):
     queue: FinetuneQueueSpec = Field(default_factory=FinetuneQueueSpec)
 
 
+class BatchJobSpec(_Strict):
+    """A periodic Batch Transform job on Neuron instances (the duplicate-pair scorer)."""
+
+    name: ResourceName
+    model_artifact: str = Field(
+        pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+$",
+        description="S3 URI of the model's .tar.gz (an encoder folder or traced graphs).",
+    )
+    input_prefix: str = Field(description="S3 prefix of the JSON Lines input files.")
+    output_prefix: str = Field(description="S3 prefix the runs write to, outside the input.")
+    instance_type: str | None = Field(None, description="Default ml.inf2.xlarge.")
+    instance_count: int | None = Field(None, description="Default 1.")
+    schedule: str | None = Field(
+        None, description="rate(...) or cron(...), UTC; default none (started by hand)."
+    )
+    regions: list[RegionName] | None = Field(
+        None, description="Where the job runs; default the first region of the fleet."
+    )
+    image_uri: str | None = Field(None, description="Default the built-in pair-neuron image.")
+    max_payload_mb: int | None = None
+    max_attempts: int | None = Field(None, description="Runs of a job failing transiently.")
+    late_after_hours: float | None = None
+    max_run_hours: float | None = None
+    price_per_instance_hour: float | None = Field(
+        None, description="USD, for the cost estimate of each run's summary."
+    )
+
+
 class FleetSpec(_Strict):
     name: ResourceName
     account: AccountId | None = Field(None, description="Default account of every region.")
@@ -225,6 +253,7 @@ class FleetSpec(_Strict):
     services: dict[ResourceName, ServiceSpec] = Field(min_length=1)
     network: NetworkSpec = Field(default_factory=NetworkSpec)
     personalization: PersonalizationSpec | None = None
+    batch_jobs: list[BatchJobSpec] = Field(default_factory=list)
     alarm_emails: list[str] = Field(default_factory=list)
     tags: dict[str, str] = Field(default_factory=dict)
 
@@ -240,6 +269,10 @@ class FleetSpec(_Strict):
         if self.personalization is None:
             return []
         return list(self.personalization.regions or [self.regions[0].name])
+
+    def batch_job_regions(self, job: BatchJobSpec) -> list[str]:
+        """Where a batch job runs: a data set is scored once, so one region by default."""
+        return list(job.regions or [self.regions[0].name])
 
     def pools_in(self, service: ServiceSpec, region: str) -> list[tuple[int, PoolSpec]]:
         """``(index in the spec, pool)`` of the pools of ``service`` that run in ``region``."""
@@ -351,6 +384,7 @@ def _pattern_hint(location: YamlPath) -> str:
         "services": "use lowercase letters, digits and hyphens, starting with a letter",
         "account": "use the 12-digit AWS account id",
         "artifact": "use an S3 URI like s3://my-bucket/models/llama",
+        "model_artifact": "use an S3 URI like s3://my-bucket/models/pair-scorer/model.tar.gz",
     }
     return hints.get(leaf, "check the format")
 
@@ -380,6 +414,7 @@ _NESTED_MODELS: dict[tuple[type[BaseModel], str | int], tuple[type[BaseModel], b
     (ServiceSpec, "autoscaling"): (AutoscalingSpec, False),
     (RegionSpec, "vpc"): (VpcSpec, False),
     (FleetSpec, "personalization"): (PersonalizationSpec, False),
+    (FleetSpec, "batch_jobs"): (BatchJobSpec, True),
     (PersonalizationSpec, "endpoint"): (EndpointSpec, False),
     (PersonalizationSpec, "queue"): (FinetuneQueueSpec, False),
 }

@@ -32,6 +32,8 @@ HTTPS_REDIRECT_RESOURCES = 1
 WEB_ACL_RESOURCES = 1
 RESOURCES_PER_POOL = 14  # launch template, group, capacity provider, task, service, scaling
 PERSONALIZATION_RESOURCES = 55  # the multi-model endpoint and the fine-tune queue
+BATCH_JOB_RESOURCES = 13  # model, state machine, summary function, roles, logs, two alarms
+BATCH_SCHEDULE_RESOURCES = 5  # schedule group, schedule, its role and policy, an alarm
 
 
 def resources_upper_bound(region: RegionPlan) -> int:
@@ -56,6 +58,8 @@ def resources_upper_bound(region: RegionPlan) -> int:
         count += WEB_ACL_RESOURCES if props.web_acl_arn else 0
     if region.personalization is not None:
         count += PERSONALIZATION_RESOURCES
+    for job in region.batch_jobs:
+        count += BATCH_JOB_RESOURCES + (BATCH_SCHEDULE_RESOURCES if job.props.schedule else 0)
     return count
 
 

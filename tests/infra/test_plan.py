@@ -252,6 +252,24 @@ MAPPED = {
         }
     },
     "network": {"allowed_cidrs": ["10.20.0.0/16"], "nat_gateways": 1},
+    "batch_jobs": [
+        {
+            "name": "pairs",
+            "model_artifact": "s3://mapped-models/pair/model.tar.gz",
+            "input_prefix": "s3://mapped-data/in/",
+            "output_prefix": "s3://mapped-data/out/",
+            "instance_type": "ml.inf2.8xlarge",
+            "instance_count": 3,
+            "schedule": "rate(1 day)",
+            "regions": ["us-east-1"],
+            "image_uri": "public.ecr.aws/example/pair:3",
+            "max_payload_mb": 4,
+            "max_attempts": 2,
+            "late_after_hours": 3,
+            "max_run_hours": 5,
+            "price_per_instance_hour": 2.5,
+        }
+    ],
     "alarm_emails": ["ops@example.com"],
     "tags": {"team": "mapping"},
 }
@@ -344,7 +362,48 @@ def test_every_spec_field_reaches_the_template(mapped_template):
         names.service_endpoint("chat"),
         names.service_target_group_arn("chat"),
         names.CLUSTER_NAME,
+        names.batch_state_machine("pairs"),
     }
+
+
+@pytest.mark.slow
+def test_every_batch_job_field_reaches_the_template(mapped_template):
+    template = mapped_template
+    [model] = _of_type(template, "AWS::SageMaker::Model")
+    assert model["PrimaryContainer"]["Image"] == "public.ecr.aws/example/pair:3"
+    assert model["PrimaryContainer"]["ModelDataUrl"] == "s3://mapped-models/pair/model.tar.gz"
+    [schedule] = _of_type(template, "AWS::Scheduler::Schedule")
+    assert schedule["ScheduleExpression"] == "rate(1 day)"
+    [machine] = _of_type(template, "AWS::StepFunctions::StateMachine")
+    text = "".join(p for p in machine["DefinitionString"]["Fn::Join"][1] if isinstance(p, str))
+    definition = json.loads(text.replace('"ModelName":"', '"ModelName":"x'))
+    transform = definition["States"]["Transform"]
+    assert transform["Parameters"]["TransformResources"] == {
+        "InstanceType": "ml.inf2.8xlarge",
+        "InstanceCount": 3,
+    }
+    assert transform["Parameters"]["MaxPayloadInMB"] == 4
+    assert transform["Parameters"]["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] == (
+        "s3://mapped-data/in/"
+    )
+    assert (
+        "s3://mapped-data/out/mapped-pairs-"
+        in definition["States"]["Name"]["Parameters"]["output_path.$"]
+    )
+    assert transform["TimeoutSeconds"] == 5 * 3600
+    assert definition["States"]["Transient"]["Choices"][0]["And"][0]["NumericLessThan"] == 1
+    [summary] = [
+        f for f in _of_type(template, "AWS::Lambda::Function") if "batch_summary" in f["Handler"]
+    ]
+    settings = json.loads(summary["Environment"]["Variables"]["BATCH_SUMMARY_SETTINGS"])
+    assert settings["price_per_instance_hour"] == 2.5
+    late = [
+        a
+        for a in _of_type(template, "AWS::CloudWatch::Alarm")
+        if a.get("MetricName") == "ExecutionTime"
+    ]
+    assert [a["Threshold"] for a in late] == [3 * 3600 * 1000]
+    assert names.batch_state_machine("pairs") in template["Outputs"]
 
 
 # --- gRPC services ---------------------------------------------------------------------------

@@ -107,6 +107,24 @@ personalizations = st.fixed_dictionaries(
         ),
     }
 )
+batch_jobs = st.lists(
+    st.fixed_dictionaries(
+        {
+            "name": st.just("dupes"),
+            "model_artifact": st.just("s3://models-bucket/pair/model.tar.gz"),
+            "input_prefix": st.just("s3://data-bucket/pairs/"),
+            "output_prefix": st.sampled_from(["s3://data-bucket/scores/", "s3://other-bucket/"]),
+        },
+        optional={
+            "instance_type": st.sampled_from(["ml.inf2.xlarge", "ml.trn1.32xlarge"]),
+            "instance_count": st.integers(1, 3),
+            "schedule": st.sampled_from(["rate(7 days)", "cron(0 3 ? * MON *)"]),
+            "image_uri": st.just("111122223333.dkr.ecr.us-east-1.amazonaws.com/pair:1"),
+        },
+    ),
+    min_size=1,
+    max_size=1,
+)
 regions = st.sampled_from(
     [
         [{"name": REGION, "vpc": imported_vpc(public=True)}],
@@ -137,7 +155,7 @@ clean_fleets = st.fixed_dictionaries(
             },
         ),
     },
-    optional={"personalization": personalizations},
+    optional={"personalization": personalizations, "batch_jobs": batch_jobs},
 )
 
 
@@ -195,6 +213,10 @@ FAULTS = [
     _set("personalization.queue.create_calls_per_second", 20.0),
     _set("personalization.queue.max_running_jobs", 0),
     _set("tags", {"aws:owner": "me"}),
+    _set("batch_jobs.0.instance_type", "inf2.xlarge"),
+    _set("batch_jobs.0.schedule", "rate(7 day)"),
+    _set("batch_jobs.0.output_prefix", "s3://data-bucket/pairs/scores/"),
+    _set("batch_jobs.0.name", "duplicate-pairs-weekly"),
 ]
 
 
@@ -222,6 +244,8 @@ def _construct_problems(plan: FleetPlan) -> list[str]:
         if region.personalization:
             found += [p.message for p in region.personalization.endpoint.problems()]
             found += [p.message for p in region.personalization.queue.problems()]
+        for job in region.batch_jobs:
+            found += [p.message for p in job.props.problems()]
     return found
 
 

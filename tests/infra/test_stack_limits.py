@@ -67,6 +67,24 @@ VARIANTS: dict[str, dict[str, Any]] = {
             "aa": service(pools=[pool(), pool("inf2.24xlarge", 4), pool("trn1.2xlarge", 2)])
         }
     },
+    "batch jobs": {
+        "batch_jobs": [
+            {
+                "name": "dupes",
+                "model_artifact": "s3://models-bucket/pair/model.tar.gz",
+                "input_prefix": "s3://data-bucket/pairs/",
+                "output_prefix": "s3://data-bucket/scores/",
+                "schedule": "rate(7 days)",
+            },
+            {
+                "name": "manual",
+                "model_artifact": "s3://models-bucket/pair/model.tar.gz",
+                "input_prefix": "s3://data-bucket/other/",
+                "output_prefix": "s3://data-bucket/other-scores/",
+                "image_uri": f"{ECR}/pair:1",
+            },
+        ]
+    },
     "personalization": {
         "personalization": {
             "endpoint": {"image_uri": f"{ECR}/mme:1"},
