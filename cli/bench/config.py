@@ -249,6 +249,14 @@ class BenchConfig(BaseModel):
         None, TARGET, "URL of the server (a SageMaker endpoint name for --api sagemaker).",
         max_length=2048,
     )  # fmt: skip
+    config: Path | None = option(
+        None, TARGET, "Fleet file: --service's URL, target group (or SageMaker endpoint), "
+        "instances and price per hour from its plan and its stack's outputs.",
+    )  # fmt: skip
+    service: str | None = option(
+        None, TARGET, "--config: the service to measure ('personalization': the fleet's "
+        "multi-model endpoint); default the region's only one.", min_length=1, max_length=255,
+    )  # fmt: skip
     local: bool = option(
         False, TARGET,
         "Bring up the local rehearsal (emulated servers behind nginx), run, tear it down.",
@@ -269,7 +277,10 @@ class BenchConfig(BaseModel):
         None, TARGET, "sagemaker only: model on a multi-model endpoint.",
         min_length=1, max_length=1024,
     )  # fmt: skip
-    region: str | None = option(None, TARGET, "AWS region (sagemaker, ECS, --target-group-arn).")
+    region: str | None = option(
+        None, TARGET, "AWS region (sagemaker, ECS, --target-group-arn; with --config default "
+        "the fleet's first).",
+    )  # fmt: skip
     regions: int = option(
         1, TARGET, "--local --scenario: regions of the rehearsal (--servers each).", ge=1, le=16
     )

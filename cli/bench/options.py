@@ -67,11 +67,14 @@ def build_command() -> typer.Typer:
     def bench(**values: Any) -> None:
         from pydantic import ValidationError
 
+        from inferfleet.cli.bench.fleet_target import resolve_fleet_target
+
         json_output = values.pop("json_output")
+        given = resolve_fleet_target(
+            {name: value for name, value in values.items() if value is not None}
+        )
         try:
-            config = BenchConfig.model_validate(
-                {name: value for name, value in values.items() if value is not None}
-            )
+            config = BenchConfig.model_validate(given)
         except ValidationError as error:
             raise UserError(describe_validation_error(error)) from None
         run(config, json_output=json_output)

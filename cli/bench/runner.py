@@ -441,6 +441,8 @@ def run_header(
             else None,
             "instances": config.instance_count,
             "price_per_hour": config.price_per_hour,
+            "fleet": {"config": str(config.config), "service": config.service,
+                      "region": config.region} if config.config else None,
         },
         "workload": {
             **workload.describe(),
