@@ -55,6 +55,8 @@ class YamlSourceError(ValueError):
 class YamlDocument:
     data: Any
     lines: dict[YamlPath, int] = field(default_factory=dict)
+    # The text ``lines`` count in, for tools that rewrite the file (``inferfleet plan``).
+    text: str = ""
 
     def line_of(self, path: YamlPath) -> int | None:
         """Line of ``path`` or of its nearest ancestor present in the file."""
@@ -81,7 +83,7 @@ def load_yaml(text: str) -> YamlDocument:
         ) from None
     except RecursionError:
         raise _too_deep(None) from None
-    document = YamlDocument(data=None)
+    document = YamlDocument(data=None, text=text)
     if root is not None:
         document.data = _Builder(document.lines).build(root, ())
     return document

@@ -441,8 +441,13 @@ def run_header(
             else None,
             "instances": config.instance_count,
             "price_per_hour": config.price_per_hour,
-            "fleet": {"config": str(config.config), "service": config.service,
-                      "region": config.region} if config.config else None,
+            "fleet": {
+                "config": str(config.config),
+                "service": config.service,
+                "region": config.region,
+            }
+            if config.config
+            else None,
         },
         "workload": {
             **workload.describe(),

@@ -115,7 +115,7 @@ def fleet_service(
             regions.append(RegionShape(region_plan.region, tuple(pools), weight))
     return FleetService(
         path=config,
-        text=config.read_text(encoding="utf-8"),
+        text=document.text,
         lines=document.lines,
         service=name,
         kind=spec_service.kind,
