@@ -27,6 +27,43 @@ def simulate(
             rich_help_panel=FLEET,
         ),
     ] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="Simulate a service of this fleet file: each region's pools (--at max or "
+            "min instances), the service's routing, its share of --load by --weights.",
+            rich_help_panel=FLEET,
+        ),
+    ] = None,
+    service: Annotated[
+        str | None,
+        typer.Option(
+            help="--config: the service; default the fleet's only LLM service.",
+            rich_help_panel=FLEET,
+        ),
+    ] = None,
+    at: Annotated[
+        str,
+        typer.Option(
+            help="--config: size of each pool, the fleet file's max or min.", rich_help_panel=FLEET
+        ),
+    ] = "max",
+    weights: Annotated[
+        str | None,
+        typer.Option(
+            help="--config: traffic weights per region, e.g. us-east-1=2; default equal.",
+            rich_help_panel=FLEET,
+        ),
+    ] = None,
+    load: Annotated[
+        str | None,
+        typer.Option(
+            help="--config: open-loop load over the fleet, e.g. 3Mtok/min or 200req/s.",
+            rich_help_panel=LOAD,
+        ),
+    ] = None,
     servers: Annotated[
         int | None,
         typer.Option(help=f"--local: emulated servers ({SAME_AS_BENCH}).", rich_help_panel=FLEET),
@@ -157,11 +194,38 @@ def simulate(
     flags would run, written as the bench writes it (results.json, requests.csv,
     report.md, plots), so the two compare file to file.
     """
+    if config is not None:
+        if local:
+            raise UserError(
+                "--local: simulates the local rehearsal; --config a fleet file: pick one"
+            )
+        local_only = {
+            "--servers": servers, "--local-mode": local_mode, "--replay-routing": replay_routing,
+            "--users": users, "--rate": rate, "--dataset": dataset, "--endpoint": endpoint,
+            "--compare": compare, "--repeat": repeat, "--price-per-hour": price_per_hour,
+            "--instances": instances,
+        }  # fmt: skip
+        given = [flag for flag, value in local_only.items() if value is not None]
+        if given:
+            raise UserError(
+                f"{given[0]}: applies to --local; with --config the fleet file gives the fleet "
+                "and its prices, and --load the load"
+            )
+        _simulate_fleet(
+            config, service=service, at=at, weights=weights, load=load, duration=duration,
+            warmup=warmup, prompt_tokens=prompt_tokens, output_tokens=output_tokens, seed=seed,
+            server_profile=server_profile, routing=routing, network_ms=network_ms, out=out,
+            json_output=json_output,
+        )  # fmt: skip
+        return
     if not local:
         raise UserError(
             "simulate: give --local to simulate the local rehearsal's fleet "
-            "(the same flags as `inferfleet bench --local`)"
+            "(the same flags as `inferfleet bench --local`), or --config FLEET.yaml"
         )
+    for flag, value in (("--service", service), ("--weights", weights), ("--load", load)):
+        if value is not None:
+            raise UserError(f"{flag}: applies to --config FLEET.yaml; drop it with --local")
     from inferfleet.cli.sizing.local_run import DEFAULT_ROUTING, LOCAL_NETWORK_S
 
     config = _bench_config(
@@ -199,6 +263,108 @@ def simulate(
         f"results in {config.out}/ (SIMULATED)",
         err=True,
     )
+
+
+def _simulate_fleet(
+    config: Path,
+    *,
+    service: str | None,
+    at: str,
+    weights: str | None,
+    load: str | None,
+    duration: float | None,
+    warmup: float | None,
+    prompt_tokens: str | None,
+    output_tokens: str | None,
+    seed: int | None,
+    server_profile: Path | None,
+    routing: str | None,
+    network_ms: float | None,
+    out: Path,
+    json_output: bool,
+) -> None:
+    import dataclasses
+    import math
+
+    from inferfleet.cli.bench.config import (
+        DEFAULT_DURATION_S,
+        MAX_SEED,
+        MAX_STEP_SECONDS,
+        BenchConfig,
+        Distribution,
+    )
+    from inferfleet.cli.sizing.fleet_run import FLEET_WARMUP_S, simulate_fleet, write_fleet_results
+    from inferfleet.cli.sizing.fleet_shapes import fleet_service
+    from inferfleet.cli.sizing.planner import Demand, parse_load
+    from inferfleet.cli.sizing.prices import PriceLookup, load_prices
+
+    if at not in ("max", "min"):
+        raise UserError(f"--at: use max or min (the fleet file's bounds of each pool), not {at!r}")
+    if load is None:
+        raise UserError("--load: give the fleet's load, e.g. --load 3Mtok/min or --load 200req/s")
+    duration = DEFAULT_DURATION_S if duration is None else duration
+    warmup = FLEET_WARMUP_S if warmup is None else warmup
+    for flag, value in (("--duration", duration), ("--warmup", warmup)):
+        if not (math.isfinite(value) and 0 <= value <= MAX_STEP_SECONDS) or (
+            flag == "--duration" and value == 0
+        ):
+            raise UserError(
+                f"{flag}: {value:g} is not a number of seconds up to {MAX_STEP_SECONDS:g}"
+            )
+    seed = 0 if seed is None else seed
+    if not 0 <= seed <= MAX_SEED:
+        raise UserError(f"--seed: {seed} must be from 0 to {MAX_SEED}")
+    distributions = {}
+    for flag, text, field in (
+        ("--prompt-tokens", prompt_tokens, "prompt_tokens"),
+        ("--output-tokens", output_tokens, "output_tokens"),
+    ):
+        try:
+            distributions[field] = (
+                Distribution.parse(text)
+                if text is not None
+                else BenchConfig.model_fields[field].default
+            )
+        except ValueError as error:
+            raise UserError(f"{flag}: {error}") from None
+    sizes = Demand(0.0, **distributions, seed=seed)
+    try:
+        rate = parse_load(load, sizes.mean_output_tokens)
+    except ValueError as error:
+        raise UserError(f"--load: {error}") from None
+    fleet = fleet_service(
+        config, service, context_tokens=sizes.context_tokens, price=PriceLookup(load_prices()),
+        weights=weights,
+    )  # fmt: skip
+    if server_profile is not None:
+        fitted = _profile(server_profile, None)
+        fleet = dataclasses.replace(fleet, regions=tuple(
+            dataclasses.replace(region, pools=tuple(
+                dataclasses.replace(pool, profile=fitted) for pool in region.pools))
+            for region in fleet.regions))  # fmt: skip
+    if routing is not None:
+        fleet = dataclasses.replace(fleet, routing=_routing(routing))
+    network_s = 0.0 if network_ms is None else _network(network_ms)
+    shape = {**distributions, "duration_s": duration, "warmup_s": warmup, "seed": seed, "at": at}
+    from rich.console import Console
+
+    console = Console(stderr=True, quiet=json_output)
+    with console.status(f"simulating {fleet.service} in {len(fleet.regions)} region(s)"):
+        simulated = simulate_fleet(fleet, requests_per_s=rate, network_s=network_s, **shape)
+        results = write_fleet_results(out, fleet, simulated, **shape)
+    if json_output:
+        typer.echo(results.model_dump_json(indent=2))
+        return
+    for item, step in zip(simulated.runs, results.steps, strict=True):
+        ttft = step.latency["ttft_ms"].p99
+        typer.secho(
+            f"{item.region.name}: {sum(item.instances)} instances, {item.rate:.1f} req/s, "
+            f"{step.output_tokens_per_min:,.0f} output tokens/min, TTFT P99 "
+            + ("-" if ttft is None else f"{ttft / 1000:.3f} s")
+            + f" ({item.run.events:,} events in {item.run.wall_s:.2f} s)",
+            err=True,
+        )
+    typer.secho(f"results in {out}/ (SIMULATED)", err=True)
 
 
 def _bench_config(**given: object):  # type: ignore[no-untyped-def]

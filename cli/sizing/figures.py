@@ -8,7 +8,7 @@ exactly as numpy's do on the expanded list.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -237,9 +237,11 @@ def write_simulated_run(
     open_loop: bool,
     price_per_hour: float | None = None,
     compared: bool = True,
+    step_prices: Mapping[int, float | None] | None = None,
 ) -> RunResults:
     """results.json, requests.csv, report.md and plots in ``out``, as bench writes them;
-    ``compared`` adds the bench's paired ratios of each variant against the first."""
+    ``compared`` adds the bench's paired ratios of each variant against the first;
+    ``step_prices`` (by step id) replaces ``price_per_hour`` where the steps' fleets differ."""
     from inferfleet.cli.bench.results import OutputDir, ResultsWriter
     from inferfleet.cli.bench.runner import write_report
     from inferfleet.cli.bench.variants import paired_ratios
@@ -248,9 +250,8 @@ def write_simulated_run(
     writer = ResultsWriter(output, header)
     latencies = []
     for identity, run in steps:
-        result = step_summary(
-            run, open_loop=open_loop, price_per_hour=price_per_hour, identity=identity
-        )
+        price = step_prices[identity.id] if step_prices is not None else price_per_hour
+        result = step_summary(run, open_loop=open_loop, price_per_hour=price, identity=identity)
         rows = request_rows(
             run,
             step=identity.id,
