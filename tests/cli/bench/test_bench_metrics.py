@@ -149,3 +149,29 @@ def test_answers_of_another_length_are_counted() -> None:
     step = measure_step(outcome([exact, short]), open_loop=False, thresholds=LENIENT).summary
     assert step["output_length_mismatches"] == 1
     assert step["output_tokens"] == 10
+
+
+@pytest.mark.parametrize(
+    ("process_share", "machine_share", "side"),
+    [
+        (0.95, 0.6, "the client process ran out of CPU (95% of a core per process; add --workers"),
+        (0.3, 0.97, "the machine ran out of CPU (97% of all cores busy, the client 30% of a core"),
+        (0.3, 0.5, "the client was held up without running out of CPU (client 30% of a core, "
+         "machine 50% busy)"),
+    ],
+)  # fmt: skip
+def test_a_client_bound_step_says_which_side_ran_out_of_cpu(
+    process_share: float, machine_share: float, side: str
+) -> None:
+    records = [streamed(0, 0.0, ttft=0.1, gap=0.02, tokens=11, instance="a")]
+    step = outcome(records, lags=[50.0])
+    step.process_cpu_s = process_share * step.seconds
+    step.machine_busy_s, step.machine_total_s = machine_share * 2.0, 2.0
+    thresholds = Thresholds(max_loop_lag_ms=20.0, max_dispatch_lag_ms=20.0)
+
+    summary = measure_step(step, open_loop=False, thresholds=thresholds).summary
+
+    assert summary["valid"] is False
+    (reason,) = summary["invalid_reasons"]
+    assert reason.startswith("client bottleneck: event-loop lag p99 50.0 ms > 20 ms: ")
+    assert side in reason
