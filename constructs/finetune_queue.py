@@ -14,7 +14,6 @@ Powertools comes from its public layer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from aws_cdk import Aws, Duration, RemovalPolicy, Stack
@@ -64,7 +63,7 @@ from inferfleet.constructs.finetune_handlers.settings import (
 )
 from inferfleet.constructs.nag import acknowledge, nag_resource
 from inferfleet.constructs.private_bucket import private_bucket
-from inferfleet.constructs.props.finetune_queue import FinetuneQueueProps
+from inferfleet.constructs.props.finetune_queue import AdapterComponents, FinetuneQueueProps
 from inferfleet.constructs.props.problems import raise_for
 
 __all__ = ["AdapterComponents", "FinetuneQueue", "FinetuneQueueProps"]
@@ -74,18 +73,6 @@ POWERTOOLS_ACCOUNT = "017000801446"
 RUNTIME = lambda_.Runtime.PYTHON_3_13
 # The stack-level singleton CDK adds to put notifications on a bucket at deploy time.
 _NOTIFICATIONS_HANDLER_ID = "BucketNotificationsHandler050a0587b7544547bf325f094a3db834"
-
-
-@dataclass(frozen=True)
-class AdapterComponents:
-    """Serve published models as adapter inference components on a base component.
-
-    :param endpoint_name: the endpoint holding the base component.
-    :param base_component_name: the base-model inference component adapters attach to.
-    """
-
-    endpoint_name: str
-    base_component_name: str
 
 
 class FinetuneQueue(Construct):
@@ -117,7 +104,10 @@ class FinetuneQueue(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         props = props or FinetuneQueueProps()
-        raise_for(self.node.path, props.problems())
+        raise_for(
+            self.node.path,
+            props.problems() + (adapter_components.problems() if adapter_components else []),
+        )
         self.props = props
         model_prefix = props.model_prefix
         training_job_prefix = props.training_job_prefix

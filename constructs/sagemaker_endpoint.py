@@ -1,4 +1,11 @@
-"""A SageMaker real-time endpoint: one model, or many per-user models behind one endpoint (MME).
+"""A SageMaker real-time endpoint: one model, many per-user models behind one endpoint (MME), or
+a base model as an inference component that per-user adapter components attach to.
+
+With inference components the endpoint config has no model (the execution role sits on the
+config), SageMaker places instances for the copies (``ManagedInstanceScaling`` from 0), and
+the base component's copies scale between ``min_capacity`` (0 by default) and
+``max_capacity``: target tracking on concurrent requests per copy, plus the step policy and
+``NoCapacityInvocationFailures`` alarm AWS documents for coming back from zero.
 
 The container image is resolved at synth time, for the stack's region, from the SageMaker
 SDK's image-URI tables (``sagemaker.core.image_uris``), unless an image URI is given.
@@ -11,7 +18,7 @@ from __future__ import annotations
 
 import re
 
-from aws_cdk import Aws, Duration, Stack, Token
+from aws_cdk import Aws, Duration, Fn, Stack, Token
 from aws_cdk import aws_applicationautoscaling as autoscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
@@ -89,7 +96,7 @@ class SageMakerEndpoint(Construct):
         self.mode = props.mode
         self.model_prefix = props.model_prefix
         self.image_uri = props.image_uri or self._resolve_image(
-            props.framework, props.framework_version, props.instance_type
+            props.image_framework, props.framework_version, props.instance_type
         )
 
         self.model_bucket: s3.IBucket = model_bucket or self._new_bucket(access_logs_bucket)
@@ -113,50 +120,32 @@ class SageMakerEndpoint(Construct):
             enable_network_isolation=props.network_isolation,
             primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
                 image=self.image_uri,
-                mode=props.mode.value,
+                mode=props.mode.container_mode,
                 model_data_url=self.model_data_url,
                 environment=dict(props.environment) or None,
             ),
         )
         self.model.node.add_dependency(self.role)
-        self.endpoint_config = sagemaker.CfnEndpointConfig(
-            self,
-            "EndpointConfig",
-            production_variants=[
-                sagemaker.CfnEndpointConfig.ProductionVariantProperty(
-                    variant_name=VARIANT_NAME,
-                    model_name=self.model.attr_model_name,
-                    instance_type=props.instance_type,
-                    initial_instance_count=props.initial_count,
-                    initial_variant_weight=1.0,
-                    routing_config=sagemaker.CfnEndpointConfig.RoutingConfigProperty(
-                        routing_strategy=props.routing.sagemaker
-                    ),
-                )
-            ],
-        )
+        self.endpoint_config = self._endpoint_config()
         self.endpoint = sagemaker.CfnEndpoint(
-            self, "Endpoint", endpoint_config_name=self.endpoint_config.attr_endpoint_config_name
+            self,
+            "Endpoint",
+            endpoint_name=props.endpoint_name,
+            endpoint_config_name=self.endpoint_config.attr_endpoint_config_name,
         )
         self.endpoint_name: str = self.endpoint.attr_endpoint_name
-
-        self.scalable_target = autoscaling.ScalableTarget(
-            self,
-            "ScalableTarget",
-            service_namespace=autoscaling.ServiceNamespace.SAGEMAKER,
-            resource_id=f"endpoint/{self.endpoint_name}/variant/{VARIANT_NAME}",
-            scalable_dimension="sagemaker:variant:DesiredInstanceCount",
-            min_capacity=props.min_capacity,
-            max_capacity=props.max_capacity,
-        )
-        self.scalable_target.node.add_dependency(self.endpoint)
-        self.scalable_target.scale_to_track_metric(
-            "InvocationsPerInstance",
-            target_value=props.target_invocations_per_instance,
-            predefined_metric=autoscaling.PredefinedMetric.SAGEMAKER_VARIANT_INVOCATIONS_PER_INSTANCE,
-            scale_in_cooldown=Duration.minutes(5),
-            scale_out_cooldown=Duration.minutes(1),
-        )
+        # Inference components: the base model the adapters attach to, and its copies.
+        self.base_component: sagemaker.CfnInferenceComponent | None = None
+        self.base_component_name: str | None = None
+        self.scale_from_zero_alarm: cloudwatch.Alarm | None = None
+        if props.components:
+            self.base_component = self._base_component()
+            self.base_component_name = props.base_component_name or Fn.select(
+                1, Fn.split("/", self.base_component.attr_inference_component_arn)
+            )
+            self.scalable_target = self._copy_scaling(self.base_component_name)
+        else:
+            self.scalable_target = self._instance_scaling()
 
         self.alarms = self._alarms()
         if alarm_topic is not None:
@@ -180,6 +169,151 @@ class SageMakerEndpoint(Construct):
             )
         except ValueError as error:
             raise ValueError(f"{self.node.path}: {error}") from None
+
+    def _endpoint_config(self) -> sagemaker.CfnEndpointConfig:
+        props = self.props
+        variant = sagemaker.CfnEndpointConfig.ProductionVariantProperty
+        routing = sagemaker.CfnEndpointConfig.RoutingConfigProperty(
+            routing_strategy=props.routing.sagemaker
+        )
+        if not props.components:
+            return sagemaker.CfnEndpointConfig(
+                self,
+                "EndpointConfig",
+                production_variants=[
+                    variant(
+                        variant_name=VARIANT_NAME,
+                        model_name=self.model.attr_model_name,
+                        instance_type=props.instance_type,
+                        initial_instance_count=props.initial_count,
+                        initial_variant_weight=1.0,
+                        routing_config=routing,
+                    )
+                ],
+            )
+        # No model on the variant: the components bring theirs, and the role moves here.
+        config = sagemaker.CfnEndpointConfig(
+            self,
+            "EndpointConfig",
+            execution_role_arn=self.role.role_arn,
+            production_variants=[
+                variant(
+                    variant_name=VARIANT_NAME,
+                    instance_type=props.instance_type,
+                    initial_instance_count=props.initial_count,
+                    routing_config=routing,
+                    managed_instance_scaling=(
+                        sagemaker.CfnEndpointConfig.ManagedInstanceScalingProperty(
+                            status="ENABLED",
+                            min_instance_count=0,
+                            max_instance_count=props.instance_ceiling,
+                        )
+                    ),
+                )
+            ],
+        )
+        config.node.add_dependency(self.role)
+        return config
+
+    def _base_component(self) -> sagemaker.CfnInferenceComponent:
+        props = self.props
+        component = sagemaker.CfnInferenceComponent
+        return component(
+            self,
+            "BaseComponent",
+            endpoint_name=self.endpoint_name,
+            inference_component_name=props.base_component_name,
+            variant_name=VARIANT_NAME,
+            specification=component.InferenceComponentSpecificationProperty(
+                model_name=self.model.attr_model_name,
+                compute_resource_requirements=(
+                    component.InferenceComponentComputeResourceRequirementsProperty(
+                        number_of_accelerator_devices_required=props.copy_accelerators,
+                        min_memory_required_in_mb=props.copy_memory_mb,
+                    )
+                ),
+            ),
+            runtime_config=component.InferenceComponentRuntimeConfigProperty(
+                copy_count=props.initial_copies
+            ),
+        )
+
+    def _instance_scaling(self) -> autoscaling.ScalableTarget:
+        props = self.props
+        target = autoscaling.ScalableTarget(
+            self,
+            "ScalableTarget",
+            service_namespace=autoscaling.ServiceNamespace.SAGEMAKER,
+            resource_id=f"endpoint/{self.endpoint_name}/variant/{VARIANT_NAME}",
+            scalable_dimension="sagemaker:variant:DesiredInstanceCount",
+            min_capacity=props.floor,
+            max_capacity=props.max_capacity,
+        )
+        target.node.add_dependency(self.endpoint)
+        target.scale_to_track_metric(
+            "InvocationsPerInstance",
+            target_value=props.target_invocations_per_instance,
+            predefined_metric=autoscaling.PredefinedMetric.SAGEMAKER_VARIANT_INVOCATIONS_PER_INSTANCE,
+            scale_in_cooldown=Duration.minutes(5),
+            scale_out_cooldown=Duration.minutes(1),
+        )
+        return target
+
+    def _copy_scaling(self, component_name: str) -> autoscaling.ScalableTarget:
+        """Copies between min and max, down to zero; AWS's pattern brings them back: target
+        tracking cannot leave zero copies (nothing to divide by), so SageMaker's
+        ``NoCapacityInvocationFailures`` alarms into a step policy that adds a copy."""
+        props = self.props
+        target = autoscaling.ScalableTarget(
+            self,
+            "ScalableTarget",
+            service_namespace=autoscaling.ServiceNamespace.SAGEMAKER,
+            resource_id=f"inference-component/{component_name}",
+            scalable_dimension="sagemaker:inference-component:DesiredCopyCount",
+            min_capacity=props.floor,
+            max_capacity=props.max_capacity,
+        )
+        target.node.add_dependency(self.base_component)  # type: ignore[arg-type]
+        target.scale_to_track_metric(
+            "ConcurrentRequestsPerCopy",
+            target_value=props.target_concurrent_requests_per_copy,
+            predefined_metric=(
+                autoscaling.PredefinedMetric.SAGEMAKER_INFERENCE_COMPONENT_CONCURRENT_REQUESTS_PER_COPY_HIGH_RESOLUTION
+            ),
+            scale_in_cooldown=Duration.minutes(5),
+            scale_out_cooldown=Duration.minutes(1),
+        )
+        scale_from_zero = autoscaling.StepScalingAction(
+            self,
+            "ScaleFromZero",
+            scaling_target=target,
+            adjustment_type=autoscaling.AdjustmentType.CHANGE_IN_CAPACITY,
+            metric_aggregation_type=autoscaling.MetricAggregationType.MAXIMUM,
+            cooldown=Duration.minutes(1),
+        )
+        scale_from_zero.add_adjustment(adjustment=1, lower_bound=0)
+        self.scale_from_zero_alarm = cloudwatch.Alarm(
+            self,
+            "ScaleFromZeroAlarm",
+            alarm_description="A request found no copy of the base model: add one",
+            metric=cloudwatch.Metric(
+                namespace="AWS/SageMaker",
+                metric_name="NoCapacityInvocationFailures",
+                dimensions_map={"InferenceComponentName": component_name},
+                statistic="Sum",
+                period=Duration.minutes(1),
+            ),
+            # One failed request wakes the base model (AWS's example waits for a second).
+            threshold=1,
+            evaluation_periods=1,
+            datapoints_to_alarm=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        self.scale_from_zero_alarm.add_alarm_action(
+            cloudwatch_actions.ApplicationScalingAction(scale_from_zero)
+        )
+        return target
 
     def _new_bucket(self, access_logs_bucket: s3.IBucket | None) -> s3.Bucket:
         return private_bucket(
@@ -212,7 +346,8 @@ class SageMakerEndpoint(Construct):
         acknowledge(
             role,
             f"AwsSolutions-IAM5[Resource::{nag_resource(role, bucket_arn)}/{self.model_prefix}*]",
-            "the endpoint loads any model under its prefix (MME TargetModel); nothing else",
+            "the endpoint loads any model under its prefix (an MME TargetModel, or an adapter "
+            "component's artifact); nothing else",
         )
         stack = Stack.of(self)
         image = (
@@ -284,10 +419,15 @@ class SageMakerEndpoint(Construct):
         return role
 
     def _metric(self, name: str, statistic: str, period: Duration) -> cloudwatch.Metric:
+        dimensions = (
+            {"InferenceComponentName": self.base_component_name}
+            if self.base_component_name
+            else {"EndpointName": self.endpoint_name, "VariantName": VARIANT_NAME}
+        )
         return cloudwatch.Metric(
             namespace="AWS/SageMaker",
             metric_name=name,
-            dimensions_map={"EndpointName": self.endpoint_name, "VariantName": VARIANT_NAME},
+            dimensions_map=dimensions,
             statistic=statistic,
             period=period,
         )

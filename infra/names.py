@@ -40,6 +40,22 @@ def training_job_prefix(fleet: str) -> str:
     return bounded_name(f"{fleet}-ft", MAX_TRAINING_JOB_PREFIX)
 
 
+# SageMaker's limit on endpoint and inference component names.
+MAX_SAGEMAKER_NAME = 63
+
+
+def personalization_endpoint_name(fleet: str) -> str:
+    """The personalization endpoint with inference components (adapters name it at run time;
+    a multi-model endpoint keeps a CloudFormation-generated name)."""
+    return bounded_name(f"{fleet}-personalization", MAX_SAGEMAKER_NAME)
+
+
+def base_component_name(fleet: str) -> str:
+    """The base-model inference component the adapter components attach to. Never under
+    ``training_job_prefix(fleet)-``, the adapters' own names, which the publisher may delete."""
+    return bounded_name(f"{fleet}-base-model", MAX_SAGEMAKER_NAME)
+
+
 def output_key(*parts: str) -> str:
     """A CloudFormation output key from name parts: ``("assistant", "Endpoint")`` is
     ``AssistantEndpoint``. Hyphenated names become CamelCase."""
@@ -53,6 +69,7 @@ CLUSTER_NAME = output_key("Serving", "ClusterName")
 PERSONALIZATION_ENDPOINT_NAME = output_key("Personalization", "EndpointName")
 PERSONALIZATION_MODEL_BUCKET = output_key("Personalization", "ModelBucket")
 PERSONALIZATION_MODEL_PREFIX = output_key("Personalization", "ModelPrefix")
+PERSONALIZATION_BASE_COMPONENT = output_key("Personalization", "BaseComponentName")
 FINETUNE_DATA_BUCKET = output_key("Finetune", "DataBucket")
 FINETUNE_JOBS_TABLE = output_key("Finetune", "JobsTable")
 FINETUNE_MODELS_TABLE = output_key("Finetune", "ModelsTable")

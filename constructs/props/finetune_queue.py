@@ -17,6 +17,38 @@ from inferfleet.constructs.props.problems import PropsProblem, in_range
 MAX_CREATE_CALLS_PER_SECOND = 10.0
 _PREFIX = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
 _INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+# SageMaker's form of endpoint and inference component names.
+SAGEMAKER_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+
+
+@dataclass(frozen=True)
+class AdapterComponents:
+    """Serve published models as adapter inference components on a base component.
+
+    :param endpoint_name: the endpoint holding the base component.
+    :param base_component_name: the base-model inference component adapters attach to.
+    """
+
+    endpoint_name: str
+    base_component_name: str
+
+    def problems(self) -> list[PropsProblem]:
+        problems = []
+        for name, value in (
+            ("endpoint_name", self.endpoint_name),
+            ("base_component_name", self.base_component_name),
+        ):
+            if not SAGEMAKER_NAME.match(value):
+                problems.append(
+                    PropsProblem(
+                        f"adapter_components.{name}",
+                        f"{value!r} is not a SageMaker name (1-63 letters, digits and hyphens); "
+                        "adapters need the endpoint and the base-model component they attach "
+                        "to, by name (SageMakerEndpoint.endpoint_name_literal and "
+                        ".base_component_name)",
+                    )
+                )
+        return problems
 
 
 @dataclass(frozen=True)

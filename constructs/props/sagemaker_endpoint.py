@@ -2,49 +2,87 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from inferfleet.constructs.props.finetune_queue import SAGEMAKER_NAME
 from inferfleet.constructs.props.problems import PropsProblem, in_range
 from inferfleet.constructs.routing import Routing
+from inferfleet.constructs.sagemaker_instances import (
+    HOSTING_INSTANCE_TYPES,
+    HostingInstanceType,
+    supports_multi_model,
+)
 
 DEFAULT_FRAMEWORK = "sagemaker-tritonserver"
+# LMI containers load LoRA adapters next to their base model, on Neuron and on GPU.
+ADAPTER_FRAMEWORKS = {True: "djl-neuronx", False: "djl-lmi"}
 _INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
-# Multi-model endpoints run on CPU instances, and on GPU ones through Triton; not on
-# Inferentia or Trainium (inference components serve many models there).
-_NO_MULTI_MODEL = re.compile(r"^ml\.(inf|trn)\d")
+# The share of a copy's host memory it asks for by default; SageMaker's agents and the OS
+# keep the rest.
+DEFAULT_HOST_MEMORY_SHARE = 0.8
+_FLEET_FIX = "mode=INFERENCE_COMPONENTS (hosting: inference_components in a fleet file)"
 
 
 class HostingMode(StrEnum):
     SINGLE_MODEL = "SingleModel"
     MULTI_MODEL = "MultiModel"
+    # An endpoint without a model: a base-model inference component, adapters on it.
+    INFERENCE_COMPONENTS = "InferenceComponents"
+
+    @property
+    def container_mode(self) -> str:
+        """``Mode`` of the model's container: a base component holds one model."""
+        return "MultiModel" if self is HostingMode.MULTI_MODEL else "SingleModel"
 
 
 @dataclass(frozen=True)
 class SageMakerEndpointProps:
-    """A real-time endpoint: one model, or many per-user models behind one endpoint (MME).
+    """A real-time endpoint: one model, many per-user models behind one endpoint (MME), or a
+    base model as an inference component that per-user adapter components attach to.
 
-    :param mode: single model, or multi-model (loads ``{model_prefix}{TargetModel}`` on
-        demand). Default: single model.
+    :param mode: single model, multi-model (loads ``{model_prefix}{TargetModel}`` on demand),
+        or inference components (an endpoint config without a model, a base-model component
+        sized in accelerators and memory, copies that scale to zero). Default: single model.
     :param instance_type: production variant instance type. Default: ``ml.g5.2xlarge``.
-    :param initial_instance_count: instances at creation. Default: ``min_capacity``.
-    :param min_capacity: autoscaling floor. Default: 1.
-    :param max_capacity: autoscaling ceiling. Default: 4.
+    :param initial_instance_count: instances at creation (not for inference components, whose
+        instances SageMaker places for the copies). Default: ``min_capacity``.
+    :param min_capacity: autoscaling floor: instances, or base-model copies with inference
+        components. Default: 1 instance; 0 copies (the endpoint scales to zero instances).
+    :param max_capacity: autoscaling ceiling, in the same unit. Default: 4.
+    :param max_instances: inference components: most instances SageMaker may run
+        (``ManagedInstanceScaling``; its floor is 0). Default: enough for ``max_capacity``
+        copies.
     :param target_invocations_per_instance: target tracking on
         ``SageMakerVariantInvocationsPerInstance`` (per minute). Default: 100.
+    :param target_concurrent_requests_per_copy: inference components: target tracking on
+        ``SageMakerInferenceComponentConcurrentRequestsPerCopyHighResolution``. Default: 4.
     :param routing: how SageMaker picks an instance (least outstanding requests or random).
         Default: least outstanding requests.
     :param image_uri: container image. Default: resolved at synth from the SageMaker SDK's
         image-URI tables for ``framework``/``framework_version`` in the stack's region.
-    :param framework: SDK image family. Default: ``sagemaker-tritonserver`` (Triton MME).
+    :param framework: SDK image family. Default: ``sagemaker-tritonserver`` (Triton MME);
+        with inference components an LMI image that serves LoRA adapters: ``djl-neuronx`` on
+        Inferentia/Trainium, ``djl-lmi`` on GPU.
     :param framework_version: version in the SDK tables. Default: the newest there.
     :param model_prefix: key prefix of the model artifacts in the bucket. Default: ``models/``.
-    :param model_artifact: single-model mode: the artifact's key under ``model_prefix``.
-        Default: none (the image carries the model).
+    :param model_artifact: single model or the base model of inference components: the
+        artifact's key under ``model_prefix``. Default: none (the image carries the model).
     :param environment: container environment. Default: none.
     :param network_isolation: run the container without network access. Default: True.
+    :param endpoint_name: the endpoint's name. Default: generated by CloudFormation.
+    :param base_component_name: inference components: the base component's name (adapter
+        components name it as their base). Default: generated by CloudFormation.
+    :param base_model_memory_gib: inference components: accelerator memory one copy of the
+        base model needs (weights and KV cache). Required in that mode.
+    :param accelerators_per_copy: inference components: accelerators one base-model copy
+        takes (NeuronCores on Inferentia/Trainium, GPUs on g5/g6/g6e). Default: the fewest
+        that split the instance evenly and hold ``base_model_memory_gib``.
+    :param memory_mb_per_copy: inference components: host memory one copy reserves.
+        Default: four fifths of the copy's share of the instance's memory.
     :param latency_p99_threshold_ms: ``ModelLatency`` P99 alarm threshold. Default: 1000.
     :param error_5xx_threshold: 5xx errors per 5 minutes that alarm. Default: 1.
     :param cache_hit_rate_threshold: MME: alarm when ``ModelCacheHit`` falls below it.
@@ -56,27 +94,104 @@ class SageMakerEndpointProps:
     mode: HostingMode = HostingMode.SINGLE_MODEL
     instance_type: str = "ml.g5.2xlarge"
     initial_instance_count: int | None = None
-    min_capacity: int = 1
+    min_capacity: int | None = None
     max_capacity: int = 4
+    max_instances: int | None = None
     target_invocations_per_instance: int = 100
+    target_concurrent_requests_per_copy: int = 4
     routing: Routing = Routing.LEAST_OUTSTANDING_REQUESTS
     image_uri: str | None = None
-    framework: str = DEFAULT_FRAMEWORK
+    framework: str | None = None
     framework_version: str | None = None
     model_prefix: str = "models/"
     model_artifact: str | None = None
     environment: Mapping[str, str] = field(default_factory=dict)
     network_isolation: bool = True
+    endpoint_name: str | None = None
+    base_component_name: str | None = None
+    base_model_memory_gib: float | None = None
+    accelerators_per_copy: int | None = None
+    memory_mb_per_copy: int | None = None
     latency_p99_threshold_ms: float = 1000
     error_5xx_threshold: int = 1
     cache_hit_rate_threshold: float = 0.5
     loaded_models_threshold: int = 1000
 
+    # -- resolved values ---------------------------------------------------------------------
+
+    @property
+    def components(self) -> bool:
+        return self.mode is HostingMode.INFERENCE_COMPONENTS
+
+    @property
+    def floor(self) -> int:
+        if self.min_capacity is not None:
+            return self.min_capacity
+        return 0 if self.components else 1
+
     @property
     def initial_count(self) -> int:
+        """Instances at creation."""
+        if self.components:
+            return math.ceil(self.initial_copies / max(self.copies_per_instance, 1))
         if self.initial_instance_count is None:
-            return self.min_capacity
+            return self.floor
         return self.initial_instance_count
+
+    @property
+    def initial_copies(self) -> int:
+        """Base-model copies at creation: at least one, so the stack proves the base model
+        loads; scaling then takes the count to ``floor``."""
+        return max(self.floor, 1)
+
+    @property
+    def image_framework(self) -> str:
+        if self.framework is not None:
+            return self.framework
+        if self.components:
+            figures = self.instance
+            return ADAPTER_FRAMEWORKS[bool(figures and figures.neuron)]
+        return DEFAULT_FRAMEWORK
+
+    @property
+    def instance(self) -> HostingInstanceType | None:
+        return HOSTING_INSTANCE_TYPES.get(self.instance_type)
+
+    @property
+    def copy_accelerators(self) -> int:
+        """Accelerators per base-model copy; 0 where they cannot be known."""
+        if self.accelerators_per_copy is not None:
+            return self.accelerators_per_copy
+        instance = self.instance
+        if instance is None or self.base_model_memory_gib is None:
+            return 0
+        return instance.accelerators_for(self.base_model_memory_gib) or 0
+
+    @property
+    def copies_per_instance(self) -> int:
+        instance = self.instance
+        accelerators = self.copy_accelerators
+        if instance is None or not 0 < accelerators <= instance.accelerators:
+            return 0
+        return instance.accelerators // accelerators
+
+    @property
+    def copy_memory_mb(self) -> int:
+        if self.memory_mb_per_copy is not None:
+            return self.memory_mb_per_copy
+        instance = self.instance
+        if instance is None or not self.copies_per_instance:
+            return 0
+        share = instance.memory_gib * 1024 / self.copies_per_instance
+        return int(share * DEFAULT_HOST_MEMORY_SHARE)
+
+    @property
+    def instance_ceiling(self) -> int:
+        if self.max_instances is not None:
+            return self.max_instances
+        return math.ceil(self.max_capacity / max(self.copies_per_instance, 1))
+
+    # -- checks ------------------------------------------------------------------------------
 
     def problems(self) -> list[PropsProblem]:
         problems = []
@@ -88,31 +203,17 @@ class SageMakerEndpointProps:
                     "form, e.g. ml.g5.2xlarge or ml.inf2.xlarge",
                 )
             )
-        elif self.mode is HostingMode.MULTI_MODEL and _NO_MULTI_MODEL.match(self.instance_type):
+        elif self.mode is HostingMode.MULTI_MODEL and not supports_multi_model(self.instance_type):
             problems.append(
                 PropsProblem(
                     "instance_type",
                     f"SageMaker multi-model endpoints do not run on {self.instance_type} "
-                    "(Inferentia and Trainium are not supported for them); use a CPU or GPU "
-                    "type such as ml.g5.2xlarge",
+                    "(Inferentia and Trainium are not supported for them); serve the per-user "
+                    f"models as adapters on inference components instead ({_FLEET_FIX}), or "
+                    "use a CPU or GPU type such as ml.g5.2xlarge",
                 )
             )
-        if not 1 <= self.min_capacity <= self.max_capacity:
-            problems.append(
-                PropsProblem(
-                    "min_capacity",
-                    f"need 1 <= min <= max, got {self.min_capacity}..{self.max_capacity}; a "
-                    "real-time endpoint keeps at least one instance",
-                )
-            )
-        elif not self.min_capacity <= self.initial_count <= self.max_capacity:
-            problems.append(
-                PropsProblem(
-                    "initial_instance_count",
-                    f"{self.initial_count} must lie within min..max "
-                    f"({self.min_capacity}..{self.max_capacity})",
-                )
-            )
+        problems += self._capacity_problems()
         if self.target_invocations_per_instance < 1:
             problems.append(
                 PropsProblem("target_invocations_per_instance", "must be at least 1 per minute")
@@ -142,10 +243,156 @@ class SageMakerEndpointProps:
                     "artifact under model_prefix by TargetModel",
                 )
             )
+        for name in ("endpoint_name", "base_component_name"):
+            value = getattr(self, name)
+            if value is not None and not SAGEMAKER_NAME.match(value):
+                problems.append(
+                    PropsProblem(
+                        name, f"{value!r} must be 1-63 letters, digits and hyphens (SageMaker)"
+                    )
+                )
+        problems += self._components_problems() if self.components else self._instance_only()
         if not 0 < self.cache_hit_rate_threshold <= 1:
             problems.append(PropsProblem("cache_hit_rate_threshold", "must be in (0, 1]"))
         if self.latency_p99_threshold_ms <= 0:
             problems.append(PropsProblem("latency_p99_threshold_ms", "must be above 0 ms"))
         problems += in_range("error_5xx_threshold", self.error_5xx_threshold, 1, 10**6)
         problems += in_range("loaded_models_threshold", self.loaded_models_threshold, 1, 10**6)
+        return problems
+
+    def _capacity_problems(self) -> list[PropsProblem]:
+        low = 0 if self.components else 1
+        if not low <= self.floor <= self.max_capacity or self.max_capacity < 1:
+            if self.components:
+                reason = "base-model copies; 0 lets the endpoint scale to zero instances"
+            else:
+                reason = (
+                    "a real-time endpoint keeps at least one instance; to scale to zero, "
+                    f"serve from inference components ({_FLEET_FIX})"
+                )
+            return [
+                PropsProblem(
+                    "min_capacity",
+                    f"need {low} <= min <= max and max >= 1, got "
+                    f"{self.floor}..{self.max_capacity} ({reason})",
+                )
+            ]
+        if not self.components and not self.floor <= self.initial_count <= self.max_capacity:
+            return [
+                PropsProblem(
+                    "initial_instance_count",
+                    f"{self.initial_count} must lie within min..max "
+                    f"({self.floor}..{self.max_capacity})",
+                )
+            ]
+        return []
+
+    def _instance_only(self) -> list[PropsProblem]:
+        """Fields that mean something only with inference components."""
+        return [
+            PropsProblem(name, f"is for inference components only; use {_FLEET_FIX} or drop it")
+            for name in (
+                "max_instances",
+                "base_component_name",
+                "base_model_memory_gib",
+                "accelerators_per_copy",
+                "memory_mb_per_copy",
+            )
+            if getattr(self, name) is not None
+        ]
+
+    def _components_problems(self) -> list[PropsProblem]:
+        problems = []
+        if self.initial_instance_count is not None:
+            problems.append(
+                PropsProblem(
+                    "initial_instance_count",
+                    "SageMaker places the instances for the copies of inference components; "
+                    "drop it (min_capacity sets the copies)",
+                )
+            )
+        if self.target_concurrent_requests_per_copy < 1:
+            problems.append(
+                PropsProblem("target_concurrent_requests_per_copy", "must be at least 1")
+            )
+        if self.base_model_memory_gib is None or self.base_model_memory_gib <= 0:
+            problems.append(
+                PropsProblem(
+                    "base_model_memory_gib",
+                    "inference components need a base-model component for the adapters to "
+                    "attach to; say how much accelerator memory one copy of the base model "
+                    "needs (base_model in a fleet file)",
+                )
+            )
+            return problems
+        if not _INSTANCE_TYPE.match(self.instance_type):
+            return problems
+        instance = self.instance
+        if instance is None:
+            families = sorted({name.rsplit(".", 1)[0] for name in HOSTING_INSTANCE_TYPES})
+            problems.append(
+                PropsProblem(
+                    "instance_type",
+                    f"{self.instance_type} has no accelerator figures here; inference "
+                    "components are sized in accelerators, so use an instance of "
+                    f"{', '.join(families)}",
+                )
+            )
+            return problems
+        problems += self._fit_problems(instance, self.base_model_memory_gib)
+        return problems
+
+    def _fit_problems(self, instance: HostingInstanceType, need: float) -> list[PropsProblem]:
+        unit = "NeuronCores" if instance.neuron else "GPUs"
+        given = self.accelerators_per_copy
+        if given is not None and given not in instance.copy_sizes():
+            return [
+                PropsProblem(
+                    "accelerators_per_copy",
+                    f"{given} does not split the {instance.accelerators} {unit} of "
+                    f"{instance.name} into whole copies; use one of "
+                    f"{', '.join(map(str, instance.copy_sizes()))}",
+                )
+            ]
+        accelerators = self.copy_accelerators
+        if not accelerators or need > accelerators * instance.accelerator_memory_gib:
+            have = (accelerators or instance.accelerators) * instance.accelerator_memory_gib
+            fitting = [
+                t.name
+                for t in HOSTING_INSTANCE_TYPES.values()
+                if t.neuron == instance.neuron and t.accelerators * t.accelerator_memory_gib >= need
+            ][:3]
+            return [
+                PropsProblem(
+                    "base_model_memory_gib",
+                    f"one copy of the base model needs {need:.1f} GiB of accelerator memory; "
+                    f"{accelerators or instance.accelerators} {unit} of {instance.name} have "
+                    f"{have:.0f} GiB; "
+                    + (
+                        f"use more accelerators per copy or a larger type ({', '.join(fitting)})"
+                        if fitting
+                        else "no single instance holds it; quantize the weights (int8)"
+                    ),
+                )
+            ]
+        problems = []
+        host_mb = instance.memory_gib * 1024
+        if not 0 < self.copy_memory_mb <= host_mb:
+            problems.append(
+                PropsProblem(
+                    "memory_mb_per_copy",
+                    f"{self.copy_memory_mb} MiB of host memory per copy; {instance.name} has "
+                    f"{host_mb} MiB; use at most that",
+                )
+            )
+        copies = self.copies_per_instance
+        if self.max_instances is not None and self.max_instances * copies < self.max_capacity:
+            problems.append(
+                PropsProblem(
+                    "max_instances",
+                    f"{self.max_instances} instances hold {self.max_instances * copies} "
+                    f"copies ({copies} each), fewer than max_capacity {self.max_capacity}; "
+                    f"raise it to {math.ceil(self.max_capacity / copies)}",
+                )
+            )
         return problems
