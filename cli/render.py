@@ -39,9 +39,19 @@ def print_fleet_plan(plan: FleetPlan, *, source: str) -> None:
         if region.personalization is not None:
             queue = region.personalization.queue
             endpoint = region.personalization.endpoint
+            if endpoint.components:
+                hosting = (
+                    f"inference components on {endpoint.instance_type}: base model "
+                    f"{endpoint.copy_accelerators} accelerators and {endpoint.copy_memory_mb} MiB "
+                    f"per copy, {endpoint.floor}..{endpoint.max_capacity} copies on up to "
+                    f"{endpoint.instance_ceiling} instances, one adapter component per user model"
+                )
+            else:
+                hosting = (
+                    f"endpoint {endpoint.instance_type} {endpoint.floor}..{endpoint.max_capacity}"
+                )
             console.print(
-                f"{region.region}: personalization endpoint {endpoint.instance_type} "
-                f"{endpoint.min_capacity}..{endpoint.max_capacity}, training jobs "
+                f"{region.region}: personalization {hosting}, training jobs "
                 f"{queue.training_job_prefix}-* on {queue.training_instance_type}"
             )
         for job in region.batch_jobs:

@@ -14,9 +14,12 @@ and nothing else:
 - image publishing: a service that would build the built-in image (a Docker image asset,
   which needs a Docker engine and a registry) gets the placeholder image
   :data:`PLACEHOLDER_IMAGE` instead; the emulator starts no tasks, so nothing pulls it;
-- the ``personalization`` section (SageMaker multi-model endpoint and fine-tune queue): moto
-  knows no ``ml.*`` instance types for endpoints, and the queue's upload trigger is a
-  Lambda-backed custom resource. The fine-tune handlers are tested against moto directly;
+- the ``personalization`` section (SageMaker endpoint and fine-tune queue): moto knows no
+  ``ml.*`` instance types for endpoints, does not implement inference components at all (the
+  base component of ``hosting: inference_components``, and the adapter components the
+  publisher makes), and the queue's upload trigger is a Lambda-backed custom resource. The
+  fine-tune handlers are tested against moto directly, the adapter lifecycle with botocore's
+  Stubber;
 - the ``batch_jobs``: moto's CloudFormation has no EventBridge Scheduler resources and its
   Lambda refuses the public Powertools layer of the summary function, and moto runs no
   transform jobs. ``inferfleet batch`` and the summary function are tested against moto's
@@ -27,7 +30,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from inferfleet.infra.plan import RegionPlan, ServicePlan
+from inferfleet.infra.plan import PersonalizationPlan, RegionPlan, ServicePlan
 
 PLACEHOLDER_IMAGE = "public.ecr.aws/docker/library/busybox:stable"
 UNTAGGED_RESOURCE_TYPES = ("AWS::KMS::Key",)
@@ -41,7 +44,7 @@ def emulated(region: RegionPlan) -> RegionPlan:
     ]
     services = tuple(_emulated_service(service, left_out) for service in region.services)
     if region.personalization is not None:
-        left_out.append("the personalization section (multi-model endpoint, fine-tune queue)")
+        left_out.append(_personalization_left_out(region.personalization))
     if region.batch_jobs:
         left_out.append("the batch jobs (transform jobs, their schedules and summaries)")
     return replace(
@@ -52,6 +55,15 @@ def emulated(region: RegionPlan) -> RegionPlan:
         batch_jobs=(),
         untagged_resource_types=UNTAGGED_RESOURCE_TYPES,
         left_out=tuple(left_out),
+    )
+
+
+def _personalization_left_out(personalization: PersonalizationPlan) -> str:
+    if personalization.adapters is None:
+        return "the personalization section (multi-model endpoint, fine-tune queue)"
+    return (
+        "the personalization section (endpoint, base-model and adapter inference components: "
+        "moto implements no inference components; fine-tune queue)"
     )
 
 

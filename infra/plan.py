@@ -28,7 +28,7 @@ from typing import Any
 
 from inferfleet.constructs.neuron_instances import NEURON_INSTANCE_TYPES
 from inferfleet.constructs.props.batch_inference import NeuronBatchInferenceProps
-from inferfleet.constructs.props.finetune_queue import FinetuneQueueProps
+from inferfleet.constructs.props.finetune_queue import AdapterComponents, FinetuneQueueProps
 from inferfleet.constructs.props.model_service import (
     HealthCheck,
     NeuronModelServiceProps,
@@ -41,7 +41,9 @@ from inferfleet.containers.common.serving_env import LlmEngineEnv
 from inferfleet.infra import capacity, names
 from inferfleet.infra.fleet_rules import fleet_problems
 from inferfleet.infra.spec import (
+    BaseModelSpec,
     BatchJobSpec,
+    EndpointSpec,
     FleetSpec,
     FleetSpecError,
     PersonalizationSpec,
@@ -87,10 +89,12 @@ class ServicePlan:
 
 @dataclass(frozen=True)
 class PersonalizationPlan:
-    """The multi-model endpoint and the fine-tune queue publishing to it."""
+    """The endpoint and the fine-tune queue publishing to it; with inference components,
+    ``adapters`` names the endpoint and base component the queue's adapters attach to."""
 
     endpoint: SageMakerEndpointProps
     queue: FinetuneQueueProps
+    adapters: AdapterComponents | None = None
 
 
 @dataclass(frozen=True)
@@ -141,6 +145,8 @@ class RegionPlan:
             keys += [service.endpoint_output, service.target_group_output]
         if self.personalization is not None:
             keys += names.PERSONALIZATION_OUTPUTS
+            if self.personalization.adapters is not None:
+                keys.append(names.PERSONALIZATION_BASE_COMPONENT)
         keys += [job.state_machine_output for job in self.batch_jobs]
         return tuple(keys)
 
@@ -526,17 +532,7 @@ def _personalization(
 ) -> PersonalizationPlan:
     """The same in every region it runs in, so planned (and checked) once."""
     endpoint, queue = section.endpoint, section.queue
-    endpoint_props = SageMakerEndpointProps(
-        mode=HostingMode.MULTI_MODEL,
-        **_given(
-            instance_type=endpoint.instance_type,
-            min_capacity=endpoint.min,
-            max_capacity=endpoint.max,
-            target_invocations_per_instance=endpoint.invocations_per_instance,
-            routing=endpoint.routing,
-            image_uri=endpoint.image_uri,
-        ),
-    )
+    endpoint_props = _endpoint_props(spec.name, endpoint)
     queue_props = FinetuneQueueProps(
         model_prefix=endpoint_props.model_prefix,
         training_job_prefix=names.training_job_prefix(spec.name),
@@ -555,7 +551,7 @@ def _personalization(
     _report(
         found,
         endpoint_props.problems(),
-        lambda parts: (*section_path, "endpoint", *_mapped(_ENDPOINT_FIELDS, parts)),
+        lambda parts: _endpoint_path((*section_path, "endpoint"), parts),
         section_path,
     )
     _report(
@@ -566,7 +562,58 @@ def _personalization(
         ),
         section_path,
     )
-    return PersonalizationPlan(endpoint_props, queue_props)
+    adapters = (
+        AdapterComponents(
+            endpoint_name=endpoint_props.endpoint_name,  # type: ignore[arg-type]
+            base_component_name=endpoint_props.base_component_name,  # type: ignore[arg-type]
+        )
+        if endpoint_props.components
+        else None
+    )
+    return PersonalizationPlan(endpoint_props, queue_props, adapters)
+
+
+HOSTING_MODES = {
+    "multi_model": HostingMode.MULTI_MODEL,
+    "inference_components": HostingMode.INFERENCE_COMPONENTS,
+}
+
+
+def _endpoint_props(fleet: str, endpoint: EndpointSpec) -> SageMakerEndpointProps:
+    """The personalization endpoint; with inference components it and its base component are
+    named here, since the queue's adapters and IAM policies name them before they exist."""
+    mode = HOSTING_MODES[endpoint.hosting]
+    components = mode is HostingMode.INFERENCE_COMPONENTS
+    base = endpoint.base_model
+    memory_gib = endpoint.memory_gib_per_copy
+    return SageMakerEndpointProps(
+        mode=mode,
+        **_given(
+            instance_type=endpoint.instance_type,
+            min_capacity=endpoint.min,
+            max_capacity=endpoint.max,
+            max_instances=endpoint.max_instances,
+            target_invocations_per_instance=endpoint.invocations_per_instance,
+            target_concurrent_requests_per_copy=endpoint.concurrent_requests_per_copy,
+            routing=endpoint.routing,
+            image_uri=endpoint.image_uri,
+            model_artifact=base.artifact if base else None,
+            base_model_memory_gib=base_model_memory_gib(base) if base else None,
+            accelerators_per_copy=endpoint.accelerators_per_copy,
+            memory_mb_per_copy=round(memory_gib * 1024) if memory_gib is not None else None,
+            endpoint_name=names.personalization_endpoint_name(fleet) if components else None,
+            base_component_name=names.base_component_name(fleet) if components else None,
+        ),
+    )
+
+
+def base_model_memory_gib(base: BaseModelSpec) -> float:
+    """Accelerator memory one copy of the base model needs: its weights and its KV cache."""
+    shape = capacity.default_decoder_shape(base.parameters_b)
+    need = capacity.weights_gib(base.parameters_b, base.weights_dtype) + capacity.kv_cache_gib(
+        shape, base.max_sequence_length, base.max_batch_size
+    )
+    return round(need, 1)
 
 
 def _batch_jobs(spec: FleetSpec, found: list[Problem]) -> tuple[BatchJobPlan, ...]:
@@ -656,12 +703,19 @@ _SERVICE_FIELDS: dict[str, tuple[str, ...]] = {
     "scale_in_cooldown_s": ("autoscaling", "scale_in_cooldown_s"),
     "scale_out_cooldown_s": ("autoscaling", "scale_out_cooldown_s"),
 }
-_ENDPOINT_FIELDS = {
-    "min_capacity": "min",
-    "max_capacity": "max",
-    "initial_instance_count": "min",
-    "target_invocations_per_instance": "invocations_per_instance",
+_ENDPOINT_FIELDS: dict[str, tuple[str, ...]] = {
+    "mode": ("hosting",),
+    "min_capacity": ("min",),
+    "max_capacity": ("max",),
+    "initial_instance_count": ("min",),
+    "target_invocations_per_instance": ("invocations_per_instance",),
+    "target_concurrent_requests_per_copy": ("concurrent_requests_per_copy",),
+    "model_artifact": ("base_model", "artifact"),
+    "base_model_memory_gib": ("base_model",),
+    "memory_mb_per_copy": ("memory_gib_per_copy",),
 }
+# Named after the fleet: a bad name is the fleet's name.
+_FLEET_NAMED = ("endpoint_name", "base_component_name")
 _FIELD_PART = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
 
 
@@ -670,8 +724,11 @@ def _field_parts(dotted_field: str) -> tuple[str | int, ...]:
     return tuple(name if name else int(index) for name, index in _FIELD_PART.findall(dotted_field))
 
 
-def _mapped(mapping: dict[str, str], parts: tuple) -> tuple:
-    return (mapping.get(parts[0], parts[0]), *parts[1:])
+def _endpoint_path(endpoint: YamlPath, parts: tuple) -> YamlPath:
+    head, rest = parts[0], parts[1:]
+    if head in _FLEET_NAMED:
+        return ("name",)
+    return (*endpoint, *_ENDPOINT_FIELDS.get(head, (head,)), *rest)
 
 
 def _given(**values: Any) -> dict[str, Any]:

@@ -88,6 +88,7 @@ class RegionalStack(Stack):
                 "Finetune",
                 props=plan.queue,
                 model_bucket=endpoint.model_bucket,
+                adapter_components=plan.adapters,
                 access_logs_bucket=logs,
                 alarm_topic=topic,
             ),
@@ -98,6 +99,8 @@ class RegionalStack(Stack):
         self._output(names.FINETUNE_DATA_BUCKET, queue.data_bucket.bucket_name)
         self._output(names.FINETUNE_JOBS_TABLE, queue.jobs_table.table_name)
         self._output(names.FINETUNE_MODELS_TABLE, queue.models_table.table_name)
+        if endpoint.base_component_name is not None:
+            self._output(names.PERSONALIZATION_BASE_COMPONENT, endpoint.base_component_name)
         return endpoint, queue
 
     def _batch_job(self, job: BatchJobPlan) -> NeuronBatchInference:

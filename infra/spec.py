@@ -172,18 +172,61 @@ class NetworkSpec(_Strict):
     nat_gateways: int | None = Field(None, description="Default one per AZ.")
 
 
-class EndpointSpec(_Strict):
-    """The SageMaker multi-model endpoint that serves every user's fine-tuned models."""
+Hosting = Literal["multi_model", "inference_components"]
 
+
+class BaseModelSpec(_Strict):
+    """The base model of inference-component hosting; each user's LoRA adapter attaches to it."""
+
+    parameters_b: float = Field(gt=0, le=2000, description="Billions of parameters.")
+    weights_dtype: WeightsDtype = "bf16"
+    max_sequence_length: int = Field(_ENGINE.max_seq_len, ge=16, le=131072)
+    max_batch_size: int = Field(
+        _ENGINE.max_num_seqs, ge=1, le=1024, description="Sequences one copy decodes at once."
+    )
+    artifact: str | None = Field(
+        None,
+        min_length=1,
+        description="Key of the base model's artifact under the endpoint's model prefix; "
+        "default none (the image loads the model).",
+    )
+
+
+class EndpointSpec(_Strict):
+    """The SageMaker endpoint that serves every user's fine-tuned models."""
+
+    hosting: Hosting = Field(
+        "multi_model",
+        description="multi_model: whole models on a multi-model endpoint (CPU/GPU); "
+        "inference_components: LoRA adapters on a base-model component (GPU or Inferentia), "
+        "copies scale to zero.",
+    )
     instance_type: str | None = None
-    min: int | None = None
+    min: int | None = Field(
+        None, description="Instances (multi_model) or base-model copies (inference_components)."
+    )
     max: int | None = None
     invocations_per_instance: int | None = Field(
         None, description="Target tracking: invocations per instance per minute."
     )
     routing: Routing | None = None
     image_uri: str | None = Field(
-        None, description="Serving image; default Triton from the SageMaker SDK's tables."
+        None, description="Serving image; default from the SageMaker SDK's tables."
+    )
+    base_model: BaseModelSpec | None = Field(
+        None, description="inference_components: the model the adapters attach to."
+    )
+    accelerators_per_copy: int | None = Field(
+        None, description="NeuronCores or GPUs per base-model copy; default sized from memory."
+    )
+    memory_gib_per_copy: float | None = Field(
+        None, gt=0, description="Host memory one base-model copy reserves."
+    )
+    max_instances: int | None = Field(
+        None, description="Most instances SageMaker places for the copies."
+    )
+    concurrent_requests_per_copy: int | None = Field(
+        None, description="Target tracking: concurrent requests per base-model copy."
     )
 
     _routing = field_validator("routing", mode="before")(_routing)
@@ -207,7 +250,7 @@ class FinetuneQueueSpec(_Strict):
 
 
 class PersonalizationSpec(_Strict):
-    """Per-user fine-tuning and one multi-model endpoint serving the results."""
+    """Per-user fine-tuning and one endpoint serving the results."""
 
     regions: list[RegionName] | None = Field(
         None, description="Where to deploy it; default the first region of the fleet."
@@ -416,5 +459,6 @@ _NESTED_MODELS: dict[tuple[type[BaseModel], str | int], tuple[type[BaseModel], b
     (FleetSpec, "personalization"): (PersonalizationSpec, False),
     (FleetSpec, "batch_jobs"): (BatchJobSpec, True),
     (PersonalizationSpec, "endpoint"): (EndpointSpec, False),
+    (EndpointSpec, "base_model"): (BaseModelSpec, False),
     (PersonalizationSpec, "queue"): (FinetuneQueueSpec, False),
 }

@@ -34,6 +34,8 @@ RESOURCES_PER_POOL = 14  # launch template, group, capacity provider, task, serv
 PERSONALIZATION_RESOURCES = 55  # the multi-model endpoint and the fine-tune queue
 BATCH_JOB_RESOURCES = 13  # model, state machine, summary function, roles, logs, two alarms
 BATCH_SCHEDULE_RESOURCES = 5  # schedule group, schedule, its role and policy, an alarm
+# Inference components: the base component, its step policy and wake alarm, less MME's two alarms.
+INFERENCE_COMPONENT_RESOURCES = 1
 
 
 def resources_upper_bound(region: RegionPlan) -> int:
@@ -58,6 +60,8 @@ def resources_upper_bound(region: RegionPlan) -> int:
         count += WEB_ACL_RESOURCES if props.web_acl_arn else 0
     if region.personalization is not None:
         count += PERSONALIZATION_RESOURCES
+        if region.personalization.adapters is not None:
+            count += INFERENCE_COMPONENT_RESOURCES
     for job in region.batch_jobs:
         count += BATCH_JOB_RESOURCES + (BATCH_SCHEDULE_RESOURCES if job.props.schedule else 0)
     return count

@@ -24,7 +24,7 @@ _INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 # The share of a copy's host memory it asks for by default; SageMaker's agents and the OS
 # keep the rest.
 DEFAULT_HOST_MEMORY_SHARE = 0.8
-_FLEET_FIX = "mode=INFERENCE_COMPONENTS (hosting: inference_components in a fleet file)"
+_FLEET_FIX = "hosting: inference_components in a fleet file, mode=INFERENCE_COMPONENTS in props"
 
 
 class HostingMode(StrEnum):
@@ -290,7 +290,9 @@ class SageMakerEndpointProps:
     def _instance_only(self) -> list[PropsProblem]:
         """Fields that mean something only with inference components."""
         return [
-            PropsProblem(name, f"is for inference components only; use {_FLEET_FIX} or drop it")
+            PropsProblem(
+                name, f"is for inference components only ({_FLEET_FIX}); set that or drop it"
+            )
             for name in (
                 "max_instances",
                 "base_component_name",
@@ -320,8 +322,9 @@ class SageMakerEndpointProps:
                 PropsProblem(
                     "base_model_memory_gib",
                     "inference components need a base-model component for the adapters to "
-                    "attach to; say how much accelerator memory one copy of the base model "
-                    "needs (base_model in a fleet file)",
+                    "attach to; describe the base model (base_model: {parameters_b: ...} in a "
+                    "fleet file; its accelerator memory per copy, base_model_memory_gib, in "
+                    "props)",
                 )
             )
             return problems
@@ -362,6 +365,11 @@ class SageMakerEndpointProps:
                 for t in HOSTING_INSTANCE_TYPES.values()
                 if t.neuron == instance.neuron and t.accelerators * t.accelerator_memory_gib >= need
             ][:3]
+            fixes = []
+            if instance.accelerators_for(need):
+                fixes.append(f"give it {instance.accelerators_for(need)} accelerators per copy")
+            if fitting:
+                fixes.append(f"use a larger type ({', '.join(fitting)})")
             return [
                 PropsProblem(
                     "base_model_memory_gib",
@@ -369,8 +377,8 @@ class SageMakerEndpointProps:
                     f"{accelerators or instance.accelerators} {unit} of {instance.name} have "
                     f"{have:.0f} GiB; "
                     + (
-                        f"use more accelerators per copy or a larger type ({', '.join(fitting)})"
-                        if fitting
+                        " or ".join(fixes)
+                        if fixes
                         else "no single instance holds it; quantize the weights (int8)"
                     ),
                 )
