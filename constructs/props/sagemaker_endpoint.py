@@ -262,7 +262,9 @@ class SageMakerEndpointProps:
 
     def _capacity_problems(self) -> list[PropsProblem]:
         low = 0 if self.components else 1
-        if not low <= self.floor <= self.max_capacity or self.max_capacity < 1:
+        if self.max_capacity < 1:
+            return [PropsProblem("max_capacity", f"{self.max_capacity} must be at least 1")]
+        if not low <= self.floor <= self.max_capacity:
             if self.components:
                 reason = "base-model copies; 0 lets the endpoint scale to zero instances"
             else:
@@ -273,8 +275,7 @@ class SageMakerEndpointProps:
             return [
                 PropsProblem(
                     "min_capacity",
-                    f"need {low} <= min <= max and max >= 1, got "
-                    f"{self.floor}..{self.max_capacity} ({reason})",
+                    f"need {low} <= min <= max, got {self.floor}..{self.max_capacity}; {reason}",
                 )
             ]
         if not self.components and not self.floor <= self.initial_count <= self.max_capacity:

@@ -218,6 +218,166 @@ def test_two_endpoints_fit_in_one_stack() -> None:
     Template.from_stack(stack).resource_count_is("AWS::SageMaker::Endpoint", 2)
 
 
+# --- inference components: a base model, adapters on it, copies down to zero -------------
+
+
+def _components(**fields):  # type: ignore[no-untyped-def]
+    return {
+        "mode": HostingMode.INFERENCE_COMPONENTS,
+        "instance_type": "ml.inf2.24xlarge",
+        "base_model_memory_gib": 40.0,
+        "endpoint_name": "chat-personalization",
+        "base_component_name": "chat-base-model",
+        "model_artifact": "base/llama-8b.tar.gz",
+        **fields,
+    }
+
+
+@pytest.fixture(scope="module")
+def components() -> tuple[Template, SageMakerEndpoint]:
+    stack = _stack()
+    endpoint = _endpoint(stack, "Adapters", **_components())
+    return Template.from_stack(stack), endpoint
+
+
+def test_components_config_has_no_model_and_scales_instances_from_zero(components) -> None:
+    template, _ = components
+    [config] = template.find_resources("AWS::SageMaker::EndpointConfig").values()
+    properties = config["Properties"]
+    [variant] = properties["ProductionVariants"]
+    assert "ModelName" not in variant
+    [role_id, attribute] = properties["ExecutionRoleArn"]["Fn::GetAtt"]
+    assert role_id.startswith("AdaptersExecutionRole") and attribute == "Arn"
+    assert variant["ManagedInstanceScaling"] == {
+        "Status": "ENABLED",
+        "MinInstanceCount": 0,
+        "MaxInstanceCount": 1,  # 4 copies of 3 NeuronCores fill one inf2.24xlarge (12)
+    }
+    assert variant["RoutingConfig"] == {"RoutingStrategy": "LEAST_OUTSTANDING_REQUESTS"}
+    assert variant["InstanceType"] == "ml.inf2.24xlarge" and variant["InitialInstanceCount"] == 1
+    template.has_resource_properties(
+        "AWS::SageMaker::Endpoint", {"EndpointName": "chat-personalization"}
+    )
+
+
+def test_the_base_component_is_sized_in_neuron_cores_and_host_memory(components) -> None:
+    template, endpoint = components
+    [component] = template.find_resources("AWS::SageMaker::InferenceComponent").values()
+    properties = component["Properties"]
+    [model_id] = template.find_resources("AWS::SageMaker::Model")
+    assert properties["InferenceComponentName"] == "chat-base-model"
+    assert properties["VariantName"] == "AllTraffic"
+    [endpoint_id] = template.find_resources("AWS::SageMaker::Endpoint")
+    assert properties["EndpointName"] == {"Fn::GetAtt": [endpoint_id, "EndpointName"]}
+    assert properties["Specification"] == {
+        "ModelName": {"Fn::GetAtt": [model_id, "ModelName"]},
+        "ComputeResourceRequirements": {
+            # 40 GiB over 16 GiB NeuronCores: 3 of the 12, four copies per instance.
+            "NumberOfAcceleratorDevicesRequired": 3,
+            "MinMemoryRequiredInMb": int(384 * 1024 / 4 * 0.8),
+        },
+    }
+    assert properties["RuntimeConfig"] == {"CopyCount": 1}
+    template.has_resource_properties(
+        "AWS::SageMaker::Model",
+        {
+            "PrimaryContainer": Match.object_like(
+                {
+                    "Mode": "SingleModel",
+                    "ModelDataUrl": {
+                        "Fn::Join": [
+                            "",
+                            ["s3://", {"Ref": Match.any_value()}, "/models/base/llama-8b.tar.gz"],
+                        ]
+                    },
+                }
+            )
+        },
+    )
+    assert "/djl-inference:" in endpoint.image_uri and "neuronx" in endpoint.image_uri
+    assert endpoint.base_component_name == "chat-base-model"
+
+
+def test_copies_scale_to_zero_and_a_failed_request_brings_one_back(components) -> None:
+    template, _ = components
+    template.has_resource_properties(
+        "AWS::ApplicationAutoScaling::ScalableTarget",
+        {
+            "ServiceNamespace": "sagemaker",
+            "ResourceId": "inference-component/chat-base-model",
+            "ScalableDimension": "sagemaker:inference-component:DesiredCopyCount",
+            "MinCapacity": 0,
+            "MaxCapacity": 4,
+        },
+    )
+    policies = {
+        p["Properties"]["PolicyType"]: (logical_id, p["Properties"])
+        for logical_id, p in template.find_resources(
+            "AWS::ApplicationAutoScaling::ScalingPolicy"
+        ).items()
+    }
+    assert set(policies) == {"TargetTrackingScaling", "StepScaling"}
+    tracking = policies["TargetTrackingScaling"][1]["TargetTrackingScalingPolicyConfiguration"]
+    assert tracking["PredefinedMetricSpecification"] == {
+        "PredefinedMetricType": "SageMakerInferenceComponentConcurrentRequestsPerCopyHighResolution"
+    }
+    step_id, step = policies["StepScaling"]
+    assert step["StepScalingPolicyConfiguration"] == {
+        "AdjustmentType": "ChangeInCapacity",
+        "MetricAggregationType": "Maximum",
+        "Cooldown": 60,
+        "StepAdjustments": [{"MetricIntervalLowerBound": 0, "ScalingAdjustment": 1}],
+    }
+    alarms = template.find_resources(
+        "AWS::CloudWatch::Alarm", {"Properties": {"MetricName": "NoCapacityInvocationFailures"}}
+    )
+    [wake] = [a["Properties"] for a in alarms.values()]
+    assert wake["AlarmActions"] == [{"Ref": step_id}]
+    assert wake["Dimensions"] == [{"Name": "InferenceComponentName", "Value": "chat-base-model"}]
+    assert (wake["Statistic"], wake["Period"], wake["Threshold"]) == ("Sum", 60, 1)
+    assert wake["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert not template.find_resources(
+        "AWS::ApplicationAutoScaling::ScalableTarget",
+        {"Properties": {"ScalableDimension": "sagemaker:variant:DesiredInstanceCount"}},
+    )
+
+
+def test_components_on_gpu_count_gpus_and_place_enough_instances() -> None:
+    stack = _stack()
+    endpoint = _endpoint(
+        stack,
+        "Gpu",
+        **_components(
+            instance_type="ml.g5.12xlarge",
+            base_model_memory_gib=30.0,
+            min_capacity=1,
+            max_capacity=5,
+            image_uri="example/lmi:1",
+        ),
+    )
+    template = Template.from_stack(stack)
+    template.has_resource_properties(
+        "AWS::SageMaker::InferenceComponent",
+        {
+            "Specification": Match.object_like(
+                {
+                    "ComputeResourceRequirements": {
+                        "NumberOfAcceleratorDevicesRequired": 2,  # 30 GiB over 24 GiB A10Gs
+                        "MinMemoryRequiredInMb": int(192 * 1024 / 2 * 0.8),
+                    }
+                }
+            )
+        },
+    )
+    [config] = template.find_resources("AWS::SageMaker::EndpointConfig").values()
+    scaling = config["Properties"]["ProductionVariants"][0]["ManagedInstanceScaling"]
+    assert scaling["MaxInstanceCount"] == 3  # 5 copies, 2 per instance
+    template.has_resource_properties(
+        "AWS::ApplicationAutoScaling::ScalableTarget", {"MinCapacity": 1, "MaxCapacity": 5}
+    )
+    assert endpoint.props.image_framework == "djl-lmi"
+
+
 @pytest.mark.parametrize(
     ("props", "message"),
     [
@@ -230,6 +390,36 @@ def test_two_endpoints_fit_in_one_stack() -> None:
             "multi-model endpoints do not run on ml.inf2.xlarge",
         ),
         ({"routing": Routing.ROUND_ROBIN}, "routing: SageMaker endpoints route by"),
+        (
+            {"mode": HostingMode.MULTI_MODEL, "instance_type": "ml.trn1.2xlarge"},
+            "ml.trn1.2xlarge .*adapters on inference components instead "
+            r"\(hosting: inference_components",
+        ),
+        ({"min_capacity": 0}, "keeps at least one instance; to scale to zero, serve from"),
+        ({"accelerators_per_copy": 2}, "accelerators_per_copy: is for inference components"),
+        (
+            _components(base_model_memory_gib=None),
+            "base_model_memory_gib: inference components need a base-model component",
+        ),
+        (
+            _components(instance_type="ml.inf2.xlarge", base_model_memory_gib=150.0),
+            r"needs 150.0 GiB of accelerator memory; 2 NeuronCores of ml.inf2.xlarge have 32 "
+            r"GiB; use a larger type \(ml.inf2.24xlarge, ml.inf2.48xlarge",
+        ),
+        (
+            _components(accelerators_per_copy=2),
+            r"needs 40.0 GiB .* 2 NeuronCores of ml.inf2.24xlarge have 32 GiB; give it 3 "
+            "accelerators per copy",
+        ),
+        (
+            _components(accelerators_per_copy=5),
+            "accelerators_per_copy: 5 does not split the 12 NeuronCores of ml.inf2.24xlarge",
+        ),
+        (_components(instance_type="ml.c5.xlarge"), "ml.c5.xlarge has no accelerator figures"),
+        (_components(memory_mb_per_copy=10**6), "memory_mb_per_copy: 1000000 MiB"),
+        (_components(max_instances=1, max_capacity=6), "max_instances: 1 instances hold 4"),
+        (_components(initial_instance_count=2), "initial_instance_count: SageMaker places"),
+        (_components(endpoint_name="chat_users"), "endpoint_name: 'chat_users' must be"),
     ],
 )
 def test_bad_props_fail_at_construction_with_the_field_named(props, message) -> None:
@@ -257,6 +447,7 @@ def test_cdk_nag_finds_no_unacknowledged_errors(tmp_path: Path) -> None:
     stack = _stack(app)
     _endpoint(stack, "Users", mode=HostingMode.MULTI_MODEL)
     _endpoint(stack, "Codegen", image_uri="example/image:1")
+    _endpoint(stack, "Adapters", **_components())
     # A control: a bare bucket in another stack must be reported, or the check checks nothing.
     s3.Bucket(Stack(app, "Control", env=REGION), "Bare")
     with pytest.raises(RuntimeError, match="ValidationFailed"):
