@@ -44,8 +44,8 @@ class AdapterComponents:
                         f"adapter_components.{name}",
                         f"{value!r} is not a SageMaker name (1-63 letters, digits and hyphens); "
                         "adapters need the endpoint and the base-model component they attach "
-                        "to, by name (SageMakerEndpoint.endpoint_name_literal and "
-                        ".base_component_name)",
+                        "to, by the names given to SageMakerEndpointProps.endpoint_name and "
+                        ".base_component_name",
                     )
                 )
         return problems

@@ -86,17 +86,31 @@ services = st.fixed_dictionaries(
         ),
     },
 )
+multi_model_endpoints = st.fixed_dictionaries(
+    {"image_uri": st.just("111122223333.dkr.ecr.us-east-1.amazonaws.com/mme:1")},
+    optional={
+        "instance_type": st.sampled_from(["ml.g5.2xlarge", "ml.c5.xlarge"]),
+        "min": st.just(1),
+        "max": st.integers(1, 3),
+        "routing": st.sampled_from(["random", "least_outstanding_requests"]),
+    },
+)
+component_endpoints = st.fixed_dictionaries(
+    {
+        "hosting": st.just("inference_components"),
+        "image_uri": st.just("111122223333.dkr.ecr.us-east-1.amazonaws.com/lmi:1"),
+        "base_model": st.fixed_dictionaries({"parameters_b": st.sampled_from([1.0, 8.0])}),
+    },
+    optional={
+        "instance_type": st.sampled_from(["ml.inf2.xlarge", "ml.g5.12xlarge"]),
+        "min": st.sampled_from([0, 1]),
+        "max": st.integers(1, 3),
+        "accelerators_per_copy": st.sampled_from([1, 2]),
+    },
+)
 personalizations = st.fixed_dictionaries(
     {
-        "endpoint": st.fixed_dictionaries(
-            {"image_uri": st.just("111122223333.dkr.ecr.us-east-1.amazonaws.com/mme:1")},
-            optional={
-                "instance_type": st.sampled_from(["ml.g5.2xlarge", "ml.c5.xlarge"]),
-                "min": st.just(1),
-                "max": st.integers(1, 3),
-                "routing": st.sampled_from(["random", "least_outstanding_requests"]),
-            },
-        ),
+        "endpoint": st.one_of(multi_model_endpoints, component_endpoints),
         "queue": st.fixed_dictionaries(
             {"training_image_uri": st.just("111122223333.dkr.ecr.us-east-1.amazonaws.com/ft:1")},
             optional={
@@ -208,6 +222,9 @@ FAULTS = [
     _set("personalization.endpoint.instance_type", "ml.inf2.xlarge"),
     _set("personalization.endpoint.routing", "round_robin"),
     _set("personalization.endpoint.min", 3),
+    _set("personalization.endpoint.hosting", "inference_components"),
+    _set("personalization.endpoint.base_model", {"parameters_b": 400.0}),
+    _set("personalization.endpoint.accelerators_per_copy", 3),
     _set("personalization.queue.batch_tasks", 200),
     _set("personalization.queue.batch_instances", 10),
     _set("personalization.queue.create_calls_per_second", 20.0),
@@ -223,6 +240,8 @@ FAULTS = [
 @st.composite
 def fleets(draw: st.DrawFn) -> dict[str, Any]:
     document = copy.deepcopy(draw(clean_fleets))  # sampled values are shared objects
+    if "personalization" in document:
+        event(f"hosting {document['personalization']['endpoint'].get('hosting', 'multi_model')}")
     for fault in draw(st.lists(st.sampled_from(FAULTS), max_size=2)):
         fault(document)
         event(f"fault {fault.__name__}")
@@ -244,6 +263,8 @@ def _construct_problems(plan: FleetPlan) -> list[str]:
         if region.personalization:
             found += [p.message for p in region.personalization.endpoint.problems()]
             found += [p.message for p in region.personalization.queue.problems()]
+            if region.personalization.adapters is not None:
+                found += [p.message for p in region.personalization.adapters.problems()]
         for job in region.batch_jobs:
             found += [p.message for p in job.props.problems()]
     return found
