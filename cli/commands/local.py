@@ -53,6 +53,14 @@ def up(
             show_default=False,
         ),
     ] = None,
+    protocol: Annotated[
+        str,
+        typer.Option(
+            "--protocol",
+            help="http, or grpc: the servers also speak Triton's gRPC streaming "
+            "(ModelStreamInfer), behind an nginx grpc_pass front with the same routing.",
+        ),
+    ] = "http",
     regions: Annotated[
         int,
         typer.Option(
@@ -91,6 +99,8 @@ def up(
             raise UserError(f"--mode: Input should be 'continuous' or 'static' (got {mode!r})")
         server_profile = server_profile.model_copy(update={"batching": mode})
     if regions != 1:
+        if protocol != "http":
+            raise UserError("--protocol: --regions rehearses HTTP fronts only; drop one of them")
         _up_regions(regions, servers, server_profile, period, objective, state_dir, as_json)
         return
     config = build_config(
@@ -99,6 +109,7 @@ def up(
         routing=routing,
         port=port,
         profile=server_profile,
+        protocol=protocol,
     )
     where = local_state.StateDir(state_dir or local_state.default_state_dir())
     with _progress(as_json, f"starting {servers} emulated servers and nginx"):
@@ -107,9 +118,15 @@ def up(
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
+    grpc = (
+        f"\ngRPC front: {report['grpc_url']}  (inferfleet bench --api triton-grpc --target "
+        f"{report['grpc_url']})"
+        if report.get("grpc_url")
+        else ""
+    )
     typer.echo(
         f"local fleet up (emulated): {report['url']}  {servers} {config.mode}-batching servers, "
-        f"routing {routing}\nstop it with: inferfleet local down"
+        f"routing {routing}{grpc}\nstop it with: inferfleet local down"
     )
 
 

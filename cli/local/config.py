@@ -5,6 +5,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from inferfleet.cli.errors import UserError, pydantic_problem
 from inferfleet.cli.sizing.profile import Batching, ServerProfile
 from inferfleet.constructs.routing import Routing
+from inferfleet.containers.common.serving_env import ServingProtocol
 
 DEFAULT_MODEL = "emulated-llm"
 
@@ -26,6 +27,11 @@ class LocalFleetConfig(BaseModel):
         default=None, ge=1, le=65535, description="nginx port; None picks a free one."
     )
     nginx_workers: int = Field(default=1, ge=1, le=64, description="nginx worker processes.")
+    protocol: ServingProtocol = Field(
+        default="http",
+        description="grpc: every server also serves Triton's gRPC ModelStreamInfer, and nginx "
+        "grpc_pass-es a gRPC front to them.",
+    )
 
     _routing = field_validator("routing", mode="before")(
         lambda value: Routing.parse(value) if isinstance(value, str) else value

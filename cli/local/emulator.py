@@ -208,7 +208,7 @@ class ParsedRequest:
     chat: bool
 
 
-def _text_tokens(text: str, profile: ServerProfile) -> int:
+def text_tokens(text: str, profile: ServerProfile) -> int:
     return math.ceil(len(text) / profile.chars_per_token)
 
 
@@ -216,7 +216,7 @@ def _prompt_tokens(prompt: Any, profile: ServerProfile) -> int:
     if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str | list):
         prompt = prompt[0]
     if isinstance(prompt, str):
-        return max(1, _text_tokens(prompt, profile))
+        return max(1, text_tokens(prompt, profile))
     if isinstance(prompt, list) and prompt and all(isinstance(t, int) for t in prompt):
         return len(prompt)
     raise RequestError(
@@ -234,7 +234,7 @@ def _chat_tokens(messages: Any, profile: ServerProfile) -> int:
             content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
         if not isinstance(content, str):
             raise RequestError("messages", "each message needs a string or text-part content")
-        total += _text_tokens(content, profile) + profile.chat_tokens_per_message
+        total += text_tokens(content, profile) + profile.chat_tokens_per_message
     return max(1, total)
 
 
@@ -421,8 +421,8 @@ class EmulatedServer:
     async def _complete(
         self, parsed: ParsedRequest, sequence: Sequence, request_id: str
     ) -> web.Response:
-        indexes = [index async for index in _drain(sequence)]
-        text = "".join(_token_text(index) for index in indexes)
+        indexes = [index async for index in drain(sequence)]
+        text = "".join(token_text(index) for index in indexes)
         if parsed.chat:
             choice: dict[str, Any] = {
                 "index": 0,
@@ -444,11 +444,11 @@ class EmulatedServer:
         )
         await response.prepare(request)
         produced = 0
-        async for index in _drain(sequence):
+        async for index in drain(sequence):
             produced += 1
             chunk = self._envelope(parsed, request_id, chunk=True)
             finish = "length" if produced == parsed.max_tokens else None
-            text = _token_text(index)
+            text = token_text(index)
             if parsed.chat:
                 delta = {"role": "assistant", "content": text} if index == 0 else {"content": text}
                 chunk["choices"] = [{"index": 0, "delta": delta, "finish_reason": finish}]
@@ -479,12 +479,12 @@ class EmulatedServer:
         }
 
 
-async def _drain(sequence: Sequence) -> AsyncIterator[int]:
+async def drain(sequence: Sequence) -> AsyncIterator[int]:
     while (index := await sequence.outbox.get()) is not None:
         yield index
 
 
-def _token_text(index: int) -> str:
+def token_text(index: int) -> str:
     return " " + _WORDS[index % len(_WORDS)]
 
 

@@ -58,10 +58,17 @@ class HostInfo(BaseModel):
     instance_ports: tuple[int, ...]
     nginx_prefix: str
     nginx_token: str
+    grpc_port: int | None = None
+    grpc_instance_ports: tuple[int, ...] = ()
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def grpc_url(self) -> str | None:
+        """The gRPC front (``bench --api triton-grpc --target``), when the fleet has one."""
+        return f"http://127.0.0.1:{self.grpc_port}" if self.grpc_port else None
 
     @property
     def instance_urls(self) -> list[str]:
@@ -267,9 +274,12 @@ def switch_routing(
 ) -> None:
     """Rewrite nginx's upstream (policy, and which servers), reload, wait for new workers."""
     paths = nginx.NginxPaths(Path(info.nginx_prefix))
+    upstream_ports = upstream_ports or info.instance_ports
     nginx_config = nginx.NginxConfig(
         listen_port=info.port,
-        upstream_ports=upstream_ports or info.instance_ports,
+        upstream_ports=upstream_ports,
+        grpc_listen_port=info.grpc_port,
+        grpc_upstream_ports=info.grpc_instance_ports[: len(upstream_ports)],
         routing=routing,
         generation=generation,
         worker_processes=config.nginx_workers,
@@ -291,6 +301,8 @@ class LocalFleet:
         profile: batching and timing of every server; ``None`` uses the defaults.
         port: nginx port on 127.0.0.1; ``None`` picks a free one.
         model: model name the servers report.
+        protocol: ``"grpc"`` also serves Triton's gRPC streaming behind nginx ``grpc_pass``
+            (:attr:`grpc_url`); default ``"http"``.
         nginx_workers: nginx worker processes (they share upstream state).
         nginx_binary: path of nginx; default ``$INFERFLEET_NGINX``, PATH, /usr/sbin.
         workdir: where nginx's prefix and the host log go; default a temporary
@@ -309,6 +321,7 @@ class LocalFleet:
         *,
         port: int | None = None,
         model: str = DEFAULT_MODEL,
+        protocol: str = "http",
         nginx_workers: int = 1,
         nginx_binary: str | None = None,
         workdir: Path | None = None,
@@ -321,6 +334,7 @@ class LocalFleet:
             model=model,
             port=port,
             nginx_workers=nginx_workers,
+            protocol=protocol,
         )
         self._nginx_binary = nginx_binary
         self._workdir = workdir
@@ -384,6 +398,11 @@ class LocalFleet:
     def url(self) -> str:
         """The nginx front, ``http://127.0.0.1:PORT``."""
         return self._running.info.url
+
+    @property
+    def grpc_url(self) -> str | None:
+        """The nginx gRPC front, ``http://127.0.0.1:PORT``; None unless ``protocol="grpc"``."""
+        return self._running.info.grpc_url
 
     @property
     def instance_urls(self) -> list[str]:
@@ -457,6 +476,7 @@ class LocalFleet:
         return {
             "emulated": True,
             "url": self.url,
+            "grpc_url": self.grpc_url,
             "servers": self.servers,
             "mode": self.mode,
             "routing": self.routing,

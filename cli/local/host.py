@@ -1,7 +1,8 @@
 """The process that hosts a local fleet: all emulated servers plus the nginx in front.
 
 It runs apart from the caller so a benchmark client never shares the emulators'
-event loop. It binds every emulator to a free 127.0.0.1 port, starts nginx as its
+event loop. It binds every emulator to a free 127.0.0.1 port (and, for a gRPC fleet, its
+gRPC face to another one, :mod:`~inferfleet.cli.local.grpc_emulator`), starts nginx as its
 child, prints one JSON line on stdout (:class:`HostInfo` when ready,
 ``{"error": ...}`` when not) and then serves until SIGTERM or SIGINT, or, when
 attached, until its stdin closes because the caller went away. On the way out
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -52,9 +54,10 @@ def _listening_socket() -> socket.socket:
 
 async def _start_emulators(
     config: LocalFleetConfig,
-) -> tuple[list[web.AppRunner], list[int]]:
+) -> tuple[list[web.AppRunner], list[int], list[EmulatedServer]]:
     runners: list[web.AppRunner] = []
     ports: list[int] = []
+    servers: list[EmulatedServer] = []
     for index in range(config.servers):
         server = EmulatedServer(f"emulator-{index}", profile=config.profile, model=config.model)
         runner = web.AppRunner(
@@ -68,11 +71,24 @@ async def _start_emulators(
         await web.SockSite(runner, sock, backlog=1024).start()
         runners.append(runner)
         ports.append(sock.getsockname()[1])
-    return runners, ports
+        servers.append(server)
+    return runners, ports, servers
+
+
+async def _start_grpc_faces(servers: list[EmulatedServer]) -> tuple[list[Any], list[int]]:
+    # Imported here: only a gRPC fleet needs grpcio and tritonclient's stubs.
+    from inferfleet.cli.local.grpc_emulator import start_grpc_face
+
+    started = [await start_grpc_face(server) for server in servers]
+    return [grpc_server for grpc_server, _ in started], [port for _, port in started]
 
 
 def _start_nginx(
-    config: LocalFleetConfig, ports: list[int], binary: str, paths: nginx.NginxPaths
+    config: LocalFleetConfig,
+    ports: list[int],
+    binary: str,
+    paths: nginx.NginxPaths,
+    grpc_ports: list[int],
 ) -> tuple[subprocess.Popen[bytes], nginx.NginxConfig]:
     """Start nginx, retrying on another free port when a picked one was taken meanwhile."""
     paths.create()
@@ -82,6 +98,8 @@ def _start_nginx(
         nginx_config = nginx.NginxConfig(
             listen_port=config.port or free_port(),
             upstream_ports=tuple(ports),
+            grpc_listen_port=free_port() if grpc_ports else None,
+            grpc_upstream_ports=tuple(grpc_ports),
             routing=config.routing,
             worker_processes=config.nginx_workers,
         )
@@ -126,12 +144,18 @@ async def host(config: LocalFleetConfig, workdir: Path, binary: str, *, detached
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     runners: list[web.AppRunner] = []
+    grpc_servers: list[Any] = []
+    grpc_ports: list[int] = []
     process: subprocess.Popen[bytes] | None = None
     try:
         _raise_open_file_limit()
-        runners, ports = await _start_emulators(config)
+        runners, ports, servers = await _start_emulators(config)
+        if config.protocol == "grpc":
+            grpc_servers, grpc_ports = await _start_grpc_faces(servers)
         paths = nginx.NginxPaths(workdir / "nginx")
-        process, nginx_config = await asyncio.to_thread(_start_nginx, config, ports, binary, paths)
+        process, nginx_config = await asyncio.to_thread(
+            _start_nginx, config, ports, binary, paths, grpc_ports
+        )
         info = HostInfo(
             pid=os.getpid(),
             nginx_pid=process.pid,
@@ -139,6 +163,8 @@ async def host(config: LocalFleetConfig, workdir: Path, binary: str, *, detached
             instance_ports=tuple(ports),
             nginx_prefix=str(paths.prefix),
             nginx_token=nginx_config.token,
+            grpc_port=nginx_config.grpc_listen_port,
+            grpc_instance_ports=tuple(grpc_ports),
         )
         _report(info.model_dump())
         if not detached:
@@ -157,6 +183,8 @@ async def host(config: LocalFleetConfig, workdir: Path, binary: str, *, detached
     finally:
         if process is not None:
             await asyncio.to_thread(nginx.stop, process)
+        for grpc_server in grpc_servers:
+            await grpc_server.stop(grace=1.0)
         for runner in runners:
             await runner.cleanup()
 

@@ -8,7 +8,10 @@ nginx's default weighted round robin).
 
 The upstream lives in a shared-memory ``zone`` so every worker sees the same
 in-flight counts, talks HTTP/1.1 keepalive to the emulators and has response
-buffering off so streamed tokens pass through as they are produced.
+buffering off so streamed tokens pass through as they are produced. With gRPC ports,
+a second server listens for HTTP/2 (cleartext) and ``grpc_pass``-es every stream to a
+gRPC upstream under the same policy: each stream is one upstream request, so
+``least_conn`` counts streams in flight, as a gRPC target group's LOR does.
 """
 
 import json
@@ -48,6 +51,12 @@ class NginxConfig(BaseModel):
     routing: Routing
     upstream_weights: tuple[int, ...] | None = Field(
         default=None, description="Round-robin weight per upstream port; 0 marks it down."
+    )
+    grpc_listen_port: int | None = Field(
+        default=None, ge=1, le=65535, description="The gRPC front's port; None: no gRPC front."
+    )
+    grpc_upstream_ports: tuple[int, ...] = Field(
+        default=(), description="The servers' gRPC ports, in the order of upstream_ports."
     )
     generation: int = Field(default=1, ge=1, description="Bumped on every reload.")
     worker_processes: int = Field(default=1, ge=1)
@@ -147,6 +156,7 @@ def render(config: NginxConfig, paths: NginxPaths) -> str:
         "        keepalive 256;",
         "        keepalive_requests 100000;",
         "    }",
+        *_grpc_front(config, method, weights),
         "    server {",
         f"        listen 127.0.0.1:{config.listen_port} backlog=4096;",
         f"        location = {CONTROL_PATH} {{",
@@ -167,6 +177,36 @@ def render(config: NginxConfig, paths: NginxPaths) -> str:
         "}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _grpc_front(
+    config: NginxConfig, method: str | None, weights: tuple[int | None, ...]
+) -> list[str]:
+    if config.grpc_listen_port is None:
+        return []
+    lines = [
+        "    upstream inferfleet_grpc_instances {",
+        "        zone inferfleet_grpc_instances 256k;",
+        *([f"        {method};"] if method is not None else []),
+        *(
+            f"        server 127.0.0.1:{port} {_weighting(weight)}max_fails=0;"
+            for port, weight in zip(config.grpc_upstream_ports, weights, strict=True)
+        ),
+        "        keepalive 256;",
+        "        keepalive_requests 100000;",
+        "    }",
+        "    server {",
+        f"        listen 127.0.0.1:{config.grpc_listen_port} http2 backlog=4096;",
+        # One client channel carries every user's stream.
+        "        http2_max_concurrent_streams 4096;",
+        "        location / {",
+        "            grpc_pass grpc://inferfleet_grpc_instances;",
+        "            grpc_read_timeout 3600s;",
+        "            grpc_send_timeout 3600s;",
+        "        }",
+        "    }",
+    ]
+    return lines
 
 
 def _weighting(weight: int | None) -> str:

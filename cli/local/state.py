@@ -170,6 +170,8 @@ def describe(state: FleetState, state_dir: StateDir) -> dict[str, Any]:
         "running": True,
         "emulated": True,
         "url": state.host.url,
+        "protocol": state.config.protocol,
+        "grpc_url": state.host.grpc_url,
         "servers": state.config.servers,
         "mode": state.config.mode,
         "routing": state.config.routing,

@@ -26,6 +26,8 @@ INSTANCE_HEADER = "X-Inferfleet-Instance"
 # instance in each streamed event instead; the header wins where both are sent.
 INSTANCE_FIELD = "instance_id"
 EMULATED_HEADER = "X-Inferfleet-Emulated"
+# gRPC answers carry no per-response header the client sees: a response parameter says it.
+EMULATED_PARAMETER = "inferfleet_emulated"
 
 
 class StreamFormatError(Exception):

@@ -22,7 +22,12 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from inferfleet.cli.bench.clients.base import Client, ClientSettings, StreamFormatError
+from inferfleet.cli.bench.clients.base import (
+    EMULATED_PARAMETER,
+    Client,
+    ClientSettings,
+    StreamFormatError,
+)
 from inferfleet.cli.bench.clients.triton import TritonClient
 from inferfleet.cli.bench.records import RequestRecord
 from inferfleet.cli.bench.workload import RequestSpec
@@ -164,6 +169,10 @@ class TritonGrpcClient(Client):
             instance = result.as_numpy(INSTANCE_OUTPUT)
             if instance is not None and instance.size:
                 record.instance = _text(instance.reshape(-1)[0])[:200] or None
+            parameters = result.get_response().parameters
+            record.emulated = (
+                EMULATED_PARAMETER in parameters and parameters[EMULATED_PARAMETER].bool_param
+            )
         if text.size and _text(text.reshape(-1)[0]):
             record.token(now)
 

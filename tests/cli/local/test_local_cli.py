@@ -81,6 +81,28 @@ def test_up_status_down_leaves_no_process_behind(state_dir: Path) -> None:
     assert json.loads(after.stdout)["running"] is False
 
 
+def test_up_with_grpc_serves_a_grpc_front_that_bench_reads(state_dir: Path, tmp_path: Path) -> None:
+    up = inferfleet("up", "--servers", "2", "--protocol", "grpc", "--state-dir", str(state_dir))
+    assert up.returncode == 0, up.stderr
+    status = json.loads(inferfleet("status", "--json", "--state-dir", str(state_dir)).stdout)
+    assert (status["protocol"], status["url"] != status["grpc_url"]) == ("grpc", True)
+    assert f"gRPC front: {status['grpc_url']}" in up.stdout
+    bench = subprocess.run(
+        [INFERFLEET, "bench", "--api", "triton-grpc", "--target", status["grpc_url"],
+         "--users", "2", "--requests", "8", "--warmup", "0", "--output-tokens", "4",
+         "--max-loop-lag-ms", "1000", "--max-dispatch-lag-ms", "1000",
+         "--out", str(tmp_path / "bench")],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert bench.returncode == 0, bench.stdout + bench.stderr
+    results = json.loads((tmp_path / "bench" / "results.json").read_text())
+    assert results["target"]["emulated"] is True
+    step = results["steps"][0]
+    assert (step["succeeded"], step["output_tokens"]) == (8, 8 * 4)
+    assert {row["instance"] for row in step["per_instance"]} <= {"emulator-0", "emulator-1"}
+    assert sum(row["requests"] for row in step["per_instance"]) == 8
+
+
 def test_up_after_a_crash_replaces_the_stale_state(state_dir: Path) -> None:
     first = inferfleet("up", "--servers", "1", "--json", "--state-dir", str(state_dir))
     assert first.returncode == 0, first.stderr
@@ -102,6 +124,8 @@ def test_up_after_a_crash_replaces_the_stale_state(state_dir: Path) -> None:
         (["--mode", "dynamic"], {}, "--mode: Input should be 'continuous' or 'static'", 2),
         (["--routing", "fastest"], {}, "--routing: 'fastest' is not a routing policy; use one", 2),
         (["--port", "70000"], {}, "--port: Input should be less than or equal to 65535", 2),
+        (["--protocol", "quic"], {}, "--protocol: Input should be 'http' or 'grpc'", 2),
+        (["--protocol", "grpc", "--regions", "2"], {}, "--protocol: --regions rehearses HTTP", 2),
         (["--server-profile", "/nonexistent/profile.json"], {}, "--server-profile: cannot read", 2),
         ([], {"INFERFLEET_NGINX": "/nonexistent/nginx"}, "apt-get install nginx", 1),
     ],
