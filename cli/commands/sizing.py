@@ -144,6 +144,19 @@ def simulate(
         int | None,
         typer.Option(help="Seed of lengths, prompts and arrivals.", rich_help_panel=LOAD),
     ] = None,
+    arrival: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Open loop: poisson, constant or gamma spacing ({SAME_AS_BENCH}).",
+            rich_help_panel=LOAD,
+        ),
+    ] = None,
+    burstiness: Annotated[
+        float | None,
+        typer.Option(
+            help="--arrival gamma: shape of the gaps; 1 is Poisson.", rich_help_panel=LOAD
+        ),
+    ] = None,
     endpoint: Annotated[
         str | None,
         typer.Option(
@@ -214,8 +227,8 @@ def simulate(
         _simulate_fleet(
             config, service=service, at=at, weights=weights, load=load, duration=duration,
             warmup=warmup, prompt_tokens=prompt_tokens, output_tokens=output_tokens, seed=seed,
-            server_profile=server_profile, routing=routing, network_ms=network_ms, out=out,
-            json_output=json_output,
+            arrival=arrival, burstiness=burstiness, server_profile=server_profile,
+            routing=routing, network_ms=network_ms, out=out, json_output=json_output,
         )  # fmt: skip
         return
     if not local:
@@ -231,7 +244,8 @@ def simulate(
     config = _bench_config(
         local=True, servers=servers, users=users, rate=rate, duration=duration, warmup=warmup,
         prompt_tokens=prompt_tokens, output_tokens=output_tokens, dataset=dataset, seed=seed,
-        endpoint=endpoint, compare=compare, repeat=repeat, out=out,
+        arrival=arrival, burstiness=burstiness, endpoint=endpoint, compare=compare, repeat=repeat,
+        out=out,
         price_per_hour=price_per_hour, instances=instances,
     )  # fmt: skip
     if config.requests is not None or config.duration is None:
@@ -277,6 +291,8 @@ def _simulate_fleet(
     prompt_tokens: str | None,
     output_tokens: str | None,
     seed: int | None,
+    arrival: str | None,
+    burstiness: float | None,
     server_profile: Path | None,
     routing: str | None,
     network_ms: float | None,
@@ -284,15 +300,7 @@ def _simulate_fleet(
     json_output: bool,
 ) -> None:
     import dataclasses
-    import math
 
-    from inferfleet.cli.bench.config import (
-        DEFAULT_DURATION_S,
-        MAX_SEED,
-        MAX_STEP_SECONDS,
-        BenchConfig,
-        Distribution,
-    )
     from inferfleet.cli.sizing.fleet_run import FLEET_WARMUP_S, simulate_fleet, write_fleet_results
     from inferfleet.cli.sizing.fleet_shapes import fleet_service
     from inferfleet.cli.sizing.planner import Demand, parse_load
@@ -302,31 +310,14 @@ def _simulate_fleet(
         raise UserError(f"--at: use max or min (the fleet file's bounds of each pool), not {at!r}")
     if load is None:
         raise UserError("--load: give the fleet's load, e.g. --load 3Mtok/min or --load 200req/s")
-    duration = DEFAULT_DURATION_S if duration is None else duration
-    warmup = FLEET_WARMUP_S if warmup is None else warmup
-    for flag, value in (("--duration", duration), ("--warmup", warmup)):
-        if not (math.isfinite(value) and 0 <= value <= MAX_STEP_SECONDS) or (
-            flag == "--duration" and value == 0
-        ):
-            raise UserError(
-                f"{flag}: {value:g} is not a number of seconds up to {MAX_STEP_SECONDS:g}"
-            )
-    seed = 0 if seed is None else seed
-    if not 0 <= seed <= MAX_SEED:
-        raise UserError(f"--seed: {seed} must be from 0 to {MAX_SEED}")
-    distributions = {}
-    for flag, text, field in (
-        ("--prompt-tokens", prompt_tokens, "prompt_tokens"),
-        ("--output-tokens", output_tokens, "output_tokens"),
-    ):
-        try:
-            distributions[field] = (
-                Distribution.parse(text)
-                if text is not None
-                else BenchConfig.model_fields[field].default
-            )
-        except ValueError as error:
-            raise UserError(f"{flag}: {error}") from None
+    # The bench's own checks of every load flag, on a stand-in open-loop step.
+    checked = _bench_config(
+        target="http://simulated", rate=[1.0], warmup=FLEET_WARMUP_S if warmup is None else warmup,
+        duration=duration, prompt_tokens=prompt_tokens, output_tokens=output_tokens, seed=seed,
+        arrival=arrival, burstiness=burstiness,
+    )  # fmt: skip
+    seed = checked.seed
+    distributions = {"prompt_tokens": checked.prompt_tokens, "output_tokens": checked.output_tokens}
     sizes = Demand(0.0, **distributions, seed=seed)
     try:
         rate = parse_load(load, sizes.mean_output_tokens)
@@ -345,7 +336,10 @@ def _simulate_fleet(
     if routing is not None:
         fleet = dataclasses.replace(fleet, routing=_routing(routing))
     network_s = 0.0 if network_ms is None else _network(network_ms)
-    shape = {**distributions, "duration_s": duration, "warmup_s": warmup, "seed": seed, "at": at}
+    shape = {
+        **distributions, "duration_s": checked.duration, "warmup_s": checked.warmup,
+        "seed": seed, "at": at, "arrival": checked.arrival, "burstiness": checked.burstiness,
+    }  # fmt: skip
     from rich.console import Console
 
     console = Console(stderr=True, quiet=json_output)

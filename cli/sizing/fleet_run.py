@@ -3,7 +3,7 @@
 Each region is one step of the bench's results: its replicas are the pools' instances
 (``max`` or ``min`` of the fleet file) times replicas per instance, each with its pool's
 shipped profile; the balancer routes by the service's policy; the region gets its share
-of an open-loop Poisson load by ``--weights``.
+of an open-loop load by ``--weights``, spaced as the bench spaces it (``--arrival``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from inferfleet.cli.bench.config import Distribution
 from inferfleet.cli.bench.metrics import StepIdentity
 from inferfleet.cli.bench.models import RunResults
 from inferfleet.cli.bench.results import machine_info, now_iso, tool_info
+from inferfleet.cli.bench.workload import ArrivalKind, Arrivals
 from inferfleet.cli.sizing.figures import write_simulated_run
 from inferfleet.cli.sizing.fleet_shapes import FleetService
 from inferfleet.cli.sizing.planner import POOL_SIZE, RegionShape
@@ -65,12 +66,16 @@ def simulate_fleet(
     seed: int,
     at: At = "max",
     network_s: float = 0.0,
+    arrival: ArrivalKind = "poisson",
+    burstiness: float = 1.0,
 ) -> FleetRun:
     """Every region of ``fleet`` at its share of ``requests_per_s``."""
     rng = np.random.default_rng([seed, 7])
     prompts = prompt_tokens.sample(rng, POOL_SIZE)
     outputs = output_tokens.sample(rng, POOL_SIZE)
-    digest = hashlib.sha256(f"fleet;seed={seed};rate={requests_per_s!r};".encode())
+    digest = hashlib.sha256(
+        f"fleet;seed={seed};rate={requests_per_s!r};{arrival};{burstiness!r}".encode()
+    )
     digest.update(prompts.tobytes())
     digest.update(outputs.tobytes())
     total_weight = sum(region.weight for region in fleet.regions)
@@ -85,15 +90,16 @@ def simulate_fleet(
             for index in range(count * pool.replicas_per_instance):
                 replicas.append(pool.profile)
                 names.append(f"{region.name}/{pool.instance_type}-{index}")
-        arrivals_rng = np.random.default_rng([seed, 11, number])
-        arrivals = np.cumsum(
-            arrivals_rng.exponential(1.0 / rate, size=int(rate * horizon * 1.1) + 64)
+        # The bench's arrival process, one seed per region so regions do not move in step.
+        schedule = Arrivals(
+            rate, seed + number, horizon_s=horizon, kind=arrival, burstiness=burstiness
         )
+        arrivals = np.fromiter(schedule, dtype=float)
         simulation = Simulation(
             replicas, routing=fleet.routing, replica_names=names, network_s=network_s, seed=seed
         )
         run = simulation.run(
-            Load(arrivals=arrivals[arrivals < horizon]),
+            Load(arrivals=arrivals),
             prompt_tokens=prompts,
             output_tokens=outputs,
             warmup_s=warmup_s,
@@ -119,6 +125,8 @@ def write_fleet_results(
     warmup_s: float,
     seed: int,
     at: At,
+    arrival: ArrivalKind = "poisson",
+    burstiness: float = 1.0,
 ) -> RunResults:
     """results.json, requests.csv, report.md and plots, one step per region, as bench writes."""
     from inferfleet.cli.bench.config import BenchConfig
@@ -181,6 +189,7 @@ def write_fleet_results(
             "prompt_tokens": str(prompt_tokens),
             "output_tokens": str(output_tokens),
             "seed": seed,
+            "arrival": arrival if arrival != "gamma" else f"gamma:{burstiness:g}",
             "mean_prompt_tokens": simulated.mean_prompt_tokens,
             "mean_output_tokens": simulated.mean_output_tokens,
             "hash": simulated.schedule_hash,

@@ -108,7 +108,9 @@ LOAD = ("--load", "5req/s")
         (["--load", "fast"], "--load: 'fast' is not a load"),
         ([*LOAD, "--service", "search"], "--service search: no such service"),
         ([*LOAD, "--weights", "eu-west-1=1"], "--weights: 'eu-west-1=1' is not REGION=WEIGHT"),
-        ([*LOAD, "--duration", "0"], "--duration: 0 is not a number of seconds"),
+        ([*LOAD, "--duration", "0"], "--duration: Input should be greater than 0"),
+        ([*LOAD, "--burstiness", "0.5"], "--burstiness: --burstiness is the shape of --arrival"),
+        ([*LOAD, "--arrival", "bursts"], "--arrival: "),
     ],
 )
 def test_bad_input_is_one_clear_paragraph_and_exit_2(
@@ -124,6 +126,22 @@ def test_bad_input_is_one_clear_paragraph_and_exit_2(
     assert code == 2, err
     assert message in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_arrivals_are_spaced_as_the_bench_spaces_them(
+    fleet: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "sim"
+    code, err = simulate(
+        capsys, "--config", str(fleet), "--load", "10req/s", "--arrival", "constant", *SIZES,
+        "--duration", "30", "--warmup", "10", "--json", "--out", str(out),
+    )  # fmt: skip
+
+    assert code == 0, err
+    results = json.loads((out / "results.json").read_text())
+    assert results["workload"]["arrival"] == "constant"
+    # Every 1/5 s in each region: 150 sends in the 30 s window, give or take the edge.
+    assert [abs(step["requests"] - 150) <= 1 for step in results["steps"]] == [True, True]
 
 
 def test_without_local_or_config_says_how(capsys: pytest.CaptureFixture[str]) -> None:
