@@ -9,7 +9,16 @@ import sys
 
 import typer
 
-from inferfleet.cli.commands import bench, deploy, finetune, fleet, local, sizing, traffic
+from inferfleet.cli.commands import (
+    batch,
+    bench,
+    deploy,
+    finetune,
+    fleet,
+    local,
+    sizing,
+    traffic,
+)
 from inferfleet.cli.errors import UserError
 
 app = typer.Typer(
@@ -23,7 +32,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (fleet, bench, local, deploy, finetune, sizing, traffic):
+for module in (fleet, bench, local, deploy, finetune, sizing, traffic, batch):
     module.register(app)
 
 

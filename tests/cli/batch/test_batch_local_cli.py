@@ -1,0 +1,81 @@
+"""``batch run --local``: the real scorer fed like Batch Transform, from the command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from inferfleet.cli.batch.sample_pairs import write_sample
+from inferfleet.cli.main import main
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exited:
+        main(list(argv))
+    captured = capsys.readouterr()
+    return int(exited.value.code or 0), captured.out, captured.err
+
+
+@pytest.mark.parametrize(
+    ("output", "flags", "message"),
+    [
+        ("in/out", (), "is inside --input"),
+        (None, (), "--local needs --input DIR"),
+        ("out", ("--instance-type", "inf2.xlarge"), "use a Batch Transform Neuron type"),
+        ("out", ("--copies", "0"), "--copies 0: use at least 1"),
+    ],
+)
+def test_bad_local_flags_fail_before_the_scorer_starts(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    output: str | None,
+    flags: tuple[str, ...],
+    message: str,
+) -> None:
+    write_sample(tmp_path / "in", files=1, records=2)
+    where = ("--output", str(tmp_path / output)) if output else ()
+    code, _out, err = run(
+        capsys, "batch", "run", "--local", "--input", str(tmp_path / "in"), *where, *flags
+    )
+    assert code == 2 and message in " ".join(err.split()) and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_finished_files_and_the_next_run_skips_them(tmp_path: Path) -> None:
+    write_sample(tmp_path / "in", files=6, records=30)
+    command = [
+        sys.executable, "-m", "inferfleet.cli", "batch", "run", "--local",
+        "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"),
+        "--copies", "1", "--buckets", "16", "--max-payload-mb", "0.002", "--json",
+    ]  # fmt: skip
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
+    first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 600
+    while not list((tmp_path / "out").glob("*.out")) and time.monotonic() < deadline:
+        assert first.poll() is None, first.communicate()[1][-2000:]
+        time.sleep(0.05)
+    first.send_signal(signal.SIGINT)
+    out, err = first.communicate(timeout=120)
+    report = json.loads(out)
+    assert first.returncode == 130 and report["interrupted"] is True, err[-2000:]
+    done = {Path(f["input"]).name for f in report["files"]}
+    assert 1 <= len(done) < 6
+    assert not list((tmp_path / "out").glob("*.partial"))
+
+    second = subprocess.run(command, env=env, capture_output=True, timeout=600, check=False)
+    assert second.returncode == 0, second.stderr[-2000:]
+    again = json.loads(second.stdout)
+    assert {Path(f["input"]).name for f in again["files"] if f["skipped"]} == done
+    assert again["records_scored"] + again["records_skipped"] == 6 * 30
+    for index in range(6):
+        lines = (tmp_path / "out" / f"pairs-{index:04d}.jsonl.out").read_text().splitlines()
+        ids = [json.loads(line)["id"] for line in lines]
+        assert ids == [f"f{index}-{n}" for n in range(30)]  # one per record, in order
