@@ -520,7 +520,7 @@ def plan(
             help="Prompt tokens: N, uniform:MIN:MAX or lognormal:MEDIAN:SIGMA.",
             rich_help_panel=LOAD,
         ),
-    ] = "lognormal:1500:0.5",
+    ] = "lognormal:300:0.5",
     output_tokens: Annotated[
         str,
         typer.Option(
@@ -583,11 +583,11 @@ def plan(
         bool, typer.Option("--json", help="Print plan.json to stdout.", rich_help_panel=OUTPUT)
     ] = False,
 ) -> None:
-    """Size a service's pools per region for a load and an SLO, by simulation (SIMULATED).
+    """Size a service's pools per region for a load and an SLO (SIMULATED).
 
-    Prints per region and pool the replicas, instances, chips, $/hour and $/M output
-    tokens, the predicted TTFT P99 at peak, and the min/max to put in the fleet file as
-    a diff; writes plan.json and plan.png (predicted TTFT P99 and cost against instances).
+    Per region and pool: replicas, instances, chips, $/hour, $/M output
+    tokens and the predicted TTFT P99 at peak; then the min/max for the
+    fleet file as a diff. Writes plan.json and plan.png.
     """
     import math
 
