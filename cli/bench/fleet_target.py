@@ -86,8 +86,10 @@ def resolve_fleet_target(values: dict[str, Any]) -> dict[str, Any]:
             "target_group_arn": require(outputs, group_key, stack, what),
             "instances": sum(pool.min_instances for pool in plan_service.pools),
         }
-        if plan_service.props.kind == "classifier" and values.get("api") is None:
+        if values.get("api") is None and plan_service.props.kind == "classifier":
             resolved["api"] = "classify"
+        elif values.get("api") is None and plan_service.props.protocol == "grpc":
+            resolved["api"] = "triton-grpc"
         price = _prices(region, [(p.instance_type, p.min_instances) for p in plan_service.pools])
     if price is not None:
         resolved["price_per_hour"] = price

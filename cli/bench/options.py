@@ -36,9 +36,18 @@ HELP = (
 )
 
 
+# Flags ``--config --service`` may fill in from the fleet (a classifier's or a gRPC service's
+# --api): unset stays None on the command line, so the fleet's choice can stand in, and
+# BenchConfig's default applies when neither says.
+FROM_THE_FLEET = frozenset({"api"})
+
+
 def _parameter(name: str, field: FieldInfo) -> inspect.Parameter:
     extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
     default = field.get_default(call_default_factory=True)
+    shown: bool | str = True
+    if name in FROM_THE_FLEET:
+        default, shown = None, str(default)
     annotation: Any = field.annotation
     if "cli_type" in extra:
         annotation = CLI_TYPES[str(extra["cli_type"])] | None
@@ -46,7 +55,9 @@ def _parameter(name: str, field: FieldInfo) -> inspect.Parameter:
     elif typing_origin_is_literal(annotation):
         annotation = str
     flags = (f"--{name.replace('_', '-')}",)
-    option = typer.Option(*flags, help=field.description, rich_help_panel=str(extra["panel"]))
+    option = typer.Option(
+        *flags, help=field.description, rich_help_panel=str(extra["panel"]), show_default=shown
+    )
     return inspect.Parameter(
         name,
         inspect.Parameter.KEYWORD_ONLY,

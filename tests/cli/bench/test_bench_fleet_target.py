@@ -121,3 +121,24 @@ def test_bad_fleet_targets_say_what_to_fix(  # type: ignore[no-untyped-def]
 def test_service_without_config_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     code, err = bench(capsys, "--service", "chat", *QUICK)
     assert code == 2 and "--service: names a service of a fleet file; add --config" in err
+
+
+def test_a_grpc_service_is_benched_over_grpc(  # type: ignore[no-untyped-def]
+    moto, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    certificate = "arn:aws:acm:us-east-1:123456789012:certificate/ab-1"
+    path = tmp_path / "fleet.yaml"
+    path.write_text(
+        FLEET.replace("regions: [us-east-1, us-west-2]",
+                      f"regions: [{{name: us-east-1, certificate_arn: '{certificate}'}}]")
+        .replace("    kind: llm\n", "    kind: llm\n    protocol: grpc\n")
+    )  # fmt: skip
+    url_key, group_key = names.service_outputs("chat")
+    deploy_outputs("tiny-us-east-1", {url_key: "http://127.0.0.1:9", group_key: GROUP})
+
+    code, err = bench(capsys, "--config", str(path), "--service", "chat", *QUICK,
+                      "--out", str(tmp_path / "run"))  # fmt: skip
+
+    # No --api: the service's protocol picks triton-grpc, which asks the target over gRPC.
+    assert code == 1
+    assert "cannot read the model repository of 127.0.0.1:9 over gRPC" in err
