@@ -379,6 +379,24 @@ class BenchConfig(BaseModel):
         None, WORKLOAD, "JSONL with a 'prompt' (and optional 'output_tokens') per line."
     )
     seed: int = option(0, WORKLOAD, "Seed of lengths, prompts and arrivals.", ge=0, le=MAX_SEED)
+    trace: Path | None = option(
+        None, WORKLOAD, "Replay a timestamped trace (JSON Lines: timestamp, prompt or "
+        "prompt_tokens, output_tokens, optional session_id and prefix_id) as one open-loop "
+        "step; make one with `inferfleet bench trace make`.",
+    )  # fmt: skip
+    trace_speed: float = option(
+        1.0, WORKLOAD, "--trace: replay this many times faster than recorded (2: half the "
+        "gaps).", gt=0, le=1000,
+    )  # fmt: skip
+    prefix_tokens: int = option(
+        0, WORKLOAD, "Tokens of a shared system prompt (or retrieval context) sent before the "
+        "prompt of --prefix-fraction of requests; with --trace, the length of each prefix_id's.",
+        ge=0, le=MAX_TOKENS,
+    )  # fmt: skip
+    prefix_fraction: float = option(
+        1.0, WORKLOAD, "--prefix-tokens: share of requests that carry the shared prefix.", ge=0,
+        le=1,
+    )  # fmt: skip
 
     compare: tuple[Variant, ...] = option(
         (), AB, "A/B variants, e.g. routing=least_outstanding_requests,random.", cli_type=str
@@ -517,12 +535,41 @@ class BenchConfig(BaseModel):
             raise ValueError(f"{dataset} is not a file; pass a JSONL file with one prompt a line")
         return dataset
 
+    @field_validator("trace")
+    @classmethod
+    def _trace_exists(cls, trace: Path | None) -> Path | None:
+        if trace is not None and not trace.is_file():
+            raise ValueError(
+                f"{trace} is not a file; pass a JSON Lines trace (one request a line), or make "
+                "one with `inferfleet bench trace make`"
+            )
+        return trace
+
+    def _check_trace(self) -> None:
+        given = [flag for flag, value in (
+            ("--users", self.users), ("--rate", self.rate), ("--requests", self.requests),
+            ("--duration", self.duration), ("--dataset", self.dataset),
+            ("--scale", self.scale), ("--scenario", self.scenario),
+            ("--find-max-load", self.find_max_load),
+            ("--arrival", self.arrival != "poisson"), ("--ramp-up", self.ramp_up or self.stagger),
+        ) if value]  # fmt: skip
+        if given:
+            raise ValueError(
+                f"trace: the trace sets when each request leaves, what it asks and how long the "
+                f"step lasts; drop {given[0]}"
+            )
+
     @model_validator(mode="after")
     def _coherent(self) -> BenchConfig:
         if self.scale:
             self._check_scale()
         if self.find_max_load:
             self._check_search()
+        if self.trace is not None:
+            self._check_trace()
+            return self._check_target()
+        if self.prefix_fraction != 1.0 and not self.prefix_tokens:
+            raise ValueError("prefix_fraction: --prefix-fraction needs --prefix-tokens N")
         if self.scenario is None and self.regions != 1:
             raise ValueError("regions: several regions are rehearsed for a --scenario; add one")
         if self.scenario is not None and not self.users and not self.rate:
@@ -572,6 +619,9 @@ class BenchConfig(BaseModel):
                     f"step, more than the {MAX_REQUESTS_PER_STEP:,} bench keeps in memory; "
                     "shorten --duration or --warmup, or lower --rate"
                 )
+        return self._check_target()
+
+    def _check_target(self) -> BenchConfig:
         if self.local and self.target:
             raise ValueError("target: --local starts its own fleet; drop --target or --local")
         if not self.local and not self.target:

@@ -31,6 +31,7 @@ from inferfleet.cli.bench.clients import client_for
 from inferfleet.cli.bench.clients.base import Client, ClientSettings
 from inferfleet.cli.bench.config import MAX_REQUESTS_PER_STEP, MAX_TOKENS_PER_STEP
 from inferfleet.cli.bench.records import RequestRecord
+from inferfleet.cli.bench.trace import TraceArrivals
 from inferfleet.cli.bench.workload import Arrivals, Workload
 from inferfleet.cli.errors import UserError
 
@@ -52,7 +53,7 @@ class StepPlan:
     duration: float | None = None
     requests: int | None = None
     warmup: float = 0.0
-    arrivals: Arrivals | None = None
+    arrivals: Arrivals | TraceArrivals | None = None
     max_inflight: int = 4096
     first_index: int = 0
     index_stride: int = 1

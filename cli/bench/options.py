@@ -13,6 +13,7 @@ import inspect
 from typing import Annotated, Any
 
 import typer
+from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from inferfleet.cli.bench.config import OUTPUT, BenchConfig, describe_validation_error
@@ -72,6 +73,46 @@ def typing_origin_is_literal(annotation: object) -> bool:
     return get_origin(annotation) is Literal
 
 
+def _parameters(model: type[BaseModel]) -> list[inspect.Parameter]:
+    return [
+        _parameter(name, field)
+        for name, field in model.model_fields.items()
+        if isinstance(field.json_schema_extra, dict) and "panel" in field.json_schema_extra
+    ]
+
+
+TRACE_HELP = (
+    "Write a seeded synthetic trace for `inferfleet bench --trace`: conversations arrive "
+    "with a daily swing and bursts, some carry several turns (session_id) and some share a "
+    "system prompt (prefix_id). The same flags and --seed write the same file."
+)
+
+
+def build_trace_command() -> typer.Typer:
+    """``inferfleet bench trace make``: flags from :class:`TraceMakeConfig`'s fields."""
+    from inferfleet.cli.bench.trace import TraceMakeConfig, write_trace
+
+    def make(**values: Any) -> None:
+        from pydantic import ValidationError
+
+        try:
+            config = TraceMakeConfig.model_validate(
+                {name: value for name, value in values.items() if value is not None}
+            )
+        except ValidationError as error:
+            raise UserError(describe_validation_error(error)) from None
+        written = write_trace(config)
+        typer.secho(f"{written:,} requests written to {config.out}", err=True)
+
+    make.__signature__ = inspect.Signature(_parameters(TraceMakeConfig))  # type: ignore[attr-defined]
+    make.__doc__ = TRACE_HELP
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    trace = typer.Typer(help="Synthetic traces for --trace.")
+    trace.command("make")(make)
+    app.add_typer(trace, name="trace")
+    return app
+
+
 def build_command() -> typer.Typer:
     """A typer app whose one command takes every BenchConfig field as a flag, plus --json."""
 
@@ -90,11 +131,7 @@ def build_command() -> typer.Typer:
             raise UserError(describe_validation_error(error)) from None
         run(config, json_output=json_output)
 
-    parameters = [
-        _parameter(name, field)
-        for name, field in BenchConfig.model_fields.items()
-        if isinstance(field.json_schema_extra, dict) and "panel" in field.json_schema_extra
-    ]
+    parameters = _parameters(BenchConfig)
     parameters.append(
         inspect.Parameter(
             "json_output", inspect.Parameter.KEYWORD_ONLY, default=False,

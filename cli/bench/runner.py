@@ -35,6 +35,7 @@ from inferfleet.cli.bench.results import (
     tool_info,
 )
 from inferfleet.cli.bench.scaling import EcsScaler, LocalScaler, SageMakerScaler, Scaler
+from inferfleet.cli.bench.trace import Trace, TraceArrivals
 from inferfleet.cli.bench.variants import (
     AlbRouting,
     LocalRouting,
@@ -81,15 +82,35 @@ def plan_steps(config: BenchConfig) -> list[Step]:
     return steps
 
 
-def open_loop_arrivals(config: BenchConfig, rate: float) -> Arrivals:
-    """Warm-up arrivals, then ``--duration`` seconds or ``--requests`` of measured ones."""
+def open_loop_arrivals(
+    config: BenchConfig, rate: float, trace: Trace | None = None
+) -> Arrivals | TraceArrivals:
+    """Warm-up arrivals, then ``--duration`` seconds or ``--requests`` of measured ones;
+    with ``--trace``, its rows at their (scaled) offsets."""
+    if trace is not None:
+        return TraceArrivals(trace.offsets, config.trace_speed, trace.sha256, config.warmup)
     shape = {"kind": config.arrival, "burstiness": config.burstiness}
     if config.duration is not None:
         return Arrivals(rate, config.seed, horizon_s=config.warmup + config.duration, **shape)
     return Arrivals(rate, config.seed, measured=config.requests, warmup=config.warmup, **shape)
 
 
-def step_plan(config: BenchConfig, step: Step, arrivals: dict[float, Arrivals]) -> StepPlan:
+def replay_config(config: BenchConfig, trace: Trace) -> BenchConfig:
+    """A ``--trace`` run as one open-loop step: the replay's mean rate, measured from the
+    end of the warm-up to the last arrival."""
+    span = trace.span_s / config.trace_speed
+    if span <= config.warmup:
+        raise UserError(
+            f"--warmup: the trace lasts {span:g} s at --trace-speed {config.trace_speed:g}, no "
+            f"longer than the {config.warmup:g} s warm-up; lower --warmup (0 measures it all)"
+        )
+    rate = TraceArrivals(trace.offsets, config.trace_speed, trace.sha256).rate
+    return config.model_copy(update={"rate": [rate], "duration": span - config.warmup})
+
+
+def step_plan(
+    config: BenchConfig, step: Step, arrivals: dict[float, Arrivals | TraceArrivals]
+) -> StepPlan:
     plan = StepPlan(
         duration=config.duration,
         requests=config.requests,
@@ -174,8 +195,10 @@ def target_context(config: BenchConfig) -> Iterator[tuple[str, object | None]]:
 def run_bench(config: BenchConfig, console: Console | None = None) -> RunOutcome:
     console = console or Console(stderr=True)
     workload = Workload.from_config(config)
+    if workload.trace is not None:
+        config = replay_config(config, workload.trace)
     steps = plan_steps(config)
-    arrivals = {rate: open_loop_arrivals(config, rate) for rate in config.rate}
+    arrivals = {rate: open_loop_arrivals(config, rate, workload.trace) for rate in config.rate}
     stop = StopFlag()
     output = OutputDir.claim(config.out)
     session: Session | None = None
@@ -220,7 +243,7 @@ class Session:
         config: BenchConfig,
         output: OutputDir,
         workload: Workload,
-        arrivals: dict[float, Arrivals],
+        arrivals: dict[float, Arrivals | TraceArrivals],
         stop: StopFlag,
         console: Console,
     ) -> None:
@@ -427,7 +450,7 @@ def run_header(
     description: dict,
     emulated: bool,
     workload: Workload,
-    arrivals: dict[float, Arrivals],
+    arrivals: dict[float, Arrivals | TraceArrivals],
 ) -> dict:
     """What results.json says about the run before any step: tool, machine, target, load."""
     return {
@@ -469,7 +492,9 @@ def load_header(config: BenchConfig) -> dict:
         "duration": config.duration,
         "requests": config.requests,
         "warmup": config.warmup,
-        "arrival": config.arrival if config.open_loop else None,
+        "trace": str(config.trace) if config.trace else None,
+        "trace_speed": config.trace_speed if config.trace else None,
+        "arrival": "trace" if config.trace else config.arrival if config.open_loop else None,
         "burstiness": config.burstiness if config.arrival == "gamma" else None,
         "ramp_up": config.ramp_up or None,
         "stagger": config.stagger or None,

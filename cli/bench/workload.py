@@ -18,6 +18,7 @@ from typing import Literal
 import numpy as np
 
 from inferfleet.cli.bench.config import MAX_TOKENS, BenchConfig, Distribution
+from inferfleet.cli.bench.trace import Trace, TraceArrivals, load_trace
 from inferfleet.cli.errors import UserError
 
 GENERATOR_VERSION = 3
@@ -38,14 +39,28 @@ _VOCABULARY = (
     "order point hand group"
 )
 _WORDS = np.array(_VOCABULARY.split())
+# Seed streams of the texts drawn besides prompts (1 is the prompts', 2 the arrivals').
+_STREAMS = {"prefix": 5, "reply": 6}
+
+
+def _id_number(name: int | str) -> int:
+    """A prefix id or row as a seed word, the same in every process (unlike ``hash``)."""
+    if isinstance(name, int):
+        return name
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "little")
 
 
 @dataclass(frozen=True, slots=True)
 class RequestSpec:
+    """One request: ``prompt`` is the whole text a completion API sends; a chat API sends
+    ``messages`` ((role, content): shared system prompt, earlier turns, this turn) when
+    there are any, else one user turn of ``prompt``."""
+
     index: int
     prompt: str
     prompt_tokens: int
     output_tokens: int
+    messages: tuple[tuple[str, str], ...] = ()
 
 
 class Workload:
@@ -58,8 +73,13 @@ class Workload:
         prompt_tokens: Distribution,
         output_tokens: Distribution,
         dataset: list[dict] | None = None,
+        trace: Trace | None = None,
+        prefix_tokens: int = 0,
+        prefix_fraction: float = 1.0,
     ) -> None:
         self.seed = seed
+        self.trace = trace
+        self.prefix_tokens, self.prefix_fraction = prefix_tokens, prefix_fraction
         self.prompt_distribution = prompt_tokens
         self.output_distribution = output_tokens
         rng = np.random.default_rng([seed, 0])
@@ -79,9 +99,23 @@ class Workload:
             self._prompt_lengths = np.array(
                 [len(row["prompt"].split()) for row in self._dataset], dtype=np.int64
             )
+        elif trace is not None:
+            self._prompt_lengths = np.where(
+                trace.prompt_tokens > 0,
+                trace.prompt_tokens,
+                [len(text.split()) if text else 0 for text in trace.prompts],
+            ).astype(np.int64)
+            self._output = trace.output_tokens
+            self._previous_turn = trace.previous_turn()
         else:
             self._prompt_lengths = prompt_tokens.sample(rng, POOL_SIZE)
             self._output = output_tokens.sample(rng, POOL_SIZE)
+        # Which pool slots carry the shared prefix (without a trace, one prefix for all).
+        self._shared = (
+            np.random.default_rng([seed, 3]).random(len(self._output)) < prefix_fraction
+            if prefix_tokens and trace is None
+            else None
+        )
         # Prompt text is drawn per slot on first use, so memory follows what is sent;
         # joined prompts are kept up to a word budget.
         self._prompts: dict[int, str] = {}
@@ -95,11 +129,20 @@ class Workload:
     @classmethod
     def from_config(cls, config: BenchConfig) -> Workload:
         dataset = load_dataset(config.dataset) if config.dataset else None
+        trace = load_trace(config.trace) if config.trace else None
+        if trace is not None and not config.prefix_tokens and any(trace.prefixes):
+            raise UserError(
+                f"--prefix-tokens: {config.trace} names shared prefixes (prefix_id); give "
+                "their length, e.g. --prefix-tokens 512"
+            )
         return cls(
             seed=config.seed,
             prompt_tokens=config.prompt_tokens,
             output_tokens=config.output_tokens,
             dataset=dataset,
+            trace=trace,
+            prefix_tokens=config.prefix_tokens,
+            prefix_fraction=config.prefix_fraction,
         )
 
     def __len__(self) -> int:
@@ -108,25 +151,91 @@ class Workload:
     def spec(self, index: int) -> RequestSpec:
         slot = index % len(self._output)
         output_tokens = int(self._output[slot])
+        if self.trace is not None:
+            return self._trace_spec(slot)
+        length = int(self._prompt_lengths[slot])
         if self._dataset:
             prompt = self._dataset[slot]["prompt"]
-            return RequestSpec(index, prompt, int(self._prompt_lengths[slot]), output_tokens)
-        length = int(self._prompt_lengths[slot])
-        prompt = self._prompts.get(slot)
-        if prompt is None:
-            ids = np.random.default_rng([self.seed, 1, slot]).integers(0, len(_WORDS), size=length)
-            prompt = " ".join(_WORDS[ids].tolist())
-            if self._cached_words + length <= PROMPT_CACHE_WORDS:
-                self._prompts[slot] = prompt
-                self._cached_words += length
+        else:
+            prompt = self._text(("prompt", slot), length)
+        if self._shared is not None and self._shared[slot]:
+            prefix = self._text(("prefix", "shared"), self.prefix_tokens)
+            return RequestSpec(
+                index, f"{prefix}\n\n{prompt}", self.prefix_tokens + length, output_tokens,
+                (("system", prefix), ("user", prompt)),
+            )  # fmt: skip
         return RequestSpec(index, prompt, length, output_tokens)
 
+    def _text(self, key: tuple[str, int | str], length: int) -> str:
+        """``length`` vocabulary words drawn from the seed and ``key``; kept to a word budget."""
+        text = self._prompts.get(key)  # type: ignore[call-overload]
+        if text is None:
+            kind, name = key
+            stream = [self.seed, 1, name] if kind == "prompt" else [self.seed, _STREAMS[kind],
+                                                                     _id_number(name)]  # fmt: skip
+            ids = np.random.default_rng(stream).integers(0, len(_WORDS), size=length)
+            text = " ".join(_WORDS[ids].tolist())
+            if self._cached_words + length <= PROMPT_CACHE_WORDS:
+                self._prompts[key] = text  # type: ignore[index]
+                self._cached_words += length
+        return text
+
+    def _trace_spec(self, row: int) -> RequestSpec:
+        """Row ``row`` of the trace, with its shared prefix and its session's earlier turns."""
+        trace = self.trace
+        assert trace is not None
+        output_tokens = int(self._output[row])
+        user = self._turn_prompt(row)
+        total = int(self._prompt_lengths[row])
+        earlier = []
+        turn = int(self._previous_turn[row])
+        while turn >= 0:
+            cost = int(self._prompt_lengths[turn]) + int(self._output[turn])
+            if total + cost > MAX_TOKENS:
+                break  # the oldest turns fall out of the context window
+            earlier.append(turn)
+            total += cost
+            turn = int(self._previous_turn[turn])
+        messages: list[tuple[str, str]] = []
+        prefix_id = trace.prefixes[row]
+        if prefix_id is not None:
+            messages.append(("system", self._text(("prefix", prefix_id), self.prefix_tokens)))
+            total += self.prefix_tokens
+        for turn in reversed(earlier):
+            messages.append(("user", self._turn_prompt(turn)))
+            # The answer a turn is assumed to have had: its requested length of words, the
+            # same on every replay (the server's actual text is not kept).
+            messages.append(("assistant", self._text(("reply", turn), int(self._output[turn]))))
+        if not messages:
+            return RequestSpec(row, user, total, output_tokens)
+        messages.append(("user", user))
+        prompt = "\n\n".join(content for _, content in messages)
+        return RequestSpec(row, prompt, total, output_tokens, tuple(messages))
+
+    def _turn_prompt(self, row: int) -> str:
+        assert self.trace is not None
+        text = self.trace.prompts[row]
+        return (
+            text
+            if text is not None
+            else self._text(("prompt", row), int(self._prompt_lengths[row]))
+        )
+
     def describe(self) -> dict:
+        trace = self.trace
         return {
             "seed": self.seed,
-            "prompt_tokens": str(self.prompt_distribution) if not self._dataset else "dataset",
-            "output_tokens": str(self.output_distribution),
+            "prompt_tokens": "trace"
+            if trace
+            else "dataset"
+            if self._dataset
+            else str(self.prompt_distribution),
+            "output_tokens": "trace" if trace else str(self.output_distribution),
             "dataset_sha256": self._dataset_digest,
+            "trace_sha256": trace.sha256 if trace else None,
+            "trace_sessions": len({s for s in trace.sessions if s is not None}) if trace else None,
+            "prefix_tokens": self.prefix_tokens or None,
+            "prefix_fraction": self.prefix_fraction if self._shared is not None else None,
             "pool_size": len(self),
             "mean_prompt_tokens": float(np.mean(self._prompt_lengths)),
             "mean_output_tokens": float(np.mean(self._output)),
@@ -140,6 +249,10 @@ class Workload:
         digest.update(self._output.tobytes())
         if self._dataset_digest:
             digest.update(self._dataset_digest.encode())
+        if self.trace is not None:
+            digest.update(f"trace={self.trace.sha256};".encode())
+        if self.prefix_tokens:
+            digest.update(f"prefix={self.prefix_tokens};{self.prefix_fraction!r};".encode())
         return digest
 
 
@@ -213,7 +326,7 @@ class Arrivals:
         )
 
 
-def schedule_hash(workload: Workload, arrivals: Sequence[Arrivals]) -> str:
+def schedule_hash(workload: Workload, arrivals: Sequence[Arrivals | TraceArrivals]) -> str:
     """Proves two runs sent the same requests: the pool, and each arrival process."""
     digest = workload.digest()
     for process in arrivals:

@@ -13,8 +13,12 @@ SHORT_HELP = "Measure TTFT, inter-token latency, E2E and tokens/min of an endpoi
 
 
 def bench(context: typer.Context) -> None:
-    from inferfleet.cli.bench.options import build_command
+    from inferfleet.cli.bench.options import build_command, build_trace_command
 
+    if context.args[:1] == ["trace"]:
+        # `bench trace make`: its own flags; the bench run's flags start with dashes.
+        build_trace_command()(args=context.args, prog_name=context.command_path)
+        return
     app = build_command()
     app(args=context.args, prog_name=context.command_path)
 

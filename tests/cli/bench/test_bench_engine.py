@@ -43,6 +43,7 @@ def run(
     stop: StopFlag | None = None,
     alongside: Callable[[StopFlag], Coroutine[Any, Any, None]] | None = None,
     max_connections: int = 4096,
+    requests: Workload | None = None,
 ) -> StepOutcome:
     """One step in this process; ``alongside`` runs on the same event loop meanwhile."""
     stop = stop or StopFlag()
@@ -52,7 +53,8 @@ def run(
         async with client_for(api, settings) as client:
             side = asyncio.create_task(alongside(stop)) if alongside else None
             try:
-                return await run_step(plan, client, workload(output_tokens), stop, Tally())
+                sent = requests or workload(output_tokens)
+                return await run_step(plan, client, sent, stop, Tally())
             finally:
                 if side:
                     side.cancel()

@@ -128,7 +128,10 @@ def build_app(timing: Timing, apis: set[str]) -> web.Application:
             )
         await response.write(b"data: [DONE]\n\n")
         entry["done"] = time.perf_counter()
-        timing.sent_log.append({**entry, "prompt": body.get("prompt"), "chunks": chunk_times})
+        timing.sent_log.append(
+            {**entry, "prompt": body.get("prompt"), "messages": body.get("messages"),
+             "chunks": chunk_times}
+        )  # fmt: skip
         await response.write_eof()
         return response
 
