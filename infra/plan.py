@@ -548,6 +548,7 @@ def _personalization(
         ),
     )
     section_path: YamlPath = ("personalization",)
+    found += _scaling_field_problems(endpoint)
     _report(
         found,
         endpoint_props.problems(),
@@ -604,7 +605,30 @@ def _endpoint_props(fleet: str, endpoint: EndpointSpec) -> SageMakerEndpointProp
             endpoint_name=names.personalization_endpoint_name(fleet) if components else None,
             base_component_name=names.base_component_name(fleet) if components else None,
         ),
-    )
+    ).resolved()
+
+
+def _scaling_field_problems(endpoint: EndpointSpec) -> list[Problem]:
+    """Instances scale on invocations, inference-component copies on concurrency: a target
+    for the other mode would be silently unused."""
+    path: YamlPath = ("personalization", "endpoint")
+    if endpoint.hosting == "inference_components" and endpoint.invocations_per_instance:
+        return [
+            Problem(
+                (*path, "invocations_per_instance"),
+                "inference components scale base-model copies on concurrent requests, not "
+                "instances on invocations; use concurrent_requests_per_copy",
+            )
+        ]
+    if endpoint.hosting == "multi_model" and endpoint.concurrent_requests_per_copy:
+        return [
+            Problem(
+                (*path, "concurrent_requests_per_copy"),
+                "is for hosting: inference_components; a multi-model endpoint scales instances "
+                "on invocations_per_instance",
+            )
+        ]
+    return []
 
 
 def base_model_memory_gib(base: BaseModelSpec) -> float:

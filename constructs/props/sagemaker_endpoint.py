@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from inferfleet.constructs.props.finetune_queue import SAGEMAKER_NAME
@@ -190,6 +190,19 @@ class SageMakerEndpointProps:
         if self.max_instances is not None:
             return self.max_instances
         return math.ceil(self.max_capacity / max(self.copies_per_instance, 1))
+
+    def resolved(self) -> SageMakerEndpointProps:
+        """A copy with the defaults that depend on the mode and the instance filled in, where
+        they can be known (a problem leaves its field as given)."""
+        props = replace(self, min_capacity=self.floor, framework=self.image_framework)
+        if not self.components or not self.copies_per_instance:
+            return props
+        return replace(
+            props,
+            accelerators_per_copy=self.copy_accelerators,
+            memory_mb_per_copy=self.copy_memory_mb,
+            max_instances=self.instance_ceiling,
+        )
 
     # -- checks ------------------------------------------------------------------------------
 

@@ -160,6 +160,38 @@ def test_what_does_not_fit_is_refused_with_its_line(tmp_path, endpoint, key, fie
     assert message in problem
 
 
+def test_a_scaling_target_of_the_other_hosting_is_refused(tmp_path) -> None:
+    [problem] = problems_of(tmp_path, fleet(invocations_per_instance=50))
+    assert f":{line_of(tmp_path, 'invocations_per_instance:')}: " in problem
+    assert "use concurrent_requests_per_copy" in problem
+    document = fleet(hosting="multi_model", instance_type="ml.g5.2xlarge")
+    del document["personalization"]["endpoint"]["base_model"]
+    document["personalization"]["endpoint"]["concurrent_requests_per_copy"] = 2
+    [problem] = problems_of(tmp_path, document)
+    assert "concurrent_requests_per_copy: is for hosting: inference_components" in problem
+
+
+def test_validate_shows_the_resolved_copy_size(tmp_path, capsys) -> None:
+    from inferfleet.cli.main import main
+
+    path = tmp_path / "fleet.yaml"
+    path.write_text(yaml.safe_dump(fleet(instance_type="ml.g5.12xlarge", max=5)))
+    with pytest.raises(SystemExit) as exited:
+        main(["validate", "--config", str(path), "--json"])
+    assert exited.value.code == 0
+    endpoint = json.loads(capsys.readouterr().out)["regions"][0]["personalization"]["endpoint"]
+    # 8B bf16 and its KV cache fit one 24 GiB A10G: four copies per g5.12xlarge, two instances.
+    assert endpoint["mode"] == "InferenceComponents"
+    assert (endpoint["accelerators_per_copy"], endpoint["min_capacity"]) == (1, 0)
+    assert (endpoint["max_capacity"], endpoint["max_instances"]) == (5, 2)
+    assert endpoint["memory_mb_per_copy"] == int(192 * 1024 / 4 * 0.8)
+    assert endpoint["framework"] == "djl-lmi"
+    with pytest.raises(SystemExit):
+        main(["validate", "--config", str(path)])
+    out = capsys.readouterr().out
+    assert "inference components on ml.g5.12xlarge" in " ".join(out.split())
+
+
 def test_emulator_mode_leaves_the_inference_components_out_and_says_so() -> None:
     plan = build_plan(FleetSpec.model_validate(fleet()), emulator=True)
     region = plan.region("us-east-1")
