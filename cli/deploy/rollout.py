@@ -42,7 +42,7 @@ from inferfleet.cli.deploy.preflight import (
     check_docker,
     docker_image_assets,
 )
-from inferfleet.cli.deploy.smoke import smoke_request
+from inferfleet.cli.deploy.smoke import grpc_smoke_request, smoke_request
 from inferfleet.cli.deploy.waiters import (
     Deadline,
     as_detail,
@@ -333,9 +333,12 @@ class Rollout:
     def _smoke(self, region: str, outputs: dict[str, str], step: Step) -> None:
         results = {}
         for service in self.plan.region(region).services:
+            endpoint = outputs[service.endpoint_output].rstrip("/")
+            if service.props.protocol == "grpc":
+                results[service.name] = asdict(grpc_smoke_request(endpoint))
+                continue
             path = service.props.health_check.path
-            url = outputs[service.endpoint_output].rstrip("/") + path
-            results[service.name] = asdict(smoke_request(url))
+            results[service.name] = asdict(smoke_request(endpoint + path))
         step.detail = {"requests": results}
 
 

@@ -1,4 +1,5 @@
-"""A smoke request: the service's readiness path answered through its load balancer."""
+"""A smoke request: the service's readiness answered through its load balancer (an HTTP GET
+of its path, or Triton's gRPC ``ServerReady`` for a gRPC service)."""
 
 import time
 import urllib.error
@@ -11,7 +12,7 @@ from inferfleet.cli.deploy.events import StepFailed
 @dataclass(frozen=True)
 class SmokeResult:
     url: str
-    status: int
+    status: int  # the HTTP status, or 0 for gRPC's OK
     latency_ms: float
     attempts: int
 
@@ -37,10 +38,41 @@ def smoke_request(
             last = f"no answer ({reason})"
         if attempt < attempts:
             time.sleep(pause_s)
-    hint = (
-        "An internal load balancer (network.internet_facing: false) answers only inside its "
-        "VPC: run the rollout from there, or pass --no-smoke"
-        if last.startswith("no answer")
-        else "Check the service's container logs"
-    )
-    raise StepFailed(f"GET {url}: {last} after {attempts} attempts. {hint}")
+    raise StepFailed(f"GET {url}: {last} after {attempts} attempts. {_hint(last)}")
+
+
+def grpc_smoke_request(
+    url: str, *, timeout_s: float = 10, attempts: int = 3, pause_s: float = 2
+) -> SmokeResult:
+    """Ask Triton's gRPC ``ServerReady`` through the load balancer at ``url`` (``https://HOST``
+    or ``http://HOST:PORT``) until it says ready; StepFailed with the last answer otherwise."""
+    import tritonclient.grpc as grpcclient
+
+    from inferfleet.cli.bench.clients.triton_grpc import grpc_address
+
+    address, tls = grpc_address(url)
+    last = ""
+    with grpcclient.InferenceServerClient(url=address, ssl=tls) as client:
+        for attempt in range(1, attempts + 1):
+            start = time.perf_counter()
+            try:
+                if client.is_server_ready(client_timeout=timeout_s):
+                    latency_ms = (time.perf_counter() - start) * 1000
+                    return SmokeResult(url, 0, latency_ms, attempt)
+                last = "ServerReady answered not ready"
+            except grpcclient.InferenceServerException as error:
+                status = str(error.status() or "")
+                unreachable = status.endswith(("UNAVAILABLE", "DEADLINE_EXCEEDED"))
+                last = f"{'no answer' if unreachable else 'gRPC error'} ({error.message()})"
+            if attempt < attempts:
+                time.sleep(pause_s)
+    raise StepFailed(f"gRPC ServerReady at {url}: {last} after {attempts} attempts. {_hint(last)}")
+
+
+def _hint(last: str) -> str:
+    if last.startswith("no answer"):
+        return (
+            "An internal load balancer (network.internet_facing: false) answers only inside "
+            "its VPC: run the rollout from there, or pass --no-smoke"
+        )
+    return "Check the service's container logs"

@@ -7,7 +7,8 @@ from deploy_support import readiness_server
 from moto_server import free_port
 
 from inferfleet.cli.deploy.events import StepFailed
-from inferfleet.cli.deploy.smoke import smoke_request
+from inferfleet.cli.deploy.smoke import grpc_smoke_request, smoke_request
+from inferfleet.cli.local.fleet import LocalFleet
 
 
 @pytest.fixture
@@ -36,3 +37,18 @@ def test_no_answer_hints_at_internal_load_balancers():
     url = f"http://127.0.0.1:{free_port()}/v2/health/ready"
     with pytest.raises(StepFailed, match=r"no answer .* internal load balancer .* --no-smoke"):
         smoke_request(url, attempts=1, timeout_s=2)
+
+
+@pytest.mark.slow
+def test_a_grpc_service_is_asked_triton_grpc_server_ready_through_its_front():
+    # The local fleet's nginx grpc_pass front and emulators answer Triton's ServerReady.
+    with LocalFleet(servers=1, protocol="grpc") as fleet:
+        assert fleet.grpc_url is not None
+        result = grpc_smoke_request(fleet.grpc_url, pause_s=0.01)
+    assert (result.status, result.attempts) == (0, 1)
+
+
+def test_no_grpc_answer_hints_at_internal_load_balancers():
+    url = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(StepFailed, match=r"ServerReady .* no answer .* internal load balancer"):
+        grpc_smoke_request(url, attempts=1, timeout_s=2)
