@@ -100,6 +100,26 @@ def test_both_servers_copy_the_one_shared_serve_script(tmp_path: Path) -> None:
         assert (root / "serve.sh").read_bytes() == (COMMON / "serve.sh").read_bytes()
 
 
+def test_serve_script_and_images_use_the_contract_s_triton_ports() -> None:
+    import re
+
+    from inferfleet.containers.common.serving_env import (
+        TRITON_GRPC_PORT,
+        TRITON_HTTP_PORT,
+        TRITON_METRICS_PORT,
+    )
+
+    # The load balancer reaches these ports (props default to them): serve.sh must start
+    # Triton on them and the images must expose them.
+    defaults = dict(re.findall(r"--(\w+)-port=\"\$\{INFERFLEET_\w+:-(\d+)\}\"",
+                               (COMMON / "serve.sh").read_text()))  # fmt: skip
+    ports = {"http": TRITON_HTTP_PORT, "grpc": TRITON_GRPC_PORT, "metrics": TRITON_METRICS_PORT}
+    assert {name: int(port) for name, port in defaults.items()} == ports
+    for context in (LLM_CONTEXT, INTENT_CONTEXT):
+        exposed = [a for k, a in dockerfile_instructions(context / "Dockerfile") if k == "EXPOSE"]
+        assert exposed == [" ".join(str(port) for port in ports.values())]
+
+
 def test_the_image_tree_holds_only_what_is_copied(tmp_path: Path) -> None:
     root = image_tree(LLM_CONTEXT, tmp_path)
     assert (root / "llm_engine" / "cpu.py").exists()
