@@ -104,3 +104,10 @@ def batch_job_prefix(fleet: str, job: str) -> str:
 def batch_state_machine(job: str) -> str:
     """Output holding the ARN of the state machine that runs a batch job."""
     return output_key("Batch", job, "StateMachineArn")
+
+
+def pool_outputs(service: str, instance_type: str) -> tuple[str, str]:
+    """Outputs naming one pool's ECS service and Auto Scaling group, which ``bench --scale``
+    resizes: ``("AssistantInf248xlargeEcsService", "AssistantInf248xlargeAutoScalingGroup")``."""
+    pool = "".join(character for character in instance_type if character.isalnum())
+    return output_key(service, pool, "EcsService"), output_key(service, pool, "AutoScalingGroup")

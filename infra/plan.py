@@ -143,6 +143,8 @@ class RegionPlan:
         keys = [names.CLUSTER_NAME]
         for service in self.services:
             keys += [service.endpoint_output, service.target_group_output]
+            for pool in service.props.pools:
+                keys += names.pool_outputs(service.name, pool.instance_type)
         if self.personalization is not None:
             keys += names.PERSONALIZATION_OUTPUTS
             if self.personalization.adapters is not None:

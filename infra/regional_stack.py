@@ -60,6 +60,11 @@ class RegionalStack(Stack):
             self.services[service.name] = model_service
             self._output(service.endpoint_output, model_service.endpoint_url)
             self._output(service.target_group_output, model_service.target_group.target_group_arn)
+            for pool in service.props.pools:
+                ecs_key, asg_key = names.pool_outputs(service.name, pool.instance_type)
+                capacity = model_service.pools[pool.instance_type].auto_scaling_group
+                self._output(ecs_key, model_service.services[pool.instance_type].service_name)
+                self._output(asg_key, capacity.auto_scaling_group_name)
         self._output(names.CLUSTER_NAME, self.serving_cluster.cluster.cluster_name)
         self.personalization: tuple[SageMakerEndpoint, FinetuneQueue] | None = None
         if plan.personalization is not None:

@@ -2,10 +2,11 @@
 
 The fleet plan names the region's stack and the service's pools; the stack's
 CloudFormation outputs (keys from :mod:`inferfleet.infra.names`) give the URL and the
-target group, or the SageMaker endpoint of the personalization section. The instance
-count is the plan's ``min`` per pool (what serves without load) and the price per hour
-the shipped on-demand table's, averaged over the pools' instances. A flag given
-explicitly wins over what the fleet says.
+target group, or the SageMaker endpoint of the personalization section; with ``--scale``,
+the cluster, ECS service and Auto Scaling group of the service's one pool in the region.
+The instance count is the plan's ``min`` per pool (what serves without load) and the
+price per hour the shipped on-demand table's, averaged over the pools' instances. A flag
+given explicitly wins over what the fleet says.
 """
 
 from __future__ import annotations
@@ -86,6 +87,8 @@ def resolve_fleet_target(values: dict[str, Any]) -> dict[str, Any]:
             "target_group_arn": require(outputs, group_key, stack, what),
             "instances": sum(pool.min_instances for pool in plan_service.pools),
         }
+        if values.get("scale") and not values.get("ecs_service"):
+            resolved |= _scaled_pool(outputs, stack, service, plan_service.props.pools)
         if values.get("api") is None and plan_service.props.kind == "classifier":
             resolved["api"] = "classify"
         elif values.get("api") is None and plan_service.props.protocol == "grpc":
@@ -94,6 +97,28 @@ def resolve_fleet_target(values: dict[str, Any]) -> dict[str, Any]:
     if price is not None:
         resolved["price_per_hour"] = price
     return {**resolved, **{key: value for key, value in values.items() if value is not None}}
+
+
+def _scaled_pool(outputs: dict[str, str], stack, service: str, pools) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """--scale on the service's one pool: its cluster, ECS service and Auto Scaling group."""
+    from inferfleet.cli.finetune.stack_outputs import require
+    from inferfleet.infra import names
+
+    if len(pools) != 1:
+        kinds = ", ".join(pool.instance_type for pool in pools)
+        raise UserError(
+            f"--scale: {service} runs {len(pools)} pools in {stack.region} ({kinds}) and bench "
+            "resizes one; give --ecs-cluster, --ecs-service and --asg-name of the pool to "
+            f"resize (the stack's outputs {names.CLUSTER_NAME} and {service}...EcsService / "
+            "...AutoScalingGroup)"
+        )
+    ecs_key, asg_key = names.pool_outputs(service, pools[0].instance_type)
+    what = f"the pool outputs of {service} (deploy this version)"
+    return {
+        "ecs_cluster": require(outputs, names.CLUSTER_NAME, stack, "its cluster"),
+        "ecs_service": require(outputs, ecs_key, stack, what),
+        "asg_name": require(outputs, asg_key, stack, what),
+    }
 
 
 def _prices(region: str, pools: list[tuple[str, int]]) -> float | None:

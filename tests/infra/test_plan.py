@@ -361,9 +361,16 @@ def test_every_spec_field_reaches_the_template(mapped_template):
     assert set(template["Outputs"]) == {
         names.service_endpoint("chat"),
         names.service_target_group_arn("chat"),
+        *names.pool_outputs("chat", "inf2.24xlarge"),
         names.CLUSTER_NAME,
         names.batch_state_machine("pairs"),
     }
+    # What bench --scale resizes: the pool's ECS service and its Auto Scaling group.
+    ecs_key, asg_key = names.pool_outputs("chat", "inf2.24xlarge")
+    service_id = template["Outputs"][ecs_key]["Value"]["Fn::GetAtt"][0]
+    assert template["Resources"][service_id]["Type"] == "AWS::ECS::Service"
+    group_id = template["Outputs"][asg_key]["Value"]["Ref"]
+    assert template["Resources"][group_id]["Type"] == "AWS::AutoScaling::AutoScalingGroup"
 
 
 @pytest.mark.slow

@@ -142,3 +142,36 @@ def test_a_grpc_service_is_benched_over_grpc(  # type: ignore[no-untyped-def]
     # No --api: the service's protocol picks triton-grpc, which asks the target over gRPC.
     assert code == 1
     assert "cannot read the model repository of 127.0.0.1:9 over gRPC" in err
+
+
+def test_scale_resizes_the_one_pool_named_in_the_stack(moto, fleet: Path) -> None:  # type: ignore[no-untyped-def]
+    from inferfleet.cli.bench.fleet_target import resolve_fleet_target
+
+    url_key, group_key = names.service_outputs("intent")
+    ecs_key, asg_key = names.pool_outputs("intent", "inf2.xlarge")
+    deploy_outputs(
+        "tiny-us-east-1",
+        {
+            url_key: "http://127.0.0.1:9", group_key: GROUP, names.CLUSTER_NAME: "tiny-cluster",
+            ecs_key: "tiny-intent-inf2", asg_key: "tiny-intent-asg",
+        },
+    )  # fmt: skip
+
+    given = {"config": fleet, "service": "intent", "scale": "instances=1,2"}
+    resolved = resolve_fleet_target(given)
+
+    assert (resolved["ecs_cluster"], resolved["ecs_service"], resolved["asg_name"]) == (
+        "tiny-cluster", "tiny-intent-inf2", "tiny-intent-asg",
+    )  # fmt: skip
+    assert resolved["api"] == "classify" and resolved["scale"] == "instances=1,2"
+
+
+def test_scale_of_a_service_of_several_pools_asks_which(moto, fleet: Path) -> None:  # type: ignore[no-untyped-def]
+    from inferfleet.cli.bench.fleet_target import resolve_fleet_target
+    from inferfleet.cli.errors import UserError
+
+    url_key, group_key = names.service_outputs("chat")
+    deploy_outputs("tiny-us-east-1", {url_key: "http://127.0.0.1:9", group_key: GROUP})
+
+    with pytest.raises(UserError, match=r"--scale: chat runs 2 pools in us-east-1 \(inf2"):
+        resolve_fleet_target({"config": fleet, "service": "chat", "scale": "instances=1,2"})
