@@ -50,6 +50,7 @@ def test_each_region_runs_its_pools_at_its_share_of_the_load(
     assert "us-east-1: 7 instances, 6.0 req/s" in err and "(SIMULATED)" in err
     results = json.loads((out / "results.json").read_text())
     assert results["target"]["simulated"] is True
+    assert results["workload"]["arrival"] == "poisson"
     regions = results["target"]["fleet"]["regions"]
     assert [(r["region"], r["requests_per_s"]) for r in regions] == [
         ("us-east-1", 6.0), ("us-west-2", 2.0),
@@ -76,22 +77,26 @@ def test_each_region_runs_its_pools_at_its_share_of_the_load(
     assert report.startswith("# inferfleet simulate report\n\n> **SIMULATED.**")
 
 
-def test_at_min_simulates_the_smallest_fleet_and_queues_grow(
-    fleet: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    figures = {}
+def test_at_min_simulates_the_smallest_fleet_and_queues_grow(fleet: Path) -> None:
+    from inferfleet.cli.bench.config import Distribution
+    from inferfleet.cli.sizing.figures import step_summary
+    from inferfleet.cli.sizing.fleet_run import simulate_fleet
+    from inferfleet.cli.sizing.fleet_shapes import fleet_service
+    from inferfleet.cli.sizing.prices import PriceLookup, load_prices
+
+    service = fleet_service(
+        fleet, None, context_tokens=250.0, price=PriceLookup(load_prices()), weights=None
+    )
+    shape = {"prompt_tokens": Distribution.parse(SIZES[1]),
+             "output_tokens": Distribution.parse(SIZES[3]), "duration_s": 60.0,
+             "warmup_s": 20.0, "seed": 0}  # fmt: skip
+    ttft_p99, instances = {}, {}
     for at in ("max", "min"):
-        out = tmp_path / at
-        code, err = simulate(
-            capsys, "--config", str(fleet), "--load", "12req/s", "--at", at, *SIZES,
-            "--duration", "60", "--warmup", "20", "--json", "--out", str(out),
-        )  # fmt: skip
-        assert code == 0, err
-        results = json.loads((out / "results.json").read_text())
-        figures[at] = {s["variant"]: s for s in results["steps"]}
-    west_max, west_min = figures["max"]["region=us-west-2"], figures["min"]["region=us-west-2"]
-    assert (west_max["instances"], west_min["instances"]) == (4, 1)
-    assert west_min["latency"]["ttft_ms"]["p99"] > 2 * west_max["latency"]["ttft_ms"]["p99"]
+        west = simulate_fleet(service, requests_per_s=12.0, at=at, **shape).runs[1]  # type: ignore[arg-type]
+        instances[at] = sum(west.instances)
+        ttft_p99[at] = step_summary(west.run, open_loop=True).latency["ttft_ms"].p99
+    assert (instances["max"], instances["min"]) == (4, 1)
+    assert ttft_p99["min"] > 2 * ttft_p99["max"]
 
 
 LOAD = ("--load", "5req/s")
@@ -128,20 +133,25 @@ def test_bad_input_is_one_clear_paragraph_and_exit_2(
     assert not out.exists()
 
 
-def test_arrivals_are_spaced_as_the_bench_spaces_them(
-    fleet: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    out = tmp_path / "sim"
-    code, err = simulate(
-        capsys, "--config", str(fleet), "--load", "10req/s", "--arrival", "constant", *SIZES,
-        "--duration", "30", "--warmup", "10", "--json", "--out", str(out),
+def test_arrivals_are_spaced_as_the_bench_spaces_them(fleet: Path) -> None:
+    from inferfleet.cli.bench.config import Distribution
+    from inferfleet.cli.sizing.figures import step_summary
+    from inferfleet.cli.sizing.fleet_run import simulate_fleet
+    from inferfleet.cli.sizing.fleet_shapes import fleet_service
+    from inferfleet.cli.sizing.prices import PriceLookup, load_prices
+
+    service = fleet_service(
+        fleet, None, context_tokens=250.0, price=PriceLookup(load_prices()), weights=None
+    )
+    simulated = simulate_fleet(
+        service, requests_per_s=10.0, prompt_tokens=Distribution.parse(SIZES[1]),
+        output_tokens=Distribution.parse(SIZES[3]), duration_s=30.0, warmup_s=10.0, seed=0,
+        arrival="constant",
     )  # fmt: skip
 
-    assert code == 0, err
-    results = json.loads((out / "results.json").read_text())
-    assert results["workload"]["arrival"] == "constant"
     # Every 1/5 s in each region: 150 sends in the 30 s window, give or take the edge.
-    assert [abs(step["requests"] - 150) <= 1 for step in results["steps"]] == [True, True]
+    counts = [step_summary(r.run, open_loop=True).requests for r in simulated.runs]
+    assert [abs(count - 150) <= 1 for count in counts] == [True, True]
 
 
 def test_without_local_or_config_says_how(capsys: pytest.CaptureFixture[str]) -> None:
