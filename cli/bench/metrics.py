@@ -377,6 +377,7 @@ def measure_step(
         ),
         goodput=goodput(succeeded, streams, window, slo, latencies) if slo else None,
         coalesced_gaps=coalesced,
+        server_prompt_tokens_ratio=server_prompt_ratio(succeeded),
         notes=coalesced_notes(coalesced),
         client=client,
         failed=bool(failures),
@@ -422,6 +423,16 @@ def achieved_concurrency(
         if record.end is not None and record.sent
     )
     return round(busy / (end - start), 3)
+
+
+def server_prompt_ratio(records: Sequence[RequestRecord]) -> float | None:
+    """Mean of the server's prompt token count (its usage report) over the client's."""
+    ratios = [
+        record.usage_prompt_tokens / record.prompt_tokens
+        for record in records
+        if record.usage_prompt_tokens and record.prompt_tokens
+    ]
+    return round(sum(ratios) / len(ratios), 4) if ratios else None
 
 
 def coalesced_fraction(records: Sequence[RequestRecord]) -> float | None:

@@ -133,6 +133,10 @@ class StepResult(Model):
         None, description="Share of the gaps between chunks measured as 0 ms because the "
         "client read the chunks together (per-gap ITL collapses; ITL per request does not).",
     )  # fmt: skip
+    server_prompt_tokens_ratio: float | None = Field(
+        None, description="The server's prompt tokens (usage report) / the client's count, "
+        "mean over requests: how far the server's tokenizer and template differ.",
+    )  # fmt: skip
     notes: list[str] = Field(
         default_factory=list, description="What the reader should know about the figures."
     )

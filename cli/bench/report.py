@@ -226,6 +226,15 @@ def _max_load_section(results: RunResults) -> list[Block]:
     return lines
 
 
+def _server_prompt_counts(steps: Sequence[StepResult]) -> str:
+    """How the server's usage report counted the prompts against the client's count."""
+    ratios = [(step.id, step.server_prompt_tokens_ratio) for step in steps]
+    shown = [f"step {number} x{ratio:.3f}" for number, ratio in ratios if ratio is not None]
+    if not shown:
+        return "the server reported no prompt tokens to compare"
+    return "the server counted " + ", ".join(shown[:6]) + (", ..." if len(shown) > 6 else "")
+
+
 def _run_section(results: RunResults) -> list[Block]:
     target, workload, load = results.target, results.workload, results.load
     machine, tool = results.machine, results.tool
@@ -253,6 +262,8 @@ def _run_section(results: RunResults) -> list[Block]:
         f"output tokens {workload['output_tokens']}, schedule hash `{workload['hash'][:16]}`",
         "- Token counts: "
         + (", ".join(SOURCE_TEXT.get(source, source) for source in sources) or "none measured"),
+        f"- Prompt tokens: {workload.get('prompt_tokens_note', 'counted as words')}; "
+        + _server_prompt_counts(results.steps),
         f"- Tool: {tool['name']} {tool.get('version') or ''} on {machine['hostname']} "
         f"({machine['cpus']} CPUs, {machine['platform']})",
         f"- Client limits: {limits}",

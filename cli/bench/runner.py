@@ -199,6 +199,8 @@ def run_bench(config: BenchConfig, console: Console | None = None) -> RunOutcome
         config = replay_config(config, workload.trace)
     steps = plan_steps(config)
     arrivals = {rate: open_loop_arrivals(config, rate, workload.trace) for rate in config.rate}
+    if workload.tokenizer is not None and arrivals:
+        workload.prepare(int(max(process.expected_count for process in arrivals.values())))
     stop = StopFlag()
     output = OutputDir.claim(config.out)
     session: Session | None = None

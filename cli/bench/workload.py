@@ -18,6 +18,7 @@ from typing import Literal
 import numpy as np
 
 from inferfleet.cli.bench.config import MAX_TOKENS, BenchConfig, Distribution
+from inferfleet.cli.bench.tokenizer import PromptTokenizer
 from inferfleet.cli.bench.trace import Trace, TraceArrivals, load_trace
 from inferfleet.cli.errors import UserError
 
@@ -41,6 +42,10 @@ _VOCABULARY = (
 _WORDS = np.array(_VOCABULARY.split())
 # Seed streams of the texts drawn besides prompts (1 is the prompts', 2 the arrivals').
 _STREAMS = {"prefix": 5, "reply": 6}
+
+
+def _word_count(text: str) -> int:
+    return len(text.split())
 
 
 def _id_number(name: int | str) -> int:
@@ -76,9 +81,12 @@ class Workload:
         trace: Trace | None = None,
         prefix_tokens: int = 0,
         prefix_fraction: float = 1.0,
+        tokenizer: PromptTokenizer | None = None,
     ) -> None:
         self.seed = seed
         self.trace = trace
+        self.tokenizer = tokenizer
+        count = tokenizer.count if tokenizer else _word_count
         self.prefix_tokens, self.prefix_fraction = prefix_tokens, prefix_fraction
         self.prompt_distribution = prompt_tokens
         self.output_distribution = output_tokens
@@ -97,13 +105,13 @@ class Workload:
                 dtype=np.int64,
             )
             self._prompt_lengths = np.array(
-                [len(row["prompt"].split()) for row in self._dataset], dtype=np.int64
+                [count(row["prompt"]) for row in self._dataset], dtype=np.int64
             )
         elif trace is not None:
             self._prompt_lengths = np.where(
                 trace.prompt_tokens > 0,
                 trace.prompt_tokens,
-                [len(text.split()) if text else 0 for text in trace.prompts],
+                [count(text) if text else 0 for text in trace.prompts],
             ).astype(np.int64)
             self._output = trace.output_tokens
             self._previous_turn = trace.previous_turn()
@@ -130,6 +138,7 @@ class Workload:
     def from_config(cls, config: BenchConfig) -> Workload:
         dataset = load_dataset(config.dataset) if config.dataset else None
         trace = load_trace(config.trace) if config.trace else None
+        tokenizer = PromptTokenizer(config.tokenizer) if config.tokenizer else None
         if trace is not None and not config.prefix_tokens and any(trace.prefixes):
             raise UserError(
                 f"--prefix-tokens: {config.trace} names shared prefixes (prefix_id); give "
@@ -143,6 +152,7 @@ class Workload:
             trace=trace,
             prefix_tokens=config.prefix_tokens,
             prefix_fraction=config.prefix_fraction,
+            tokenizer=tokenizer,
         )
 
     def __len__(self) -> int:
@@ -166,15 +176,27 @@ class Workload:
             )  # fmt: skip
         return RequestSpec(index, prompt, length, output_tokens)
 
+    def prepare(self, count: int) -> None:
+        """Build the first ``count`` requests now: a tokenizer's fitting stays out of the
+        dispatch loop of an open-loop step."""
+        for index in range(min(count, len(self))):
+            self.spec(index)
+
     def _text(self, key: tuple[str, int | str], length: int) -> str:
-        """``length`` vocabulary words drawn from the seed and ``key``; kept to a word budget."""
+        """``length`` vocabulary words drawn from the seed and ``key`` (with a tokenizer, exactly
+        ``length`` of its tokens); kept up to a word budget."""
         text = self._prompts.get(key)  # type: ignore[call-overload]
         if text is None:
             kind, name = key
             stream = [self.seed, 1, name] if kind == "prompt" else [self.seed, _STREAMS[kind],
                                                                      _id_number(name)]  # fmt: skip
-            ids = np.random.default_rng(stream).integers(0, len(_WORDS), size=length)
-            text = " ".join(_WORDS[ids].tolist())
+            rng = np.random.default_rng(stream)
+
+            def words(count: int) -> list[str]:
+                return _WORDS[rng.integers(0, len(_WORDS), size=count)].tolist()
+
+            drawn = words(length)
+            text = self.tokenizer.fit(drawn, length, words) if self.tokenizer else " ".join(drawn)
             if self._cached_words + length <= PROMPT_CACHE_WORDS:
                 self._prompts[key] = text  # type: ignore[index]
                 self._cached_words += length
@@ -239,7 +261,12 @@ class Workload:
             "pool_size": len(self),
             "mean_prompt_tokens": float(np.mean(self._prompt_lengths)),
             "mean_output_tokens": float(np.mean(self._output)),
-            "prompt_tokens_note": "words of a fixed vocabulary, about one token each",
+            "prompt_tokens_note": (
+                f"exact, counted by the tokenizer {self.tokenizer.describe()}"
+                if self.tokenizer
+                else "words of a fixed vocabulary, about one token each"
+            ),
+            "tokenizer": self.tokenizer.describe() if self.tokenizer else None,
         }
 
     def digest(self) -> hashlib._Hash:
@@ -251,6 +278,8 @@ class Workload:
             digest.update(self._dataset_digest.encode())
         if self.trace is not None:
             digest.update(f"trace={self.trace.sha256};".encode())
+        if self.tokenizer is not None:
+            digest.update(f"tokenizer={self.tokenizer.describe()};".encode())
         if self.prefix_tokens:
             digest.update(f"prefix={self.prefix_tokens};{self.prefix_fraction!r};".encode())
         return digest
