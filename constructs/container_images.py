@@ -6,10 +6,11 @@ serving images live once, in ``containers/common``. Each asset leaves out the
 other images' folders, so changing one image does not rebuild the others.
 """
 
+import re
 from importlib import resources
 from typing import Any, Literal
 
-from aws_cdk import IgnoreMode
+from aws_cdk import IgnoreMode, Token
 from aws_cdk import aws_ecr_assets as ecr_assets
 
 BuiltInImage = Literal["llm-neuron", "intent-neuron", "finetune", "pair-neuron"]
@@ -38,3 +39,22 @@ def image_asset_options(image: BuiltInImage) -> dict[str, Any]:
             "**/*.pyc",
         ],
     }
+
+
+_ECR_IMAGE = re.compile(
+    r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/"
+    r"(?P<repository>[^:@]+)"
+)
+
+
+def ecr_repository_arn(image_uri: str, partition: str) -> str | None:
+    """The ARN of the ECR repository ``image_uri`` is pulled from; None when the URI is not
+    an ECR one known at synth."""
+    if Token.is_unresolved(image_uri):
+        return None
+    image = _ECR_IMAGE.match(image_uri)
+    if image is None:
+        return None
+    return (
+        f"arn:{partition}:ecr:{image['region']}:{image['account']}:repository/{image['repository']}"
+    )

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import Aws, Duration, RemovalPolicy, Stack
+from aws_cdk import Aws, Duration, Names, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_dynamodb as dynamodb
@@ -33,10 +33,11 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from inferfleet.constructs.container_images import image_asset_options
+from inferfleet.constructs.container_images import ecr_repository_arn, image_asset_options
 from inferfleet.constructs.finetune_handlers.layout import (
     BATCH_ROOT,
     MANIFEST_NAME,
+    MAX_TRAINING_JOB_PREFIX,
     TRAINING_OUTPUT_ROOT,
     UPLOAD_ROOT,
 )
@@ -61,7 +62,13 @@ from inferfleet.constructs.finetune_handlers.settings import (
     Tables,
     TrainingLimits,
 )
-from inferfleet.constructs.nag import acknowledge, nag_resource
+from inferfleet.constructs.nag import (
+    RoutingRole,
+    acknowledge,
+    acknowledged_policy,
+    nag_resource,
+    only_actions,
+)
 from inferfleet.constructs.private_bucket import private_bucket
 from inferfleet.constructs.props.finetune_queue import AdapterComponents, FinetuneQueueProps
 from inferfleet.constructs.props.problems import raise_for
@@ -110,7 +117,9 @@ class FinetuneQueue(Construct):
         )
         self.props = props
         model_prefix = props.model_prefix
-        training_job_prefix = props.training_job_prefix
+        training_job_prefix = props.training_job_prefix or Names.unique_resource_name(
+            self, max_length=MAX_TRAINING_JOB_PREFIX, separator="-"
+        )
         limits = TrainingLimits(
             max_epochs=props.max_epochs,
             max_seq_len=props.max_seq_len,
@@ -132,7 +141,14 @@ class FinetuneQueue(Construct):
         self.data_bucket = self._data_bucket(access_logs_bucket, removal_policy)
         self.dead_letter_queue = self._dead_letter_queue()
 
-        self.training_image_uri = props.training_image_uri or self._training_image().image_uri
+        training_image = None if props.training_image_uri else self._training_image()
+        self.training_image_uri = props.training_image_uri or training_image.image_uri  # type: ignore[union-attr]
+        # The asset's repository, or the given image's: pulls reach that repository only.
+        self._training_repository_arn = (
+            training_image.repository.repository_arn
+            if training_image
+            else ecr_repository_arn(self.training_image_uri, Stack.of(self).partition)
+        )
         # One role per job kind, each reaching the prefixes that kind needs.
         self.single_training_role = self._training_role(
             "SingleTrainingRole",
@@ -357,23 +373,42 @@ class FinetuneQueue(Construct):
             nag_bucket=nag_bucket,
         )
         role.add_to_policy(_list_under(bucket_arn, reads))
+        repository_arn = self._training_repository_arn or (
+            f"arn:{Aws.PARTITION}:ecr:{Aws.REGION}:{Aws.ACCOUNT_ID}:repository/*"
+        )
         role.add_to_policy(
             iam.PolicyStatement(
                 actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
-                resources=[f"arn:{Aws.PARTITION}:ecr:{Aws.REGION}:{Aws.ACCOUNT_ID}:repository/*"],
+                resources=[repository_arn],
             )
         )
-        role.add_to_policy(
-            iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"])
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["cloudwatch:PutMetricData"],
-                resources=["*"],
-                conditions={
-                    "StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/TrainingJobs"}
-                },
+        if self._training_repository_arn is None:
+            acknowledge(
+                role,
+                "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ecr:<AWS::Region>:"
+                "<AWS::AccountId>:repository/*]",
+                "training_image_uri is not an ECR image URI known at synth; pulls stay in this "
+                "account and region",
             )
+        acknowledged_policy(
+            role,
+            "UnscopedActions",
+            {
+                "AwsSolutions-IAM5[Resource::*]": (
+                    "ecr:GetAuthorizationToken has no resource types; PutMetricData is limited "
+                    "to the training namespace by condition"
+                )
+            },
+            [
+                iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"]),
+                iam.PolicyStatement(
+                    actions=["cloudwatch:PutMetricData"],
+                    resources=["*"],
+                    conditions={
+                        "StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/TrainingJobs"}
+                    },
+                ),
+            ],
         )
         log_groups = (
             f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:"
@@ -384,19 +419,6 @@ class FinetuneQueue(Construct):
                 actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
                 resources=[log_groups, f"{log_groups}:*"],
             )
-        )
-        acknowledge(
-            role,
-            "AwsSolutions-IAM5[Resource::*]",
-            "ecr:GetAuthorizationToken has no resource-level permissions; PutMetricData is "
-            "limited to the training namespace by condition",
-        )
-        acknowledge(
-            role,
-            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ecr:<AWS::Region>:"
-            "<AWS::AccountId>:repository/*]",
-            "the training image's repository (an asset or a given URI) is known at deploy "
-            "time only; pulls stay in this account and region",
         )
         acknowledge(
             role,
@@ -424,7 +446,7 @@ class FinetuneQueue(Construct):
             retention=logs.RetentionDays.ONE_MONTH,
             removal_policy=RemovalPolicy.DESTROY,
         )
-        role = iam.Role(
+        role = RoutingRole(
             self,
             f"{construct_id}Role",
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
@@ -498,6 +520,17 @@ class FinetuneQueue(Construct):
 
     def _wire_launcher(self, sweep_interval: Duration, *, warm_pools: bool) -> None:
         function = self.launcher_function
+        role: RoutingRole = function.role  # type: ignore[assignment]
+        # What the stream event source adds: finding the table's stream.
+        role.route(
+            only_actions("dynamodb:ListStreams"),
+            policy="StreamDiscovery",
+            findings={
+                "AwsSolutions-IAM5[Resource::*]": (
+                    "dynamodb:ListStreams (the stream event source) has no resource types"
+                )
+            },
+        )
         function.add_event_source(
             event_sources.DynamoEventSource(
                 self.jobs_table,
@@ -534,8 +567,16 @@ class FinetuneQueue(Construct):
             )
         )
         if warm_pools:
-            function.add_to_role_policy(
-                iam.PolicyStatement(actions=["sagemaker:ListTrainingJobs"], resources=["*"])
+            acknowledged_policy(
+                role,
+                "WarmPoolDiscovery",
+                {
+                    "AwsSolutions-IAM5[Resource::*]": (
+                        "sagemaker:ListTrainingJobs (finding a warm pool to reuse) has no "
+                        "resource types"
+                    )
+                },
+                [iam.PolicyStatement(actions=["sagemaker:ListTrainingJobs"], resources=["*"])],
             )
         function.add_to_role_policy(
             iam.PolicyStatement(
@@ -552,12 +593,6 @@ class FinetuneQueue(Construct):
         self._acknowledge_objects(function, self.data_bucket, [BATCH_ROOT])
         self._acknowledge_training_jobs(function)
         self._acknowledge_indexes(function)
-        acknowledge(
-            function.role,  # type: ignore[arg-type]
-            "AwsSolutions-IAM5[Resource::*]",
-            "dynamodb:ListStreams (for the stream event source) and sagemaker:ListTrainingJobs "
-            "(warm pools) have no resource-level permissions",
-        )
 
     def _wire_publisher(self, event_source: str) -> None:
         function = self.publisher_function

@@ -37,7 +37,7 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from inferfleet.constructs.finetune_queue import POWERTOOLS_ACCOUNT, RUNTIME
-from inferfleet.constructs.nag import acknowledge, nag_resource
+from inferfleet.constructs.nag import acknowledge, acknowledged_policy, nag_resource
 from inferfleet.constructs.props.global_traffic import GlobalTrafficProps, TrafficService
 from inferfleet.constructs.props.problems import raise_for
 from inferfleet.constructs.traffic_controller import overrides
@@ -315,15 +315,23 @@ class GlobalTraffic(Construct):
                 resources=[log_group.log_group_arn],
             )
         )
-        role.add_to_policy(
-            iam.PolicyStatement(actions=["cloudwatch:GetMetricData"], resources=["*"])
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["cloudwatch:PutMetricData"],
-                resources=["*"],
-                conditions={"StringEquals": {"cloudwatch:namespace": METRIC_NAMESPACE}},
-            )
+        acknowledged_policy(
+            role,
+            "MetricsPolicy",
+            {
+                "AwsSolutions-IAM5[Resource::*]": (
+                    "cloudwatch:GetMetricData has no resource types; PutMetricData is limited "
+                    f"to the {METRIC_NAMESPACE} namespace by condition"
+                )
+            },
+            [
+                iam.PolicyStatement(actions=["cloudwatch:GetMetricData"], resources=["*"]),
+                iam.PolicyStatement(
+                    actions=["cloudwatch:PutMetricData"],
+                    resources=["*"],
+                    conditions={"StringEquals": {"cloudwatch:namespace": METRIC_NAMESPACE}},
+                ),
+            ],
         )
         override_name, state_name = props.parameters
         read_only = (
@@ -364,12 +372,6 @@ class GlobalTraffic(Construct):
             role,
             f"AwsSolutions-IAM5[Resource::{nag_resource(role, log_group.log_group_arn)}]",
             "Lambda creates a log stream per execution environment in the function's own log group",
-        )
-        acknowledge(
-            role,
-            "AwsSolutions-IAM5[Resource::*]",
-            "cloudwatch:GetMetricData has no resource-level permissions; PutMetricData is "
-            f"limited to the {METRIC_NAMESPACE} namespace by condition",
         )
         if props.mode == GLOBAL_ACCELERATOR:
             acknowledge(

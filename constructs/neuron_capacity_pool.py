@@ -1,6 +1,6 @@
 """Auto Scaling group of Neuron instances, registered as an ECS capacity provider."""
 
-from aws_cdk import Duration
+from aws_cdk import Aws, Duration
 from aws_cdk import aws_autoscaling as autoscaling
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
@@ -8,7 +8,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from inferfleet.constructs.nag import acknowledge
+from inferfleet.constructs.nag import RoutingRole, acknowledged_policy, within_actions
 from inferfleet.constructs.neuron_instances import NEURON_INSTANCE_TYPES
 from inferfleet.constructs.props.capacity_pool import NeuronCapacityPoolProps
 from inferfleet.constructs.props.problems import raise_for
@@ -57,14 +57,10 @@ class NeuronCapacityPool(Construct):
             description=f"{instance.name} container instances",
             allow_all_outbound=True,
         )
-        self.role = iam.Role(
-            self,
-            "InstanceRole",
-            assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
-            managed_policies=[
-                iam.ManagedPolicy.from_aws_managed_policy_name("AmazonSSMManagedInstanceCore")
-            ],
+        self.role = RoutingRole(
+            self, "InstanceRole", assumed_by=iam.ServicePrincipal("ec2.amazonaws.com")
         )
+        self._agent_policies(cluster)
         self.launch_template = ec2.LaunchTemplate(
             self,
             "LaunchTemplate",
@@ -115,19 +111,92 @@ class NeuronCapacityPool(Construct):
             machine_image_type=ecs.MachineImageType.AMAZON_LINUX_2,
         )
         cluster.add_asg_capacity_provider(self.capacity_provider)
-        acknowledge(
-            self.role,
-            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/"
-            "AmazonSSMManagedInstanceCore]",
-            "Session Manager replaces SSH keys; AWS keeps this policy to the minimal SSM actions",
-        )
-        for finding in ("Action::ecs:Submit*", "Resource::*"):
-            acknowledge(
-                self.role,
-                f"AwsSolutions-IAM5[{finding}]",
-                "the ECS container agent's own policy (written by aws-cdk-lib): "
-                "discovery and telemetry calls have no resource-level permissions",
+
+    def _agent_policies(self, cluster: ecs.ICluster) -> None:
+        """What the ECS agent and the Session Manager agent on the instance call, written here
+        rather than taken from aws-cdk-lib (``Submit*``, logs on ``*``) or from
+        AmazonSSMManagedInstanceCore (``ssm:GetParameter(s)`` on ``*``, Run Command)."""
+        # The statements aws-cdk-lib adds when the cluster takes the capacity provider.
+        self.role.route(within_actions(_CDK_AGENT_ACTIONS), policy=None)
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "ecs:RegisterContainerInstance",
+                    "ecs:DeregisterContainerInstance",
+                    "ecs:SubmitContainerStateChange",
+                    "ecs:SubmitTaskStateChange",
+                    "ecs:SubmitAttachmentStateChanges",
+                ],
+                resources=[cluster.cluster_arn],
             )
+        )
+        # No logs: the tasks' logs go through their execution role (awslogs driver).
+        self.agent_policy = acknowledged_policy(
+            self.role,
+            "AgentPolicy",
+            {
+                "AwsSolutions-IAM5[Resource::*]": (
+                    "the ECS agent: ecs:DiscoverPollEndpoint and ecr:GetAuthorizationToken have "
+                    "no resource types; ecs:Poll and ecs:StartTelemetrySession are limited to "
+                    "this cluster by the ecs:cluster condition"
+                )
+            },
+            [
+                iam.PolicyStatement(
+                    actions=["ecs:DiscoverPollEndpoint", "ecr:GetAuthorizationToken"],
+                    resources=["*"],
+                ),
+                iam.PolicyStatement(
+                    actions=["ecs:Poll", "ecs:StartTelemetrySession"],
+                    resources=["*"],
+                    conditions={"ArnEquals": {"ecs:cluster": cluster.cluster_arn}},
+                ),
+            ],
+        )
+        instances = f"arn:{Aws.PARTITION}:ec2:{Aws.REGION}:{Aws.ACCOUNT_ID}:instance/*"
+        self.session_manager_policy = acknowledged_policy(
+            self.role,
+            "SessionManagerPolicy",
+            {
+                "AwsSolutions-IAM5[Resource::*]": (
+                    "Session Manager instead of SSH keys: its ssmmessages channel actions have "
+                    "no resource types"
+                ),
+                "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:"
+                "<AWS::AccountId>:instance/*]": (
+                    "the agent registers the instance it runs on, whose id is known at launch only"
+                ),
+            },
+            [
+                iam.PolicyStatement(
+                    actions=["ssm:UpdateInstanceInformation"], resources=[instances]
+                ),
+                iam.PolicyStatement(
+                    actions=[
+                        "ssmmessages:CreateControlChannel",
+                        "ssmmessages:CreateDataChannel",
+                        "ssmmessages:OpenControlChannel",
+                        "ssmmessages:OpenDataChannel",
+                    ],
+                    resources=["*"],
+                ),
+            ],
+        )
+
+
+_CDK_AGENT_ACTIONS = frozenset(
+    {
+        "ecs:DeregisterContainerInstance",
+        "ecs:RegisterContainerInstance",
+        "ecs:Submit*",
+        "ecs:Poll",
+        "ecs:StartTelemetrySession",
+        "ecs:DiscoverPollEndpoint",
+        "ecr:GetAuthorizationToken",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+    }
+)
 
 
 # ECS agent settings (/etc/ecs/ecs.config); the cluster appends ECS_CLUSTER.

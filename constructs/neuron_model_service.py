@@ -17,7 +17,7 @@ from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
 from inferfleet.constructs.container_images import BuiltInImage, image_asset_options
-from inferfleet.constructs.nag import acknowledge, nag_resource
+from inferfleet.constructs.nag import RoutingRole, acknowledge, nag_resource, only_actions
 from inferfleet.constructs.neuron_capacity_pool import NeuronCapacityPool
 from inferfleet.constructs.neuron_serving_cluster import NeuronServingCluster
 from inferfleet.constructs.props.capacity_pool import NeuronCapacityPoolProps
@@ -273,11 +273,27 @@ class NeuronModelService(Construct):
         self.task_security_group.connections.allow_from(
             capacity.security_group, ec2.Port.all_traffic(), "instance to its tasks"
         )
+        execution_role = RoutingRole(
+            self,
+            f"{pool_id}ExecutionRole",
+            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+        )
+        execution_role.route(
+            only_actions("ecr:GetAuthorizationToken"),
+            policy="EcrAuthorization",
+            findings={
+                "AwsSolutions-IAM5[Resource::*]": (
+                    "ecr:GetAuthorizationToken has no resource types; the image pull itself is "
+                    "limited to the image's repository"
+                )
+            },
+        )
         task_definition = ecs.Ec2TaskDefinition(
             self,
             f"{pool_id}Task",
             network_mode=ecs.NetworkMode.AWS_VPC,
             task_role=self.task_role,
+            execution_role=execution_role,
             placement_constraints=[
                 ecs.PlacementConstraint.member_of(f"attribute:ecs.instance-type == {instance.name}")
             ],
@@ -324,11 +340,6 @@ class NeuronModelService(Construct):
             "AwsSolutions-ECS2",
             "the environment holds sizing and locations (TP degree, cores, S3 URIs); "
             "credentials go in secrets, read from Secrets Manager or SSM at task start",
-        )
-        acknowledge(
-            task_definition.obtain_execution_role(),
-            "AwsSolutions-IAM5[Resource::*]",
-            "ecr:GetAuthorizationToken has no resource-level permissions",
         )
         container.add_ulimits(
             ecs.Ulimit(name=ecs.UlimitName.MEMLOCK, soft_limit=-1, hard_limit=-1),

@@ -1,6 +1,6 @@
 """Network, ECS cluster and shared plumbing for model services on Neuron instances."""
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, Names, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
@@ -111,7 +111,8 @@ class NeuronServingCluster(Construct):
             cloudwatch.Dashboard(
                 self,
                 "Dashboard",
-                dashboard_name=f"{Stack.of(self).stack_name}-serving",
+                # From the construct's path: two clusters in one stack get two dashboards.
+                dashboard_name=Names.unique_resource_name(self, max_length=255, separator="-"),
                 default_interval=Duration.hours(3),
             )
             if props.dashboard

@@ -2,7 +2,8 @@
 
 from collections.abc import Sequence
 
-from aws_cdk import RemovalPolicy
+from aws_cdk import Aws, RemovalPolicy
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
@@ -20,7 +21,12 @@ def private_bucket(
     removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
 ) -> s3.Bucket:
     """S3-managed encryption, SSL enforced, public access blocked, ACLs off, and
-    server access logs to ``access_logs_bucket`` (S1 acknowledged when there is none)."""
+    server access logs to ``access_logs_bucket`` (S1 acknowledged when there is none).
+
+    Log delivery is granted by ``access_logs_bucket``'s policy (an imported bucket needs that
+    statement from its owner), never by an ACL: aws-cdk-lib grants by ACL unless the app sets
+    ``@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy``, and an ACL fails on a bucket with
+    ACLs off, so a plain ``App()`` would fail."""
     bucket = s3.Bucket(
         scope,
         construct_id,
@@ -30,11 +36,11 @@ def private_bucket(
         block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
         object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
         removal_policy=removal_policy,
-        server_access_logs_bucket=access_logs_bucket,
-        server_access_logs_prefix=access_logs_prefix if access_logs_bucket else None,
         lifecycle_rules=list(lifecycle_rules) or None,
     )
-    if access_logs_bucket is None:
+    if access_logs_bucket is not None:
+        _log_to(bucket, access_logs_bucket, access_logs_prefix)
+    else:
         acknowledge(
             bucket,
             "AwsSolutions-S1",
@@ -42,3 +48,20 @@ def private_bucket(
             "access_logs_bucket to turn it on (object reads are in CloudTrail data events)",
         )
     return bucket
+
+
+def _log_to(bucket: s3.Bucket, logs: s3.IBucket, prefix: str) -> None:
+    bucket.node.default_child.logging_configuration = s3.CfnBucket.LoggingConfigurationProperty(  # type: ignore[union-attr]
+        destination_bucket_name=logs.bucket_name, log_file_prefix=prefix
+    )
+    logs.add_to_resource_policy(
+        iam.PolicyStatement(
+            principals=[iam.ServicePrincipal("logging.s3.amazonaws.com")],
+            actions=["s3:PutObject"],
+            resources=[logs.arn_for_objects(f"{prefix}*")],
+            conditions={
+                "ArnLike": {"aws:SourceArn": bucket.bucket_arn},
+                "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
+            },
+        )
+    )

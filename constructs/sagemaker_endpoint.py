@@ -16,21 +16,21 @@ model bucket, a role that can read only the model prefix, and alarms.
 
 from __future__ import annotations
 
-import re
-
 from aws_cdk import Aws, Duration, Fn, Stack, Token
 from aws_cdk import aws_applicationautoscaling as autoscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from inferfleet.constructs.nag import acknowledge, nag_resource
+from inferfleet.constructs.container_images import ecr_repository_arn
+from inferfleet.constructs.nag import acknowledge, acknowledged_policy, nag_resource
 from inferfleet.constructs.private_bucket import private_bucket
-from inferfleet.constructs.props.problems import raise_for
+from inferfleet.constructs.props.problems import PropsProblem, raise_for
 from inferfleet.constructs.props.sagemaker_endpoint import (
     HostingMode,
     SageMakerEndpointProps,
@@ -39,10 +39,6 @@ from inferfleet.constructs.props.sagemaker_endpoint import (
 __all__ = ["HostingMode", "SageMakerEndpoint", "SageMakerEndpointProps", "resolve_image_uri"]
 
 VARIANT_NAME = "AllTraffic"
-_ECR_IMAGE = re.compile(
-    r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/"
-    r"(?P<repository>[^:@]+)"
-)
 
 
 def resolve_image_uri(
@@ -77,6 +73,10 @@ class SageMakerEndpoint(Construct):
         versioned, encrypted, SSL-only, with public access blocked, retained on delete.
     :param access_logs_bucket: where the new model bucket logs access. Default: none.
     :param alarm_topic: SNS topic the alarms notify. Default: none.
+    :param volume_key: KMS key of the instances' storage volumes. Default: a new key (rotated)
+        for instance types with EBS volumes; none for types with NVMe instance storage
+        (``ml.g5``, ``ml.trn1``, ``ml.*d``), which SageMaker encrypts itself and where a key is
+        refused.
     """
 
     def __init__(
@@ -88,10 +88,20 @@ class SageMakerEndpoint(Construct):
         model_bucket: s3.IBucket | None = None,
         access_logs_bucket: s3.IBucket | None = None,
         alarm_topic: sns.ITopic | None = None,
+        volume_key: kms.IKey | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         props = props or SageMakerEndpointProps()
-        raise_for(self.node.path, props.problems())
+        problems = props.problems()
+        if volume_key is not None and props.has_instance_storage:
+            problems.append(
+                PropsProblem(
+                    "volume_key",
+                    f"{props.instance_type} keeps models on NVMe instance storage, which "
+                    "SageMaker encrypts itself and where it refuses a KMS key; leave it out",
+                )
+            )
+        raise_for(self.node.path, problems)
         self.props = props
         self.mode = props.mode
         self.model_prefix = props.model_prefix
@@ -126,6 +136,17 @@ class SageMakerEndpoint(Construct):
             ),
         )
         self.model.node.add_dependency(self.role)
+        self.volume_key: kms.IKey | None = (
+            None
+            if props.has_instance_storage
+            else volume_key
+            or kms.Key(
+                self,
+                "VolumeKey",
+                description="Encrypts the endpoint instances' storage volumes",
+                enable_key_rotation=True,
+            )
+        )
         self.endpoint_config = self._endpoint_config()
         self.endpoint = sagemaker.CfnEndpoint(
             self,
@@ -151,7 +172,6 @@ class SageMakerEndpoint(Construct):
         if alarm_topic is not None:
             for alarm in self.alarms.values():
                 alarm.add_alarm_action(cloudwatch_actions.SnsAction(alarm_topic))
-        self._acknowledge(props.network_isolation)
 
     # -- parts -------------------------------------------------------------------------------
 
@@ -176,10 +196,12 @@ class SageMakerEndpoint(Construct):
         routing = sagemaker.CfnEndpointConfig.RoutingConfigProperty(
             routing_strategy=props.routing.sagemaker
         )
+        kms_key_id = self.volume_key.key_arn if self.volume_key else None
         if not props.components:
             return sagemaker.CfnEndpointConfig(
                 self,
                 "EndpointConfig",
+                kms_key_id=kms_key_id,
                 production_variants=[
                     variant(
                         variant_name=VARIANT_NAME,
@@ -195,6 +217,7 @@ class SageMakerEndpoint(Construct):
         config = sagemaker.CfnEndpointConfig(
             self,
             "EndpointConfig",
+            kms_key_id=kms_key_id,
             execution_role_arn=self.role.role_arn,
             production_variants=[
                 variant(
@@ -350,14 +373,10 @@ class SageMakerEndpoint(Construct):
             "component's artifact); nothing else",
         )
         stack = Stack.of(self)
-        image = (
-            _ECR_IMAGE.match(self.image_uri) if not Token.is_unresolved(self.image_uri) else None
-        )
+        repository_arn = ecr_repository_arn(self.image_uri, stack.partition)
+        image = repository_arn is not None
         repository_arn = (
-            f"arn:{stack.partition}:ecr:{image['region']}:{image['account']}:repository/"
-            f"{image['repository']}"
-            if image
-            else f"arn:{Aws.PARTITION}:ecr:{Aws.REGION}:{Aws.ACCOUNT_ID}:repository/*"
+            repository_arn or f"arn:{Aws.PARTITION}:ecr:{Aws.REGION}:{Aws.ACCOUNT_ID}:repository/*"
         )
         role.add_to_policy(
             iam.PolicyStatement(
@@ -365,21 +384,23 @@ class SageMakerEndpoint(Construct):
                 resources=[repository_arn],
             )
         )
-        role.add_to_policy(
-            iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"])
-        )
-        acknowledge(
+        acknowledged_policy(
             role,
-            "AwsSolutions-IAM5[Resource::*]",
-            "ecr:GetAuthorizationToken has no resource-level permissions; cloudwatch:"
-            "PutMetricData is limited to the AWS/SageMaker namespace by condition",
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["cloudwatch:PutMetricData"],
-                resources=["*"],
-                conditions={"StringEquals": {"cloudwatch:namespace": "AWS/SageMaker"}},
-            )
+            "UnscopedActions",
+            {
+                "AwsSolutions-IAM5[Resource::*]": (
+                    "ecr:GetAuthorizationToken has no resource types; cloudwatch:PutMetricData "
+                    "is limited to the AWS/SageMaker namespace by condition"
+                )
+            },
+            [
+                iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"]),
+                iam.PolicyStatement(
+                    actions=["cloudwatch:PutMetricData"],
+                    resources=["*"],
+                    conditions={"StringEquals": {"cloudwatch:namespace": "AWS/SageMaker"}},
+                ),
+            ],
         )
         # Pseudo parameters rather than the stack's values: the ARN reads the same in findings.
         log_groups = (
@@ -480,23 +501,3 @@ class SageMakerEndpoint(Construct):
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             )
         return alarms
-
-    def _acknowledge(self, network_isolation: bool) -> None:
-        acknowledge(
-            self.model,
-            "AwsSolutions-SM1",
-            "the endpoint is reached through the SageMaker runtime API; the container runs "
-            "with network isolation and needs no VPC resources",
-        )
-        acknowledge(
-            self.endpoint_config,
-            "AwsSolutions-SM2",
-            "GPU and Inferentia instances keep the model on NVMe instance storage, which "
-            "SageMaker encrypts and which rejects a KmsKeyId",
-        )
-        if not network_isolation:
-            acknowledge(
-                self.model,
-                "AwsSolutions-SM3",
-                "network isolation turned off by the caller (network_isolation=False)",
-            )

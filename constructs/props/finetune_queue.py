@@ -75,7 +75,8 @@ class FinetuneQueueProps:
     :param max_batch_size: largest batch a manifest may ask for. Default: 64.
     :param training_job_prefix: start of every training job name (letters, digits,
         hyphens; at most 29, so names stay within SageMaker's 63); the state-change rule
-        matches it. Default: ``inferfleet-ft``.
+        matches it. Default: derived from the construct's path and a hash of it (e.g.
+        ``Personalization-Finetune-1A2B3C4D``), so two queues never share job names or grants.
     :param max_running_jobs: training jobs running at once. Default: 10.
     :param create_calls_per_second: CreateTrainingJob pace (SageMaker allows about 1).
         Default: 1.
@@ -106,7 +107,7 @@ class FinetuneQueueProps:
     max_epochs: int = 10
     max_seq_len: int = 4096
     max_batch_size: int = 64
-    training_job_prefix: str = "inferfleet-ft"
+    training_job_prefix: str | None = None
     max_running_jobs: int = 10
     create_calls_per_second: float = 1.0
     max_attempts: int = 5
@@ -136,7 +137,9 @@ class FinetuneQueueProps:
                 )
             )
         prefix = self.training_job_prefix
-        if not _PREFIX.match(prefix) or len(prefix) > MAX_TRAINING_JOB_PREFIX:
+        if prefix is not None and (
+            not _PREFIX.match(prefix) or len(prefix) > MAX_TRAINING_JOB_PREFIX
+        ):
             problems.append(
                 PropsProblem(
                     "training_job_prefix",

@@ -25,6 +25,11 @@ _INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 # keep the rest.
 DEFAULT_HOST_MEMORY_SHARE = 0.8
 _FLEET_FIX = "hosting: inference_components in a fleet file, mode=INFERENCE_COMPONENTS in props"
+# Families with NVMe instance storage (c5d, g4dn, p4d, g5, trn1, ...): SageMaker encrypts it with
+# the instance's hardware module and rejects an endpoint config KmsKeyId for them.
+_INSTANCE_STORAGE = re.compile(
+    r"^ml\.([a-z]+\d+[a-z]*d[a-z]*|g5|g6|g6e|p5|p5e|p5en|trn1|trn1n|trn2)\."
+)
 
 
 class HostingMode(StrEnum):
@@ -128,6 +133,11 @@ class SageMakerEndpointProps:
         if self.min_capacity is not None:
             return self.min_capacity
         return 0 if self.components else 1
+
+    @property
+    def has_instance_storage(self) -> bool:
+        """The instance type keeps the model on NVMe instance storage (no KMS key allowed)."""
+        return bool(_INSTANCE_STORAGE.match(self.instance_type))
 
     @property
     def initial_count(self) -> int:

@@ -89,7 +89,8 @@ class NeuronServingClusterProps:
     :param log_retention_days: container and flow logs. Default: 30.
     :param restrict_default_security_group: strip the new VPC's default security group of
         its rules (a Lambda-backed custom resource). Default: True.
-    :param dashboard: a CloudWatch dashboard of the services. Default: True.
+    :param dashboard: a CloudWatch dashboard of the services, named after the cluster's
+        construct path (``{stack}-{id}-{hash}``). Default: True.
     """
 
     vpc: ImportedVpc | None = None

@@ -243,7 +243,7 @@ def test_training_state_changes_reach_the_publisher(synthesized) -> None:
                 "detail-type": ["SageMaker Training Job State Change"],
                 "detail": {
                     "TrainingJobStatus": ["Completed", "Failed", "Stopped"],
-                    "TrainingJobName": [{"prefix": "inferfleet-ft-"}],
+                    "TrainingJobName": [{"prefix": f"{queue.training_job_prefix}-"}],
                 },
             },
             "Targets": [
@@ -336,7 +336,10 @@ def test_the_launcher_may_start_only_this_queues_training_jobs(synthesized) -> N
         "sqs:GetQueueUrl",
     }
     sagemaker = next(s for s in statements if "sagemaker:CreateTrainingJob" in s["Action"])
-    assert sagemaker["Resource"]["Fn::Join"][1][-1] == ":training-job/inferfleet-ft-*"
+    assert (
+        sagemaker["Resource"]["Fn::Join"][1][-1]
+        == f":training-job/{queue.training_job_prefix.lower()}-*"
+    )
     pass_role = next(s for s in statements if s["Action"] == "iam:PassRole")
     assert pass_role["Condition"] == {
         "StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}
@@ -367,7 +370,10 @@ def test_the_publisher_writes_only_under_the_model_prefix(synthesized) -> None:
     assert sorted(_resource_suffixes(reads)) == ["/batches/*", "/training/*"]
     _assert_lists_nothing(statements)
     describe = next(s for s in statements if s["Action"] == "sagemaker:DescribeTrainingJob")
-    assert describe["Resource"]["Fn::Join"][1][-1] == ":training-job/inferfleet-ft-*"
+    assert (
+        describe["Resource"]["Fn::Join"][1][-1]
+        == f":training-job/{queue.training_job_prefix.lower()}-*"
+    )
     assert {"dynamodb:UpdateItem", "dynamodb:DeleteItem"} <= _actions(statements)
     assert not any(action.endswith("*") for action in _actions(statements))
 
@@ -421,7 +427,9 @@ def test_adapter_components_are_managed_by_the_publisher_within_the_prefix() -> 
     template = Template.from_stack(stack).to_json()
     statements = _role_statements(stack, template, queue.publisher_function.role)
     components = next(s for s in statements if "sagemaker:UpdateInferenceComponent" in s["Action"])
-    assert components["Resource"]["Fn::Join"][1][-1] == ":inference-component/inferfleet-ft-*"
+    assert components["Resource"]["Fn::Join"][1][-1] == (
+        f":inference-component/{queue.training_job_prefix.lower()}-*"
+    )
     publisher = template["Resources"][
         stack.resolve(stack.get_logical_id(queue.publisher_function.node.default_child))
     ]

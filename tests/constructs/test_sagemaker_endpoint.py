@@ -149,8 +149,24 @@ def test_model_bucket_is_versioned_encrypted_private_and_ssl_only(mme) -> None:
 
 def test_execution_role_reads_only_the_model_prefix(mme) -> None:
     template, _ = mme
-    [policy] = template.find_resources("AWS::IAM::Policy").values()
-    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    policies = template.find_resources("AWS::IAM::Policy")
+    statements = [
+        s
+        for policy in policies.values()
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    # Statements on "*" live in their own acknowledged policy, none in the default policy.
+    for logical_id, policy in policies.items():
+        wildcards = [
+            s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Resource"] == "*"
+        ]
+        if "DefaultPolicy" in logical_id:
+            assert wildcards == []
+        else:
+            assert sorted(str(s["Action"]) for s in wildcards) == [
+                "cloudwatch:PutMetricData",
+                "ecr:GetAuthorizationToken",
+            ]
     s3_statements = [s for s in statements if str(s["Action"]).startswith("s3:")]
     actions = sorted(str(s["Action"]) for s in s3_statements)
     assert actions == ["s3:GetObject", "s3:ListBucket"]
