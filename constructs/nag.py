@@ -8,6 +8,7 @@ no acknowledgement of a wildcard: whatever is added with ``add_to_policy`` is st
 """
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from aws_cdk import Acknowledgment, Stack, Token, Validations
 from aws_cdk import aws_iam as iam
@@ -21,13 +22,24 @@ def acknowledge(scope: IConstruct, rule: str, reason: str) -> None:
 
 
 def nag_resource(scope: IConstruct, arn: str) -> str:
-    """An ARN as cdk-nag prints it in a finding: ``<LogicalId.Arn>`` for a
-    ``Fn::GetAtt``, the literal otherwise."""
+    """An ARN as cdk-nag prints it in a finding: ``<LogicalId.Arn>`` for a ``Fn::GetAtt``,
+    ``<AWS::Partition>`` for a ``Ref``, the parts of a ``Fn::Join`` joined, the literal
+    otherwise."""
     if not Token.is_unresolved(arn):
         return arn
-    resolved = Stack.of(scope).resolve(arn)
-    logical_id, attribute = resolved["Fn::GetAtt"]
-    return f"<{logical_id}.{attribute}>"
+    return _as_nag_prints(Stack.of(scope).resolve(arn))
+
+
+def _as_nag_prints(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if "Ref" in value:
+        return f"<{value['Ref']}>"
+    if "Fn::GetAtt" in value:
+        logical_id, attribute = value["Fn::GetAtt"]
+        return f"<{logical_id}.{attribute}>"
+    separator, parts = value["Fn::Join"]
+    return separator.join(_as_nag_prints(part) for part in parts)
 
 
 def acknowledged_policy(

@@ -55,7 +55,11 @@ def _set(stack: Stack, n: int) -> tuple[Any, ...]:
         f"Service{n}",
         serving_cluster=cluster,
         image=ecs.ContainerImage.from_ecr_repository(repository, "1"),
-        props=NeuronModelServiceProps(pools=(NeuronPool("inf2.xlarge", tensor_parallel=1),)),
+        props=NeuronModelServiceProps(
+            pools=(NeuronPool("inf2.xlarge", tensor_parallel=1),),
+            # Without the partition-literals flag the bucket ARN is a token: still acknowledged.
+            model_artifact=f"s3://models-{n}/llm/",
+        ),
     )
     endpoint = SageMakerEndpoint(
         stack,
