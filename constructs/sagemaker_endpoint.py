@@ -132,7 +132,7 @@ class SageMakerEndpoint(Construct):
                 image=self.image_uri,
                 mode=props.mode.container_mode,
                 model_data_url=self.model_data_url,
-                environment=dict(props.environment) or None,
+                environment=props.container_environment or None,
             ),
         )
         self.model.node.add_dependency(self.role)

@@ -311,6 +311,11 @@ def test_the_base_component_is_sized_in_neuron_cores_and_host_memory(components)
         },
     )
     assert "/djl-inference:" in endpoint.image_uri and "neuronx" in endpoint.image_uri
+    [model] = template.find_resources("AWS::SageMaker::Model").values()
+    assert model["Properties"]["PrimaryContainer"]["Environment"] == {
+        "OPTION_ENABLE_LORA": "true",
+        "OPTION_TENSOR_PARALLEL_DEGREE": "3",
+    }
     assert endpoint.base_component_name == "chat-base-model"
 
 

@@ -43,3 +43,16 @@ def test_adapter_components_need_both_names() -> None:
     assert "adapters need the endpoint and the base-model component" in problem.message
     [problem] = AdapterComponents("chat_users", "base").problems()
     assert problem.field == "adapter_components.endpoint_name"
+
+
+def test_the_default_lmi_image_gets_lora_and_the_copy_as_its_tensor_parallel_degree() -> None:
+    assert _components().container_environment == {
+        "OPTION_ENABLE_LORA": "true",
+        "OPTION_TENSOR_PARALLEL_DEGREE": "12",
+    }
+    mine = _components(environment={"OPTION_MAX_LORAS": "8", "OPTION_ENABLE_LORA": "false"})
+    assert mine.container_environment["OPTION_ENABLE_LORA"] == "false"  # the caller's wins
+    assert mine.container_environment["OPTION_MAX_LORAS"] == "8"
+    assert _components(image_uri="example/own:1").container_environment == {}
+    assert SageMakerEndpointProps(mode=HostingMode.MULTI_MODEL).container_environment == {}
+    assert _components().resolved().environment == _components().container_environment
