@@ -487,6 +487,7 @@ def _number(value: float | None) -> str:
 
 
 PLAN = "Plan"
+PLAN_WRITER = "inferfleet plan"
 
 
 def plan(
@@ -615,6 +616,7 @@ def plan(
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is not a directory; give a directory path")
 
+    from inferfleet.cli import output_folder
     from inferfleet.cli.sizing.fleet_shapes import fleet_service
     from inferfleet.cli.sizing.plan_report import (
         infeasible_message,
@@ -647,6 +649,8 @@ def plan(
     fleet = fleet_service(
         config, service, context_tokens=demand.context_tokens, price=lookup, weights=weights
     )
+    # Claimed before the planning: a folder plan did not write is refused, never overwritten.
+    output_folder.claim(out, flag="--out", writer=PLAN_WRITER)
     from rich.console import Console
 
     console = Console(stderr=True, quiet=json_output)
@@ -677,8 +681,9 @@ def _write_plan(out: Path, results: dict, sizings, write_plot) -> None:  # type:
     import os
     import tempfile
 
+    from inferfleet.cli import output_folder
+
     try:
-        out.mkdir(parents=True, exist_ok=True)
         for name, write in (
             ("plan.json", lambda path: path.write_text(json.dumps(results, indent=2) + "\n")),
             ("plan.png", lambda path: write_plot(results, sizings, path)),
@@ -693,6 +698,8 @@ def _write_plan(out: Path, results: dict, sizings, write_plot) -> None:  # type:
             finally:
                 if os.path.exists(staging):
                     os.unlink(staging)
+        entries = set(output_folder.written_entries(out)) | {"plan.json", "plan.png"}
+        output_folder.record_entries(out, writer=PLAN_WRITER, entries=sorted(entries))
     except OSError as error:
         raise UserError(
             f"--out {out}: cannot write the plan ({error.strerror or error}); give a directory "

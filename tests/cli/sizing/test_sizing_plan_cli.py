@@ -145,3 +145,23 @@ def test_a_missing_fleet_file_says_how_to_get_one(
 ) -> None:
     code, _, err = run(capsys, "--config", str(tmp_path / "none.yaml"), "--load", "1req/s")
     assert code == 2 and "no such file" in err and "inferfleet init" in err
+
+
+def test_a_folder_plan_did_not_write_is_refused_and_left_as_it_was(
+    fleet: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    theirs = tmp_path / "notes"
+    theirs.mkdir()
+    (theirs / "plan.json").write_text("my own plan\n")
+    args = ("--config", str(fleet), "--load", "5req/s", *SIZES, "--slo", "ttft_p99=20ms")
+
+    code, _, err = run(capsys, *args, "--out", str(theirs))
+
+    assert code == 2 and "--out" in err and "plan.json" in err and "give another folder" in err
+    assert [p.name for p in theirs.iterdir()] == ["plan.json"]
+    assert (theirs / "plan.json").read_text() == "my own plan\n"
+    # A folder plan wrote is its own to write again.
+    ours = tmp_path / "plan"
+    assert run(capsys, *args, "--out", str(ours))[0] == 1
+    assert run(capsys, *args, "--out", str(ours))[0] == 1
+    assert json.loads((ours / "plan.json").read_text())["feasible"] is False
