@@ -312,6 +312,12 @@ def make_trace(config: TraceMakeConfig) -> list[dict]:
 
 def write_trace(config: TraceMakeConfig) -> int:
     """Write the trace to ``config.out`` atomically; the number of requests written."""
+    # Renaming over a device or a pipe would replace it (as root, /dev/zero itself).
+    if config.out.exists() and not config.out.is_file():
+        raise UserError(
+            f"--out {config.out}: not a regular file (a folder, device or pipe); give the path "
+            "of a file to write"
+        )
     rows = make_trace(config)
     temporary = config.out.with_name(f".{config.out.name}.tmp")
     try:

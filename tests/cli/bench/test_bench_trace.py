@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import urllib.request
 from pathlib import Path
 
@@ -141,6 +143,18 @@ def test_trace_make_writes_the_file_bench_replays(tmp_path: Path) -> None:
     assert cli("trace", "make", "--out", str(out), "--duration", "30", "--seed", "1") == 0
     trace = load_trace(out)
     assert len(trace) > 20 and any(trace.sessions) and any(trace.prefixes)
+
+
+def test_trace_make_never_replaces_a_pipe_or_a_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    for out in (pipe, tmp_path):
+        assert cli("trace", "make", "--out", str(out), "--duration", "5") == 2
+        assert "--out" in capsys.readouterr().err
+    assert stat.S_ISFIFO(pipe.stat().st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]
 
 
 BAD_TRACES = [
