@@ -20,17 +20,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from inferfleet.containers.image_tree import CONTAINERS, image_tree
 from inferfleet.containers.local_triton import LocalTriton
 from inferfleet.containers.tiny_models import build_tiny_causal_lm
 
-CONTAINERS = Path(__file__).resolve().parents[1] / "containers"
 INFERFLEET = str(Path(sys.executable).with_name("inferfleet"))
 APIS = ("triton", "triton-grpc")
 FIGURES = (("ttft_ms", "p50"), ("ttft_ms", "p99"), ("itl_ms", "p50"), ("itl_ms", "p99"),
@@ -55,18 +54,6 @@ def bench(api: str, target: str, out: Path, arguments: argparse.Namespace) -> di
         raise SystemExit(f"bench --api {api}: {step['errors']} errors, "
                          f"{step['output_length_mismatches']} length mismatches")  # fmt: skip
     return step
-
-
-def image_layout(workdir: Path) -> Path:
-    """The llm image's /opt/inferfleet (its Dockerfile's COPY lines); the model repository."""
-    root = workdir / "opt-inferfleet"
-    ignore = shutil.ignore_patterns("__pycache__")
-    shutil.copytree(CONTAINERS / "llm-neuron" / "llm_engine", root / "llm_engine", ignore=ignore)
-    shutil.copytree(
-        CONTAINERS / "llm-neuron" / "model_repository", root / "model_repository", ignore=ignore
-    )
-    shutil.copy(CONTAINERS / "common" / "serving_env.py", root)
-    return root / "model_repository"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
             "INFERFLEET_MAX_NUM_SEQS": str(max(8, arguments.users)),
             "OMP_NUM_THREADS": "1",
         }
-        with LocalTriton(image_layout(workdir), workdir, environment) as server:
+        repository = image_tree(CONTAINERS / "llm-neuron", workdir) / "model_repository"
+        with LocalTriton(repository, workdir, environment) as server:
             targets = {"triton": server.url, "triton-grpc": server.grpc_url}
             for round_index in range(arguments.rounds):
                 # Alternate which API goes first, so drift on a shared box hits both alike.

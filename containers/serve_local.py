@@ -19,7 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from inferfleet.containers.local_triton import LocalTriton
+from inferfleet.containers.image_tree import image_tree
+from inferfleet.containers.local_triton import LocalTriton, TritonUnavailableError
 from inferfleet.containers.tiny_models import build_tiny_causal_lm, minilm_dir
 
 CONTAINERS = Path(__file__).resolve().parent
@@ -62,15 +63,24 @@ def main(argv: list[str] | None = None) -> None:
         workdir = Path(scratch)
         build = _llm_environment if arguments.server == "llm" else _intent_environment
         environment = {**build(arguments.model, workdir), "OMP_NUM_THREADS": str(arguments.threads)}
-        with LocalTriton(context / "model_repository", workdir, environment) as server:
+        # The image's layout, not the checkout's: serving_env.py sits next to the packages.
+        repository = image_tree(context, workdir / "image") / "model_repository"
+        try:
+            server = LocalTriton(repository, workdir, environment).start()
+        except TritonUnavailableError as error:
+            raise SystemExit(f"error: Triton did not start: {error}") from None
+        try:
             model = "llm" if arguments.server == "llm" else "intent"
             route = "generate_stream" if model == "llm" else "generate"
             print(f"Triton:  {server.url}", flush=True)
+            print(f"gRPC:    {server.grpc_url}", flush=True)
             print(f"model:   {server.url}/v2/models/{model}/{route}", flush=True)
             print(f"metrics: {server.metrics_url}", flush=True)
             signal.signal(signal.SIGTERM, _interrupt)
             with contextlib.suppress(KeyboardInterrupt):
                 signal.pause()
+        finally:
+            server.stop()
 
 
 def _interrupt(signum: int, frame: object) -> None:

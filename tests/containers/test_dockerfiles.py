@@ -15,12 +15,10 @@ from containers_support import (
     INTENT_CONTEXT,
     LLM_CONTEXT,
     PAIR_CONTEXT,
-    context_copies,
-    dockerfile_instructions,
-    image_tree,
 )
 
 from inferfleet.constructs.container_images import image_asset_options
+from inferfleet.containers.image_tree import context_copies, dockerfile_instructions, image_tree
 from inferfleet.containers.local_triton import free_port
 
 CONTEXTS = [LLM_CONTEXT, INTENT_CONTEXT, FINETUNE_CONTEXT, PAIR_CONTEXT]

@@ -8,10 +8,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from containers_support import INTENT_CONTEXT, INTENT_LABELS, image_tree, run_bench
+from containers_support import INTENT_CONTEXT, INTENT_LABELS, run_bench
 from intent_classifier.runtime import IntentRuntime
 from triton_http import generate, get_status
 
+from inferfleet.containers.image_tree import image_tree
 from inferfleet.containers.local_triton import LocalTriton
 
 pytestmark = pytest.mark.slow

@@ -10,9 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from containers_support import LLM_CONTEXT, image_tree, run_bench
+from containers_support import LLM_CONTEXT, run_bench
 from triton_http import generate, generate_stream, get_status
 
+from inferfleet.containers.image_tree import image_tree
 from inferfleet.containers.local_triton import LocalTriton
 
 pytestmark = pytest.mark.slow

@@ -22,12 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from containers_support import INTENT_CONTEXT, LLM_CONTEXT, image_tree
+from containers_support import INTENT_CONTEXT, LLM_CONTEXT
 from llm_engine import EngineSettings
 from llm_engine.replicas import format_cores, parse_cores, replica_cores, replica_index
 from moto_server import MotoServer
 from pydantic import ValidationError
 
+from inferfleet.containers.image_tree import image_tree
 from inferfleet.containers.local_triton import free_port
 
 BUCKET = "models"

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from containers_support import PAIR_CONTEXT, image_tree
+from containers_support import PAIR_CONTEXT
 from pair_scorer.compile import compile_encoder
 
+from inferfleet.containers.image_tree import image_tree
 from inferfleet.containers.local_triton import free_port
 from inferfleet.containers.tiny_models import minilm_dir
 
