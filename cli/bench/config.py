@@ -437,6 +437,11 @@ class BenchConfig(BaseModel):
     )  # fmt: skip
     timeout: float = option(300.0, CLIENT, "Seconds one request may take.", gt=0,
                             le=MAX_TIMEOUT_SECONDS)  # fmt: skip
+    server_metrics: list[str] = option(
+        [], CLIENT, "Prometheus /metrics URLs of the servers, scraped every second of a step "
+        "(queue depth, requests in the batch, KV-cache use, Triton's batch size) into the "
+        "results; --local scrapes every emulated server.", cli_type=str,
+    )  # fmt: skip
     max_inflight: int = option(
         4096, CLIENT, "Open loop: requests on the wire at once; later ones wait in the client.",
         ge=1, le=65_536,
@@ -463,6 +468,25 @@ class BenchConfig(BaseModel):
                 f"{value:g} s must be from 0 to {MAX_WARMUP_SECONDS:g} s, e.g. 30s or 10ms"
             )
         return value
+
+    @field_validator("server_metrics", mode="before")
+    @classmethod
+    def _split_urls(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("server_metrics")
+    @classmethod
+    def _metrics_urls(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            if not re.fullmatch(r"https?://\S{1,2040}", url):
+                raise ValueError(
+                    f"'{url[:80]}' is not an http(s) URL, e.g. http://HOST:8002/metrics"
+                )
+        if len(urls) > LOCAL_SERVERS_MAX:
+            raise ValueError(f"give at most {LOCAL_SERVERS_MAX} URLs")
+        return urls
 
     _split_users = field_validator("users", mode="before")(_int_list)
     _split_rate = field_validator("rate", mode="before")(_float_list)

@@ -31,6 +31,7 @@ from inferfleet.cli.bench.clients import client_for
 from inferfleet.cli.bench.clients.base import Client, ClientSettings
 from inferfleet.cli.bench.config import MAX_REQUESTS_PER_STEP, MAX_TOKENS_PER_STEP
 from inferfleet.cli.bench.records import RequestRecord
+from inferfleet.cli.bench.server_metrics import scrape
 from inferfleet.cli.bench.trace import TraceArrivals
 from inferfleet.cli.bench.workload import Arrivals, Workload
 from inferfleet.cli.errors import UserError
@@ -61,6 +62,8 @@ class StepPlan:
     drain_timeout: float = 300.0
     max_requests: int = MAX_REQUESTS_PER_STEP
     max_tokens: int = MAX_TOKENS_PER_STEP
+    # Prometheus pages scraped while the step runs (one process scrapes for all).
+    metrics_urls: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -78,6 +81,7 @@ class StepOutcome:
     process_cpu_s: float = 0.0
     machine_busy_s: float = 0.0
     machine_total_s: float = 0.0
+    server_pages: list[tuple[float, dict[str, float]]] = field(default_factory=list)
 
     @property
     def seconds(self) -> float:
@@ -98,6 +102,7 @@ class StepOutcome:
             # Every worker watched the same machine over about the same span.
             machine_busy_s=max(part.machine_busy_s for part in parts),
             machine_total_s=max(part.machine_total_s for part in parts),
+            server_pages=[page for part in parts for page in part.server_pages],
         )
 
 
@@ -137,10 +142,13 @@ async def run_step(
         await asyncio.sleep(max(0.0, plan.start_at - perf_counter()))
     lags, lag_times = array("d"), array("d")
     stopping = asyncio.Event()
+    pages: list[tuple[float, dict[str, float]]] = []
     watchers = [
         asyncio.create_task(_sample_loop_lag(lags, lag_times)),
         asyncio.create_task(_watch_stop(stop, stopping)),
     ]
+    if plan.metrics_urls:
+        watchers.append(asyncio.create_task(scrape(client.session, plan.metrics_urls, pages)))
     started = perf_counter()
     cpu_before, machine_before = process_time(), machine_cpu()
     records: list[RequestRecord] = []
@@ -175,6 +183,7 @@ async def run_step(
         process_cpu_s=process_time() - cpu_before,
         machine_busy_s=machine_after[0] - machine_before[0],
         machine_total_s=machine_after[1] - machine_before[1],
+        server_pages=pages,
     )
 
 
@@ -454,6 +463,7 @@ def split_plan(plan: StepPlan, count: int, *, start_at: float) -> list[StepPlan]
             drain_timeout=plan.drain_timeout,
             max_requests=_even_share(plan.max_requests, count, slot),
             max_tokens=_even_share(plan.max_tokens, count, slot),
+            metrics_urls=plan.metrics_urls if slot == 0 else (),
         )
         share.first_index, share.index_stride = slot, count
         if plan.arrivals is not None:

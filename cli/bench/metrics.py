@@ -33,6 +33,7 @@ from inferfleet.cli.bench.models import (
     StepResult,
 )
 from inferfleet.cli.bench.records import RequestRecord
+from inferfleet.cli.bench.server_metrics import server_figures
 
 QUANTILES = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "p999": 99.9}
 CANCELLED = "cancelled"
@@ -378,6 +379,7 @@ def measure_step(
         goodput=goodput(succeeded, streams, window, slo, latencies) if slo else None,
         coalesced_gaps=coalesced,
         server_prompt_tokens_ratio=server_prompt_ratio(succeeded),
+        server_metrics=server_figures(outcome.server_pages, window),
         notes=coalesced_notes(coalesced),
         client=client,
         failed=bool(failures),

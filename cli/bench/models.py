@@ -91,6 +91,15 @@ class Goodput(Model):
     misses: list[str] = Field(default_factory=list, description="SLO limits the step missed.")
 
 
+class ServerFigure(Model):
+    """A figure the server exported while the step was measured (its /metrics)."""
+
+    mean: float
+    max: float
+    samples: int
+    series: list[str] = Field(description="The Prometheus series it was read from.")
+
+
 class StepResult(Model):
     """One measured step: a load (users or rate) for one variant, instance count and repeat."""
 
@@ -132,6 +141,10 @@ class StepResult(Model):
     coalesced_gaps: float | None = Field(
         None, description="Share of the gaps between chunks measured as 0 ms because the "
         "client read the chunks together (per-gap ITL collapses; ITL per request does not).",
+    )  # fmt: skip
+    server_metrics: dict[str, ServerFigure] = Field(
+        default_factory=dict, description="The server's own view from --server-metrics: "
+        "queue depth, requests in the batch, KV-cache use, batch size (keys of the registry).",
     )  # fmt: skip
     server_prompt_tokens_ratio: float | None = Field(
         None, description="The server's prompt tokens (usage report) / the client's count, "

@@ -101,6 +101,7 @@ def blocks(results: RunResults, plots: Sequence[str]) -> list[Block]:
             )
             for s in invalid
         ]
+    out += _server_section(steps)
     noted = [step for step in steps if step.notes]
     if noted:
         out.append(Heading("Notes"))
@@ -362,6 +363,32 @@ def _open_loop_section(steps: Sequence[StepResult]) -> list[Block]:
             ],
         ),
     ]  # fmt: skip
+
+
+def _server_section(steps: Sequence[StepResult]) -> list[Block]:
+    """What the servers' /metrics said during each step, next to the client's view."""
+    from inferfleet.cli.bench.server_metrics import ServerMetric
+
+    rows = [
+        [str(step.id), step.variant, step.load_text, ServerMetric.registry[key].label,
+         _fmt(figure.mean, 2), _fmt(figure.max, 2), str(figure.samples),
+         _fmt(step.achieved_concurrency, 1)]
+        for step in steps
+        for key, figure in step.server_metrics.items()
+        if key in ServerMetric.registry
+    ]  # fmt: skip
+    if not rows:
+        return []
+    return [
+        Heading("Server metrics"),
+        Paragraph(
+            "Scraped from the servers' Prometheus /metrics during each measured window, "
+            "summed over the servers; the client's in-flight count beside."
+        ),
+        Table(
+            ["#", "variant", "load", "figure", "mean", "max", "scrapes", "client in flight"], rows
+        ),
+    ]
 
 
 def _held(step: StepResult) -> str:

@@ -117,6 +117,7 @@ def step_plan(
         warmup=config.warmup,
         max_inflight=config.max_inflight,
         drain_timeout=config.timeout,
+        metrics_urls=tuple(config.server_metrics),
     )
     if config.open_loop:
         plan.arrivals = arrivals[step.load]
@@ -206,6 +207,9 @@ def run_bench(config: BenchConfig, console: Console | None = None) -> RunOutcome
     session: Session | None = None
     try:
         with ctrl_c_stops(stop, console), target_context(config) as (target, fleet):
+            if fleet is not None and not config.server_metrics:
+                urls = [f"{url}/metrics" for url in fleet.instance_urls]  # type: ignore[attr-defined]
+                config = config.model_copy(update={"server_metrics": urls})
             session = Session(config, output, workload, arrivals, stop, console)
             session.run(target, fleet, steps)
     finally:

@@ -231,6 +231,10 @@ def test_local_fleet_ab_run_is_labelled_emulated_and_torn_down(tmp_path: Path) -
     assert len(comparison["ratios"]["tokens/min"]["per_repeat"]) == 2
     report = (out / "report.md").read_text()
     assert "EMULATED TARGET" in report and "paired ratios" in report
+    # --local scrapes every emulated server's /metrics during each step.
+    for step in results["steps"]:
+        assert step["server_metrics"]["running_requests"]["samples"] >= 1
+    assert "## Server metrics" in report and "requests in the batch" in report
     port = int(results["target"]["url"].split(":")[2].split("/")[0])
     with socket.socket() as probe, pytest.raises(OSError):
         probe.connect(("127.0.0.1", port))
