@@ -49,14 +49,16 @@ def test_bad_local_flags_fail_before_the_scorer_starts(
 
 
 @pytest.mark.slow
-def test_ctrl_c_keeps_finished_files_and_the_next_run_skips_them(tmp_path: Path) -> None:
+def test_ctrl_c_keeps_finished_files_and_the_next_run_skips_them(
+    tmp_path: Path, trace_cache: Path
+) -> None:
     write_sample(tmp_path / "in", files=6, records=30)
     command = [
         sys.executable, "-m", "inferfleet.cli", "batch", "run", "--local",
         "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"),
         "--copies", "1", "--buckets", "16", "--max-payload-mb", "0.002", "--json",
     ]  # fmt: skip
-    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "XDG_CACHE_HOME": str(trace_cache), "HF_HUB_OFFLINE": "1"}
     first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 600
     while not list((tmp_path / "out").glob("*.out")) and time.monotonic() < deadline:

@@ -87,11 +87,10 @@ def test_a_missing_input_folder_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def scorer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPairScorer]:
+def scorer(trace_cache: Path) -> Iterator[LocalPairScorer]:
     """The image's scorer with one copy and one small bucket; its graphs cached in tmp."""
-    cache = tmp_path_factory.mktemp("cache")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("XDG_CACHE_HOME", str(cache))
+        patch.setenv("XDG_CACHE_HOME", str(trace_cache))
         with LocalPairScorer(ScorerOptions(default_model_dir(), copies=1, buckets="16")) as running:
             yield running
 
