@@ -350,14 +350,14 @@ def _open_loop_section(steps: Sequence[StepResult]) -> list[Block]:
         ),
         Table(
             ["#", "TTFT p50 / p99 from send", "TTFT p50 / p99 from schedule",
-             "E2E p99 from send", "E2E p99 from schedule", "dispatch lag p99",
+             "E2E p99 from send", "E2E p99 from schedule", "dispatch lag p50 / p99",
              "held by --max-inflight (max ms)"],
             [
                 [str(step.id), f"{p(step, 'ttft_ms', 'p50')} / {p(step, 'ttft_ms', 'p99')}",
                  f"{p(step, 'ttft_from_schedule_ms', 'p50')} / "
                  f"{p(step, 'ttft_from_schedule_ms', 'p99')}",
                  p(step, "e2e_ms", "p99"), p(step, "e2e_from_schedule_ms", "p99"),
-                 _fmt(step.client.dispatch_lag_ms.p99 if step.client.dispatch_lag_ms else None, 2),
+                 _lag(step),
                  _held(step)]
                 for step in steps
             ],
@@ -389,6 +389,11 @@ def _server_section(steps: Sequence[StepResult]) -> list[Block]:
             ["#", "variant", "load", "figure", "mean", "max", "scrapes", "client in flight"], rows
         ),
     ]
+
+
+def _lag(step: StepResult) -> str:
+    lag = step.client.dispatch_lag_ms
+    return f"{_fmt(lag.p50, 2)} / {_fmt(lag.p99, 2)}" if lag else "-"
 
 
 def _held(step: StepResult) -> str:

@@ -19,7 +19,14 @@ import pytest
 from inferfleet.cli.bench.clients import client_for
 from inferfleet.cli.bench.clients.base import ClientSettings
 from inferfleet.cli.bench.config import Distribution
-from inferfleet.cli.bench.engine import StepOutcome, StepPlan, StopFlag, Tally, run_step
+from inferfleet.cli.bench.engine import (
+    StepOutcome,
+    StepPlan,
+    StopFlag,
+    Tally,
+    run_step,
+    split_plan,
+)
 from inferfleet.cli.bench.metrics import Thresholds, measure_step
 from inferfleet.cli.bench.workload import Arrivals, Workload
 
@@ -157,6 +164,16 @@ def test_closed_loop_users_start_over_the_ramp_and_measure_after_it(shared_serve
     assert outcome.measured_from == pytest.approx(outcome.started + 0.55)
     assert all(record.warmup for record in outcome.records if record.sent < outcome.measured_from)
     assert any(not record.warmup for record in outcome.records)
+
+
+def test_worker_processes_keep_the_ramp_of_the_whole_step() -> None:
+    # 5 users over 2 processes, one every 100 ms: users interleave as their indices do.
+    plan = StepPlan(users=5, duration=1.0, spacing=0.1, ramp=0.4)
+    shares = split_plan(plan, 2, start_at=0.0)
+    starts = sorted(share.offset + user * share.spacing for share in shares
+                    for user in range(share.users or 0))  # fmt: skip
+    assert starts == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
+    assert {share.ramp for share in shares} == {0.4}
 
 
 def test_server_stall_shows_in_schedule_relative_latency(timed_server) -> None:
