@@ -67,6 +67,28 @@ def print_fleet_plan(plan: FleetPlan, *, source: str) -> None:
             console.print(
                 f"{region.region}: emulator mode leaves out " + "; ".join(region.left_out)
             )
+    global_plan = plan.global_plan
+    if global_plan is not None:
+        props = global_plan.props
+        names = ", ".join(
+            f"{s.label}.{props.zone_name.rstrip('.')} (worst-case shift "
+            f"{props.worst_case_shift_s(s)} s)"
+            for s in props.services
+        )
+        zone = (
+            "existing zone"
+            if props.hosted_zone_id
+            else ("new private zone" if props.private_zone_vpcs else "new public zone")
+        )
+        console.print(
+            f"{global_plan.region}: {global_plan.stack_name}, {props.mode} over "
+            f"{', '.join(plan.region_names)} in a {zone}, every {props.period_s} s: {names}"
+        )
+        if global_plan.left_out:
+            console.print(
+                f"{global_plan.stack_name}: emulator mode leaves out "
+                + "; ".join(global_plan.left_out)
+            )
     for warning in plan.warnings:
         located = escape(warning.located(source))
         console.print(f"[yellow]warning[/yellow] {located}", highlight=False)

@@ -113,14 +113,17 @@ class GlobalTraffic(Construct):
             )
             for service in props.services
         }
-        self.controller = self._controller(props.powertools_layer_version)
-        self.schedule = events.Rule(
-            self,
-            "Schedule",
-            description=f"Every control period of fleet {props.fleet}'s traffic controller",
-            schedule=events.Schedule.rate(Duration.seconds(props.period_s)),
-            targets=[targets.LambdaFunction(self.controller, retry_attempts=0)],
-        )
+        self.controller: lambda_.Function | None = None
+        self.schedule: events.Rule | None = None
+        if props.controller:
+            self.controller = self._controller(props.powertools_layer_version)
+            self.schedule = events.Rule(
+                self,
+                "Schedule",
+                description=f"Every control period of fleet {props.fleet}'s traffic controller",
+                schedule=events.Schedule.rate(Duration.seconds(props.period_s)),
+                targets=[targets.LambdaFunction(self.controller, retry_attempts=0)],
+            )
         self.alarms = self._alarms()
 
     def _zone(self) -> str:
@@ -414,16 +417,19 @@ class GlobalTraffic(Construct):
                 evaluation_periods=CAPACITY_ALARM_PERIODS,
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             )
-        alarms["controller-errors"] = cloudwatch.Alarm(
-            self,
-            "ControllerErrors",
-            alarm_description=f"{props.fleet}: the traffic controller failed 3 periods in a row",
-            metric=self.controller.metric_errors(period=period, statistic="Sum"),
-            threshold=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            evaluation_periods=3,
-            treat_missing_data=cloudwatch.TreatMissingData.BREACHING,
-        )
+        if self.controller is not None:
+            alarms["controller-errors"] = cloudwatch.Alarm(
+                self,
+                "ControllerErrors",
+                alarm_description=(
+                    f"{props.fleet}: the traffic controller failed 3 periods in a row"
+                ),
+                metric=self.controller.metric_errors(period=period, statistic="Sum"),
+                threshold=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                evaluation_periods=3,
+                treat_missing_data=cloudwatch.TreatMissingData.BREACHING,
+            )
         if topic is not None:
             for alarm in alarms.values():
                 alarm.add_alarm_action(cloudwatch_actions.SnsAction(topic))

@@ -421,6 +421,20 @@ class NeuronModelService(Construct):
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             ),
         }
+        if self.props.health_alarm_name is not None:
+            # Missing data (no load balancer metrics yet) is INSUFFICIENT_DATA, which the
+            # health check that follows it reads as its last known status.
+            alarms["RegionHealth"] = cloudwatch.Alarm(
+                self,
+                "RegionHealthAlarm",
+                alarm_name=self.props.health_alarm_name,
+                alarm_description="No healthy target: this region cannot serve the service",
+                metric=metrics.healthy_host_count(period=minute, statistic="Minimum"),
+                threshold=1,
+                evaluation_periods=3,
+                comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.MISSING,
+            )
         action = cloudwatch_actions.SnsAction(self.serving_cluster.alarm_topic)
         for alarm in alarms.values():
             alarm.add_alarm_action(action)

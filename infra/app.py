@@ -1,4 +1,4 @@
-"""The CDK app: one stack per region of a fleet plan.
+"""The CDK app: one stack per region of a fleet plan, and the global stack of its traffic.
 
 ``cdk synth`` runs this module (see cdk.json; the fleet file comes from the ``config``
 context key), and ``inferfleet synth`` calls :func:`build_app` in process, so both give the
@@ -16,6 +16,7 @@ from cdk_nag import AwsSolutionsChecks
 
 from inferfleet.infra import names
 from inferfleet.infra.feature_flags import cdk_feature_flags
+from inferfleet.infra.global_stack import GlobalStack
 from inferfleet.infra.plan import CONTEXT_FILE, FleetPlan, load_fleet_plan, zones_context_key
 from inferfleet.infra.regional_stack import RegionalStack
 
@@ -28,14 +29,16 @@ def build_app(
     regions: list[str] | None = None,
     nag: bool = True,
 ) -> App:
-    """An App with the stacks of ``regions`` (default all) and, with ``nag``, the
-    AwsSolutions checks."""
+    """An App with the stacks of ``regions`` (default all, and then the global stack of a
+    ``traffic`` section too) and, with ``nag``, the AwsSolutions checks."""
     app = App(outdir=outdir, context=_context(plan, config_dir), analytics_reporting=False)
     if nag:
         Validations.of(app).add_plugins(AwsSolutionsChecks())
     for region in plan.regions:
         if regions is None or region.region in regions:
             RegionalStack(app, region)
+    if plan.global_plan is not None and regions is None:
+        GlobalStack(app, plan.global_plan)
     return app
 
 

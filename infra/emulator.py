@@ -23,14 +23,20 @@ and nothing else:
 - the ``batch_jobs``: moto's CloudFormation has no EventBridge Scheduler resources and its
   Lambda refuses the public Powertools layer of the summary function, and moto runs no
   transform jobs. ``inferfleet batch`` and the summary function are tested against moto's
-  Step Functions and S3 directly.
+  Step Functions and S3 directly;
+- in the global stack (a ``traffic`` section), the traffic controller — its function, role,
+  log group, schedule and error alarm: moto refuses a function with the public Powertools
+  layer, which it does not hold. The records keep their even split; the controller's
+  handler is tested against moto directly. The regional health alarms go with the other
+  target-group alarms, so the health checks follow alarms that do not exist there.
+  ``global_accelerator`` mode cannot be emulated at all (moto has no Global Accelerator).
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from inferfleet.infra.plan import PersonalizationPlan, RegionPlan, ServicePlan
+from inferfleet.infra.plan import GlobalPlan, PersonalizationPlan, RegionPlan, ServicePlan
 
 PLACEHOLDER_IMAGE = "public.ecr.aws/docker/library/busybox:stable"
 UNTAGGED_RESOURCE_TYPES = ("AWS::KMS::Key",)
@@ -75,3 +81,11 @@ def _emulated_service(service: ServicePlan, left_out: list[str]) -> ServicePlan:
         props = replace(props, image_uri=PLACEHOLDER_IMAGE)
         left_out.append(f"{service.name}: the built-in image (placeholder {PLACEHOLDER_IMAGE})")
     return replace(service, props=props)
+
+
+def emulated_global(plan: GlobalPlan) -> GlobalPlan:
+    return replace(
+        plan,
+        props=replace(plan.props, controller=False),
+        left_out=("the traffic controller (function, role, log group, schedule, error alarm)",),
+    )

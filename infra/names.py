@@ -111,3 +111,53 @@ def pool_outputs(service: str, instance_type: str) -> tuple[str, str]:
     resizes: ``("AssistantInf248xlargeEcsService", "AssistantInf248xlargeAutoScalingGroup")``."""
     pool = "".join(character for character in instance_type if character.isalnum())
     return output_key(service, pool, "EcsService"), output_key(service, pool, "AutoScalingGroup")
+
+
+# --- the global (traffic) layer ----------------------------------------------------------
+# CloudFormation parameter and output keys are alphanumeric; alarm names stop at 255.
+MAX_ALARM_NAME = 255
+VPC_ID = output_key("Serving", "VpcId")
+GLOBAL_HOSTED_ZONE_ID = output_key("Traffic", "HostedZoneId")
+
+
+def global_stack_name(fleet: str) -> str:
+    """CloudFormation stack of a fleet's traffic layer, e.g. ``shopping-assistant-global``."""
+    return f"{fleet}-global"
+
+
+def _alphanumeric(text: str) -> str:
+    return "".join(piece[:1].upper() + piece[1:] for piece in _words(text))
+
+
+def _words(text: str) -> list[str]:
+    return "".join(c if c.isalnum() else " " for c in text).split()
+
+
+def service_load_balancer_outputs(service: str) -> dict[str, str]:
+    """Outputs of a regional stack the global stack reads, per service: what -> output key."""
+    return {
+        what: output_key(service, what)
+        for what in (
+            "LoadBalancerArn",
+            "LoadBalancerFullName",
+            "LoadBalancerDnsName",
+            "LoadBalancerZoneId",
+            "TargetGroupFullName",
+        )
+    }
+
+
+def region_health_alarm_name(fleet: str, region: str, service: str) -> str:
+    """The regional alarm a Route 53 health check of the global stack follows: named, since a
+    stack in another region cannot reference it."""
+    return bounded_name(f"{fleet}-{region}-{service}-region-health", MAX_ALARM_NAME)
+
+
+def global_parameter(region: str, output: str) -> str:
+    """The global stack's parameter that carries ``output`` of ``region``'s stack."""
+    return output_key(_alphanumeric(region), output)
+
+
+def traffic_record_output(service: str) -> str:
+    """Output of the global stack holding a service's fully qualified name."""
+    return output_key("Traffic", service, "RecordName")

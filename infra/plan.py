@@ -29,6 +29,12 @@ from typing import Any
 from inferfleet.constructs.neuron_instances import NEURON_INSTANCE_TYPES
 from inferfleet.constructs.props.batch_inference import NeuronBatchInferenceProps
 from inferfleet.constructs.props.finetune_queue import AdapterComponents, FinetuneQueueProps
+from inferfleet.constructs.props.global_traffic import (
+    GlobalTrafficProps,
+    TrafficEndpoint,
+    TrafficService,
+    deploy_time,
+)
 from inferfleet.constructs.props.model_service import (
     HealthCheck,
     NeuronModelServiceProps,
@@ -37,6 +43,8 @@ from inferfleet.constructs.props.model_service import (
 from inferfleet.constructs.props.problems import PropsProblem
 from inferfleet.constructs.props.sagemaker_endpoint import HostingMode, SageMakerEndpointProps
 from inferfleet.constructs.props.serving_cluster import ImportedVpc, NeuronServingClusterProps
+from inferfleet.constructs.traffic_controller.config import GLOBAL_ACCELERATOR
+from inferfleet.constructs.traffic_controller.weights import WeightPolicy
 from inferfleet.containers.common.serving_env import LlmEngineEnv
 from inferfleet.infra import capacity, names
 from inferfleet.infra.fleet_rules import fleet_problems
@@ -50,12 +58,13 @@ from inferfleet.infra.spec import (
     Problem,
     RegionSpec,
     ServiceSpec,
+    TrafficSpec,
     describe_problems,
     dotted,
     load_fleet_document,
     parse_fleet_spec,
 )
-from inferfleet.infra.stack_limits import limit_problems, resources_upper_bound
+from inferfleet.infra.stack_limits import MAX_PARAMETERS, limit_problems, resources_upper_bound
 from inferfleet.infra.yaml_source import YamlPath
 
 # Compute dtype of the serving engine; int8 is weight-only, activations stay bf16.
@@ -79,12 +88,28 @@ class PoolPlan:
 
 
 @dataclass(frozen=True)
+class TrafficOutputs:
+    """Outputs of a service behind the traffic layer, which the global stack reads."""
+
+    load_balancer: dict[str, str]  # what (names.service_load_balancer_outputs) -> output key
+    # one per pool of the service's props, in order: outputs every service has
+    # (names.pool_outputs), which the traffic layer reads too
+    auto_scaling_groups: tuple[str, ...]
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The outputs the traffic layer adds to the regional stack."""
+        return tuple(self.load_balancer.values())
+
+
+@dataclass(frozen=True)
 class ServicePlan:
     name: str
     props: NeuronModelServiceProps
     pools: tuple[PoolPlan, ...]
     endpoint_output: str
     target_group_output: str
+    traffic_outputs: TrafficOutputs | None = None
 
 
 @dataclass(frozen=True)
@@ -138,6 +163,11 @@ class RegionPlan:
         return resources_upper_bound(self)
 
     @property
+    def behind_traffic(self) -> bool:
+        """Whether a service of this region is behind the fleet's traffic layer."""
+        return any(service.traffic_outputs is not None for service in self.services)
+
+    @property
     def outputs(self) -> tuple[str, ...]:
         """Every output key the stack has."""
         keys = [names.CLUSTER_NAME]
@@ -145,12 +175,66 @@ class RegionPlan:
             keys += [service.endpoint_output, service.target_group_output]
             for pool in service.props.pools:
                 keys += names.pool_outputs(service.name, pool.instance_type)
+            if service.traffic_outputs is not None:
+                keys += service.traffic_outputs.keys
+        if self.behind_traffic:
+            keys.append(names.VPC_ID)
         if self.personalization is not None:
             keys += names.PERSONALIZATION_OUTPUTS
             if self.personalization.adapters is not None:
                 keys.append(names.PERSONALIZATION_BASE_COMPONENT)
         keys += [job.state_machine_output for job in self.batch_jobs]
         return tuple(keys)
+
+
+@dataclass(frozen=True)
+class GlobalParameter:
+    """A parameter of the global stack, filled at deploy time from a regional stack's output.
+
+    CloudFormation resolves no reference across regions, and CDK's ``crossRegionReferences``
+    writes them through a Lambda-backed custom resource, which moto cannot run. The regional
+    ALBs' ARNs and DNS names are only known once those stacks exist, so `deploy` reads the
+    outputs of the regions (after deploying them) and passes them as parameters. Synth needs
+    none of them, and it works the same in moto. What can be named in advance (the health
+    alarms) is named in :mod:`inferfleet.infra.names` instead.
+    """
+
+    name: str
+    region: str
+    stack: str
+    output: str
+
+
+@dataclass(frozen=True)
+class GlobalPlan:
+    """The traffic layer: one stack in the home region, after the regions it points at."""
+
+    stack_name: str
+    region: str
+    account: str | None
+    description: str
+    props: GlobalTrafficProps
+    parameters: tuple[GlobalParameter, ...]
+    tags: dict[str, str]
+    left_out: tuple[str, ...] = ()
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return (
+            names.GLOBAL_HOSTED_ZONE_ID,
+            *(names.traffic_record_output(s.name) for s in self.props.services),
+        )
+
+    def parameter_values(self, outputs_by_stack: dict[str, dict[str, str]]) -> dict[str, str]:
+        """Each parameter's value from the regional stacks' outputs (stack -> key -> value);
+        a missing one raises KeyError naming the stack and output."""
+        values = {}
+        for parameter in self.parameters:
+            try:
+                values[parameter.name] = outputs_by_stack[parameter.stack][parameter.output]
+            except KeyError:
+                raise KeyError(f"{parameter.stack} has no output {parameter.output}") from None
+        return values
 
 
 @dataclass(frozen=True)
@@ -177,7 +261,7 @@ class FleetPlan:
     deploy_order: tuple[str, ...]
     personalization_regions: tuple[str, ...]
     emulator: bool = False
-    global_plan: Any = None
+    global_plan: GlobalPlan | None = None
     warnings: tuple[PlanWarning, ...] = ()
     batch_jobs: tuple[BatchJobPlan, ...] = ()
 
@@ -199,7 +283,8 @@ class FleetPlan:
 
     @property
     def stacks(self) -> tuple[str, ...]:
-        return tuple(region.stack_name for region in self.regions)
+        """Every stack of the fleet, in deploy order."""
+        return self.deploy_order
 
     def as_dict(self) -> dict[str, Any]:
         planned = json.loads(json.dumps(asdict(self), default=str))
@@ -235,12 +320,25 @@ def build_plan(
 ) -> FleetPlan:
     """The plan of ``spec``; raises :class:`PlanError` listing every problem."""
     plan, problems = draft_plan(spec, config_dir=config_dir)
+    if emulator and spec.traffic is not None and spec.traffic.mode == GLOBAL_ACCELERATOR:
+        problems.append(
+            Problem(
+                ("traffic", "mode"),
+                "global_accelerator cannot be deployed to an emulator (moto has no Global "
+                "Accelerator); use mode route53 there",
+            )
+        )
     if problems:
         raise PlanError(f"{len(problems)} problems", problems)
     if emulator:
-        from inferfleet.infra.emulator import emulated
+        from inferfleet.infra.emulator import emulated, emulated_global
 
-        plan = replace(plan, regions=tuple(emulated(r) for r in plan.regions), emulator=True)
+        plan = replace(
+            plan,
+            regions=tuple(emulated(r) for r in plan.regions),
+            global_plan=emulated_global(plan.global_plan) if plan.global_plan else None,
+            emulator=True,
+        )
     return plan
 
 
@@ -272,12 +370,20 @@ def draft_plan(spec: FleetSpec, *, config_dir: Path = Path(".")) -> tuple[FleetP
         problems += planner.problems
         warnings += planner.warnings
         problems += [Problem(planner.path, m) for m in limit_problems(regions[-1])]
+    global_plan = None
+    if spec.traffic is not None:
+        global_plan = _global_plan(spec, spec.traffic, tuple(regions), problems)
     plan = FleetPlan(
         name=spec.name,
         regions=tuple(regions),
-        deploy_order=tuple(region.stack_name for region in regions),
+        # The global stack points at the regions' load balancers, so it comes after them.
+        deploy_order=(
+            *(region.stack_name for region in regions),
+            *((global_plan.stack_name,) if global_plan else ()),
+        ),
         personalization_regions=tuple(spec.personalization_regions()),
         batch_jobs=batch_jobs,
+        global_plan=global_plan,
         # The same service in every region warns once.
         warnings=tuple(PlanWarning(w.path, w.message) for w in dict.fromkeys(warnings)),
     )
@@ -453,6 +559,9 @@ class _RegionPlanner:
             web_acl_arn=region.web_acl_arn,
             internet_facing=self.spec.network.internet_facing,
             allowed_cidrs=tuple(self.spec.network.allowed_cidrs),
+            health_alarm_name=names.region_health_alarm_name(self.spec.name, region.name, name)
+            if self._behind_traffic(name)
+            else None,
             **_given(
                 allow_plaintext_internet=self.spec.network.allow_plaintext_internet,
                 protocol=service.protocol,
@@ -473,7 +582,22 @@ class _RegionPlanner:
             if pool.instance_type in NEURON_INSTANCE_TYPES
         )
         endpoint_output, target_group_output = names.service_outputs(name)
-        return ServicePlan(name, props, pools, endpoint_output, target_group_output)
+        traffic_outputs = (
+            TrafficOutputs(
+                load_balancer=names.service_load_balancer_outputs(name),
+                auto_scaling_groups=tuple(
+                    names.pool_outputs(name, pool.instance_type)[1] for pool in props.pools
+                ),
+            )
+            if self._behind_traffic(name)
+            else None
+        )
+        return ServicePlan(
+            name, props, pools, endpoint_output, target_group_output, traffic_outputs
+        )
+
+    def _behind_traffic(self, service: str) -> bool:
+        return self.spec.traffic is not None and service in self.spec.traffic.services
 
     def _service_path(self, service: str, spec_indices: list[int], parts: tuple) -> YamlPath:
         base: YamlPath = ("services", service)
@@ -704,6 +828,184 @@ def _batch_props(spec: FleetSpec, job: BatchJobSpec) -> NeuronBatchInferenceProp
             max_run_hours=job.max_run_hours,
             price_per_instance_hour=job.price_per_instance_hour,
         ),
+    )
+
+
+# --- the traffic layer -------------------------------------------------------------------
+
+_TRAFFIC_FIELDS = {
+    "mode": ("mode",),
+    "period_s": ("period_s",),
+    "record_ttl_s": ("record_ttl_s",),
+    "zone_name": ("zone", "name"),
+    "hosted_zone_id": ("zone", "id"),
+    "services": ("services",),
+}
+# policy fields the traffic section sets for every service (the rest are per service)
+_SECTION_POLICY_FIELDS = ("step", "floor")
+
+
+def _global_plan(
+    spec: FleetSpec, section: TrafficSpec, regions: tuple[RegionPlan, ...], found: list[Problem]
+) -> GlobalPlan:
+    """The global stack's props, built once from the traffic section and the regional plans."""
+    path: YamlPath = ("traffic",)
+    parameters: list[GlobalParameter] = []
+
+    def from_output(region: RegionPlan, output: str) -> str:
+        name = names.global_parameter(region.region, output)
+        parameters.append(GlobalParameter(name, region.region, region.stack_name, output))
+        return deploy_time(name)
+
+    # Only what the mode reads becomes a parameter (an unused one is a lint warning).
+    mode = section.mode or GlobalTrafficProps.mode
+    reads = {
+        "LoadBalancerArn": mode == GLOBAL_ACCELERATOR,
+        "LoadBalancerDnsName": mode != GLOBAL_ACCELERATOR,
+        "LoadBalancerZoneId": mode != GLOBAL_ACCELERATOR,
+    }
+    services = []
+    listed = [name for name in section.services if name in spec.services]
+    for name in section.services:
+        if name not in spec.services:
+            found.append(
+                Problem(
+                    (*path, "services", name),
+                    f"{name!r} is not a service of this fleet; use one of "
+                    f"{', '.join(spec.services)}",
+                )
+            )
+    for name in listed:
+        entry = section.services[name]
+        endpoints = []
+        for region in regions:
+            service = region.service(name)
+            outputs = service.traffic_outputs
+            assert outputs is not None  # every listed service has them (_behind_traffic)
+            lb = {
+                what: from_output(region, key) if reads.get(what, True) else ""
+                for what, key in outputs.load_balancer.items()
+            }
+            endpoints.append(
+                TrafficEndpoint(
+                    region=region.region,
+                    load_balancer_arn=lb["LoadBalancerArn"],
+                    load_balancer_full_name=lb["LoadBalancerFullName"],
+                    target_group_full_name=lb["TargetGroupFullName"],
+                    dns_name=lb["LoadBalancerDnsName"],
+                    canonical_hosted_zone_id=lb["LoadBalancerZoneId"],
+                    auto_scaling_group_names=tuple(
+                        from_output(region, key) for key in outputs.auto_scaling_groups
+                    ),
+                    health_alarm_name=service.props.health_alarm_name or "",
+                )
+            )
+        resolved = regions[0].service(name).props.resolved()
+        policy = WeightPolicy(
+            # The objective is the service's own latency alarm unless the section says.
+            objective_s=entry.objective_s
+            if entry.objective_s is not None
+            else resolved.latency_alarm_p99_ms / 1000,
+            requests_per_target_per_minute=resolved.requests_per_target_per_minute,
+            **_given(step=section.step, floor=section.floor),
+        )
+        services.append(TrafficService(name, tuple(endpoints), policy, record_label=entry.record))
+
+    zone = section.zone
+    if mode == GLOBAL_ACCELERATOR and not spec.network.internet_facing:
+        found.append(
+            Problem(
+                (*path, "mode"),
+                "global_accelerator reaches internet-facing load balancers only, and "
+                "network.internet_facing is false; use mode route53 (a private zone serves "
+                "internal load balancers) or set network.internet_facing: true",
+            )
+        )
+    if zone.id is not None and zone.private:
+        found.append(
+            Problem(
+                (*path, "zone", "private"),
+                "applies to a new zone; an existing zone keeps its own VPC associations "
+                "(associate it with each region's VPC yourself); drop private",
+            )
+        )
+    private = (
+        zone.private
+        if zone.private is not None
+        else zone.id is None and not spec.network.internet_facing and mode != GLOBAL_ACCELERATOR
+    )
+    vpcs = (
+        tuple(
+            (
+                region.cluster.vpc.vpc_id
+                if region.cluster.vpc
+                else from_output(region, names.VPC_ID),
+                region.region,
+            )
+            for region in regions
+        )
+        if private and zone.id is None
+        else ()
+    )
+    home = section.home_region or regions[0].region
+    if home not in (region.region for region in regions):
+        found.append(
+            Problem(
+                (*path, "home_region"),
+                f"{home} is not a region of this fleet; use one of "
+                f"{', '.join(region.region for region in regions)}",
+            )
+        )
+    props = GlobalTrafficProps(
+        fleet=spec.name,
+        services=tuple(services),
+        zone_name=zone.name,
+        private_zone_vpcs=vpcs,
+        hosted_zone_id=zone.id,
+        **_given(mode=mode, period_s=section.period_s, record_ttl_s=section.record_ttl_s),
+    )
+    index_of = {region.region: index for index, region in enumerate(regions)}
+
+    def to_yaml(parts: tuple) -> YamlPath:
+        head, rest = parts[0], parts[1:]
+        if head == "private_zone_vpcs" and rest:
+            return ("regions", index_of[vpcs[rest[0]][1]], "vpc", "vpc_id")
+        if head == "services" and rest:
+            service = services[rest[0]].name
+            leaf = rest[1:]
+            if leaf[:1] == ("policy",) and len(leaf) > 1:
+                if leaf[1] in _SECTION_POLICY_FIELDS:
+                    return (*path, leaf[1])
+                return (
+                    *path,
+                    "services",
+                    service,
+                    *(("objective_s",) if leaf[1] == "objective_s" else ()),
+                )
+            if leaf[:1] == ("record_label",):
+                return (*path, "services", service, "record")
+            return (*path, "services", service)
+        return (*path, *_TRAFFIC_FIELDS.get(head, ()))
+
+    _report(found, props.problems(), to_yaml, path)
+    if len(parameters) > MAX_PARAMETERS:
+        found.append(
+            Problem(
+                (*path, "services"),
+                f"the global stack would take {len(parameters)} parameters from the regional "
+                f"stacks, over CloudFormation's {MAX_PARAMETERS}; put fewer services "
+                "behind the traffic layer, or give them fewer pools",
+            )
+        )
+    home_spec = next((r for r in spec.regions if r.name == home), spec.regions[0])
+    return GlobalPlan(
+        stack_name=names.global_stack_name(spec.name),
+        region=home,
+        account=spec.account_of(home_spec),
+        description=f"inferfleet {spec.name}: traffic between {', '.join(index_of)}",
+        props=props,
+        parameters=tuple(parameters),
+        tags={names.FLEET_TAG_KEY: spec.name, **spec.tags},
     )
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
-from aws_cdk import CfnOutput, Environment, Stack, Tags
+from aws_cdk import CfnOutput, Environment, Fn, Stack, Tags
 from constructs import Construct
 
 from inferfleet.constructs.finetune_queue import FinetuneQueue
@@ -22,7 +22,7 @@ from inferfleet.constructs.neuron_serving_cluster import NeuronServingCluster
 from inferfleet.constructs.props.problems import PropsError
 from inferfleet.constructs.sagemaker_endpoint import SageMakerEndpoint
 from inferfleet.infra import names
-from inferfleet.infra.plan import BatchJobPlan, PersonalizationPlan, RegionPlan
+from inferfleet.infra.plan import BatchJobPlan, PersonalizationPlan, RegionPlan, TrafficOutputs
 
 T = TypeVar("T")
 
@@ -65,7 +65,11 @@ class RegionalStack(Stack):
                 capacity = model_service.pools[pool.instance_type].auto_scaling_group
                 self._output(ecs_key, model_service.services[pool.instance_type].service_name)
                 self._output(asg_key, capacity.auto_scaling_group_name)
+            if service.traffic_outputs is not None:
+                self._traffic_outputs(service.traffic_outputs, model_service)
         self._output(names.CLUSTER_NAME, self.serving_cluster.cluster.cluster_name)
+        if plan.behind_traffic:
+            self._output(names.VPC_ID, self.serving_cluster.vpc.vpc_id)
         self.personalization: tuple[SageMakerEndpoint, FinetuneQueue] | None = None
         if plan.personalization is not None:
             self.personalization = self._personalization(plan.personalization)
@@ -120,6 +124,23 @@ class RegionalStack(Stack):
         )
         self._output(job.state_machine_output, construct.state_machine.state_machine_arn)
         return construct
+
+    def _traffic_outputs(self, outputs: TrafficOutputs, service: NeuronModelService) -> None:
+        """What the global stack reads of this service besides its pools' Auto Scaling groups
+        (it gets them as parameters)."""
+        load_balancer = service.load_balancer
+        # targetgroup/NAME/ID from the ARN: moto cannot resolve the TargetGroupFullName
+        # attribute, and the ARN's sixth ':' field is exactly that.
+        target_group = Fn.select(5, Fn.split(":", service.target_group.target_group_arn))
+        values = {
+            "LoadBalancerArn": load_balancer.load_balancer_arn,
+            "LoadBalancerFullName": load_balancer.load_balancer_full_name,
+            "LoadBalancerDnsName": load_balancer.load_balancer_dns_name,
+            "LoadBalancerZoneId": load_balancer.load_balancer_canonical_hosted_zone_id,
+            "TargetGroupFullName": target_group,
+        }
+        for what, key in outputs.load_balancer.items():
+            self._output(key, values[what])
 
     def _output(self, key: str, value: str) -> None:
         CfnOutput(self, key, value=value)

@@ -287,6 +287,66 @@ class BatchJobSpec(_Strict):
     )
 
 
+TrafficMode = Literal["route53", "global_accelerator"]
+HostedZoneId = Annotated[str, StringConstraints(pattern=r"^Z[A-Z0-9]{1,31}$")]
+
+
+class TrafficZoneSpec(_Strict):
+    """The DNS zone of the services' names: a new one, or an existing one by id."""
+
+    name: str = Field(description="Zone name, e.g. shopping.internal.")
+    id: HostedZoneId | None = Field(
+        None, description="An existing hosted zone to add the records to; default a new zone."
+    )
+    private: bool | None = Field(
+        None,
+        description="A new private zone associated with every region's VPC; default private "
+        "when the load balancers are internal.",
+    )
+
+
+class TrafficServiceSpec(_Strict):
+    """One service behind one name across the regions."""
+
+    record: str | None = Field(None, description="Label under the zone; default the service name.")
+    objective_s: float | None = Field(
+        None,
+        description="TTFT P99 (ALB target response time P99) a region must stay under; default "
+        "the service's latency alarm (1 s for llm).",
+    )
+
+
+class TrafficSpec(_Strict):
+    """Weighted names over the regions, re-weighted from CloudWatch by the traffic controller."""
+
+    zone: TrafficZoneSpec
+    services: dict[ResourceName, TrafficServiceSpec] = Field(
+        min_length=1, description="The services to put behind one name each."
+    )
+    mode: TrafficMode | None = Field(
+        None,
+        description="route53 (weighted records) or global_accelerator (internet-facing ALBs).",
+    )
+    period_s: int | None = Field(None, description="Control period, whole minutes.")
+    step: int | None = Field(None, description="Largest weight change per period (of 100).")
+    floor: int | None = Field(None, description="Least weight of a healthy region.")
+    record_ttl_s: int | None = Field(None, description="TTL of the weighted records.")
+    home_region: RegionName | None = Field(
+        None, description="Region of the global stack; default the fleet's first region."
+    )
+
+    @field_validator("services", mode="before")
+    @classmethod
+    def _names_to_entries(cls, services: object) -> object:
+        if not isinstance(services, list):
+            return services
+        return (
+            {name: {} for name in services}
+            if all(isinstance(n, str) for n in services)
+            else services
+        )
+
+
 class FleetSpec(_Strict):
     name: ResourceName
     account: AccountId | None = Field(None, description="Default account of every region.")
@@ -297,6 +357,7 @@ class FleetSpec(_Strict):
     network: NetworkSpec = Field(default_factory=NetworkSpec)
     personalization: PersonalizationSpec | None = None
     batch_jobs: list[BatchJobSpec] = Field(default_factory=list)
+    traffic: TrafficSpec | None = None
     alarm_emails: list[str] = Field(default_factory=list)
     tags: dict[str, str] = Field(default_factory=dict)
 
@@ -428,6 +489,8 @@ def _pattern_hint(location: YamlPath) -> str:
         "account": "use the 12-digit AWS account id",
         "artifact": "use an S3 URI like s3://my-bucket/models/llama",
         "model_artifact": "use an S3 URI like s3://my-bucket/models/pair-scorer/model.tar.gz",
+        "home_region": "use a region name such as us-east-1",
+        "id": "use a Route 53 hosted zone id like Z0123456789ABCDEFGHIJ",
     }
     return hints.get(leaf, "check the format")
 
@@ -461,4 +524,7 @@ _NESTED_MODELS: dict[tuple[type[BaseModel], str | int], tuple[type[BaseModel], b
     (PersonalizationSpec, "endpoint"): (EndpointSpec, False),
     (EndpointSpec, "base_model"): (BaseModelSpec, False),
     (PersonalizationSpec, "queue"): (FinetuneQueueSpec, False),
+    (FleetSpec, "traffic"): (TrafficSpec, False),
+    (TrafficSpec, "zone"): (TrafficZoneSpec, False),
+    (TrafficSpec, "services"): (TrafficServiceSpec, True),
 }

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 MAX_RESOURCES = 500
 MAX_OUTPUTS = 200
+MAX_PARAMETERS = 200
 
 # The CDK gives an environment-agnostic stack two zones, whatever max_azs asks.
 ENV_AGNOSTIC_ZONES = 2
@@ -30,6 +31,7 @@ RESOURCES_PER_ALARM_EMAIL = 1
 SERVICE_RESOURCES = 13  # load balancer, listener, groups, target group, log group, roles, alarms
 HTTPS_REDIRECT_RESOURCES = 1
 WEB_ACL_RESOURCES = 1
+REGION_HEALTH_ALARM_RESOURCES = 1  # a service behind the traffic layer
 RESOURCES_PER_POOL = 14  # launch template, group, capacity provider, task, service, scaling
 PERSONALIZATION_RESOURCES = 55  # the multi-model endpoint and the fine-tune queue
 BATCH_JOB_RESOURCES = 13  # model, state machine, summary function, roles, logs, two alarms
@@ -58,6 +60,7 @@ def resources_upper_bound(region: RegionPlan) -> int:
         count += SERVICE_RESOURCES + RESOURCES_PER_POOL * len(props.pools)
         count += HTTPS_REDIRECT_RESOURCES if props.certificate_arn else 0
         count += WEB_ACL_RESOURCES if props.web_acl_arn else 0
+        count += REGION_HEALTH_ALARM_RESOURCES if props.alarms and props.health_alarm_name else 0
     if region.personalization is not None:
         count += PERSONALIZATION_RESOURCES
         if region.personalization.adapters is not None:

@@ -33,8 +33,32 @@ _ZONE = re.compile(r"^(?=.{1,253}$)((?!-)[a-z0-9-]{1,63}(?<!-)\.)*(?!-)[a-z0-9-]
 _VPC_ID = re.compile(r"^vpc-[0-9a-f]{8,17}$")
 
 
+_DEPLOY_TIME = re.compile(r"^\{\{parameter:([A-Za-z0-9]{1,255})\}\}$")
+
+
+def deploy_time(parameter: str) -> str:
+    """A value a CloudFormation parameter named ``parameter`` gives at deploy time.
+
+    For values another region's stack makes (an ALB's ARN): a stack cannot reference them
+    across regions, so the app that builds the construct declares the parameter and puts
+    its value in place of this marker (:func:`deploy_time_parameter` finds it). Like a
+    token, it is not checked as a literal.
+    """
+    return "{{parameter:" + parameter + "}}"
+
+
+def deploy_time_parameter(value: str) -> str | None:
+    """The parameter name of a :func:`deploy_time` marker; None for any other value."""
+    match = _DEPLOY_TIME.match(value)
+    return match[1] if match else None
+
+
 def _literal(value: str) -> bool:
-    return "${Token[" not in value and not value.startswith("#{")
+    return (
+        "${Token[" not in value
+        and not value.startswith("#{")
+        and deploy_time_parameter(value) is None
+    )
 
 
 @dataclass(frozen=True)
@@ -145,6 +169,8 @@ class GlobalTrafficProps:
         Default: ``/inferfleet/<fleet>/traffic/overrides`` and ``.../state``.
     :param powertools_layer_version: version of the public Powertools for AWS Lambda
         (Python) v3 layer. Default: the fine-tune queue's.
+    :param controller: build the controller Lambda, its schedule and its error alarm; without
+        it the records keep their even split (and overrides apply to nothing). Default: True.
     """
 
     fleet: str
@@ -159,6 +185,7 @@ class GlobalTrafficProps:
     override_parameter_name: str | None = None
     state_parameter_name: str | None = None
     powertools_layer_version: int = FinetuneQueueProps.powertools_layer_version
+    controller: bool = True
 
     @property
     def parameters(self) -> tuple[str, str]:

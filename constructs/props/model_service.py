@@ -286,6 +286,10 @@ class NeuronModelServiceProps:
     :param latency_alarm_p99_ms: alarm when target response time P99 (time to first byte:
         time to first token for streams) exceeds it. Default: by kind (1000 / 10 ms).
     :param alarms: create the 5xx, unhealthy-host and latency alarms. Default: True.
+    :param health_alarm_name: also create an alarm of this name that is in ALARM while the
+        service has no healthy target (3 minutes), for a Route 53 health check in another
+        stack to follow (a multi-region fleet's traffic layer). Needs ``alarms``. Default:
+        none.
     :param request_count_scaling: scale on ALB requests per target. Default: True.
     :param dashboard_widgets: add this service to the cluster's dashboard. Default: True.
     """
@@ -316,6 +320,7 @@ class NeuronModelServiceProps:
     web_acl_arn: str | None = None
     latency_alarm_p99_ms: float | None = None
     alarms: bool = True
+    health_alarm_name: str | None = None
     request_count_scaling: bool = True
     dashboard_widgets: bool = True
 
@@ -451,6 +456,8 @@ class NeuronModelServiceProps:
                     "or use protocol http",
                 )
             )
+        if self.health_alarm_name is not None and not 1 <= len(self.health_alarm_name) <= 255:
+            problems.append(PropsProblem("health_alarm_name", "must be 1..255 characters"))
         problems += self._certificate_problems(region)
         problems += self._load_balancer_problems(region)
         if self.internet_facing and public_subnets is False:
