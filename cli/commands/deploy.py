@@ -110,7 +110,8 @@ def deploy(
     out: WorkdirOption = DEFAULT_WORKDIR,
     as_json: JsonOption = False,
 ) -> None:
-    """Deploy region by region, canary (first region) first; stop at the first failure."""
+    """Deploy region by region, canary (first region) first; stop at the first failure.
+    With every region, the global stack of a traffic section comes last."""
     from inferfleet.cli.deploy.rollout import RolloutOptions
 
     regions = _selected(config, region, all_regions, verb="deploy")
@@ -134,22 +135,26 @@ def status(
     profile: ProfileOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Per region: stack status, ECS tasks desired/running, target health, endpoints."""
+    """Per region: stack status, ECS tasks desired/running, target health, endpoints; and
+    the global stack of a traffic section with each service's name."""
     from inferfleet.cli.deploy.rollout import rollout_regions
-    from inferfleet.cli.deploy.status import region_status
+    from inferfleet.cli.deploy.status import global_status, region_status
 
     aws = _aws(endpoint_url, profile)
     plan = load_plan(config, emulator=aws.emulated)
     regions = rollout_regions(plan, region, source=str(config))
     aws.account(regions[0])
     statuses = [region_status(aws, plan, name) for name in regions]
+    traffic = global_status(aws, plan) if region is None else None
     if as_json:
         payload = {"fleet": plan.name, "regions": [s.as_dict() for s in statuses]}
+        if traffic is not None:
+            payload["global"] = traffic.as_dict()
         typer.echo(json.dumps(payload, indent=2))
         return
     from inferfleet.cli.deploy.status_view import print_status
 
-    print_status(plan.name, statuses)
+    print_status(plan.name, [*statuses, *([traffic] if traffic else [])])
 
 
 def destroy(
@@ -162,12 +167,19 @@ def destroy(
     out: WorkdirOption = DEFAULT_WORKDIR,
     as_json: JsonOption = False,
 ) -> None:
-    """Delete the regions' stacks, in reverse order of the fleet file."""
+    """Delete the regions' stacks, in reverse order of the fleet file (with every region,
+    the global stack of a traffic section first)."""
     regions = _selected(config, region, all_regions, verb="destroy")
     if not yes:
         if not sys.stdin.isatty():
             raise UserError("--yes: destroy asks for confirmation; pass --yes to run unattended")
-        stacks = ", ".join(reversed(regions))
+        plan = load_plan(config)
+        first = (
+            [plan.global_plan.stack_name]
+            if plan.global_plan and set(regions) == set(plan.region_names)
+            else []
+        )
+        stacks = ", ".join([*first, *reversed(regions)])
         typer.confirm(f"Delete the stacks of {stacks} (in this order)?", abort=True)
     rollout = _rollout(config, endpoint_url, profile, out, as_json)
     _finish(rollout.destroy(regions))

@@ -25,7 +25,7 @@ HomeRegionOption = Annotated[
     str | None,
     typer.Option(
         "--region",
-        help="Region of the fleet's global stack (default: the fleet's first region).",
+        help="Region of the fleet's global stack (default: the traffic section's home region).",
         show_default=False,
     ),
 ]
@@ -64,15 +64,25 @@ def _target(config: Path, region: str | None, endpoint_url: str | None, profile:
     if not config.exists():
         raise UserError(f"--config {config}: no such file; pass the fleet file of the fleet")
     plan = load_plan(config)
+    glob = plan.global_plan
+    if glob is None:
+        raise UserError(
+            f"--config {config}: fleet {plan.name} has no traffic section, so no traffic "
+            "controller to read or steer; add one (README: Move traffic between regions) and "
+            "deploy every region"
+        )
     regions = plan.region_names
     if region is not None and region not in regions:
         raise UserError(f"--region: {region} is not a region of fleet {plan.name}")
+    override_parameter, state_parameter = glob.props.parameters
     return TrafficTarget(
         fleet=plan.name,
         regions=regions,
-        services=tuple(service.name for service in plan.regions[0].services),
-        home_region=region or regions[0],
+        services=tuple(service.name for service in glob.props.services),
+        home_region=region or glob.region,
         aws=AwsAccess(profile=profile, endpoint_url=endpoint_url),
+        override_parameter=override_parameter,
+        state_parameter=state_parameter,
     )
 
 

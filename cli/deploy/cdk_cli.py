@@ -195,6 +195,7 @@ class CdkCli:
         log: Path,
         cwd: Path,
         on_line: Callable[[str], None] | None = None,
+        parameters: dict[str, str] | None = None,
     ) -> CdkRun:
         args = [
             "deploy",
@@ -209,6 +210,8 @@ class CdkCli:
             "--progress",
             "events",
         ]
+        for key, value in (parameters or {}).items():
+            args += ["--parameters", f"{stack}:{key}={value}"]
         if emulator:
             # moto's change-set execution creates the resources but never the outputs.
             args += ["--method", "direct"]

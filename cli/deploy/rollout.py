@@ -7,6 +7,12 @@ deploy`` of its stack, a wait for the ECS services and ALB targets, and a smoke
 request per service; the first failing step stops the rollout, and the regions after
 it are not touched. ``destroy`` walks the regions in reverse order.
 
+A fleet with a ``traffic`` section has a global stack too (the plan's ``global_plan``). It
+points at every region's load balancers, so a rollout of every region deploys it last, with
+the regional stacks' outputs as its parameters (read from CloudFormation, so regions
+deployed earlier count too); ``destroy`` of every region deletes it first. A rollout of some
+regions leaves it alone.
+
 The work folder (``--out``) is claimed as this command's (see
 :mod:`inferfleet.cli.output_folder`). A region's outputs file is replaced only by
 the outputs of a deploy that succeeded; a failed or interrupted deploy leaves the
@@ -141,40 +147,67 @@ class Rollout:
     # --- commands ------------------------------------------------------------
 
     def deploy(self, regions: list[str], options: RolloutOptions) -> RolloutResult:
+        units = [*regions, *self._global_unit(regions)]
         return self._run(
             "deploy",
-            regions,
-            lambda region: self._deploy_region(region, options),
-            before_regions=self._docker_preflight,
+            units,
+            lambda unit: (
+                self._deploy_global()
+                if unit == self._global_name
+                else self._deploy_region(unit, options)
+            ),
+            before_regions=lambda units: self._docker_preflight(regions),
         )
 
     def diff(self, regions: list[str]) -> RolloutResult:
         return self._run("diff", regions, self._diff_region)
 
     def destroy(self, regions: list[str]) -> RolloutResult:
-        return self._run("destroy", list(reversed(regions)), self._destroy_region)
+        units = [*self._global_unit(regions), *reversed(regions)]
+        return self._run(
+            "destroy",
+            units,
+            lambda unit: self._destroy_stack(
+                *(
+                    (self.plan.global_plan.region, unit)  # type: ignore[union-attr]
+                    if unit == self._global_name
+                    else (unit, self.stack(unit))
+                )
+            ),
+        )
+
+    @property
+    def _global_name(self) -> str | None:
+        return self.plan.global_plan.stack_name if self.plan.global_plan else None
+
+    def _global_unit(self, regions: list[str]) -> list[str]:
+        """The global stack, when the rollout covers every region it points at."""
+        if self._global_name is None or set(regions) != set(self.plan.region_names):
+            return []
+        return [self._global_name]
 
     def _run(
         self,
         command: str,
-        regions: list[str],
-        per_region: Callable[[str], None],
-        before_regions: Callable[[list[str]], None] = lambda regions: None,
+        units: list[str],
+        per_unit: Callable[[str], None],
+        before_regions: Callable[[list[str]], None] = lambda units: None,
     ) -> RolloutResult:
         output_folder.claim(self.workdir, flag=WORKDIR_FLAG, writer=WRITER)
-        result = RolloutResult(command, untouched=list(regions))
+        result = RolloutResult(command, untouched=list(units))
+        regions = [unit for unit in units if unit != self._global_name]
         try:
             self._credentials(regions)
             self._synth()
-            before_regions(regions)
-            for region in regions:
-                result.untouched.remove(region)
+            before_regions(units)
+            for unit in units:
+                result.untouched.remove(unit)
                 try:
-                    per_region(region)
+                    per_unit(unit)
                 except StepFailed:
-                    result.failed_region = region
+                    result.failed_region = unit
                     raise
-                result.completed.append(region)
+                result.completed.append(unit)
         except StepFailed as failure:
             result.failed_phase = self.events.events[-1].phase
             result.message = str(failure)
@@ -241,6 +274,54 @@ class Rollout:
             step.detail = {"outputs_file": str(outputs_file)}
         self.verify(region, outputs, options)
 
+    def _deploy_global(self) -> None:
+        """The global stack, its parameters read from the regional stacks' outputs."""
+        from inferfleet.cli.deploy.status import stack_state
+
+        plan = self.plan.global_plan
+        assert plan is not None
+        stack = plan.stack_name
+        with self.events.step("deploy", region=plan.region, stack=stack) as step:
+            outputs_by_stack = {}
+            for parameter in plan.parameters:
+                if parameter.stack in outputs_by_stack:
+                    continue
+                state = stack_state(self.aws, parameter.region, parameter.stack)
+                if state is None:
+                    raise StepFailed(
+                        f"{stack} points at {parameter.stack}, which is not deployed; deploy "
+                        "every region first"
+                    )
+                outputs_by_stack[parameter.stack] = state.outputs
+            try:
+                values = plan.parameter_values(outputs_by_stack)
+            except KeyError as error:
+                raise StepFailed(
+                    f"{error.args[0]}: it was deployed from another fleet file; deploy every "
+                    "region with this one"
+                ) from None
+            outputs_file = self.workdir / "outputs" / "global.json"
+            written = outputs_file.with_name(f".{outputs_file.name}.deploying")
+            written.unlink(missing_ok=True)
+            try:
+                run = self.cdk.deploy(
+                    stack,
+                    assembly=self.assembly,
+                    outputs_file=written,
+                    emulator=self.aws.emulated,
+                    log=self.workdir / "logs" / "deploy-global.log",
+                    cwd=self.config.parent,
+                    on_line=self._report_resource_progress,
+                    parameters=values,
+                )
+                _raise_unless_ok(run, "cdk deploy")
+                outputs = self._stack_outputs(stack, plan.outputs, written)
+                written.replace(outputs_file)
+            finally:
+                written.unlink(missing_ok=True)
+            step.outputs = outputs
+            step.detail = {"outputs_file": str(outputs_file), "parameters": len(values)}
+
     def verify(self, region: str, outputs: dict[str, str], options: RolloutOptions) -> None:
         """The wait and smoke steps of a deployed region, from its stack outputs."""
         stack = self.stack(region)
@@ -267,13 +348,14 @@ class Rollout:
             step.message = "no differences" if differences == 0 else "differences found"
             step.detail = {"differences": differences, "diff": _diff_text(run.output, stack)}
 
-    def _destroy_region(self, region: str) -> None:
-        stack = self.stack(region)
+    def _destroy_stack(self, region: str, stack: str) -> None:
         with self.events.step("destroy", region=region, stack=stack):
             run = self.cdk.destroy(
                 stack,
                 assembly=self.assembly,
-                log=self.workdir / "logs" / f"destroy-{region}.log",
+                log=self.workdir
+                / "logs"
+                / f"destroy-{'global' if stack == self._global_name else region}.log",
                 cwd=self.config.parent,
                 on_line=self._report_resource_progress,
             )
@@ -299,12 +381,18 @@ class Rollout:
             self.events.progress(f"{progress[0]}/{progress[1]} resources")
 
     def _outputs(self, region: str, outputs_file: Path) -> dict[str, str]:
-        stack = self.stack(region)
+        return self._stack_outputs(
+            self.stack(region), self.plan.region(region).outputs, outputs_file
+        )
+
+    def _stack_outputs(
+        self, stack: str, expected: tuple[str, ...], outputs_file: Path
+    ) -> dict[str, str]:
         try:
             outputs = json.loads(outputs_file.read_text()).get(stack, {})
         except (OSError, ValueError):
             outputs = {}
-        missing = [key for key in self.plan.region(region).outputs if key not in outputs]
+        missing = [key for key in expected if key not in outputs]
         if missing:
             raise StepFailed(
                 f"{stack} deployed without the outputs {', '.join(missing)}; the stack is not "

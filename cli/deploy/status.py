@@ -84,3 +84,24 @@ def region_status(aws: AwsAccess, plan: FleetPlan, region: str) -> RegionStatus:
     except (BotoCoreError, ClientError) as error:
         status.error = str(error)
     return status
+
+
+def global_status(aws: AwsAccess, plan: FleetPlan) -> RegionStatus | None:
+    """The global stack of a traffic section, with each service's name; None without one."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    glob = plan.global_plan
+    if glob is None:
+        return None
+    try:
+        state = stack_state(aws, glob.region, glob.stack_name)
+    except (BotoCoreError, ClientError) as error:
+        return RegionStatus(glob.region, glob.stack_name, "UNKNOWN", error=str(error))
+    if state is None:
+        return RegionStatus(glob.region, glob.stack_name, NOT_DEPLOYED)
+    status = RegionStatus(glob.region, glob.stack_name, state.status)
+    for service in glob.props.services:
+        status.services[service.name] = ServiceStatus(
+            endpoint=state.outputs.get(names.traffic_record_output(service.name))
+        )
+    return status

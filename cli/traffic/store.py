@@ -10,7 +10,6 @@ from typing import Any
 from inferfleet.cli.aws import CREDENTIALS_FIX, AwsAccess
 from inferfleet.cli.errors import UserError
 from inferfleet.constructs.traffic_controller import overrides
-from inferfleet.constructs.traffic_controller.config import parameter_names
 from inferfleet.constructs.traffic_controller.weights import TOTAL
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d)$")
@@ -39,14 +38,8 @@ class TrafficTarget:
     services: tuple[str, ...]
     home_region: str
     aws: AwsAccess
-
-    @property
-    def override_parameter(self) -> str:
-        return parameter_names(self.fleet)[0]
-
-    @property
-    def state_parameter(self) -> str:
-        return parameter_names(self.fleet)[1]
+    override_parameter: str
+    state_parameter: str
 
     def _ssm(self) -> Any:
         return self.aws.client("ssm", self.home_region)

@@ -143,3 +143,32 @@ def test_bad_arguments_exit_2_with_the_fix(
 ) -> None:
     code, _, err = traffic(moto, fleet_file, capsys, *args)
     assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_a_fleet_without_a_traffic_section_has_nothing_to_steer(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import yaml
+
+    document = yaml.safe_load(EXAMPLE.read_text())
+    del document["traffic"]
+    path = tmp_path / "fleet.yaml"
+    path.write_text(yaml.safe_dump(document))
+    shutil.copy(EXAMPLE.parents[1] / "cdk.context.json", tmp_path / "cdk.context.json")
+    with pytest.raises(SystemExit) as exited:
+        main(["traffic", "drain", "us-east-1", "--config", str(path)])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and "has no traffic section" in err and "Traceback" not in err
+
+
+def test_the_cli_reads_its_home_region_and_parameters_from_the_plan(fleet_file: Path) -> None:
+    from inferfleet.cli.commands.traffic import _target
+    from inferfleet.infra.plan import load_fleet_plan
+
+    text = fleet_file.read_text().replace("  step: 20", "  step: 20\n  home_region: eu-west-1")
+    fleet_file.write_text(text)
+    glob = load_fleet_plan(fleet_file).global_plan
+    target = _target(fleet_file, None, None, None)
+    assert target.home_region == glob.region == "eu-west-1"
+    assert (target.override_parameter, target.state_parameter) == glob.props.parameters
+    assert target.services == ("assistant", "intent")
