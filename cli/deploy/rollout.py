@@ -146,8 +146,19 @@ class Rollout:
 
     # --- commands ------------------------------------------------------------
 
+    def units(self, command: str, regions: list[str]) -> list[str]:
+        """What ``command`` walks, in order: the regions (reversed by destroy) and, when
+        every region is in it, the global stack — last to deploy, first to destroy."""
+        whole = self._global_name is not None and set(regions) == set(self.plan.region_names)
+        glob = [self._global_name] if whole else []
+        if command == "destroy":
+            return [*glob, *reversed(regions)]  # type: ignore[list-item]
+        if command == "deploy":
+            return [*regions, *glob]  # type: ignore[list-item]
+        return list(regions)
+
     def deploy(self, regions: list[str], options: RolloutOptions) -> RolloutResult:
-        units = [*regions, *self._global_unit(regions)]
+        units = self.units("deploy", regions)
         return self._run(
             "deploy",
             units,
@@ -163,10 +174,9 @@ class Rollout:
         return self._run("diff", regions, self._diff_region)
 
     def destroy(self, regions: list[str]) -> RolloutResult:
-        units = [*self._global_unit(regions), *reversed(regions)]
         return self._run(
             "destroy",
-            units,
+            self.units("destroy", regions),
             lambda unit: self._destroy_stack(
                 *(
                     (self.plan.global_plan.region, unit)  # type: ignore[union-attr]
@@ -179,12 +189,6 @@ class Rollout:
     @property
     def _global_name(self) -> str | None:
         return self.plan.global_plan.stack_name if self.plan.global_plan else None
-
-    def _global_unit(self, regions: list[str]) -> list[str]:
-        """The global stack, when the rollout covers every region it points at."""
-        if self._global_name is None or set(regions) != set(self.plan.region_names):
-            return []
-        return [self._global_name]
 
     def _run(
         self,

@@ -76,7 +76,9 @@ def test_validate_the_example_as_json(capsys):
         "shopping-assistant-us-east-1",
         "shopping-assistant-us-west-2",
         "shopping-assistant-eu-west-1",
+        "shopping-assistant-global",  # the traffic section's, after the regions it points at
     ]
+    assert report["global_plan"]["region"] == "us-east-1"
     first = report["regions"][0]
     assistant = next(s for s in first["services"] if s["name"] == "assistant")
     inf2 = next(p for p in assistant["pools"] if p["instance_type"] == "inf2.48xlarge")
@@ -153,8 +155,16 @@ def test_synth_of_the_example_is_lint_and_nag_clean(example_synth):
     report = json.loads(result.stdout)
     assert report["passed"] is True
     assert report["lint_errors"] == 0 and report["nag_errors"] == 0
-    assert [s["region"] for s in report["stacks"]] == ["us-east-1", "us-west-2", "eu-west-1"]
-    assert all(s["resources"] > 50 for s in report["stacks"])
+    stacks = {s["name"]: s for s in report["stacks"]}
+    assert [(s["name"], s["region"]) for s in report["stacks"]] == [
+        ("shopping-assistant-us-east-1", "us-east-1"),
+        ("shopping-assistant-us-west-2", "us-west-2"),
+        ("shopping-assistant-eu-west-1", "eu-west-1"),
+        ("shopping-assistant-global", "us-east-1"),
+    ]
+    assert all(s["resources"] > 50 for n, s in stacks.items() if not n.endswith("-global"))
+    # zone, 6 records and health checks, controller, schedule, parameters, alarms
+    assert stacks["shopping-assistant-global"]["resources"] > 20
     for stack in report["stacks"]:
         assert Path(stack["template"]).is_file()
     nag_acknowledged = [a for a in report["acknowledged"] if a["rule"].startswith("AwsSolutions-")]

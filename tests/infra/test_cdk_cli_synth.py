@@ -41,7 +41,7 @@ def test_cdk_cli_and_in_process_synth_give_the_same_templates(tmp_path, example_
     assert result.returncode == 0, result.stdout + result.stderr
 
     outdir, names = example_assembly
-    assert len(names) == 3
+    assert len(names) == 4  # three regions and the global stack of the traffic section
     for name in names:
         from_cli = json.loads((tmp_path / "cli.out" / f"{name}.template.json").read_text())
         in_process = json.loads((outdir / f"{name}.template.json").read_text())

@@ -272,6 +272,7 @@ MAPPED = {
     ],
     "alarm_emails": ["ops@example.com"],
     "tags": {"team": "mapping"},
+    "traffic": {"zone": {"name": "mapped.internal"}, "services": ["chat"]},
 }
 
 
@@ -446,3 +447,21 @@ def test_grpc_services_get_triton_grpc_port_and_readiness_from_the_props(tmp_pat
         assert assistant.health_check.path == READY_PATHS["grpc"]
         assert (intent.protocol, intent.container_port) == ("http", TRITON_HTTP_PORT)
         assert intent.health_check.path == READY_PATHS["http"]
+
+
+@pytest.mark.slow
+def test_a_service_behind_traffic_gets_its_named_health_alarm_and_outputs(mapped_template):
+    template = mapped_template
+    name = names.region_health_alarm_name("mapped", "us-east-1", "chat")
+    [alarm] = [
+        a for a in _of_type(template, "AWS::CloudWatch::Alarm") if a.get("AlarmName") == name
+    ]
+    assert alarm["MetricName"] == "HealthyHostCount" and alarm["Statistic"] == "Minimum"
+    assert alarm["ComparisonOperator"] == "LessThanThreshold" and alarm["Threshold"] == 1
+    plan = build_plan(FleetSpec.model_validate(MAPPED))
+    region = plan.region("us-east-1")
+    assert set(region.outputs) == set(template["Outputs"])
+    target_group = template["Outputs"]["ChatTargetGroupFullName"]["Value"]
+    assert target_group["Fn::Select"][0] == 5  # targetgroup/NAME/ID out of the ARN
+    [pool_output] = region.service("chat").traffic_outputs.auto_scaling_groups
+    assert pool_output == "ChatInf224xlargeAutoScalingGroup"

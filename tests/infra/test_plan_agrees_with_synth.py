@@ -169,7 +169,21 @@ clean_fleets = st.fixed_dictionaries(
             },
         ),
     },
-    optional={"personalization": personalizations, "batch_jobs": batch_jobs},
+    optional={
+        "personalization": personalizations,
+        "batch_jobs": batch_jobs,
+        "traffic": st.fixed_dictionaries(
+            {
+                "zone": st.sampled_from([{"name": "fleet.internal"}, {"name": "shop.example.com"}]),
+                "services": st.sampled_from([["chat"], {"intent": {"record": "q"}}]),
+            },
+            optional={
+                "step": st.sampled_from([10, 50]),
+                "record_ttl_s": st.sampled_from([0, 300]),
+                "period_s": st.sampled_from([60, 120]),
+            },
+        ),
+    },
 )
 
 
@@ -234,6 +248,11 @@ FAULTS = [
     _set("batch_jobs.0.schedule", "rate(7 day)"),
     _set("batch_jobs.0.output_prefix", "s3://data-bucket/pairs/scores/"),
     _set("batch_jobs.0.name", "duplicate-pairs-weekly"),
+    _set("traffic.step", 2),
+    _set("traffic.period_s", 90),
+    _set("traffic.record_ttl_s", 4000),
+    _set("traffic.zone.name", "-bad-"),
+    _set("traffic.mode", "global_accelerator"),
 ]
 
 
@@ -267,6 +286,8 @@ def _construct_problems(plan: FleetPlan) -> list[str]:
                 found += [p.message for p in region.personalization.adapters.problems()]
         for job in region.batch_jobs:
             found += [p.message for p in job.props.problems()]
+    if plan.global_plan is not None:
+        found += [p.message for p in plan.global_plan.props.problems()]
     return found
 
 
@@ -302,7 +323,7 @@ def test_what_validate_accepts_builds_and_what_a_construct_refuses_validate_refu
         assembly = build_app(plan, outdir=str(outdir), nag=False).synth()
     except (PropsError, SynthesisError) as error:
         assert problems, f"the plan accepted a fleet the app refused: {error}"
-        assert str(error).startswith(plan.regions[0].stack_name + "/")
+        assert str(error).startswith(tuple(f"{stack}/" for stack in plan.stacks))
         OUTCOMES["refused by both"] += 1
         event("refused by validate and by the constructs")
         return

@@ -182,3 +182,26 @@ def test_odd_flag_values_are_refused(
     code, err = _exit([*argv, "--config", str(fleet)], capsys)
     assert code == 2
     assert message in err and "Traceback" not in err
+
+
+def test_the_global_stack_deploys_after_every_region_and_is_destroyed_first(tmp_path: Path):
+    from inferfleet.cli.deploy.events import EventStream
+    from inferfleet.cli.deploy.rollout import Rollout
+
+    example = Path(__file__).resolve().parents[3] / "fleet.yaml"
+    plan = load_fleet_plan(example)
+    rollout = Rollout(
+        plan,
+        config=example,
+        aws=AwsAccess(),
+        cdk=None,  # type: ignore[arg-type]  # units() runs no CLI
+        workdir=tmp_path,
+        events=EventStream([]),
+    )
+    glob = plan.global_plan.stack_name
+    assert rollout.units("deploy", REGIONS) == [*REGIONS, glob]
+    assert rollout.units("destroy", REGIONS) == [glob, *reversed(REGIONS)]
+    # some regions only: the global stack still points at the others, so it is left alone
+    assert rollout.units("deploy", ["us-west-2"]) == ["us-west-2"]
+    assert rollout.units("destroy", ["us-west-2", "eu-west-1"]) == ["eu-west-1", "us-west-2"]
+    assert rollout.units("diff", REGIONS) == REGIONS
