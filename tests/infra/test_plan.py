@@ -359,12 +359,16 @@ def test_every_spec_field_reaches_the_template(mapped_template):
     assert {"Key": "team", "Value": "mapping"} in _of_type(template, "AWS::ECS::Cluster")[0]["Tags"]
     zones = {s["AvailabilityZone"] for s in _of_type(template, "AWS::EC2::Subnet")}
     assert zones == {"us-east-1a", "us-east-1b"}
+    behind_traffic = build_plan(FleetSpec.model_validate(MAPPED)).region("us-east-1")
     assert set(template["Outputs"]) == {
         names.service_endpoint("chat"),
         names.service_target_group_arn("chat"),
         *names.pool_outputs("chat", "inf2.24xlarge"),
         names.CLUSTER_NAME,
         names.batch_state_machine("pairs"),
+        # what the traffic section's global stack reads
+        *behind_traffic.service("chat").traffic_outputs.keys,
+        names.VPC_ID,
     }
     # What bench --scale resizes: the pool's ECS service and its Auto Scaling group.
     ecs_key, asg_key = names.pool_outputs("chat", "inf2.24xlarge")

@@ -197,13 +197,15 @@ def _set(path: str, value: Any):  # type: ignore[no-untyped-def]
     def apply(document: dict[str, Any]) -> None:
         target: Any = document
         *parents, leaf = path.split(".")
-        for part in parents:
+        for index, part in enumerate(parents):
             if part == "*":
                 target = _first_service(document)
             elif part.isdigit():
                 target = target[int(part)]
             else:
-                target = target.setdefault(part, {})
+                # a missing list gets one empty item, as a missing mapping is made empty
+                below = ([*parents, leaf])[index + 1]
+                target = target.setdefault(part, [{}] if below.isdigit() else {})
         target[leaf] = value
 
     apply.__name__ = f"{path}={value!r}"
