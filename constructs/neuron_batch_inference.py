@@ -106,10 +106,6 @@ class NeuronBatchInference(Construct):
             for alarm in self.alarms.values():
                 alarm.add_alarm_action(cloudwatch_actions.SnsAction(alarm_topic))
 
-    @property
-    def job_name_prefix(self) -> str:
-        return f"{self.props.name}-"
-
     # -- the model ------------------------------------------------------------------------------
 
     def _execution_role(self) -> iam.Role:
@@ -129,7 +125,7 @@ class NeuronBatchInference(Construct):
             )
         )
         self._read_prefix(role, in_bucket, in_key, "the job reads every input file of its prefix")
-        runs = f"{out_key}{props.name}-*"
+        runs = f"{out_key}{props.run_pattern}/*"
         role.add_to_policy(
             iam.PolicyStatement(
                 actions=["s3:PutObject", "s3:AbortMultipartUpload"],
@@ -153,14 +149,15 @@ class NeuronBatchInference(Construct):
         role.add_to_policy(
             iam.PolicyStatement(
                 actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                resources=[f"{log_groups}:log-stream:{props.name}-*"],
+                resources=[f"{log_groups}:log-stream:{props.run_pattern}/*"],
             )
         )
         acknowledge(
             role,
             "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:"
-            f"<AWS::AccountId>:log-group:/aws/sagemaker/TransformJobs:log-stream:{props.name}-*]",
-            "SageMaker names the log streams after the transform job (this job's prefix)",
+            "<AWS::AccountId>:log-group:/aws/sagemaker/TransformJobs:log-stream:"
+            f"{props.run_pattern}/*]",
+            "SageMaker names the log streams after the transform job and the instance",
         )
         role.add_to_policy(
             iam.PolicyStatement(
@@ -247,7 +244,7 @@ class NeuronBatchInference(Construct):
         in_bucket, in_key = props.input_location
         out_bucket, out_key = props.output_location
         self._read_prefix(role, in_bucket, in_key, "the summary counts every input file's records")
-        runs = f"{out_key}{props.name}-"
+        runs = f"{out_key}{props.run_pattern}/"
         self._read_prefix(
             role, out_bucket, runs, "the summary counts the records of a run's outputs"
         )
@@ -477,9 +474,8 @@ class NeuronBatchInference(Construct):
             logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL),
             tracing_enabled=True,
         )
-        # Pseudo parameters rather than the stack's values: the ARN reads the same in findings.
         account = f"{Aws.REGION}:{Aws.ACCOUNT_ID}"
-        jobs = f"arn:{Aws.PARTITION}:sagemaker:{account}:transform-job/{props.name}-*"
+        jobs = f"arn:{Aws.PARTITION}:sagemaker:{account}:transform-job/{props.run_pattern}"
         machine.add_to_role_policy(
             iam.PolicyStatement(
                 actions=[
@@ -500,12 +496,6 @@ class NeuronBatchInference(Construct):
             iam.PolicyStatement(
                 actions=["lambda:InvokeFunction"], resources=[self.summary_function.function_arn]
             )
-        )
-        acknowledge(
-            machine.role,
-            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:"
-            f"<AWS::AccountId>:transform-job/{props.name}-*]",
-            "each run names its transform job after this job, a run id and the attempt",
         )
         acknowledge(
             machine.role,

@@ -770,6 +770,7 @@ def _batch_jobs(spec: FleetSpec, found: list[Problem]) -> tuple[BatchJobPlan, ..
     """Each job planned (and checked) once, whatever the regions it runs in."""
     fleet_regions = [region.name for region in spec.regions]
     first_of: dict[str, int] = {}
+    outputs: dict[str, int] = {}
     plans = []
     for index, job in enumerate(spec.batch_jobs):
         path: YamlPath = ("batch_jobs", index)
@@ -782,6 +783,17 @@ def _batch_jobs(spec: FleetSpec, found: list[Problem]) -> tuple[BatchJobPlan, ..
                 )
             )
         first_of.setdefault(job.name, index)
+        output = names.batch_state_machine(job.name)
+        if output in outputs and spec.batch_jobs[outputs[output]].name != job.name:
+            found.append(
+                Problem(
+                    (*path, "name"),
+                    f"{job.name!r} and batch_jobs[{outputs[output]}] "
+                    f"({spec.batch_jobs[outputs[output]].name!r}) give one stack output, "
+                    f"{output}; rename one (hyphens do not tell names apart there)",
+                )
+            )
+        outputs.setdefault(output, index)
         for at, region in enumerate(job.regions or []):
             if region not in fleet_regions:
                 found.append(
@@ -805,7 +817,7 @@ def _batch_jobs(spec: FleetSpec, found: list[Problem]) -> tuple[BatchJobPlan, ..
                 name=job.name,
                 props=props,
                 regions=tuple(dict.fromkeys(regions)),
-                state_machine_output=names.batch_state_machine(job.name),
+                state_machine_output=output,
             )
         )
     return tuple(plans)

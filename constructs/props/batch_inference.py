@@ -134,6 +134,13 @@ class NeuronBatchInferenceProps:
     powertools_layer_version: int = 27
 
     @property
+    def run_pattern(self) -> str:
+        """An IAM pattern of this job's transform job names, and of no other job's: the name,
+        the run id and the attempt, one ``?`` per character (a ``*`` after ``shop-dupes-``
+        would also match a job named ``dupes-weekly``)."""
+        return f"{self.name}-{'?' * RUN_ID_LENGTH}-?"
+
+    @property
     def instance(self) -> NeuronInstanceType:
         return BATCH_TRANSFORM_INSTANCE_TYPES[self.instance_type]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from pathlib import Path
 from typing import Any
@@ -134,21 +135,32 @@ def _statements(synthesized: dict[str, Any], role_id: str) -> dict[str, list[str
     return found
 
 
+RUN = "shop-duplicates-" + "?" * 32 + "-?"
+
+
 def test_roles_reach_only_the_exact_prefixes(synthesized) -> None:
     execution = _statements(synthesized, "DuplicatesExecutionRole")
     reads = " ".join(execution["s3:GetObject"])
     assert ":s3:::shop-models/pair/model.tar.gz" in reads and ":s3:::shop-data/pairs/*" in reads
     (written,) = execution["s3:PutObject"]
-    assert ":s3:::shop-data/scores/shop-duplicates-*" in written and "pairs" not in written
+    assert f":s3:::shop-data/scores/{RUN}/*" in written and "pairs" not in written
     (listed,) = execution["s3:ListBucket"]
     assert json.loads(listed)["Condition"] == {"StringLike": {"s3:prefix": ["pairs/*"]}}
     machine = _statements(synthesized, "DuplicatesRunRole")
     (jobs,) = machine["sagemaker:CreateTransformJob"]
-    assert ":transform-job/shop-duplicates-*" in jobs
+    assert f":transform-job/{RUN}" in jobs
     assert "sagemaker:CreateModel" not in machine and "iam:PassRole" not in machine
     summary = _statements(synthesized, "DuplicatesSummaryRole")
     (put,) = summary["s3:PutObject"]
-    assert ":s3:::shop-data/scores/shop-duplicates-*" in put
+    assert f":s3:::shop-data/scores/{RUN}/*" in put
+
+
+def test_the_run_pattern_matches_this_jobs_runs_and_not_a_longer_named_job() -> None:
+    run_id = "0123456789abcdef0123456789abcdef"
+    pattern = job().run_pattern
+    assert pattern == RUN
+    assert fnmatch.fnmatchcase(f"shop-duplicates-{run_id}-2", pattern)
+    assert not fnmatch.fnmatchcase(f"shop-duplicates-weekly-{run_id}-0", pattern)
 
 
 def test_the_schedule_starts_the_state_machine_and_alarms_watch_its_runs(synthesized) -> None:

@@ -93,6 +93,12 @@ def test_a_job_runs_where_it_says_with_its_props_planned_once(tmp_path: Path) ->
         ((job(input="s3://data/"),), 15, "batch_jobs[0].output_prefix", "inside input_prefix"),
         ((job(), job()), 19, "batch_jobs[1].name", "also the name of batch_jobs[0]"),
         (
+            (job(name="a-b"), job(name="a--b")),
+            19,
+            "batch_jobs[1].name",
+            "'a--b' and batch_jobs[0] ('a-b') give one stack output, BatchABStateMachineArn",
+        ),
+        (
             (job(regions="[us-west-2, eu-west-1]"),),
             18,
             "batch_jobs[0].regions[1]",
