@@ -180,6 +180,8 @@ class Workload:
         """Build the first ``count`` requests now: a tokenizer's fitting stays out of the
         dispatch loop of an open-loop step."""
         for index in range(min(count, len(self))):
+            if self._cached_words >= PROMPT_CACHE_WORDS:
+                return  # past the budget prompts are rebuilt on use anyway
             self.spec(index)
 
     def _text(self, key: tuple[str, int | str], length: int) -> str:

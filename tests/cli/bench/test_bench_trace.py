@@ -16,7 +16,7 @@ from inferfleet.cli.bench.config import Distribution
 from inferfleet.cli.bench.engine import StepPlan
 from inferfleet.cli.bench.metrics import Thresholds, measure_step
 from inferfleet.cli.bench.trace import TraceArrivals, TraceMakeConfig, load_trace, make_trace
-from inferfleet.cli.bench.workload import Workload
+from inferfleet.cli.bench.workload import Workload, schedule_hash
 from inferfleet.cli.errors import UserError
 from inferfleet.cli.main import main
 
@@ -61,6 +61,10 @@ def test_a_replay_sends_each_request_at_its_timestamp(timed_server, tmp_path: Pa
     lag_ms = (sent - due) * 1000.0
     print("replay lag ms p50/p90/max", np.percentile(lag_ms, [50, 90, 100]).round(2))
     assert lag_ms.min() >= 0.0 and np.median(lag_ms) <= 3.0
+    # The schedule hash names the trace and its speed.
+    real_speed = TraceArrivals(trace.offsets, 1.0, trace.sha256)
+    assert schedule_hash(replay, [arrivals]) != schedule_hash(replay, [real_speed])
+    assert schedule_hash(replay, [arrivals]) == schedule_hash(replay, [arrivals])
     assert step.client.dispatch_lag_ms is not None and step.client.dispatch_lag_ms.p50 <= 3.0
 
 
