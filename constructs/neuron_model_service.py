@@ -26,7 +26,7 @@ from inferfleet.constructs.props.model_service import (
     NeuronModelServiceProps,
     NeuronPool,
 )
-from inferfleet.constructs.props.problems import raise_for
+from inferfleet.constructs.props.problems import PropsProblem, raise_for
 from inferfleet.containers.common.serving_env import ServiceKind
 
 __all__ = ["HealthCheck", "NeuronModelService", "NeuronModelServiceProps", "NeuronPool"]
@@ -56,7 +56,14 @@ class NeuronModelService(Construct):
 
     :param props: what the service is (:class:`NeuronModelServiceProps`, every default
         documented there); checked at construction, errors name this construct's path.
-    :param serving_cluster: cluster, network, buckets and alarm topic to use.
+    :param serving_cluster: cluster, network, buckets and alarm topic to use (each may be an
+        existing one: see :class:`NeuronServingCluster`).
+    :param vpc_subnets: where the instances and tasks run. Default: the private subnets with
+        egress.
+    :param load_balancer: an existing application load balancer to add this service's
+        listener to (its scheme must match ``props.internet_facing``; its security group gets
+        the client and task rules; its access logs stay as its owner set them). Default: a
+        new one.
     :param image: a container image object, instead of ``props.image_uri`` /
         ``props.image_asset_path``. Default: from the props, else the built-in image.
     """
@@ -69,16 +76,28 @@ class NeuronModelService(Construct):
         props: NeuronModelServiceProps,
         serving_cluster: NeuronServingCluster,
         image: ecs.ContainerImage | None = None,
+        vpc_subnets: ec2.SubnetSelection | None = None,
+        load_balancer: elbv2.ApplicationLoadBalancer | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         region = Stack.of(self).region
-        raise_for(
-            self.node.path,
-            props.problems(
-                region=None if Token.is_unresolved(region) else region,
-                public_subnets=bool(serving_cluster.vpc.public_subnets),
-            ),
+        problems = props.problems(
+            region=None if Token.is_unresolved(region) else region,
+            public_subnets=bool(serving_cluster.vpc.public_subnets),
         )
+        if load_balancer is not None:
+            scheme = load_balancer.node.default_child.scheme  # type: ignore[union-attr]
+            facing = (scheme or "internal") == "internet-facing"
+            if facing != props.internet_facing:
+                problems.append(
+                    PropsProblem(
+                        "internet_facing",
+                        f"is {props.internet_facing} but the given load balancer is "
+                        f"{scheme or 'internal'}; say what it is, so the checks for "
+                        "internet-facing services apply",
+                    )
+                )
+        raise_for(self.node.path, problems)
         props = props.resolved()
         self.props = props
         for warning in props.warnings():
@@ -88,27 +107,34 @@ class NeuronModelService(Construct):
         self.kind = props.kind
         self.serving_cluster = serving_cluster
         vpc = serving_cluster.vpc
+        self.vpc_subnets = vpc_subnets or ec2.SubnetSelection(
+            subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS
+        )
 
-        self.load_balancer_security_group = ec2.SecurityGroup(
-            self, "LoadBalancerSecurityGroup", vpc=vpc, allow_all_outbound=False
-        )
-        self.load_balancer = elbv2.ApplicationLoadBalancer(
-            self,
-            "LoadBalancer",
-            vpc=vpc,
-            internet_facing=props.internet_facing,
-            security_group=self.load_balancer_security_group,
-            idle_timeout=Duration.seconds(props.idle_timeout_s),
-            drop_invalid_header_fields=True,
-            vpc_subnets=ec2.SubnetSelection(
-                subnet_type=ec2.SubnetType.PUBLIC
-                if props.internet_facing
-                else ec2.SubnetType.PRIVATE_WITH_EGRESS
-            ),
-        )
-        self.load_balancer.log_access_logs(
-            serving_cluster.access_log_bucket, prefix=f"alb/{construct_id}"
-        )
+        if load_balancer is not None:
+            self.load_balancer = load_balancer
+            self.load_balancer_security_group = load_balancer.connections.security_groups[0]
+        else:
+            self.load_balancer_security_group = ec2.SecurityGroup(
+                self, "LoadBalancerSecurityGroup", vpc=vpc, allow_all_outbound=False
+            )
+            self.load_balancer = elbv2.ApplicationLoadBalancer(
+                self,
+                "LoadBalancer",
+                vpc=vpc,
+                internet_facing=props.internet_facing,
+                security_group=self.load_balancer_security_group,
+                idle_timeout=Duration.seconds(props.idle_timeout_s),
+                drop_invalid_header_fields=True,
+                vpc_subnets=ec2.SubnetSelection(
+                    subnet_type=ec2.SubnetType.PUBLIC
+                    if props.internet_facing
+                    else ec2.SubnetType.PRIVATE_WITH_EGRESS
+                ),
+            )
+            self.load_balancer.log_access_logs(
+                serving_cluster.access_log_bucket, prefix=f"alb/{construct_id}"
+            )
         health = props.health_check
         grpc = props.protocol == "grpc"
         self.target_group = elbv2.ApplicationTargetGroup(
@@ -269,6 +295,7 @@ class NeuronModelService(Construct):
             ),
             cluster=self.serving_cluster.cluster,
             notification_topic=self.serving_cluster.alarm_topic,
+            vpc_subnets=self.vpc_subnets,
         )
         self.task_security_group.connections.allow_from(
             capacity.security_group, ec2.Port.all_traffic(), "instance to its tasks"
@@ -358,7 +385,7 @@ class NeuronModelService(Construct):
             ],
             placement_constraints=[ecs.PlacementConstraint.distinct_instances()],
             security_groups=[self.task_security_group],
-            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+            vpc_subnets=self.vpc_subnets,
             circuit_breaker=ecs.DeploymentCircuitBreaker(enable=True, rollback=True),
             # A replacement needs a whole instance: start it before stopping the old task.
             min_healthy_percent=100,

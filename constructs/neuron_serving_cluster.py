@@ -36,6 +36,13 @@ class NeuronServingCluster(Construct):
         defaults documented there). Default: a new VPC over three zones.
     :param vpc: an existing VPC object instead of ``props.vpc`` (give its range in
         ``props.vpc_cidr``, kept literal so security-group rules can be checked at synth).
+        Default: ``cluster.vpc`` when a cluster is given.
+    :param cluster: an ECS cluster of this app to add the services' capacity to (an
+        ``ecs.Cluster``: an imported one cannot take capacity providers from CDK). Default: a
+        new cluster with Container Insights (enhanced).
+    :param alarm_topic: an existing SNS topic for alarms and Auto Scaling notifications (its
+        policy, and its key's, must let CloudWatch and Auto Scaling publish). Default: a new
+        topic encrypted with a new KMS key that lets them.
     """
 
     def __init__(
@@ -45,6 +52,8 @@ class NeuronServingCluster(Construct):
         *,
         props: NeuronServingClusterProps | None = None,
         vpc: ec2.IVpc | None = None,
+        cluster: ecs.Cluster | None = None,
+        alarm_topic: sns.ITopic | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         props = props or NeuronServingClusterProps()
@@ -53,8 +62,24 @@ class NeuronServingCluster(Construct):
             problems.append(
                 PropsProblem("vpc", "give the VPC once: as the vpc object or as props.vpc")
             )
+        if cluster is not None and not isinstance(cluster, ecs.Cluster):
+            problems.append(
+                PropsProblem(
+                    "cluster",
+                    "needs an ecs.Cluster of this app; an imported cluster cannot take the "
+                    "capacity providers the services add",
+                )
+            )
+        elif cluster is not None and (vpc is not None or props.vpc is not None):
+            problems.append(
+                PropsProblem(
+                    "vpc",
+                    "an existing cluster brings its VPC (cluster.vpc); leave vpc and props.vpc out",
+                )
+            )
         raise_for(self.node.path, problems)
         self.props = props
+        vpc = vpc or (cluster.vpc if cluster is not None else None)
         self.log_retention = _retention(props.log_retention_days)
         self.vpc_cidr = props.cidr
         if vpc is not None:
@@ -63,7 +88,7 @@ class NeuronServingCluster(Construct):
             self.vpc = _imported_vpc(self, props.vpc)
         else:
             self.vpc = self._new_vpc(props)
-        self.cluster = ecs.Cluster(
+        self.cluster: ecs.Cluster = cluster or ecs.Cluster(
             self,
             "Cluster",
             vpc=self.vpc,
@@ -91,20 +116,8 @@ class NeuronServingCluster(Construct):
                 s3.LifecycleRule(expiration=Duration.days(props.compile_cache_retention_days))
             ],
         )
-        self.alarm_key = kms.Key(
-            self,
-            "AlarmTopicKey",
-            description="Encrypts the alarm and Auto Scaling notification topic",
-            enable_key_rotation=True,
-            removal_policy=RemovalPolicy.RETAIN,
-        )
-        self._let_publishers_use(self.alarm_key)
-        self.alarm_topic = sns.Topic(
-            self,
-            "AlarmTopic",
-            master_key=self.alarm_key,
-            enforce_ssl=True,
-        )
+        self.alarm_key: kms.Key | None = None
+        self.alarm_topic: sns.ITopic = alarm_topic or self._new_alarm_topic()
         for email in props.alarm_emails:
             self.alarm_topic.add_subscription(subscriptions.EmailSubscription(email))
         self.dashboard: cloudwatch.Dashboard | None = (
@@ -118,6 +131,17 @@ class NeuronServingCluster(Construct):
             if props.dashboard
             else None
         )
+
+    def _new_alarm_topic(self) -> sns.Topic:
+        self.alarm_key = kms.Key(
+            self,
+            "AlarmTopicKey",
+            description="Encrypts the alarm and Auto Scaling notification topic",
+            enable_key_rotation=True,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        self._let_publishers_use(self.alarm_key)
+        return sns.Topic(self, "AlarmTopic", master_key=self.alarm_key, enforce_ssl=True)
 
     def _let_publishers_use(self, key: kms.Key) -> None:
         """The alarm topic's two publishers encrypt through the key: this account's CloudWatch

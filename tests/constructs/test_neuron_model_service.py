@@ -608,3 +608,94 @@ def test_secrets_reach_the_container_from_their_arns_and_only_the_execution_role
         or "ssm:GetParameters" in statement["Action"]
     }
     assert set(reads) == {json.dumps(SECRET), json.dumps(PARAMETER)}
+
+
+def _existing_resources(stack: Stack):
+    from aws_cdk import aws_ec2 as ec2
+    from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+    from aws_cdk import aws_sns as sns
+
+    vpc = ec2.Vpc(
+        stack,
+        "TheirVpc",
+        max_azs=2,
+        subnet_configuration=[
+            ec2.SubnetConfiguration(name="edge", subnet_type=ec2.SubnetType.PUBLIC),
+            ec2.SubnetConfiguration(name="apps", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+            ec2.SubnetConfiguration(name="gpu", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+        ],
+    )
+    cluster = ecs.Cluster(stack, "TheirCluster", vpc=vpc)
+    balancer = elbv2.ApplicationLoadBalancer(stack, "TheirBalancer", vpc=vpc)
+    topic = sns.Topic(stack, "TheirTopic")
+    return vpc, cluster, balancer, topic
+
+
+def test_a_service_on_an_existing_cluster_subnets_load_balancer_and_topic():
+    from aws_cdk import aws_ec2 as ec2
+
+    app = App(context=cdk_feature_flags())
+    stack = Stack(app, "Theirs", env=REGION)
+    vpc, cluster, balancer, topic = _existing_resources(stack)
+    serving = NeuronServingCluster(stack, "Serving", cluster=cluster, alarm_topic=topic)
+    service = NeuronModelService(
+        stack,
+        "assistant",
+        serving_cluster=serving,
+        vpc_subnets=ec2.SubnetSelection(subnet_group_name="gpu"),
+        load_balancer=balancer,
+        props=NeuronModelServiceProps(
+            image_uri=IMAGE, pools=(NeuronPool("inf2.xlarge", tensor_parallel=1),)
+        ),
+    )
+    template = Template.from_stack(stack)
+    resources = template.to_json()["Resources"]
+    # Theirs, not new ones: one cluster, one load balancer, one topic, no alarm key.
+    assert serving.cluster is cluster and serving.alarm_topic is topic
+    template.resource_count_is("AWS::ECS::Cluster", 1)
+    template.resource_count_is("AWS::ElasticLoadBalancingV2::LoadBalancer", 1)
+    template.resource_count_is("AWS::SNS::Topic", 1)
+    template.resource_count_is("AWS::KMS::Key", 0)
+    balancer_id = stack.resolve(stack.get_logical_id(balancer.node.default_child))
+    [listener] = template.find_resources("AWS::ElasticLoadBalancingV2::Listener").values()
+    assert listener["Properties"]["LoadBalancerArn"] == {"Ref": balancer_id}
+    gpu_subnets = [
+        {"Ref": stack.resolve(stack.get_logical_id(subnet.node.default_child))}
+        for subnet in vpc.select_subnets(subnet_group_name="gpu").subnets
+    ]
+    [group] = template.find_resources("AWS::AutoScaling::AutoScalingGroup").values()
+    assert group["Properties"]["VPCZoneIdentifier"] == gpu_subnets
+    [ecs_service] = template.find_resources("AWS::ECS::Service").values()
+    network = ecs_service["Properties"]["NetworkConfiguration"]["AwsvpcConfiguration"]
+    assert network["Subnets"] == gpu_subnets
+    topic_id = stack.resolve(stack.get_logical_id(topic.node.default_child))
+    for alarm in template.find_resources("AWS::CloudWatch::Alarm").values():
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic_id}]
+    capacity = next(iter(service.pools.values()))
+    assert resources[
+        stack.resolve(stack.get_logical_id(capacity.auto_scaling_group.node.default_child))
+    ]["Properties"]["NotificationConfigurations"][0]["TopicARN"] == {"Ref": topic_id}
+
+
+def test_an_existing_load_balancer_must_be_what_the_props_say():
+    from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+
+    app = App(context=cdk_feature_flags())
+    stack = Stack(app, "Theirs", env=REGION)
+    vpc, cluster, _, _ = _existing_resources(stack)
+    public = elbv2.ApplicationLoadBalancer(stack, "Public", vpc=vpc, internet_facing=True)
+    serving = NeuronServingCluster(stack, "Serving", cluster=cluster)
+    with pytest.raises(
+        PropsError,
+        match=r"Theirs/assistant: internet_facing: is False but the given load balancer is "
+        "internet-facing",
+    ):
+        NeuronModelService(
+            stack,
+            "assistant",
+            serving_cluster=serving,
+            load_balancer=public,
+            props=NeuronModelServiceProps(
+                image_uri=IMAGE, pools=(NeuronPool("inf2.xlarge", tensor_parallel=1),)
+            ),
+        )
