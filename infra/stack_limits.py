@@ -32,8 +32,14 @@ SERVICE_RESOURCES = 13  # load balancer, listener, groups, target group, log gro
 HTTPS_REDIRECT_RESOURCES = 1
 WEB_ACL_RESOURCES = 1
 REGION_HEALTH_ALARM_RESOURCES = 1  # a service behind the traffic layer
-RESOURCES_PER_POOL = 14  # launch template, group, capacity provider, task, service, scaling
-PERSONALIZATION_RESOURCES = 55  # the multi-model endpoint and the fine-tune queue
+# launch template, group, capacity provider, task, service, scaling, the instance role's agent
+# and Session Manager policies
+RESOURCES_PER_POOL = 16
+ECR_PULL_POLICY_PER_POOL = 1  # an image asset: the execution role's ECR authorization policy
+# the multi-model endpoint and the fine-tune queue, with the policies of their unscoped actions
+PERSONALIZATION_RESOURCES = 60
+WARM_POOL_RESOURCES = 1  # the launcher's ListTrainingJobs policy
+VOLUME_KEY_RESOURCES = 1  # an endpoint on EBS-backed instances encrypts them with its own key
 BATCH_JOB_RESOURCES = 13  # model, state machine, summary function, roles, logs, two alarms
 BATCH_SCHEDULE_RESOURCES = 5  # schedule group, schedule, its role and policy, an alarm
 # Inference components: the base component, its step policy and wake alarm, less MME's two alarms.
@@ -58,11 +64,17 @@ def resources_upper_bound(region: RegionPlan) -> int:
     for service in region.services:
         props = service.props
         count += SERVICE_RESOURCES + RESOURCES_PER_POOL * len(props.pools)
+        if props.image_uri is None:
+            count += ECR_PULL_POLICY_PER_POOL * len(props.pools)
         count += HTTPS_REDIRECT_RESOURCES if props.certificate_arn else 0
         count += WEB_ACL_RESOURCES if props.web_acl_arn else 0
         count += REGION_HEALTH_ALARM_RESOURCES if props.alarms and props.health_alarm_name else 0
     if region.personalization is not None:
         count += PERSONALIZATION_RESOURCES
+        if region.personalization.queue.warm_pool_keep_alive_s > 0:
+            count += WARM_POOL_RESOURCES
+        if not region.personalization.endpoint.has_instance_storage:
+            count += VOLUME_KEY_RESOURCES
         if region.personalization.adapters is not None:
             count += INFERENCE_COMPONENT_RESOURCES
     for job in region.batch_jobs:

@@ -127,7 +127,7 @@ def test_validate_refuses_a_stack_over_500_resources_with_the_count_and_the_fix(
     with pytest.raises(SystemExit) as exited:
         main(["validate", "--config", str(fleet)])
     err = capsys.readouterr().err
-    bound = 10 + 7 + 8 * 2 + 2 * 2 + 1 + 2 + 20 * (13 + 14)
+    bound = 10 + 7 + 8 * 2 + 2 * 2 + 1 + 2 + 20 * (13 + 16)
     assert bound > MAX_RESOURCES
     assert exited.value.code == 2
     assert f"{fleet}:3: regions[0]: the stack ab-us-east-1" in err
