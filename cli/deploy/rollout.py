@@ -57,7 +57,7 @@ from inferfleet.cli.deploy.waiters import (
 )
 from inferfleet.cli.errors import UserError
 from inferfleet.infra import names
-from inferfleet.infra.plan import FleetPlan
+from inferfleet.infra.plan import FleetPlan, GlobalPlan
 
 WRITER = "inferfleet deploy"
 WORKDIR_FLAG = "--out"
@@ -280,30 +280,11 @@ class Rollout:
 
     def _deploy_global(self) -> None:
         """The global stack, its parameters read from the regional stacks' outputs."""
-        from inferfleet.cli.deploy.status import stack_state
-
         plan = self.plan.global_plan
         assert plan is not None
         stack = plan.stack_name
         with self.events.step("deploy", region=plan.region, stack=stack) as step:
-            outputs_by_stack = {}
-            for parameter in plan.parameters:
-                if parameter.stack in outputs_by_stack:
-                    continue
-                state = stack_state(self.aws, parameter.region, parameter.stack)
-                if state is None:
-                    raise StepFailed(
-                        f"{stack} points at {parameter.stack}, which is not deployed; deploy "
-                        "every region first"
-                    )
-                outputs_by_stack[parameter.stack] = state.outputs
-            try:
-                values = plan.parameter_values(outputs_by_stack)
-            except KeyError as error:
-                raise StepFailed(
-                    f"{error.args[0]}: it was deployed from another fleet file; deploy every "
-                    "region with this one"
-                ) from None
+            values = global_parameter_values(self.aws, plan)
             outputs_file = self.workdir / "outputs" / "global.json"
             written = outputs_file.with_name(f".{outputs_file.name}.deploying")
             written.unlink(missing_ok=True)
@@ -432,6 +413,30 @@ class Rollout:
             path = service.props.health_check.path
             results[service.name] = asdict(smoke_request(endpoint + path))
         step.detail = {"requests": results}
+
+
+def global_parameter_values(aws: AwsAccess, plan: GlobalPlan) -> dict[str, str]:
+    """The global stack's parameters from the regional stacks' outputs in CloudFormation."""
+    from inferfleet.cli.deploy.status import stack_state
+
+    outputs_by_stack = {}
+    for parameter in plan.parameters:
+        if parameter.stack in outputs_by_stack:
+            continue
+        state = stack_state(aws, parameter.region, parameter.stack)
+        if state is None:
+            raise StepFailed(
+                f"{plan.stack_name} points at {parameter.stack}, which is not deployed; deploy "
+                "every region first"
+            )
+        outputs_by_stack[parameter.stack] = state.outputs
+    try:
+        return plan.parameter_values(outputs_by_stack)
+    except KeyError as error:
+        raise StepFailed(
+            f"{error.args[0]}: it was deployed from another fleet file; deploy every region "
+            "with this one"
+        ) from None
 
 
 def _raise_unless_ok(run: CdkRun, what: str) -> None:
