@@ -30,6 +30,8 @@ MAX_USERS = 20_000
 MAX_STEP_SECONDS = 86_400.0
 MAX_WARMUP_SECONDS = 3_600.0
 MAX_BURSTINESS = 100.0
+# Gamma gaps of a smaller shape underflow to 0 s: arrivals pile up at one instant, unending.
+MIN_BURSTINESS = 0.01
 MAX_TIMEOUT_SECONDS = 3_600.0
 # Requests and streamed tokens kept in memory for one step (~2 GB at most).
 MAX_REQUESTS_PER_STEP = 2_000_000
@@ -309,7 +311,7 @@ class BenchConfig(BaseModel):
     )  # fmt: skip
     burstiness: float = option(
         1.0, LOAD, "--arrival gamma: shape of the gaps; 1 is Poisson, below 1 burstier (0.25: "
-        "gaps vary twice as much), above 1 more regular.", gt=0, le=MAX_BURSTINESS,
+        "gaps vary twice as much), above 1 more regular.", ge=MIN_BURSTINESS, le=MAX_BURSTINESS,
     )  # fmt: skip
     ramp_up: float = option(
         0.0, LOAD, "Closed loop: seconds over which the users start, evenly spaced (30s, "

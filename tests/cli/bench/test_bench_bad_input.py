@@ -69,6 +69,7 @@ BAD = [
     ("--arrival", ("--users", "2", "--arrival", "gamma", *STEP)),
     ("--burstiness", ("--rate", "2", "--arrival", "gamma", "--burstiness", "0", *STEP)),
     ("--burstiness", ("--rate", "2", "--burstiness", "0.5", *STEP)),
+    ("--burstiness", ("--rate", "2", "--arrival", "gamma", "--burstiness", "1e-300", *STEP)),
     ("--ramp-up", ("--users", "2", "--ramp-up", "soon", *STEP)),
     ("--ramp-up", ("--users", "2", "--ramp-up", "2h", *STEP)),
     ("--ramp-up", ("--users", "2", "--ramp-up", "9999s", *STEP)),
