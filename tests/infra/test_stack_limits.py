@@ -13,7 +13,7 @@ import yaml
 
 from inferfleet.cli.main import main
 from inferfleet.cli.synth import use_bundled_node
-from inferfleet.infra.plan import FleetPlan, build_plan, load_fleet_plan
+from inferfleet.infra.plan import FleetPlan, build_plan, draft_plan, load_fleet_plan
 from inferfleet.infra.spec import FleetSpec
 from inferfleet.infra.stack_limits import MAX_RESOURCES
 
@@ -85,6 +85,29 @@ VARIANTS: dict[str, dict[str, Any]] = {
             },
         ]
     },
+    "inference components": {
+        "personalization": {
+            "endpoint": {
+                "hosting": "inference_components",
+                "instance_type": "ml.g5.2xlarge",
+                "base_model": {"parameters_b": 1.0},
+            },
+            "queue": {"training_image_uri": f"{ECR}/ft:1"},
+        }
+    },
+    "two batch jobs, one scheduled": {
+        "batch_jobs": [
+            {
+                "name": name,
+                "model_artifact": "s3://models-bucket/pair/model.tar.gz",
+                "input_prefix": f"s3://data-bucket/{name}/in/",
+                "output_prefix": f"s3://data-bucket/{name}/out/",
+                **({"schedule": "rate(7 days)"} if name == "dupes" else {}),
+            }
+            for name in ("dupes", "other")
+        ]
+    },
+    "built-in images": {"services": {"chat": service() | {"container": {}}}},
     "personalization": {
         "personalization": {
             "endpoint": {"image_uri": f"{ECR}/mme:1"},
@@ -127,7 +150,7 @@ def test_validate_refuses_a_stack_over_500_resources_with_the_count_and_the_fix(
     with pytest.raises(SystemExit) as exited:
         main(["validate", "--config", str(fleet)])
     err = capsys.readouterr().err
-    bound = 10 + 7 + 8 * 2 + 2 * 2 + 1 + 2 + 20 * (13 + 16)
+    bound = draft_plan(FleetSpec.model_validate(document))[0].regions[0].resources_upper_bound
     assert bound > MAX_RESOURCES
     assert exited.value.code == 2
     assert f"{fleet}:3: regions[0]: the stack ab-us-east-1" in err
