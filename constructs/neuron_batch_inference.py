@@ -39,7 +39,13 @@ from constructs import Construct
 from inferfleet.constructs.batch_summary.layout import SETTINGS_ENV, run_output_prefix
 from inferfleet.constructs.container_images import image_asset_options
 from inferfleet.constructs.finetune_queue import POWERTOOLS_ACCOUNT, RUNTIME
-from inferfleet.constructs.nag import acknowledge, nag_resource
+from inferfleet.constructs.nag import (
+    RoutingRole,
+    acknowledge,
+    acknowledged_policy,
+    nag_resource,
+    within_actions,
+)
 from inferfleet.constructs.props.batch_inference import NeuronBatchInferenceProps
 from inferfleet.constructs.props.problems import raise_for
 from inferfleet.containers.common.serving_env import PREFIX
@@ -159,23 +165,25 @@ class NeuronBatchInference(Construct):
             f"{props.run_pattern}/*]",
             "SageMaker names the log streams after the transform job and the instance",
         )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["cloudwatch:PutMetricData"],
-                resources=["*"],
-                conditions={
-                    "StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/TransformJobs"}
-                },
-            )
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"])
-        )
-        acknowledge(
+        acknowledged_policy(
             role,
-            "AwsSolutions-IAM5[Resource::*]",
-            "ecr:GetAuthorizationToken has no resource-level permissions; cloudwatch:"
-            "PutMetricData is limited to the transform jobs' namespace by condition",
+            "UnscopedActions",
+            {
+                "AwsSolutions-IAM5[Resource::*]": (
+                    "ecr:GetAuthorizationToken has no resource types; cloudwatch:PutMetricData "
+                    "is limited to the transform jobs' namespace by condition"
+                )
+            },
+            [
+                iam.PolicyStatement(
+                    actions=["cloudwatch:PutMetricData"],
+                    resources=["*"],
+                    conditions={
+                        "StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/TransformJobs"}
+                    },
+                ),
+                iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"]),
+            ],
         )
         return role
 
@@ -464,9 +472,21 @@ class NeuronBatchInference(Construct):
             retention=logs.RetentionDays.THREE_MONTHS,
             removal_policy=RemovalPolicy.DESTROY,
         )
+        role = RoutingRole(self, "RunRole", assumed_by=iam.ServicePrincipal("states.amazonaws.com"))
+        # What aws-cdk-lib adds for the execution logs and the X-Ray traces.
+        role.route(
+            within_actions(_LOG_DELIVERY_AND_TRACING),
+            policy="LogDeliveryAndTracing",
+            findings={
+                "AwsSolutions-IAM5[Resource::*]": (
+                    "Step Functions log delivery and X-Ray trace segments have no resource types"
+                )
+            },
+        )
         machine = sfn.StateMachine(
             self,
             "Run",
+            role=role,
             definition_body=sfn.DefinitionBody.from_string(
                 Stack.of(self).to_json_string(self.definition())
             ),
@@ -496,12 +516,6 @@ class NeuronBatchInference(Construct):
             iam.PolicyStatement(
                 actions=["lambda:InvokeFunction"], resources=[self.summary_function.function_arn]
             )
-        )
-        acknowledge(
-            machine.role,
-            "AwsSolutions-IAM5[Resource::*]",
-            "Step Functions log delivery and X-Ray trace segments have no resource-level "
-            "permissions",
         )
         return machine
 
@@ -586,3 +600,21 @@ def _format(template: str, paths: list[str]) -> str:
 
 
 __all__ = ["NeuronBatchInference", "NeuronBatchInferenceProps"]
+
+
+_LOG_DELIVERY_AND_TRACING = frozenset(
+    {
+        "logs:CreateLogDelivery",
+        "logs:GetLogDelivery",
+        "logs:UpdateLogDelivery",
+        "logs:DeleteLogDelivery",
+        "logs:ListLogDeliveries",
+        "logs:PutResourcePolicy",
+        "logs:DescribeResourcePolicies",
+        "logs:DescribeLogGroups",
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+        "xray:GetSamplingRules",
+        "xray:GetSamplingTargets",
+    }
+)

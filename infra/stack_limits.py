@@ -40,7 +40,9 @@ ECR_PULL_POLICY_PER_POOL = 1  # an image asset: the execution role's ECR authori
 PERSONALIZATION_RESOURCES = 60
 WARM_POOL_RESOURCES = 1  # the launcher's ListTrainingJobs policy
 VOLUME_KEY_RESOURCES = 1  # an endpoint on EBS-backed instances encrypts them with its own key
-BATCH_JOB_RESOURCES = 13  # model, state machine, summary function, roles, logs, two alarms
+# model, state machine, summary function, roles, logs, two alarms, and the policies of the
+# execution and state machine roles' unscoped actions
+BATCH_JOB_RESOURCES = 15
 BATCH_SCHEDULE_RESOURCES = 5  # schedule group, schedule, its role and policy, an alarm
 # Inference components: the base component, its step policy and wake alarm, less MME's two alarms.
 INFERENCE_COMPONENT_RESOURCES = 1

@@ -18,6 +18,10 @@ from aws_cdk import aws_iam as iam
 from cdk_nag import AwsSolutionsChecks
 
 from inferfleet.constructs.finetune_queue import FinetuneQueue
+from inferfleet.constructs.neuron_batch_inference import (
+    NeuronBatchInference,
+    NeuronBatchInferenceProps,
+)
 from inferfleet.constructs.neuron_model_service import (
     NeuronModelService,
     NeuronModelServiceProps,
@@ -33,8 +37,16 @@ from inferfleet.constructs.sagemaker_endpoint import (
 WILDCARD = "AwsSolutions-IAM5[Resource::*]"
 
 
-def _roles(service: NeuronModelService, endpoint: SageMakerEndpoint, queue: FinetuneQueue):
+def _roles(
+    service: NeuronModelService,
+    endpoint: SageMakerEndpoint,
+    queue: FinetuneQueue,
+    batch: NeuronBatchInference,
+):
     return [
+        batch.execution_role,
+        batch.state_machine.role,
+        batch.summary_function.role,
         service.task_role,
         *(pool.role for pool in service.pools.values()),
         *(task.execution_role for task in service.task_definitions.values()),
@@ -70,7 +82,19 @@ def _set(stack: Stack, n: int) -> tuple[Any, ...]:
     queue = FinetuneQueue(
         stack, f"Finetune{n}", model_bucket=endpoint.model_bucket, alarm_topic=cluster.alarm_topic
     )
-    return cluster, service, endpoint, queue
+    batch = NeuronBatchInference(
+        stack,
+        f"Batch{n}",
+        props=NeuronBatchInferenceProps(
+            name=f"duplicates-{n}",
+            model_artifact=f"s3://models-{n}/pair/model.tar.gz",
+            input_prefix=f"s3://data-{n}/pairs/",
+            output_prefix=f"s3://data-{n}/scores/",
+            instance_type="ml.inf2.xlarge",
+            image_uri="example/pair:1",
+        ),
+    )
+    return cluster, service, endpoint, queue, batch
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +104,8 @@ def consumer(tmp_path_factory) -> dict[str, Any]:
     Validations.of(app).add_plugins(AwsSolutionsChecks())
     stack = Stack(app, "Consumer", env=Environment(region="us-east-1"))
     clean = _set(stack, 1)
-    _, service, endpoint, queue = _set(stack, 2)
-    widened = _roles(service, endpoint, queue)
+    _, service, endpoint, queue, batch = _set(stack, 2)
+    widened = _roles(service, endpoint, queue, batch)
     for role in widened:
         role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=["*"]))
     # EBS-backed instances: the endpoint encrypts its volumes with a key of its own.
@@ -114,7 +138,7 @@ def consumer(tmp_path_factory) -> dict[str, Any]:
 @pytest.mark.slow
 def test_a_wildcard_added_to_any_inferfleet_role_is_reported(consumer) -> None:
     widened = {f"{role.node.path}/DefaultPolicy/Resource" for role in consumer["widened"]}
-    assert len(widened) == 9
+    assert len(widened) == 12
     reported = {path for path, rule in consumer["errors"] if rule == WILDCARD}
     assert reported == widened
     # ...and nothing else is.
