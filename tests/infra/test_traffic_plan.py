@@ -283,3 +283,35 @@ def test_the_global_stack_runs_the_controller_every_period(global_template):
         "/inferfleet/shopping-assistant/traffic/services/assistant",
         "/inferfleet/shopping-assistant/traffic/services/intent",
     }
+
+
+@pytest.mark.slow
+def test_the_emulated_global_stack_has_the_records_and_no_controller(tmp_path, global_template):
+    from collections import Counter
+
+    from aws_cdk import App
+
+    from inferfleet.infra.feature_flags import cdk_feature_flags
+    from inferfleet.infra.global_stack import GlobalStack
+
+    plan = load_fleet_plan(REPO_ROOT / "fleet.yaml", emulator=True)
+    app = App(context=cdk_feature_flags(), outdir=str(tmp_path), analytics_reporting=False)
+    GlobalStack(app, plan.global_plan)
+    app.synth()
+    name = plan.global_plan.stack_name
+    emulated = json.loads((tmp_path / f"{name}.template.json").read_text())["Resources"]
+    real = global_template["template"]["Resources"]
+    assert set(emulated) <= set(real)
+    left_out = Counter(real[key]["Type"] for key in set(real) - set(emulated))
+    assert left_out == Counter(
+        {
+            "AWS::Lambda::Function": 1,
+            "AWS::Lambda::Permission": 1,
+            "AWS::IAM::Role": 1,
+            "AWS::IAM::Policy": 2,  # the acknowledged statements in a policy of their own
+            "AWS::Logs::LogGroup": 1,
+            "AWS::Events::Rule": 1,
+            "AWS::CloudWatch::Alarm": 1,  # the controller's errors
+        }
+    )
+    assert all(emulated[key] == real[key] for key in emulated)
