@@ -321,3 +321,28 @@ def test_bad_props_fail_at_construction_naming_the_path_field_and_fix(
     other = {k: v for k, v in changes.items() if k not in policy_changes}
     with pytest.raises(PropsError, match=f"Bad/Traffic: .*{message}"):
         GlobalTraffic(stack, "Traffic", props=replace(props, **other))
+
+
+def test_a_wildcard_an_app_adds_to_the_controller_role_is_reported(tmp_path: Path) -> None:
+    """In a plain App(): the acknowledgements cover the controller's own statements only."""
+    from aws_cdk import aws_iam as iam
+
+    app = App(outdir=str(tmp_path))
+    Validations.of(app).add_plugins(AwsSolutionsChecks())
+    stack = Stack(app, "Global", env=HOME)
+    traffic = GlobalTraffic(stack, "Traffic", props=props_for(stack))
+    role = traffic.controller.role  # type: ignore[union-attr]
+    role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=["*"]))
+    with pytest.raises(RuntimeError, match="ValidationFailed"):
+        app.synth()
+    report = json.loads((tmp_path / "validation-report.json").read_text())
+    errors = {
+        (construct["constructPath"], violation["ruleName"])
+        for plugin in report["pluginReports"]
+        for violation in plugin.get("violations", [])
+        if violation.get("severity", "error") == "error"
+        for construct in violation["violatingConstructs"]
+    }
+    assert errors == {
+        (f"{role.node.path}/DefaultPolicy/Resource", "AwsSolutions-IAM5[Resource::*]")
+    }
