@@ -724,6 +724,7 @@ def _endpoint_props(fleet: str, endpoint: EndpointSpec) -> SageMakerEndpointProp
             target_concurrent_requests_per_copy=endpoint.concurrent_requests_per_copy,
             routing=endpoint.routing,
             image_uri=endpoint.image_uri,
+            environment=endpoint.environment or None,
             model_artifact=base.artifact if base else None,
             base_model_memory_gib=base_model_memory_gib(base) if base else None,
             accelerators_per_copy=endpoint.accelerators_per_copy,

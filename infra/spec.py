@@ -213,6 +213,11 @@ class EndpointSpec(_Strict):
     image_uri: str | None = Field(
         None, description="Serving image; default from the SageMaker SDK's tables."
     )
+    environment: dict[str, str] = Field(
+        default_factory=dict,
+        description="Serving container environment; a multi-model endpoint's published models "
+        "load their base weights from INFERFLEET_BASE_MODEL, a folder of the serving image.",
+    )
     base_model: BaseModelSpec | None = Field(
         None, description="inference_components: the model the adapters attach to."
     )

@@ -469,3 +469,17 @@ def test_a_service_behind_traffic_gets_its_named_health_alarm_and_outputs(mapped
     assert target_group["Fn::Select"][0] == 5  # targetgroup/NAME/ID out of the ARN
     [pool_output] = region.service("chat").traffic_outputs.auto_scaling_groups
     assert pool_output == "ChatInf224xlargeAutoScalingGroup"
+
+
+def test_the_endpoint_environment_of_the_fleet_file_reaches_the_serving_container(tmp_path):
+    # Published models load their base weights from this folder of the serving image; a
+    # fleet file must be able to say where it is.
+    document = example()
+    base = {"INFERFLEET_BASE_MODEL": "/opt/ml/base-model"}
+    document["personalization"]["endpoint"]["environment"] = base
+    endpoint = plan_of(tmp_path, document).region("us-east-1").personalization.endpoint
+    assert endpoint.container_environment == base
+    document["personalization"]["endpoint"]["environment"] = {"INFERFLEET_BASE_MODEL": 7}
+    assert "personalization.endpoint.environment.INFERFLEET_BASE_MODEL" in problems_in(
+        tmp_path, document
+    )
