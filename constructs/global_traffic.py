@@ -178,7 +178,9 @@ class GlobalTraffic(Construct):
                 type="A",
                 set_identifier=endpoint.region,
                 weight=start[endpoint.region],
-                health_check_id=check.attr_health_check_id,
+                # Ref is the health check's id, as GetAtt HealthCheckId is; moto resolves
+                # only Ref.
+                health_check_id=check.ref,
                 alias_target=route53.CfnRecordSet.AliasTargetProperty(
                     dns_name=endpoint.dns_name,
                     hosted_zone_id=endpoint.canonical_hosted_zone_id,

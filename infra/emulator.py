@@ -30,6 +30,8 @@ and nothing else:
   handler is tested against moto directly. The regional health alarms go with the other
   target-group alarms, so the health checks follow alarms that do not exist there.
   ``global_accelerator`` mode cannot be emulated at all (moto has no Global Accelerator).
+  The global stack's SSM parameters go untagged: moto fails reading their tags (a map in
+  CloudFormation) from a template.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ from inferfleet.infra.plan import GlobalPlan, PersonalizationPlan, RegionPlan, S
 
 PLACEHOLDER_IMAGE = "public.ecr.aws/docker/library/busybox:stable"
 UNTAGGED_RESOURCE_TYPES = ("AWS::KMS::Key",)
+# moto reads an SSM parameter's tags from a template as a list; CloudFormation writes a map.
+UNTAGGED_GLOBAL_RESOURCE_TYPES = ("AWS::SSM::Parameter",)
 
 
 def emulated(region: RegionPlan) -> RegionPlan:
@@ -87,5 +91,9 @@ def emulated_global(plan: GlobalPlan) -> GlobalPlan:
     return replace(
         plan,
         props=replace(plan.props, controller=False),
-        left_out=("the traffic controller (function, role, log group, schedule, error alarm)",),
+        untagged_resource_types=UNTAGGED_GLOBAL_RESOURCE_TYPES,
+        left_out=(
+            "the traffic controller (function, role, log group, schedule, error alarm)",
+            "SSM parameter tags",
+        ),
     )

@@ -35,8 +35,9 @@ class GlobalStack(Stack):
             description=plan.description,
         )
         self.plan = plan
+        untagged = list(plan.untagged_resource_types) or None
         for key, value in plan.tags.items():
-            Tags.of(self).add(key, value)
+            Tags.of(self).add(key, value, exclude_resource_types=untagged)
         self.parameters = {
             parameter.name: CfnParameter(
                 self,

@@ -216,6 +216,7 @@ class GlobalPlan:
     props: GlobalTrafficProps
     parameters: tuple[GlobalParameter, ...]
     tags: dict[str, str]
+    untagged_resource_types: tuple[str, ...] = ()
     left_out: tuple[str, ...] = ()
 
     @property
