@@ -109,6 +109,9 @@ class Fit:
 RESULTS_FILE = "the results.json a bench run wrote"
 
 
+REQUEST_COLUMNS = {"step", "index", "warmup", "ttft_ms", "prompt_tokens", "output_tokens", "error"}
+
+
 def read_bench_run(results_path: Path, requests_path: Path | None = None) -> BenchRun:
     """The closed-loop steps of a bench run, with the requests each one sent."""
     from pydantic import ValidationError
@@ -132,7 +135,7 @@ def read_bench_run(results_path: Path, requests_path: Path | None = None) -> Ben
             "steps); this one is " + ("open loop" if results.open_loop else "bounded by --requests")
         )
     requests_path = requests_path or results_path.with_name("requests.csv")
-    rows = _read_rows(requests_path)
+    rows = read_requests_csv(requests_path, flag="--requests", needed=REQUEST_COLUMNS)
     default_instances = int(results.target.get("instances") or 1)
     instances = {step.instances or default_instances for step in results.steps}
     if len(instances) > 1:
@@ -173,21 +176,29 @@ def read_bench_run(results_path: Path, requests_path: Path | None = None) -> Ben
     return BenchRun(instances.pop(), float(load["warmup"]), float(load["duration"]), steps)
 
 
-def _read_rows(path: Path) -> list[dict[str, str]]:
-    regular_file_size(path, flag="--requests", what="the requests.csv inferfleet bench wrote")
+def read_requests_csv(path: Path, *, flag: str, needed: set[str]) -> list[dict[str, str]]:
+    """The rows of a requests.csv that inferfleet bench wrote, with ``needed`` columns.
+
+    A file that is not one (another encoding, a binary, a line csv cannot parse) is named
+    with its line, never a traceback.
+    """
+    what = "the requests.csv inferfleet bench wrote"
+    regular_file_size(path, flag=flag, what=what)
+    reader = None
     try:
         with path.open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
+            reader = csv.DictReader(handle)
+            rows = list(reader)
     except OSError as error:
-        raise UserError(
-            f"--requests: cannot read {path} ({error.strerror}); profile fit reads the "
-            "requests.csv next to results.json, or the one --requests names"
-        ) from None
-    needed = {"step", "index", "warmup", "ttft_ms", "prompt_tokens", "output_tokens", "error"}
+        raise UserError(f"{flag}: cannot read {path} ({error.strerror}); give {what}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{flag}: {path} is not UTF-8 text; give {what}") from None
+    except csv.Error as error:
+        line = reader.reader.line_num if reader is not None else 1
+        raise UserError(f"{flag}: {path} line {line}: {error}; give {what}") from None
     if rows and not needed <= set(rows[0]):
         raise UserError(
-            f"--requests: {path} lacks {', '.join(sorted(needed - set(rows[0])))}; "
-            "give the requests.csv inferfleet bench wrote"
+            f"{flag}: {path} lacks {', '.join(sorted(needed - set(rows[0])))}; give {what}"
         )
     return rows
 

@@ -13,7 +13,6 @@ measured on this machine's local rehearsal (see ``LOCAL_NETWORK_S``).
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,13 +113,9 @@ def measured_routing(requests_csv: Path, servers: int) -> dict[int, list[int]]:
     With random routing this is the balancer's own sequence of draws, so a simulation
     that replays it faces the same luck as the measured run.
     """
-    try:
-        with requests_csv.open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
-    except OSError as error:
-        raise UserError(
-            f"--replay-routing: cannot read {requests_csv} ({error.strerror})"
-        ) from None
+    from inferfleet.cli.sizing.fit import read_requests_csv
+
+    rows = read_requests_csv(requests_csv, flag="--replay-routing", needed=set())
     by_step: dict[int, dict[int, int]] = {}
     for number, row in enumerate(rows, start=2):
         instance = row.get("instance") or ""

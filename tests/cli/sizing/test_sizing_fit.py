@@ -113,3 +113,13 @@ def test_missing_or_foreign_files_are_named(tmp_path: Path) -> None:
     assert foreign.returncode == 2 and "not an inferfleet bench results.json" in foreign.stderr
     bad = inferfleet("profile", "fit", str(tmp_path / "results.json"), "--batching", "dynamic")
     assert bad.returncode == 2 and "--batching" in bad.stderr
+
+
+def test_a_requests_csv_in_another_encoding_is_named_not_a_traceback(tmp_path: Path) -> None:
+    from inferfleet.cli.errors import UserError
+    from inferfleet.cli.sizing.fit import REQUEST_COLUMNS, read_requests_csv
+
+    requests = tmp_path / "requests.csv"
+    requests.write_text(",".join(sorted(REQUEST_COLUMNS)) + "\n", encoding="utf-16")
+    with pytest.raises(UserError, match=r"--requests: .* is not UTF-8 text; give the requests.csv"):
+        read_requests_csv(requests, flag="--requests", needed=REQUEST_COLUMNS)

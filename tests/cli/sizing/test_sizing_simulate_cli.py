@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -129,3 +130,33 @@ def test_a_requests_file_of_another_fleet_is_refused(tmp_path: Path) -> None:
 
     assert result.returncode == 2
     assert "names 'emulator-7', not one of the 5 servers" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "is not a regular file"),  # a pipe: reading it waited for a writer forever
+        ("step,index,instance\n1,0,emulator-0\n".encode("utf-16"), "is not UTF-8 text"),
+        (
+            b"step,index,instance\n1,0,emulator-0\n2,0," + b"x" * 200_000 + b"\n",
+            "line 3: field larger",
+        ),
+        (b"step,index,instance\n1,0\n", "line 2 has no step, index and emulator-N instance"),
+    ],
+)
+def test_a_requests_file_that_is_not_one_names_the_file_and_line(
+    tmp_path: Path, content: bytes | None, message: str
+) -> None:
+    from inferfleet.cli.errors import UserError
+    from inferfleet.cli.sizing.local_run import measured_routing
+
+    requests = tmp_path / "requests.csv"
+    if content is None:
+        os.mkfifo(requests)
+    else:
+        requests.write_bytes(content)
+    with pytest.raises(UserError, match=message) as caught:
+        measured_routing(requests, 5)
+    assert str(caught.value).startswith(f"--replay-routing: {requests}") or str(
+        caught.value
+    ).startswith(f"--replay-routing {requests}")
