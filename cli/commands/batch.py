@@ -298,8 +298,13 @@ def _run_local(
             + ", ".join(BATCH_TRANSFORM_INSTANCE_TYPES)
         )
     cores = BATCH_TRANSFORM_INSTANCE_TYPES[chosen_type].neuron_cores
-    if copies is not None and copies < 1:
-        raise UserError(f"--copies {copies}: use at least 1")
+    # One scorer process per copy: more than the largest instance has NeuronCores would
+    # only start processes until the machine runs out of memory.
+    most = max(kind.neuron_cores for kind in BATCH_TRANSFORM_INSTANCE_TYPES.values())
+    if copies is not None and not 1 <= copies <= most:
+        raise UserError(
+            f"--copies {copies}: use at least 1 and at most {most} (one per NeuronCore)"
+        )
     if max_payload_mb is not None:
         if not 0 < max_payload_mb <= 100:
             raise UserError(f"--max-payload-mb {max_payload_mb:g}: use a size in (0, 100]")

@@ -30,6 +30,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
         (None, (), "--local needs --input DIR"),
         ("out", ("--instance-type", "inf2.xlarge"), "use a Batch Transform Neuron type"),
         ("out", ("--copies", "0"), "--copies 0: use at least 1"),
+        ("out", ("--copies", "100000"), "--copies 100000: use at least 1 and at most"),
     ],
 )
 def test_bad_local_flags_fail_before_the_scorer_starts(
