@@ -95,6 +95,11 @@ def load_yaml_file(path: Path) -> YamlDocument:
 
 
 def _read_text(path: Path) -> str:
+    # Opening a pipe waits for a writer, and a device never ends: only regular files are read.
+    if path.exists() and not path.is_dir() and not path.is_file():
+        raise YamlSourceError(
+            "is not a regular file (a device, pipe or socket); pass the fleet file itself", None
+        )
     try:
         with path.open("rb") as file:
             content = file.read(MAX_DOCUMENT_BYTES + 1)

@@ -1,6 +1,7 @@
 """YAML loading: line numbers, duplicate keys, merge keys, encodings, and bounded work."""
 
 import codecs
+import os
 import resource
 import subprocess
 import sys
@@ -210,6 +211,13 @@ def test_a_utf8_byte_order_mark_is_accepted(tmp_path: Path):
     fleet = tmp_path / "fleet.yaml"
     fleet.write_bytes(codecs.BOM_UTF8 + (REPO_ROOT / "fleet.yaml").read_bytes())
     assert parse_fleet_spec(load_fleet_document(fleet), str(fleet)).name == "shopping-assistant"
+
+
+def test_a_pipe_as_config_is_refused_not_waited_on(tmp_path: Path):
+    pipe = tmp_path / "fleet.yaml"
+    os.mkfifo(pipe)  # opening it for reading waited for a writer forever
+    with pytest.raises(FleetSpecError, match=r"is not a regular file \(a device, pipe or socket\)"):
+        load_fleet_plan(pipe)
 
 
 def test_a_directory_as_config_is_a_clear_error(tmp_path: Path):
