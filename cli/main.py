@@ -5,6 +5,7 @@ Command modules import only typer and the standard library at module level, so
 imported inside the commands that need them.
 """
 
+import signal
 import sys
 
 import typer
@@ -37,9 +38,20 @@ for module in (fleet, bench, local, deploy, finetune, sizing, traffic, batch):
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; usage errors exit 2 (click), UserError exits with its own code."""
+    """Run the CLI; usage errors exit 2 (click), UserError exits with its own code.
+
+    SIGTERM (``timeout``, a cancelled CI job, ``kill``) stops a command as Ctrl-C does, so it
+    keeps what it measured and stops the servers and processes it started.
+    """
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         app(args=argv)
     except UserError as error:
         typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
         sys.exit(error.exit_code)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

@@ -162,9 +162,12 @@ async def preflight(
     return settings, description, record.emulated
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 @contextlib.contextmanager
 def ctrl_c_stops(stop: StopFlag, console: Console) -> Iterator[None]:
-    """First Ctrl-C ends the run after saving; a second one aborts at once."""
+    """First Ctrl-C (or SIGTERM) ends the run after saving; a second one aborts at once."""
 
     def on_interrupt(signum: int, frame: object) -> None:
         if stop.is_set():
@@ -172,11 +175,12 @@ def ctrl_c_stops(stop: StopFlag, console: Console) -> Iterator[None]:
         stop.set()
         console.print("[yellow]interrupted: saving what was measured (Ctrl-C again to abort)[/]")
 
-    previous = signal.signal(signal.SIGINT, on_interrupt)
+    previous = {signum: signal.signal(signum, on_interrupt) for signum in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @contextlib.contextmanager

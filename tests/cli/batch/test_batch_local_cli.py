@@ -49,6 +49,17 @@ def test_bad_local_flags_fail_before_the_scorer_starts(
     assert not (tmp_path / "out").exists()
 
 
+def scorer_processes() -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and b"pair_scorer.server" in (entry / "cmdline").read_bytes():
+                found.add(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
 @pytest.mark.slow
 def test_ctrl_c_keeps_finished_files_and_the_next_run_skips_them(
     tmp_path: Path, trace_cache: Path
@@ -60,15 +71,18 @@ def test_ctrl_c_keeps_finished_files_and_the_next_run_skips_them(
         "--copies", "1", "--buckets", "16", "--max-payload-mb", "0.002", "--json",
     ]  # fmt: skip
     env = {**os.environ, "XDG_CACHE_HOME": str(trace_cache), "HF_HUB_OFFLINE": "1"}
+    scorers_before = scorer_processes()
     first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 600
     while not list((tmp_path / "out").glob("*.out")) and time.monotonic() < deadline:
         assert first.poll() is None, first.communicate()[1][-2000:]
         time.sleep(0.05)
-    first.send_signal(signal.SIGINT)
+    # As `timeout` or a cancelled CI job stops it: SIGTERM is handled as Ctrl-C.
+    first.send_signal(signal.SIGTERM)
     out, err = first.communicate(timeout=120)
     report = json.loads(out)
     assert first.returncode == 130 and report["interrupted"] is True, err[-2000:]
+    assert scorer_processes() <= scorers_before, "the scorer outlived the command"
     done = {Path(f["input"]).name for f in report["files"]}
     assert 1 <= len(done) < 6
     assert not list((tmp_path / "out").glob("*.partial"))

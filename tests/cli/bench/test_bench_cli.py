@@ -158,7 +158,8 @@ def test_wrong_api_is_named(
     assert "--api: " in error and "Traceback" not in error
 
 
-def test_ctrl_c_keeps_partial_results(shared_server: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_keeps_partial_results(shared_server: str, tmp_path: Path, signum: int) -> None:
     out = tmp_path / "partial"
     command = [
         INFERFLEET, "bench", "--target", shared_server, "--users", "4,8", "--duration", "60",
@@ -170,7 +171,7 @@ def test_ctrl_c_keeps_partial_results(shared_server: str, tmp_path: Path) -> Non
         while not (out / "results.json").exists() and time.monotonic() < deadline:
             time.sleep(0.1)
         time.sleep(1.5)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signum)
         _, stderr = process.communicate(timeout=30)
     finally:
         if process.poll() is None:
