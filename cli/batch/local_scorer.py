@@ -9,6 +9,7 @@ version, so only the first run with a model traces it.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import signal
 import socket
@@ -21,7 +22,7 @@ import urllib.request
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from types import TracebackType
+from types import ModuleType, TracebackType
 
 from inferfleet.cli.batch.local_transform import ScorerRejected
 from inferfleet.cli.errors import UserError
@@ -80,6 +81,23 @@ class ScorerOptions:
     copies: int
     buckets: str | None = None
     threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.buckets is not None:
+            try:
+                _image_buckets().parse_buckets(self.buckets)
+            except ValueError as error:
+                raise UserError(f"--buckets: {error}") from None
+
+
+def _image_buckets() -> ModuleType:
+    """The image's own bucket rules (standard library only), read from its folder."""
+    path = image_context() / "pair_scorer" / "buckets.py"
+    spec = importlib.util.spec_from_file_location("inferfleet_pair_buckets", path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules[spec.name] = module  # type: ignore[union-attr]  # dataclasses look it up
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
 
 
 class LocalPairScorer:

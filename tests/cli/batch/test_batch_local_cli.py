@@ -31,6 +31,8 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
         ("out", ("--instance-type", "inf2.xlarge"), "use a Batch Transform Neuron type"),
         ("out", ("--copies", "0"), "--copies 0: use at least 1"),
         ("out", ("--copies", "100000"), "--copies 100000: use at least 1 and at most"),
+        ("out", ("--buckets", "0,-1"), "--buckets: buckets '0,-1': give at least one size"),
+        ("out", ("--buckets", "x"), "--buckets: buckets 'x': use sizes separated by commas"),
     ],
 )
 def test_bad_local_flags_fail_before_the_scorer_starts(
