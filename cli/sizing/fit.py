@@ -176,6 +176,10 @@ def read_bench_run(results_path: Path, requests_path: Path | None = None) -> Ben
     return BenchRun(instances.pop(), float(load["warmup"]), float(load["duration"]), steps)
 
 
+# Rows are held as dicts, several times the file's size in memory.
+MAX_REQUESTS_CSV_BYTES = 512 * 2**20
+
+
 def read_requests_csv(path: Path, *, flag: str, needed: set[str]) -> list[dict[str, str]]:
     """The rows of a requests.csv that inferfleet bench wrote, with ``needed`` columns.
 
@@ -183,7 +187,13 @@ def read_requests_csv(path: Path, *, flag: str, needed: set[str]) -> list[dict[s
     with its line, never a traceback.
     """
     what = "the requests.csv inferfleet bench wrote"
-    regular_file_size(path, flag=flag, what=what)
+    size = regular_file_size(path, flag=flag, what=what)
+    if size > MAX_REQUESTS_CSV_BYTES:
+        raise UserError(
+            f"{flag}: {path} is {size / 2**20:,.0f} MiB; its rows are read whole, up to "
+            f"{MAX_REQUESTS_CSV_BYTES // 2**20} MiB (about 3 million requests): give a shorter "
+            "run's"
+        )
     reader = None
     try:
         with path.open(newline="", encoding="utf-8") as handle:

@@ -123,3 +123,16 @@ def test_a_requests_csv_in_another_encoding_is_named_not_a_traceback(tmp_path: P
     requests.write_text(",".join(sorted(REQUEST_COLUMNS)) + "\n", encoding="utf-16")
     with pytest.raises(UserError, match=r"--requests: .* is not UTF-8 text; give the requests.csv"):
         read_requests_csv(requests, flag="--requests", needed=REQUEST_COLUMNS)
+
+
+def test_a_requests_csv_too_large_to_hold_is_refused_before_it_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from inferfleet.cli.errors import UserError
+    from inferfleet.cli.sizing import fit
+
+    requests = tmp_path / "requests.csv"
+    requests.write_text(",".join(sorted(fit.REQUEST_COLUMNS)) + "\n" + "x" * 2048)
+    monkeypatch.setattr(fit, "MAX_REQUESTS_CSV_BYTES", 1024)
+    with pytest.raises(UserError, match=r"--requests: .* its rows are read whole, up to 0 MiB"):
+        fit.read_requests_csv(requests, flag="--requests", needed=fit.REQUEST_COLUMNS)
