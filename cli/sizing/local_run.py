@@ -204,6 +204,7 @@ def _header(
             "local": {"servers": config.servers, "mode": profile.batching},
             "instances": config.instance_count,
             "price_per_hour": config.price_per_hour,
+            "fleet": None,  # as bench --local writes it: no fleet file behind the target
             "profile": profile.model_dump(),
             "network_ms": round(network_s * 1000.0, 3),
         },

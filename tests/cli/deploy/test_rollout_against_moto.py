@@ -97,6 +97,7 @@ def test_deploy_rolls_out_canary_first_and_reports_every_step(
     assert set(by_step[("deploy", "us-east-1")]["outputs"]) == {
         names.service_endpoint("chat"),
         names.service_target_group_arn("chat"),
+        *names.pool_outputs("chat", "inf2.xlarge"),
         names.CLUSTER_NAME,
     }
     created = {
