@@ -7,6 +7,7 @@ imported inside the commands that need them.
 
 import signal
 import sys
+import threading
 
 import typer
 
@@ -43,14 +44,17 @@ def main(argv: list[str] | None = None) -> None:
     SIGTERM (``timeout``, a cancelled CI job, ``kill``) stops a command as Ctrl-C does, so it
     keeps what it measured and stops the servers and processes it started.
     """
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    # Signal handlers belong to the main thread; a CLI run from another thread keeps Python's.
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None
     try:
         app(args=argv)
     except UserError as error:
         typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
         sys.exit(error.exit_code)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _interrupt(signum: int, frame: object) -> None:
