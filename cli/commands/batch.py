@@ -21,11 +21,12 @@ from inferfleet.cli.commands.fleet import JsonOption
 from inferfleet.cli.errors import UserError
 
 INTERRUPTED_EXIT = 130
+# Plain help and usage errors, read by inferfleet.cli.main (typer takes the root app's mode).
+RICH_MARKUP_MODE = None
 
 batch_app = typer.Typer(
     help="Run the fleet's batch jobs (SageMaker Batch Transform), or a folder here.",
     no_args_is_help=True,
-    rich_markup_mode=None,
 )
 
 BatchConfigOption = Annotated[

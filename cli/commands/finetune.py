@@ -52,11 +52,13 @@ STACK_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,127}")
 # SageMaker's limit on an InvokeEndpoint request body.
 INVOKE_PAYLOAD_LIMIT_BYTES = 6 * 1024 * 1024
 
+# Plain help and usage errors: these commands run from scripts and CI, where rich's import
+# (about 0.1 s) is waste. Read by inferfleet.cli.main, since typer takes the root app's mode.
+RICH_MARKUP_MODE = None
+
 finetune_app = typer.Typer(
     help="Fine-tune per-user models and follow their jobs.",
     no_args_is_help=True,
-    # Plain help: these commands run from scripts and CI, where rich's 0.1 s import is waste.
-    rich_markup_mode=None,
 )
 
 
