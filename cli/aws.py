@@ -1,4 +1,9 @@
-"""boto3 sessions and clients with the user's profile and, for an emulator, its endpoint."""
+"""AWS sessions and clients with the user's profile and, for an emulator, its endpoint.
+
+Clients are botocore's: boto3's import (s3transfer, the resource layer) would lengthen every
+command's start for nothing a client here uses, except the managed S3 uploads of
+:meth:`AwsAccess.s3_transfer_client`.
+"""
 
 import re
 from dataclasses import dataclass
@@ -43,27 +48,40 @@ class AwsAccess:
         return self.endpoint_url is not None
 
     @cached_property
-    def session(self) -> Any:  # boto3.Session, imported lazily
-        import boto3
+    def session(self) -> Any:  # botocore.session.Session, imported lazily
         from botocore.exceptions import ProfileNotFound
+        from botocore.session import Session
 
+        session = Session(profile=self.profile)
         try:
-            return boto3.Session(profile_name=self.profile)
+            session.get_scoped_config()  # reads the profile: a wrong name fails here, at once
         except ProfileNotFound:
             raise UserError(
                 f"--profile {self.profile}: no such profile in your AWS config; "
                 "list them with `aws configure list-profiles`"
             ) from None
+        return session
 
     def client(self, service: str, region: str) -> Any:
+        return self.session.create_client(service, **self._client_options(region))
+
+    def s3_transfer_client(self, region: str) -> Any:
+        """An S3 client with boto3's managed transfers (``upload_file``: multipart, retried
+        parts), on the same session and options as :meth:`client`."""
+        import boto3
+
+        return boto3.Session(botocore_session=self.session).client(
+            "s3", **self._client_options(region)
+        )
+
+    def _client_options(self, region: str) -> dict[str, Any]:
         from botocore.config import Config
 
-        return self.session.client(
-            service,
-            region_name=region,
-            endpoint_url=self.endpoint_url,
-            config=Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=10),
-        )
+        return {
+            "region_name": region,
+            "endpoint_url": self.endpoint_url,
+            "config": Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=10),
+        }
 
     def account(self, region: str) -> str:
         """The account the credentials belong to; a UserError that says how to get

@@ -80,7 +80,7 @@ def submit(
     outputs = stack_outputs(target)
     bucket = require(outputs, names.FINETUNE_DATA_BUCKET, target, FEATURE)
     job_id = uuid.uuid4().hex
-    s3 = target.aws.client("s3", target.region)
+    s3 = target.aws.s3_transfer_client(target.region)
     total = 0
     for file, suffix in files:
         key = f"{data_prefix(user_id, job_id)}{suffix}"
