@@ -10,14 +10,13 @@ READY without its model or a model without its job.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import Enum
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from .schema import (
@@ -31,9 +30,36 @@ from .schema import (
     JobStatus,
 )
 
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
 MAX_ERROR_CHARS = 1024
+
+
+# The tables hold strings, whole numbers and string maps (a job's hyperparameters), spelt as
+# DynamoDB attribute values here as in the writes below. boto3's TypeSerializer would do the
+# same, at the price of importing boto3 (s3transfer, resources) into the CLI's reads.
+def _attribute(value: Any) -> dict[str, Any]:
+    if isinstance(value, str):
+        return {"S": value}
+    if isinstance(value, int) and not isinstance(value, bool):
+        return {"N": str(value)}
+    if isinstance(value, Mapping):
+        return {"M": {key: _attribute(item) for key, item in value.items()}}
+    raise TypeError(f"the job tables hold no {type(value).__name__}: {value!r}")
+
+
+def _python(attribute: Mapping[str, Any]) -> Any:
+    """An attribute value as Python; a number as a Decimal, as boto3 reads it."""
+    ((kind, data),) = attribute.items()
+    if kind == "S":
+        return data
+    if kind == "N":
+        return Decimal(data)
+    if kind == "M":
+        return {key: _python(item) for key, item in data.items()}
+    raise ValueError(f"the job tables hold no attribute of type {kind}")
+
+
+def _record(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: _python(value) for key, value in item.items()}
 
 
 def utc_now_iso() -> str:
@@ -65,11 +91,11 @@ class Job:
     def to_item(self) -> dict[str, Any]:
         values = {key: value for key, value in self.__dict__.items() if value is not None}
         values["status"] = str(self.status)
-        return {key: _serializer.serialize(value) for key, value in values.items()}
+        return {key: _attribute(value) for key, value in values.items()}
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> Job:
-        values = {key: _deserializer.deserialize(value) for key, value in item.items()}
+        values = _record(item)
         known = {name: values[name] for name in cls.__dataclass_fields__ if name in values}
         for name, value in known.items():
             if isinstance(value, Decimal):
@@ -207,10 +233,7 @@ class JobStore:
         return [Job.from_item(item) for item in self._query(USER_KEY, user_id)]
 
     def models_of(self, user_id: str) -> list[dict[str, Any]]:
-        return [
-            {key: _deserializer.deserialize(value) for key, value in item.items()}
-            for item in self._query(USER_KEY, user_id, table=self.models_table)
-        ]
+        return [_record(item) for item in self._query(USER_KEY, user_id, table=self.models_table)]
 
     def model(self, user_id: str, model_id: str) -> dict[str, Any] | None:
         item = self._db.get_item(
@@ -220,7 +243,7 @@ class JobStore:
         ).get("Item")
         if item is None:
             return None
-        return {key: _deserializer.deserialize(value) for key, value in item.items()}
+        return _record(item)
 
     # -- writes ----------------------------------------------------------------------------
 
