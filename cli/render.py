@@ -1,12 +1,18 @@
 """Tables for people; ``--json`` output never goes through here."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from inferfleet.cli.synth import SynthReport
-from inferfleet.infra.plan import FleetPlan
 from inferfleet.infra.stack_limits import MAX_RESOURCES
+
+if TYPE_CHECKING:  # `validate` prints a plan without loading the synth engine
+    from inferfleet.cli.synth import SynthReport
+    from inferfleet.infra.plan import FleetPlan
 
 stderr_console = Console(stderr=True)
 
