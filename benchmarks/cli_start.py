@@ -9,7 +9,9 @@ a stack that does not exist, so the command ends at once (exit 1) and nothing is
 Prints, over RUNS runs each (median, min, max): `inferfleet finetune status --help`,
 `inferfleet validate`, the start of `inferfleet finetune status` (to its first request) and its
 whole run, with the start's ratio to `validate`; each with its CPU time, which a loaded machine
-changes less than the wall time. Target: start under 0.5 s.
+changes less than the wall time, and whether the package's modules started from cached
+bytecode (as an installed package's do) or were compiled at every start (a checkout run with
+PYTHONDONTWRITEBYTECODE set). Target: start under 0.5 s.
 
     .venv/bin/python benchmarks/cli_start.py [--runs 7]
 """
@@ -17,6 +19,7 @@ changes less than the wall time. Target: start under 0.5 s.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import resource
 import statistics
@@ -75,6 +78,16 @@ def summary(values: list[float]) -> str:
     )
 
 
+def bytecode(env: dict[str, str]) -> str:
+    """How the runs loaded the package's own modules; inferfleet.infra.plan stands for them."""
+    plan = REPO / "infra" / "plan.py"
+    if Path(importlib.util.cache_from_source(str(plan))).exists():
+        return "cached bytecode"
+    if env.get("PYTHONDONTWRITEBYTECODE"):
+        return "no bytecode cache: every start compiles the package (PYTHONDONTWRITEBYTECODE)"
+    return "bytecode not cached"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
@@ -105,7 +118,7 @@ def main() -> None:
         figures["whole"].append(whole)
     server.shutdown()
     load = os.getloadavg()[0]
-    print(f"{runs} runs each, {os.cpu_count()} CPUs, load average {load:.1f}")
+    print(f"{runs} runs each, {os.cpu_count()} CPUs, load average {load:.1f}, {bytecode(env)}")
     print("wall time (CPU time of the process: user + system)")
     for label, title in (
         ("help", "finetune status --help"),
