@@ -1,8 +1,8 @@
 """``bootstrap``, ``deploy``, ``status`` and ``destroy``: a fleet in AWS, region by region.
 
 Every AWS call honours the standard credential chain (``--profile`` picks a named
-profile) and ``--endpoint-url``, which sends the CDK CLI and boto3 alike to an emulator
-such as moto; see inferfleet.cli.deploy.rollout for what an emulator changes. An
+profile) and ``--endpoint-url``, which sends the CDK CLI and the CLI's own calls alike to an
+emulator such as moto; see inferfleet.cli.deploy.rollout for what an emulator changes. An
 AWS_ENDPOINT_URL in the environment without the flag is refused rather than followed,
 since emulator mode leaves resources out of the stacks.
 """
@@ -20,7 +20,7 @@ import typer
 from inferfleet.cli.commands.fleet import ConfigOption, JsonOption, load_plan
 from inferfleet.cli.errors import UserError
 
-if TYPE_CHECKING:  # boto3 and the CDK app stay out of `inferfleet --help`
+if TYPE_CHECKING:  # botocore and the CDK app stay out of `inferfleet --help`
     from inferfleet.cli.aws import AwsAccess
     from inferfleet.cli.deploy.cdk_cli import CdkCli
     from inferfleet.cli.deploy.events import EventStream
@@ -35,7 +35,7 @@ EndpointOption = Annotated[
     str | None,
     typer.Option(
         "--endpoint-url",
-        help="Send every AWS call (CDK CLI and boto3) to this emulator, e.g. a local moto.",
+        help="Send every AWS call, the CDK CLI's included, to this emulator, e.g. a local moto.",
     ),
 ]
 ProfileOption = Annotated[

@@ -1,6 +1,6 @@
 """What is deployed, per region: stack status, ECS task counts, target health, endpoints.
 
-Read with boto3 only; the names come from the fleet file and the stack outputs.
+Read with AWS API calls only; the names come from the fleet file and the stack outputs.
 """
 
 from dataclasses import asdict, dataclass, field

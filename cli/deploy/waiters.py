@@ -1,6 +1,6 @@
 """Waiting for a deployed region to serve: ECS services stable, ALB targets healthy.
 
-boto3's own waiters do the polling (``services_stable``, ``target_in_service``); one
+botocore's own waiters do the polling (``services_stable``, ``target_in_service``); one
 deadline covers both, and a timeout reports what was still missing.
 """
 
