@@ -38,6 +38,10 @@ MAX_REQUESTS_PER_STEP = 2_000_000
 MAX_TOKENS_PER_STEP = 250_000_000
 MAX_STEPS = 1_000
 MAX_SEED = 2**63 - 1
+# Turns of one closed-loop conversation; its history is bounded by the context window too.
+MAX_TURNS = 1_000
+MAX_THINK_SECONDS = 3_600.0
+SINGLE_TURN = "1"
 LOCAL_SERVERS_MAX = 64
 
 
@@ -50,35 +54,38 @@ class Distribution(BaseModel):
     params: tuple[float, ...]
 
     @classmethod
-    def parse(cls, text: str | int) -> Distribution:
+    def parse(
+        cls, text: str | int, *, maximum: int = MAX_TOKENS, noun: str = "token count"
+    ) -> Distribution:
+        """Parse a count of 1..``maximum``; ``noun`` names what it counts in the error."""
         spec = str(text).strip()
         parts = spec.split(":")
+        problem = _distribution_help(spec, maximum, noun)
         try:
             numbers = tuple(float(part) for part in parts[1:]) if len(parts) > 1 else ()
             if len(parts) == 1:
                 value = int(parts[0])
-                if not 1 <= value <= MAX_TOKENS:
+                if not 1 <= value <= maximum:
                     raise ValueError
                 return cls(kind="fixed", params=(value,))
         except ValueError:
-            raise ValueError(_distribution_help(spec)) from None
+            raise ValueError(problem) from None
         kind, shape = parts[0], numbers
         if len(shape) != 2 or not all(math.isfinite(value) for value in shape):
-            raise ValueError(_distribution_help(spec))
-        if kind == "uniform" and 1 <= shape[0] <= shape[1] <= MAX_TOKENS:
+            raise ValueError(problem)
+        if kind == "uniform" and 1 <= shape[0] <= shape[1] <= maximum:
             if not all(value.is_integer() for value in shape):
-                raise ValueError(_distribution_help(spec))
+                raise ValueError(problem)
             return cls(kind="uniform", params=shape)
-        if (
-            kind == "lognormal"
-            and 1 <= shape[0] <= MAX_TOKENS
-            and 0 <= shape[1] <= MAX_LOGNORMAL_SIGMA
-        ):
+        median, sigma = shape
+        if kind == "lognormal" and 1 <= median <= maximum and 0 <= sigma <= MAX_LOGNORMAL_SIGMA:
             return cls(kind="lognormal", params=shape)
-        raise ValueError(_distribution_help(spec))
+        raise ValueError(problem)
 
-    def sample(self, rng: np.random.Generator, count: int) -> np.ndarray:
-        """``count`` token counts, each within 1..MAX_TOKENS (a lognormal's tail is clipped)."""
+    def sample(
+        self, rng: np.random.Generator, count: int, *, maximum: int = MAX_TOKENS
+    ) -> np.ndarray:
+        """``count`` counts, each within 1..``maximum`` (a lognormal's tail is clipped)."""
         if self.kind == "fixed":
             return np.full(count, int(self.params[0]), dtype=np.int64)
         if self.kind == "uniform":
@@ -86,7 +93,7 @@ class Distribution(BaseModel):
             return rng.integers(low, high + 1, size=count, dtype=np.int64)
         median, sigma = self.params
         drawn = np.rint(rng.lognormal(math.log(median), sigma, size=count))
-        return np.clip(drawn, 1, MAX_TOKENS).astype(np.int64)
+        return np.clip(drawn, 1, maximum).astype(np.int64)
 
     @property
     def mean(self) -> float:
@@ -104,11 +111,11 @@ class Distribution(BaseModel):
         return ":".join([self.kind, *(f"{value:g}" for value in self.params)])
 
 
-def _distribution_help(spec: str) -> str:
+def _distribution_help(spec: str, maximum: int, noun: str) -> str:
     return (
-        f"'{spec}' is not a token count or distribution; use an integer from 1 to "
-        f"{MAX_TOKENS} (128), uniform:MIN:MAX with integers 1 <= MIN <= MAX <= {MAX_TOKENS}, "
-        f"or lognormal:MEDIAN:SIGMA with 1 <= MEDIAN <= {MAX_TOKENS} and "
+        f"'{spec}' is not a {noun} or distribution; use an integer from 1 to "
+        f"{maximum} (e.g. {min(128, maximum)}), uniform:MIN:MAX with integers 1 <= MIN <= MAX <= "
+        f"{maximum}, or lognormal:MEDIAN:SIGMA with 1 <= MEDIAN <= {maximum} and "
         f"0 <= SIGMA <= {MAX_LOGNORMAL_SIGMA:g} (finite numbers)"
     )
 
@@ -404,6 +411,17 @@ class BenchConfig(BaseModel):
         1.0, WORKLOAD, "--prefix-tokens: share of requests that carry the shared prefix.", ge=0,
         le=1,
     )  # fmt: skip
+    turns: Distribution = option(
+        Distribution(kind="fixed", params=(1,)), WORKLOAD,
+        "Closed loop: turns of each user's conversations (N, uniform:MIN:MAX or "
+        "lognormal:MEDIAN:SIGMA). Turn k sends the turns before it and the answers they asked "
+        "for (their --output-tokens, as text) as history, then --prompt-tokens of new text; "
+        "after the last turn the user starts a new conversation.", cli_type=str,
+    )  # fmt: skip
+    think_time: float = option(
+        0.0, WORKLOAD, "--turns: seconds a user waits after an answer before the next turn of "
+        "its conversation (2s, 500ms).", cli_type=str,
+    )  # fmt: skip
 
     compare: tuple[Variant, ...] = option(
         (), AB, "A/B variants, e.g. routing=least_outstanding_requests,random.", cli_type=str
@@ -457,10 +475,26 @@ class BenchConfig(BaseModel):
         le=60_000,
     )  # fmt: skip
 
-    @field_validator("ramp_up", "stagger", mode="before")
+    @field_validator("ramp_up", "stagger", "think_time", mode="before")
     @classmethod
     def _parse_seconds(cls, value: object) -> object:
         return parse_seconds(value) if isinstance(value, str) else value
+
+    @field_validator("think_time")
+    @classmethod
+    def _bounded_think_time(cls, value: float) -> float:
+        if not 0 <= value <= MAX_THINK_SECONDS:
+            raise ValueError(
+                f"{value:g} s must be from 0 to {MAX_THINK_SECONDS:g} s, e.g. 2s or 500ms"
+            )
+        return value
+
+    @field_validator("turns", mode="before")
+    @classmethod
+    def _parse_turns(cls, value: object) -> object:
+        if isinstance(value, str | int):
+            return Distribution.parse(value, maximum=MAX_TURNS, noun="number of turns")
+        return value
 
     @field_validator("ramp_up", "stagger")
     @classmethod
@@ -583,6 +617,7 @@ class BenchConfig(BaseModel):
             ("--scale", self.scale), ("--scenario", self.scenario),
             ("--find-max-load", self.find_max_load),
             ("--arrival", self.arrival != "poisson"), ("--ramp-up", self.ramp_up or self.stagger),
+            ("--turns", self.multi_turn), ("--think-time", self.think_time),
         ) if value]  # fmt: skip
         if given:
             raise ValueError(
@@ -619,6 +654,17 @@ class BenchConfig(BaseModel):
             raise ValueError(
                 "ramp_up: --ramp-up and --stagger space the starts of closed-loop --users; "
                 "an open loop's --arrival sets when its requests leave"
+            )
+        if self.rate and self.multi_turn:
+            raise ValueError(
+                "turns: --turns gives closed-loop --users conversations, each turn sent when "
+                "the answer before it ended; open-loop --rate arrivals are independent requests "
+                "(replay timestamped sessions with --trace)"
+            )
+        if self.think_time and not self.multi_turn:
+            raise ValueError(
+                "think_time: --think-time is the pause between the turns of a conversation; "
+                "add --turns N"
             )
         if self.ramp_up and self.stagger:
             raise ValueError("stagger: give --ramp-up (the whole ramp) or --stagger, not both")
@@ -734,6 +780,10 @@ class BenchConfig(BaseModel):
     @property
     def open_loop(self) -> bool:
         return bool(self.rate)
+
+    @property
+    def multi_turn(self) -> bool:
+        return str(self.turns) != SINGLE_TURN
 
     def start_spacing(self, users: int) -> float:
         """Seconds between closed-loop users' starts at a step of ``users``."""

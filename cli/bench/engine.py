@@ -1,7 +1,9 @@
 """Load generation: closed-loop users or open-loop arrivals, one step at a time.
 
 Closed loop: ``users`` coroutines each send a request, wait for the whole
-answer, and send the next; they start together or spaced over a ramp. Open
+answer, and send the next; they start together or spaced over a ramp. With
+``--turns`` each user holds a conversation: its turns in order (after a think
+time), then the next conversation. Open
 loop: a dispatcher sends request ``k`` at its scheduled offset whatever the
 server is doing; at most ``max_inflight`` are on the wire, later ones wait in
 the client, and that wait counts in the schedule-relative latency (the
@@ -231,32 +233,41 @@ async def _closed_loop(
     ordinal = itertools.count()
     measured = 0
 
+    think = workload.think_time_s
+    numbered = workload.multi_turn
+
     async def user(number: int) -> None:
         nonlocal measured
         if plan.spacing or plan.offset:
             await asyncio.sleep(max(0.0, started + plan.offset + number * plan.spacing
                                     - perf_counter()))  # fmt: skip
         while True:
-            now = perf_counter()
-            warm = now < warm_end
-            if not warm:
-                if deadline is not None and now >= deadline:
-                    return
-                if budget is not None:
-                    if measured >= budget:
+            # Conversations, not requests, are shared out: a user sends its turns in order.
+            conversation = plan.first_index + next(ordinal) * plan.index_stride
+            for turn, index in enumerate(workload.conversation(conversation)):
+                if turn and think:
+                    await asyncio.sleep(think)
+                now = perf_counter()
+                warm = now < warm_end
+                if not warm:
+                    if deadline is not None and now >= deadline:
                         return
-                    measured += 1
-            index = plan.first_index + next(ordinal) * plan.index_stride
-            spec = workload.spec(index)
-            if not memory.take(spec.output_tokens):
-                return
-            record = RequestRecord(index, spec.prompt_tokens, spec.output_tokens, warmup=warm)
-            records.append(record)
-            await client.send(spec, record)
-            tally.add()
-            # Let streams whose bytes arrived with this one stamp them before this user
-            # spends CPU sending its next request: closed-loop users finish in bursts.
-            await asyncio.sleep(0)
+                    if budget is not None:
+                        if measured >= budget:
+                            return
+                        measured += 1
+                spec = workload.spec(index)
+                if not memory.take(spec.output_tokens):
+                    return
+                record = RequestRecord(index, spec.prompt_tokens, spec.output_tokens, warmup=warm)
+                if numbered:
+                    record.conversation, record.turn = conversation, turn
+                records.append(record)
+                await client.send(spec, record)
+                tally.add()
+                # Let streams whose bytes arrived with this one stamp them before this user
+                # spends CPU sending its next request: closed-loop users finish in bursts.
+                await asyncio.sleep(0)
 
     users = [asyncio.create_task(user(number)) for number in range(plan.users)]
     try:

@@ -293,6 +293,8 @@ class RequestResult(Model):
     users: int | None
     rate: float | None
     index: int
+    conversation: int | None = Field(None, description="--turns: the request's conversation.")
+    turn: int | None = Field(None, description="--turns: its turn in the conversation, from 0.")
     warmup: bool
     scheduled_ms: float | None
     sent_ms: float | None

@@ -38,6 +38,9 @@ class RequestRecord:
     dispatch_lag_s: float = 0.0
     # Open loop: how long the request waited in the client for a --max-inflight slot.
     inflight_wait_s: float = 0.0
+    # --turns: the conversation the request belongs to and its turn (0 first), else None.
+    conversation: int | None = None
+    turn: int | None = None
 
     def token(self, now: float) -> None:
         """A chunk carrying generated text arrived at ``now``."""

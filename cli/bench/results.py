@@ -98,6 +98,8 @@ def request_rows(
                 "users": users,
                 "rate": rate,
                 "index": record.index,
+                "conversation": record.conversation,
+                "turn": record.turn,
                 "warmup": record.warmup,
                 "scheduled_ms": ms(record.scheduled),
                 "sent_ms": ms(record.sent),

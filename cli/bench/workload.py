@@ -17,7 +17,13 @@ from typing import Literal
 
 import numpy as np
 
-from inferfleet.cli.bench.config import MAX_TOKENS, BenchConfig, Distribution
+from inferfleet.cli.bench.config import (
+    MAX_TOKENS,
+    MAX_TURNS,
+    SINGLE_TURN,
+    BenchConfig,
+    Distribution,
+)
 from inferfleet.cli.bench.tokenizer import PromptTokenizer
 from inferfleet.cli.bench.trace import Trace, TraceArrivals, load_trace
 from inferfleet.cli.errors import UserError
@@ -40,12 +46,23 @@ _VOCABULARY = (
     "order point hand group"
 )
 _WORDS = np.array(_VOCABULARY.split())
-# Seed streams of the texts drawn besides prompts (1 is the prompts', 2 the arrivals').
+# Seed streams of the texts drawn besides prompts (1 is the prompts', 2 the arrivals',
+# 3 which slots share the prefix, 4 the turns of conversations).
 _STREAMS = {"prefix": 5, "reply": 6}
+_TURNS_STREAM = 4
 
 
 def _word_count(text: str) -> int:
     return len(text.split())
+
+
+def _tile(turns: np.ndarray, size: int) -> np.ndarray:
+    """The leading ``turns`` that sum to ``size``, the last one cut to fit."""
+    ends = np.cumsum(turns)
+    count = int(np.searchsorted(ends, size)) + 1
+    tiled = turns[:count].copy()
+    tiled[-1] -= int(ends[count - 1]) - size
+    return tiled
 
 
 def _id_number(name: int | str) -> int:
@@ -67,9 +84,21 @@ class RequestSpec:
     output_tokens: int
     messages: tuple[tuple[str, str], ...] = ()
 
+    def chat_messages(self) -> list[dict[str, str]]:
+        """The ``messages`` of a chat request (one user turn when there is no history)."""
+        pairs = self.messages or (("user", self.prompt),)
+        return [{"role": role, "content": content} for role, content in pairs]
+
 
 class Workload:
-    """Deterministic request ``i`` for any ``i`` from the seed and the length distributions."""
+    """Deterministic request ``i`` for any ``i`` from the seed and the length distributions.
+
+    Requests are grouped into conversations (``turns``): a closed-loop user takes
+    conversation ``c`` and sends the requests of :meth:`conversation` in order, each turn
+    carrying the turns before it and their answers as history. One turn each (the
+    default) makes every request its own conversation. A trace's sessions are its
+    conversations, linked by ``session_id`` instead.
+    """
 
     def __init__(
         self,
@@ -82,6 +111,8 @@ class Workload:
         prefix_tokens: int = 0,
         prefix_fraction: float = 1.0,
         tokenizer: PromptTokenizer | None = None,
+        turns: Distribution | None = None,
+        think_time_s: float = 0.0,
     ) -> None:
         self.seed = seed
         self.trace = trace
@@ -114,16 +145,39 @@ class Workload:
                 [count(text) if text else 0 for text in trace.prompts],
             ).astype(np.int64)
             self._output = trace.output_tokens
-            self._previous_turn = trace.previous_turn()
         else:
             self._prompt_lengths = prompt_tokens.sample(rng, POOL_SIZE)
             self._output = output_tokens.sample(rng, POOL_SIZE)
-        # Which pool slots carry the shared prefix (without a trace, one prefix for all).
+        multi = trace is None and turns is not None and str(turns) != SINGLE_TURN
+        self.turns = turns if multi else None
+        # A closed-loop user's pause between an answer and its conversation's next turn.
+        self.think_time_s = think_time_s if multi else 0.0
+        # Conversations tile the pool (the last one cut to fit), so request i's history
+        # depends on i modulo the pool only, like everything else about it.
+        self.conversation_turns = (
+            _tile(turns.sample(np.random.default_rng([seed, _TURNS_STREAM]), len(self._output),
+                               maximum=MAX_TURNS), len(self._output))
+            if self.turns is not None
+            else np.ones(len(self._output), dtype=np.int64)
+        )  # fmt: skip
+        self._conversation_starts = np.cumsum(self.conversation_turns) - self.conversation_turns
+        # The same conversation's turn before each slot (-1: its first turn); None: none has.
+        self._previous_turn: np.ndarray | None = None
+        if trace is not None:
+            self._previous_turn = trace.previous_turn()
+        elif self.turns is not None:
+            self._previous_turn = np.arange(len(self._output)) - 1
+            self._previous_turn[self._conversation_starts] = -1
+        # Which pool slots carry the shared prefix (without a trace, one prefix for all); a
+        # conversation keeps the choice of its first turn.
         self._shared = (
             np.random.default_rng([seed, 3]).random(len(self._output)) < prefix_fraction
             if prefix_tokens and trace is None
             else None
         )
+        if self._shared is not None and self.turns is not None:
+            self._shared = np.repeat(self._shared[self._conversation_starts],
+                                     self.conversation_turns)  # fmt: skip
         # Prompt text is drawn per slot on first use, so memory follows what is sent;
         # joined prompts are kept up to a word budget.
         self._prompts: dict[int, str] = {}
@@ -153,28 +207,62 @@ class Workload:
             prefix_tokens=config.prefix_tokens,
             prefix_fraction=config.prefix_fraction,
             tokenizer=tokenizer,
+            turns=config.turns,
+            think_time_s=config.think_time,
         )
 
     def __len__(self) -> int:
         return len(self._output)
 
     def spec(self, index: int) -> RequestSpec:
+        """Request ``index``: its own prompt, after its shared prefix and its conversation's
+        earlier turns (the oldest fall out when the context window would overflow)."""
         slot = index % len(self._output)
         output_tokens = int(self._output[slot])
-        if self.trace is not None:
-            return self._trace_spec(slot)
-        length = int(self._prompt_lengths[slot])
-        if self._dataset:
-            prompt = self._dataset[slot]["prompt"]
-        else:
-            prompt = self._text(("prompt", slot), length)
-        if self._shared is not None and self._shared[slot]:
-            prefix = self._text(("prefix", "shared"), self.prefix_tokens)
-            return RequestSpec(
-                index, f"{prefix}\n\n{prompt}", self.prefix_tokens + length, output_tokens,
-                (("system", prefix), ("user", prompt)),
-            )  # fmt: skip
-        return RequestSpec(index, prompt, length, output_tokens)
+        user = self._turn_prompt(slot)
+        earlier, total = self._history(slot)
+        messages: list[tuple[str, str]] = []
+        prefix_id = self._prefix_of(slot)
+        if prefix_id is not None:
+            messages.append(("system", self._text(("prefix", prefix_id), self.prefix_tokens)))
+        for turn in reversed(earlier):
+            messages.append(("user", self._turn_prompt(turn)))
+            # The answer a turn is assumed to have had: its requested length of words, the
+            # same on every run (the server's actual text is not kept), so every variant and
+            # the simulator see the same history.
+            messages.append(("assistant", self._text(("reply", turn), int(self._output[turn]))))
+        if not messages:
+            return RequestSpec(index, user, total, output_tokens)
+        messages.append(("user", user))
+        prompt = "\n\n".join(content for _, content in messages)
+        return RequestSpec(index, prompt, total, output_tokens, tuple(messages))
+
+    def _history(self, slot: int) -> tuple[list[int], int]:
+        """The earlier turns ``slot`` carries (newest first) and its prompt tokens in all."""
+        total = int(self._prompt_lengths[slot])
+        if self._prefix_of(slot) is not None:
+            total += self.prefix_tokens
+        earlier = []
+        previous = self._previous_turn
+        turn = -1 if previous is None else int(previous[slot])
+        while turn >= 0:
+            cost = int(self._prompt_lengths[turn]) + int(self._output[turn])
+            if total + cost > MAX_TOKENS:
+                break  # the oldest turns fall out of the context window
+            earlier.append(turn)
+            total += cost
+            turn = int(previous[turn])  # type: ignore[index]
+        return earlier, total
+
+    def conversation(self, number: int) -> range:
+        """Request indices of conversation ``number``, in turn order."""
+        cycle, local = divmod(number, len(self.conversation_turns))
+        start = cycle * len(self._output) + int(self._conversation_starts[local])
+        return range(start, start + int(self.conversation_turns[local]))
+
+    @property
+    def multi_turn(self) -> bool:
+        return self.turns is not None
 
     def prepare(self, count: int) -> None:
         """Build the first ``count`` requests now: a tokenizer's fitting stays out of the
@@ -204,46 +292,18 @@ class Workload:
                 self._cached_words += length
         return text
 
-    def _trace_spec(self, row: int) -> RequestSpec:
-        """Row ``row`` of the trace, with its shared prefix and its session's earlier turns."""
-        trace = self.trace
-        assert trace is not None
-        output_tokens = int(self._output[row])
-        user = self._turn_prompt(row)
-        total = int(self._prompt_lengths[row])
-        earlier = []
-        turn = int(self._previous_turn[row])
-        while turn >= 0:
-            cost = int(self._prompt_lengths[turn]) + int(self._output[turn])
-            if total + cost > MAX_TOKENS:
-                break  # the oldest turns fall out of the context window
-            earlier.append(turn)
-            total += cost
-            turn = int(self._previous_turn[turn])
-        messages: list[tuple[str, str]] = []
-        prefix_id = trace.prefixes[row]
-        if prefix_id is not None:
-            messages.append(("system", self._text(("prefix", prefix_id), self.prefix_tokens)))
-            total += self.prefix_tokens
-        for turn in reversed(earlier):
-            messages.append(("user", self._turn_prompt(turn)))
-            # The answer a turn is assumed to have had: its requested length of words, the
-            # same on every replay (the server's actual text is not kept).
-            messages.append(("assistant", self._text(("reply", turn), int(self._output[turn]))))
-        if not messages:
-            return RequestSpec(row, user, total, output_tokens)
-        messages.append(("user", user))
-        prompt = "\n\n".join(content for _, content in messages)
-        return RequestSpec(row, prompt, total, output_tokens, tuple(messages))
+    def _turn_prompt(self, slot: int) -> str:
+        """The new text of request ``slot``: the trace's or dataset's, or drawn words."""
+        if self.trace is not None and self.trace.prompts[slot] is not None:
+            return self.trace.prompts[slot]  # type: ignore[return-value]
+        if self._dataset:
+            return self._dataset[slot]["prompt"]
+        return self._text(("prompt", slot), int(self._prompt_lengths[slot]))
 
-    def _turn_prompt(self, row: int) -> str:
-        assert self.trace is not None
-        text = self.trace.prompts[row]
-        return (
-            text
-            if text is not None
-            else self._text(("prompt", row), int(self._prompt_lengths[row]))
-        )
+    def _prefix_of(self, slot: int) -> str | None:
+        if self.trace is not None:
+            return self.trace.prefixes[slot]
+        return "shared" if self._shared is not None and self._shared[slot] else None
 
     def describe(self) -> dict:
         trace = self.trace
@@ -269,6 +329,22 @@ class Workload:
                 else "words of a fixed vocabulary, about one token each"
             ),
             "tokenizer": self.tokenizer.describe() if self.tokenizer else None,
+            **self._describe_turns(),
+        }
+
+    def _describe_turns(self) -> dict:
+        if self.turns is None:
+            return {"turns": None}
+        context = [self._history(slot)[1] for slot in range(len(self))]
+        return {
+            "turns": str(self.turns),
+            "think_time_s": self.think_time_s,
+            "conversations": len(self.conversation_turns),
+            "mean_turns": float(np.mean(self.conversation_turns)),
+            # What a turn sends in all: its new text plus the history before it.
+            "mean_context_tokens": float(np.mean(context)),
+            "turns_note": "turn k sends turns 1..k-1 and the answers they asked for "
+            "(--output-tokens words each), then its own --prompt-tokens",
         }
 
     def digest(self) -> hashlib._Hash:
@@ -284,6 +360,9 @@ class Workload:
             digest.update(f"tokenizer={self.tokenizer.describe()};".encode())
         if self.prefix_tokens:
             digest.update(f"prefix={self.prefix_tokens};{self.prefix_fraction!r};".encode())
+        if self.turns is not None:
+            digest.update(f"turns={self.turns};think={self.think_time_s!r};".encode())
+            digest.update(self.conversation_turns.tobytes())
         return digest
 
 

@@ -157,6 +157,36 @@ def simulate(
             help="--arrival gamma: shape of the gaps; 1 is Poisson.", rich_help_panel=LOAD
         ),
     ] = None,
+    prefix_tokens: Annotated[
+        int | None,
+        typer.Option(
+            help="Tokens of a shared system prompt sent before the prompt of "
+            "--prefix-fraction of requests (of conversations, with --turns).",
+            rich_help_panel=LOAD,
+        ),
+    ] = None,
+    prefix_fraction: Annotated[
+        float | None,
+        typer.Option(
+            help="--prefix-tokens: share of requests that carry the shared prefix.",
+            rich_help_panel=LOAD,
+        ),
+    ] = None,
+    turns: Annotated[
+        str | None,
+        typer.Option(
+            help="Closed loop: turns of each user's conversations, each carrying the ones "
+            f"before it as history ({SAME_AS_BENCH}).",
+            rich_help_panel=LOAD,
+        ),
+    ] = None,
+    think_time: Annotated[
+        str | None,
+        typer.Option(
+            help="--turns: pause after an answer before the conversation's next turn (2s).",
+            rich_help_panel=LOAD,
+        ),
+    ] = None,
     endpoint: Annotated[
         str | None,
         typer.Option(
@@ -216,7 +246,8 @@ def simulate(
             "--servers": servers, "--local-mode": local_mode, "--replay-routing": replay_routing,
             "--users": users, "--rate": rate, "--dataset": dataset, "--endpoint": endpoint,
             "--compare": compare, "--repeat": repeat, "--price-per-hour": price_per_hour,
-            "--instances": instances,
+            "--instances": instances, "--turns": turns, "--think-time": think_time,
+            "--prefix-tokens": prefix_tokens, "--prefix-fraction": prefix_fraction,
         }  # fmt: skip
         given = [flag for flag, value in local_only.items() if value is not None]
         if given:
@@ -245,8 +276,8 @@ def simulate(
         local=True, servers=servers, users=users, rate=rate, duration=duration, warmup=warmup,
         prompt_tokens=prompt_tokens, output_tokens=output_tokens, dataset=dataset, seed=seed,
         arrival=arrival, burstiness=burstiness, endpoint=endpoint, compare=compare, repeat=repeat,
-        out=out,
-        price_per_hour=price_per_hour, instances=instances,
+        out=out, price_per_hour=price_per_hour, instances=instances, turns=turns,
+        think_time=think_time, prefix_tokens=prefix_tokens, prefix_fraction=prefix_fraction,
     )  # fmt: skip
     if config.requests is not None or config.duration is None:
         raise UserError("--duration: a simulated step runs for a duration; give --duration SECONDS")

@@ -189,6 +189,7 @@ def request_rows(
     tpot = np.where(
         tokens > 1, (run.end - run.first_token) * 1000.0 / np.maximum(tokens - 1, 1), np.nan
     )
+    numbers = run.request_index if run.request_index is not None else np.arange(run.sent.size)
     for index in range(run.sent.size):
         sent_ms = round(float(run.sent[index]) * 1000.0, 3)
         rows.append(
@@ -198,7 +199,9 @@ def request_rows(
                 "repeat": repeat,
                 "users": users,
                 "rate": rate,
-                "index": index,
+                "index": int(numbers[index]),
+                "conversation": None if run.conversation is None else int(run.conversation[index]),
+                "turn": None if run.turn is None else int(run.turn[index]),
                 "warmup": not bool(run.measured[index]),
                 "scheduled_ms": sent_ms if rate is not None else None,
                 "sent_ms": sent_ms,

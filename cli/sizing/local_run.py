@@ -54,8 +54,8 @@ def emulator_prompt_tokens(workload: Workload, profile: ServerProfile, *, chat: 
     """Prompt tokens an emulated server counts for each request of the workload's pool."""
     counts = np.empty(len(workload), dtype=np.int64)
     for slot in range(len(workload)):
-        prompt = workload.spec(slot).prompt
-        body = {"messages": [{"role": "user", "content": prompt}]} if chat else {"prompt": prompt}
+        spec = workload.spec(slot)
+        body = {"messages": spec.chat_messages()} if chat else {"prompt": spec.prompt}
         counts[slot] = parse_request(
             body, chat=chat, profile=profile, model="simulated"
         ).prompt_tokens
@@ -96,7 +96,7 @@ def simulate_local(
             seed=config.seed * 1000 + step.number,
         )
         run = simulation.run(
-            _load(config, step, arrivals),
+            _load(config, step, arrivals, workload),
             prompt_tokens=prompts,
             output_tokens=outputs,
             warmup_s=config.warmup,
@@ -136,12 +136,19 @@ def measured_routing(requests_csv: Path, servers: int) -> dict[int, list[int]]:
     return {step: [order[i] for i in sorted(order)] for step, order in by_step.items()}
 
 
-def _load(config: BenchConfig, step: Step, arrivals: dict[float, Arrivals]) -> Load:
+def _load(
+    config: BenchConfig, step: Step, arrivals: dict[float, Arrivals], workload: Workload
+) -> Load:
     if config.open_loop:
         return Load(arrivals=np.fromiter(arrivals[step.load], dtype=float))
     if config.duration is None:
         raise ValueError("a closed-loop simulation needs --duration")
-    return Load(users=int(step.load), send_until=config.warmup + config.duration)
+    return Load(
+        users=int(step.load),
+        send_until=config.warmup + config.duration,
+        conversations=workload.conversation_turns if workload.multi_turn else None,
+        think_s=workload.think_time_s,
+    )
 
 
 def _window(config: BenchConfig) -> tuple[float, float] | None:

@@ -44,11 +44,18 @@ _EPSILON = 1e-9
 @dataclass(frozen=True)
 class Load:
     """Closed loop (``users`` send again as soon as an answer ends, until ``send_until``)
-    or open loop (requests sent at ``arrivals``, seconds from the start, ascending)."""
+    or open loop (requests sent at ``arrivals``, seconds from the start, ascending).
+
+    Closed loop with ``conversations`` (turns of each, tiling the request pool as the
+    bench's workload tiles it): a user takes the next conversation and sends its turns
+    in order, ``think_s`` after each answer, then takes the next one.
+    """
 
     users: int | None = None
     send_until: float | None = None
     arrivals: np.ndarray | None = None
+    conversations: np.ndarray | None = None
+    think_s: float = 0.0
 
     def __post_init__(self) -> None:
         if (self.users is None) == (self.arrivals is None):
@@ -76,6 +83,11 @@ class SimulatedRun:
     events: int
     wall_s: float
     horizon_s: float = field(default=0.0)
+    # Per request: its index in the workload's pool order (as the bench numbers it), and
+    # with conversations its conversation and turn.
+    request_index: np.ndarray | None = None
+    conversation: np.ndarray | None = None
+    turn: np.ndarray | None = None
 
     @property
     def last_token(self) -> np.ndarray:
@@ -225,6 +237,22 @@ class _Run:
         self.where: list[int] = []
         self.measured: list[bool] = []
         self.user_of: list[int] = []
+        self.index: list[int] = []
+        self.conversation_of: list[int] = []
+        self.turn_of: list[int] = []
+        # Closed loop: each user's conversation as [next request index, its turn, turns
+        # left, conversation number]; conversations go to users in the order they come free.
+        pool = len(self.pool_prompt)
+        self.turns = (
+            [int(v) for v in load.conversations] if load.conversations is not None else [1] * pool
+        )
+        if sum(self.turns) != pool or min(self.turns) < 1:
+            raise ValueError("conversations must tile the request pool with turns of 1 or more")
+        self.starts = [0]
+        for turns in self.turns[:-1]:
+            self.starts.append(self.starts[-1] + turns)
+        self.next_conversation = 0
+        self.walking: dict[int, list[int]] = {}
         self.itl_regular: dict[float, int] = {}
         self.itl_irregular: list[float] = []
         self.itl_irregular_counts: list[int] = []
@@ -276,7 +304,11 @@ class _Run:
         if user >= 0 and load.send_until is not None and now >= load.send_until:
             return
         request = len(self.sent)
-        slot = request % len(self.pool_prompt)
+        index, conversation, turn = self.next_index(user, request)
+        slot = index % len(self.pool_prompt)
+        self.index.append(index)
+        self.conversation_of.append(conversation)
+        self.turn_of.append(turn)
         self.sent.append(now)
         self.first.append(math.nan)
         self.end.append(math.nan)
@@ -291,6 +323,21 @@ class _Run:
             self.push(now + self.net, _RECEIVE, request, target)
         else:
             self.receive(self.replicas[target], request, now)
+
+    def next_index(self, user: int, request: int) -> tuple[int, int, int]:
+        """(pool index, conversation, turn) of the request ``user`` sends now."""
+        if user < 0:
+            return request, request, 0
+        walk = self.walking.get(user)
+        if walk is None or walk[2] == 0:
+            number = self.next_conversation
+            self.next_conversation += 1
+            cycle, local = divmod(number, len(self.turns))
+            start = cycle * len(self.pool_prompt) + self.starts[local]
+            walk = self.walking[user] = [start, 0, self.turns[local], number]
+        index, turn = walk[0], walk[1]
+        walk[0], walk[1], walk[2] = index + 1, turn + 1, walk[2] - 1
+        return index, walk[3], turn
 
     def route(self, request: int) -> int:
         if request < len(self.assignments):
@@ -321,7 +368,9 @@ class _Run:
         self.outstanding[self.where[request]] -= 1
         user = self.user_of[request]
         if user >= 0:
-            self.push(now + self.net, _SEND, user)
+            # A user thinks before the next turn of its conversation, not before a new one.
+            think = self.load.think_s if self.walking[user][2] else 0.0
+            self.push(now + self.net + think, _SEND, user)
 
     # --- replicas ----------------------------------------------------------------
 
@@ -469,4 +518,11 @@ class _Run:
             events=self.events,
             wall_s=wall_s,
             horizon_s=float(np.nanmax(end)) if end.size else 0.0,
+            request_index=np.array(self.index, dtype=np.int64),
+            conversation=np.array(self.conversation_of, dtype=np.int64)
+            if self.load.conversations is not None
+            else None,
+            turn=np.array(self.turn_of, dtype=np.int64)
+            if self.load.conversations is not None
+            else None,
         )

@@ -59,11 +59,7 @@ class OpenAIClient(Client):
             "stream_options": {"include_usage": True},
         }
         if self.settings.endpoint == "chat":
-            body["messages"] = (
-                [{"role": role, "content": content} for role, content in spec.messages]
-                if spec.messages
-                else [{"role": "user", "content": spec.prompt}]
-            )
+            body["messages"] = spec.chat_messages()
         else:
             body["prompt"] = spec.prompt
         return body
