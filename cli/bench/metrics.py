@@ -360,6 +360,7 @@ def measure_step(
         succeeded=len(succeeded),
         errors=sum(failed.values()),
         errors_by_kind=dict(sorted(failed.items())),
+        errors_by_class=dict(sorted(Counter(r.error_class for r in measured if r.error).items())),
         warmup_requests=sum(1 for r in outcome.records if r.warmup),
         cancelled_requests=sum(1 for r in outcome.records if r.error == CANCELLED),
         measured_seconds=round(seconds, 3),

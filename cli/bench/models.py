@@ -19,6 +19,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from inferfleet.cli.bench.records import ERROR_CLASSES
+
 SCHEMA_VERSION = 2
 
 
@@ -120,6 +122,10 @@ class StepResult(Model):
     succeeded: int
     errors: int
     errors_by_kind: dict[str, int]
+    errors_by_class: dict[str, int] = Field(
+        default_factory=dict, description="Failed requests (never retried) by class: "
+        + "; ".join(f"{name}: {meaning}" for name, meaning in ERROR_CLASSES.items()),
+    )  # fmt: skip
     warmup_requests: int
     cancelled_requests: int
     measured_seconds: float

@@ -9,6 +9,30 @@ from __future__ import annotations
 from array import array
 from dataclasses import dataclass, field
 
+# A failed request is recorded once and never sent again: a retry would hide the failure
+# from the figures and send load the schedule did not ask for.
+RETRIES = 0
+
+# Failed requests by what went wrong, for each step's ``errors_by_class`` (the kinds in
+# ``errors_by_kind`` say more: http_503, connect, truncated...).
+ERROR_CLASSES = {
+    "connection": "no answer began: the connection was refused, reset or closed first",
+    "http": "the server or balancer answered with an error status (HTTP or gRPC)",
+    "cut_stream": "the answer began, then its stream was cut or ended without its end marker",
+    "stream_error": "the server reported an error inside the stream",
+    "timeout": "no complete answer within --timeout",
+    "protocol": "the answer was not in the --api's shape, or the client library failed",
+}
+_CLASS_OF_KIND = {
+    "connect": "connection",
+    "truncated": "cut_stream",
+    "server_error": "stream_error",
+    "stream_error": "stream_error",
+    "timeout": "timeout",
+    "bad_stream": "protocol",
+    "client_error": "protocol",
+}
+
 
 @dataclass(slots=True)
 class RequestRecord:
@@ -57,6 +81,19 @@ class RequestRecord:
         if self.error is None:
             self.error = kind
             self.error_detail = detail[:300]
+
+    @property
+    def error_class(self) -> str | None:
+        """The :data:`ERROR_CLASSES` key of a failed request (None if it did not fail)."""
+        kind = self.error
+        if kind is None:
+            return None
+        if kind == "disconnected":
+            began = self.first_byte is not None or self.first_token is not None
+            return "cut_stream" if began else "connection"
+        if kind.startswith(("http_", "grpc_")):
+            return "http"
+        return _CLASS_OF_KIND.get(kind, "protocol")
 
     @property
     def ok(self) -> bool:

@@ -112,10 +112,14 @@ def blocks(results: RunResults, plots: Sequence[str]) -> list[Block]:
         out += [
             Paragraph(
                 f"- step {s.id}: "
+                + ", ".join(f"{name} {count}" for name, count in s.errors_by_class.items())
+                + " ("
                 + ", ".join(f"{kind} x{count}" for kind, count in s.errors_by_kind.items())
+                + ")"
             )
             for s in failing
         ]
+        out.append(Paragraph("Failed requests are never retried: each is one failure above."))
     short = [step for step in steps if step.output_length_mismatches]
     if short:
         out.append(Heading("Output lengths"))

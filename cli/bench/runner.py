@@ -25,7 +25,7 @@ from inferfleet.cli.bench.config import BenchConfig, Variant
 from inferfleet.cli.bench.engine import InProcessExecutor, StepPlan, StopFlag, WorkerPool
 from inferfleet.cli.bench.metrics import StepIdentity, Thresholds, measure_step
 from inferfleet.cli.bench.models import MaxLoad, RunResults, StepResult
-from inferfleet.cli.bench.records import RequestRecord
+from inferfleet.cli.bench.records import RETRIES, RequestRecord
 from inferfleet.cli.bench.results import (
     OutputDir,
     ResultsWriter,
@@ -514,6 +514,8 @@ def load_header(config: BenchConfig) -> dict:
         "max_loop_lag_ms": config.max_loop_lag_ms,
         "max_dispatch_lag_ms": config.max_dispatch_lag_ms,
         "max_error_rate": config.max_error_rate,
+        # The retry policy: none; a failed request counts once in errors_by_class.
+        "retries": RETRIES,
         "scale": config.scale or None,
         "users_per_instance": config.users_per_instance,
         "find_max_load": config.find_max_load,

@@ -18,6 +18,7 @@ import numpy as np
 from inferfleet.cli.bench.config import Distribution
 from inferfleet.cli.bench.metrics import StepIdentity
 from inferfleet.cli.bench.models import RunResults
+from inferfleet.cli.bench.records import RETRIES
 from inferfleet.cli.bench.results import machine_info, now_iso, tool_info
 from inferfleet.cli.bench.workload import ArrivalKind, Arrivals
 from inferfleet.cli.sizing.figures import write_simulated_run
@@ -204,6 +205,7 @@ def write_fleet_results(
             **bench_default,
             # No client process ran: the simulation sends every request on time.
             "workers": 0,
+            "retries": RETRIES,
         },
         "variants": [f"region={item.region.name}" for item in runs],
         "started_at": now_iso(),

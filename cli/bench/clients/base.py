@@ -69,6 +69,8 @@ class Client(ABC):
         self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=self.settings.timeout, sock_connect=10),
+            # aiohttp resends a request on a stale keep-alive connection only for idempotent
+            # methods; every measured request is a POST, so none is resent (records.RETRIES).
             # The client measures the server, so it skips response decompression.
             auto_decompress=False,
             skip_auto_headers=("User-Agent",),

@@ -51,6 +51,23 @@ TEXT_OUTPUT = "text_output"
 _STATUS_KINDS = {"UNAVAILABLE": "connect", "DEADLINE_EXCEEDED": "timeout"}
 
 
+def channel_options() -> list[tuple[str, int]]:
+    """tritonclient's own channel options, with gRPC's transparent retries off: a stream
+    that failed before reaching the server is a failed request (bench never retries)."""
+    from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE, KeepAliveOptions
+
+    keepalive = KeepAliveOptions()
+    return [
+        ("grpc.max_send_message_length", MAX_GRPC_MESSAGE_SIZE),
+        ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_SIZE),
+        ("grpc.keepalive_time_ms", keepalive.keepalive_time_ms),
+        ("grpc.keepalive_timeout_ms", keepalive.keepalive_timeout_ms),
+        ("grpc.keepalive_permit_without_calls", keepalive.keepalive_permit_without_calls),
+        ("grpc.http2.max_pings_without_data", keepalive.http2_max_pings_without_data),
+        ("grpc.enable_retries", 0),
+    ]
+
+
 def grpc_address(target: str) -> tuple[str, bool]:
     """``host:port`` and whether TLS is on, from an http(s) URL."""
     parts = urlsplit(target)
@@ -80,7 +97,9 @@ class TritonGrpcClient(Client):
         self._client: Any = None
 
     async def __aenter__(self) -> TritonGrpcClient:
-        self._client = grpcclient.InferenceServerClient(url=self.address, ssl=self.tls)
+        self._client = grpcclient.InferenceServerClient(
+            url=self.address, ssl=self.tls, channel_args=channel_options()
+        )
         try:
             await self.prepare()
         except BaseException:

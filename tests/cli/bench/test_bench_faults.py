@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -81,6 +82,8 @@ def test_a_server_killed_mid_step_fails_the_run(tmp_path: Path) -> None:
     assert code == FAILED_STEP_EXIT, stderr
     assert step["succeeded"] > 0 and step["errors"] > 0
     assert set(step["errors_by_kind"]) <= {"connect", "disconnected"}
+    assert set(step["errors_by_class"]) <= {"connection", "cut_stream"}
+    assert sum(step["errors_by_class"].values()) == step["errors"]
     assert step["failed"] is True and step["valid"] is False
     assert f"{step['errors']:,} of {step['requests']:,} requests failed" in stderr
     assert "over --max-error-rate 0" in step["invalid_reasons"][0]
@@ -98,16 +101,29 @@ def test_a_server_killed_behind_nginx_fails_the_run_with_502s(tmp_path: Path) ->
     assert code == FAILED_STEP_EXIT, stderr
     # nginx answers for the dead server: most requests come back as HTTP 502 at once.
     assert step["errors_by_kind"].get("http_502", 0) > step["succeeded"]
+    assert step["errors_by_class"]["http"] == step["errors_by_kind"]["http_502"]
     assert step["failed"] is True
     assert "requests failed" in step["invalid_reasons"][0]
+
+
+def arrivals(url: str) -> int:
+    with urllib.request.urlopen(f"{url}/_arrivals") as response:
+        return int(json.load(response)["arrivals"])
 
 
 def test_streams_cut_mid_way_fail_the_run(tmp_path: Path) -> None:
     with server_process("--ttft-ms", "5", "--itl-ms", "2", "--cut-after", "3") as (_, url):
         code, stderr, results = bench(url, tmp_path / "o", "--users", "3", "--duration", "1")
+        reached = arrivals(url)
     [step] = results["steps"]
     assert code == FAILED_STEP_EXIT, stderr
     assert step["succeeded"] == 0 and step["errors"] == step["requests"] > 0
+    # Each answer began, then its connection dropped: a cut stream, never resent.
+    assert step["errors_by_class"] == {"cut_stream": step["errors"]}
+    assert results["load"]["retries"] == 0
+    assert reached == 1 + step["requests"] + step["warmup_requests"]  # 1: the preflight
+    report = (tmp_path / "o" / "report.md").read_text()
+    assert f"cut_stream {step['errors']}" in report and "never retried" in report
     assert step["invalid_reasons"][0].startswith(f"no request succeeded: all {step['requests']}")
     assert f"{step['errors']:,} of {step['requests']:,} requests failed" in stderr
 
@@ -124,5 +140,8 @@ def test_the_error_rate_threshold_decides(
     [step] = results["steps"]
     assert exit_code == code, stderr
     assert 9 <= step["errors_by_kind"]["http_503"] <= 11
+    assert step["errors_by_class"] == {"http": step["errors_by_kind"]["http_503"]}
+    # Every request reached the server once (and the preflight): failures are not resent.
+    assert arrivals(url) == 1 + step["requests"] + step["warmup_requests"]
     assert step["failed"] is (code != 0)
     assert results["load"]["max_error_rate"] == float(max_error_rate or 0)

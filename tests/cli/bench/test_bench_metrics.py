@@ -175,3 +175,29 @@ def test_a_client_bound_step_says_which_side_ran_out_of_cpu(
     (reason,) = summary["invalid_reasons"]
     assert reason.startswith("client bottleneck: event-loop lag p99 50.0 ms > 20 ms: ")
     assert side in reason
+
+
+@pytest.mark.parametrize(
+    ("kind", "began", "expected"),
+    [
+        ("connect", False, "connection"),
+        ("disconnected", False, "connection"),
+        ("disconnected", True, "cut_stream"),
+        ("truncated", True, "cut_stream"),
+        ("http_502", True, "http"),
+        ("grpc_internal", False, "http"),
+        ("server_error", True, "stream_error"),
+        ("stream_error", True, "stream_error"),
+        ("timeout", True, "timeout"),
+        ("bad_stream", True, "protocol"),
+        ("client_error", False, "protocol"),
+    ],
+)
+def test_failed_requests_are_counted_by_class(kind: str, began: bool, expected: str) -> None:
+    records = [streamed(0, 0.0, ttft=0.1, gap=0.02, tokens=3), RequestRecord(1, 8, 3, sent=0.2)]
+    if began:
+        records[1].first_byte = 0.25
+    records[1].fail(kind)
+    records[1].end = 0.5
+    step = measure_step(outcome(records), open_loop=False, thresholds=LENIENT).summary
+    assert step["errors_by_class"] == {expected: 1} and step["errors_by_kind"] == {kind: 1}

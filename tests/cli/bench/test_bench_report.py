@@ -78,7 +78,7 @@ def test_results_report_and_plots_agree(tmp_path: Path) -> None:
     report = render_report(results, plots)
     assert report.startswith("# inferfleet bench report\n\n> **EMULATED TARGET.**")
     assert "## Invalid steps" in report and "event-loop lag p99 50.0 ms > 20 ms" in report
-    assert "- step 1: http_503 x1" in report
+    assert "- step 1: http 1 (http_503 x1)" in report and "never retried" in report
     assert "routing=random vs routing=least_outstanding_requests" in report
     assert "| 4 req/s |" in report and "TTFT p50 / p99 from schedule" in report
     assert "| i0 | 10 |" in report

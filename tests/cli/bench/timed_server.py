@@ -10,7 +10,8 @@ but the first after K chunks.
 
 ``GET /_sent_log`` returns (and forgets) when each completions answer's chunks
 were handed to the socket, on the monotonic clock the client reads too, so a
-test can compare the client's timestamps with the truth.
+test can compare the client's timestamps with the truth. ``GET /_arrivals``
+counts the requests that reached the server.
 
 Prints ``PORT <n>`` on stdout once it listens on 127.0.0.1.
 """
@@ -139,6 +140,9 @@ def build_app(timing: Timing, apis: set[str]) -> web.Application:
         log, timing.sent_log = timing.sent_log, []
         return web.json_response(log)
 
+    async def arrivals(request: web.Request) -> web.Response:
+        return web.json_response({"arrivals": timing.arrivals})
+
     async def models(request: web.Request) -> web.Response:
         return web.json_response({"data": [{"id": "timed-model"}]})
 
@@ -208,6 +212,7 @@ def build_app(timing: Timing, apis: set[str]) -> web.Application:
     # A server that ignores "stream": true and answers one JSON document.
     app.router.add_post("/non-streaming/v1/completions", ignores_stream)
     app.router.add_get("/_sent_log", sent_log)
+    app.router.add_get("/_arrivals", arrivals)
     if "openai" in apis:
         app.router.add_get("/v1/models", models)
         app.router.add_post("/v1/completions", completions)
