@@ -192,11 +192,11 @@ def parse_slo(text: str) -> list[SloLimit]:
 
 
 def parse_seconds(text: str) -> float:
-    """``30s``, ``500ms``, ``2m`` or a plain number of seconds."""
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(ms|s|m)?\s*", text)
+    """``30s``, ``500ms``, ``2m``, ``6h`` or a plain number of seconds."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|h)?\s*", text)
     if not match:
         raise ValueError(f"'{text}' is not a duration; use seconds like 30s, 500ms or 2m")
-    return float(match[1]) * {"ms": 0.001, "s": 1.0, "m": 60.0}[match[2] or "s"]
+    return float(match[1]) * {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[match[2] or "s"]
 
 
 def _int_list(text: object) -> object:

@@ -102,6 +102,22 @@ class ServerFigure(Model):
     series: list[str] = Field(description="The Prometheus series it was read from.")
 
 
+class TimelinePoint(Model):
+    """One minute of a simulated region (``simulate --config``): its load, instances, queue."""
+
+    at_s: float = Field(description="End of the minute, seconds from the start of the run "
+                        "(the warm-up included).")  # fmt: skip
+    requests_per_s: float = Field(description="Requests the region received in the minute.")
+    requests_per_target_per_minute: float | None = Field(
+        description="The scaling metric: the minute's requests over the instances in service."
+    )
+    in_service: dict[str, int] = Field(description="Instances serving, per pool.")
+    starting: dict[str, int] = Field(description="Instances asked for, not serving yet.")
+    queued: int = Field(description="Requests waiting for a slot at the minute's end.")
+    in_flight: int = Field(description="Requests sent and not answered at the minute's end.")
+    ttft_p99_ms: float | None = Field(description="TTFT P99 of the requests sent in the minute.")
+
+
 class StepResult(Model):
     """One measured step: a load (users or rate) for one variant, instance count and repeat."""
 
@@ -159,6 +175,10 @@ class StepResult(Model):
     notes: list[str] = Field(
         default_factory=list, description="What the reader should know about the figures."
     )
+    timeline: list[TimelinePoint] = Field(
+        default_factory=list, description="simulate --config: the region minute by minute, "
+        "as the load changed and the pools scaled.",
+    )  # fmt: skip
     client: ClientHealth
     failed: bool
     valid: bool

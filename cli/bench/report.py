@@ -102,6 +102,7 @@ def blocks(results: RunResults, plots: Sequence[str]) -> list[Block]:
             for s in invalid
         ]
     out += _server_section(steps)
+    out += _timeline_section(steps)
     noted = [step for step in steps if step.notes]
     if noted:
         out.append(Heading("Notes"))
@@ -393,6 +394,34 @@ def _server_section(steps: Sequence[StepResult]) -> list[Block]:
             ["#", "variant", "load", "figure", "mean", "max", "scrapes", "client in flight"], rows
         ),
     ]
+
+
+# A timeline longer than this many minutes is shown every few minutes (results.json has all).
+TIMELINE_ROWS = 40
+TIMELINE_COLUMNS = ("minute", "req/s", "req/target/min", "in service", "starting", "queued",
+                    "in flight", "TTFT p99 ms")  # fmt: skip
+
+
+def _timeline_section(steps: Sequence[StepResult]) -> list[Block]:
+    """Minute by minute of each simulated region: its load, instances and queue."""
+    blocks: list[Block] = []
+    for step in (step for step in steps if step.timeline):
+        stride = -(-len(step.timeline) // TIMELINE_ROWS)
+        rows = [
+            [f"{point.at_s / 60:g}", _fmt(point.requests_per_s, 2),
+             _fmt(point.requests_per_target_per_minute, 1), str(sum(point.in_service.values())),
+             str(sum(point.starting.values())), str(point.queued), str(point.in_flight),
+             _fmt(point.ttft_p99_ms, 1)]
+            for point in step.timeline[::stride]
+        ]  # fmt: skip
+        blocks += [
+            Heading(f"Timeline: step {step.id} ({step.variant})", level=3),
+            Table(TIMELINE_COLUMNS, rows),
+        ]
+    if not blocks:
+        return []
+    note = "Each minute's end, from the start of the run (the warm-up included)."
+    return [Heading("Timeline"), Paragraph(note), *blocks]
 
 
 def _lag(step: StepResult) -> str:

@@ -237,6 +237,12 @@ class Workload:
         prompt = "\n\n".join(content for _, content in messages)
         return RequestSpec(index, prompt, total, output_tokens, tuple(messages))
 
+    def sizes(self, index: int) -> tuple[int, int]:
+        """Prompt tokens (prefix and history included) and output tokens of request
+        ``index``, without building its text."""
+        slot = index % len(self._output)
+        return self._history(slot)[1], int(self._output[slot])
+
     def _history(self, slot: int) -> tuple[list[int], int]:
         """The earlier turns ``slot`` carries (newest first) and its prompt tokens in all."""
         total = int(self._prompt_lengths[slot])
@@ -335,7 +341,7 @@ class Workload:
     def _describe_turns(self) -> dict:
         if self.turns is None:
             return {"turns": None}
-        context = [self._history(slot)[1] for slot in range(len(self))]
+        context = [self.sizes(slot)[0] for slot in range(len(self))]
         return {
             "turns": str(self.turns),
             "think_time_s": self.think_time_s,
@@ -371,6 +377,78 @@ ARRIVAL_CHUNK = 4096
 
 ArrivalKind = Literal["poisson", "constant", "gamma"]
 ARRIVAL_KINDS: tuple[str, ...] = ("poisson", "constant", "gamma")
+ScheduleShape = Literal["ramp", "step"]
+
+
+@dataclass(frozen=True, slots=True)
+class RateSchedule:
+    """A request rate that changes over time: ``points`` of (seconds, requests/s), ascending
+    in time, joined by straight lines (``ramp``) or each held until the next (``step``).
+    The first rate holds before the first point and the last after the last.
+
+    An arrival process follows it by running on the schedule's clock: arrivals drawn at
+    rate 1 on the clock of expected arrivals (:meth:`cumulative`) are mapped back to
+    seconds with :meth:`inverse`, which keeps the process's shape (Poisson stays
+    Poisson, constant gaps stay even in expected arrivals).
+    """
+
+    points: tuple[tuple[float, float], ...]
+    shape: ScheduleShape = "ramp"
+
+    def __post_init__(self) -> None:
+        times = [t for t, _ in self.points]
+        if not self.points or times != sorted(times) or len(set(times)) != len(times):
+            raise ValueError("a rate schedule needs points in strictly ascending time")
+        if any(rate < 0 for _, rate in self.points) or not any(r for _, r in self.points):
+            raise ValueError("a rate schedule's rates are 0 or more, and one is above 0")
+
+    def delayed(self, seconds: float) -> RateSchedule:
+        return RateSchedule(tuple((t + seconds, r) for t, r in self.points), self.shape)
+
+    def scaled(self, factor: float) -> RateSchedule:
+        return RateSchedule(tuple((t, r * factor) for t, r in self.points), self.shape)
+
+    def _knots(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Segment starts, their start rates, slopes (0 for a step) and expected arrivals
+        before each; the first segment starts at 0, the last never ends."""
+        times = np.array([t for t, _ in self.points], dtype=float)
+        rates = np.array([r for _, r in self.points], dtype=float)
+        if times[0] > 0:
+            times, rates = np.concatenate(([0.0], times)), np.concatenate(([rates[0]], rates))
+        lengths = np.diff(times)
+        slopes = np.zeros_like(rates)
+        if self.shape == "ramp":
+            slopes[:-1] = np.diff(rates) / lengths
+        areas = rates[:-1] * lengths + slopes[:-1] * lengths**2 / 2
+        before = np.concatenate(([0.0], np.cumsum(areas)))
+        return times, rates, slopes, before
+
+    def rate_at(self, seconds: float) -> float:
+        times, rates, slopes, _ = self._knots()
+        segment = max(0, int(np.searchsorted(times, seconds, side="right")) - 1)
+        return float(rates[segment] + slopes[segment] * (seconds - times[segment]))
+
+    def cumulative(self, seconds: float) -> float:
+        """Expected arrivals from 0 to ``seconds``."""
+        times, rates, slopes, before = self._knots()
+        segment = max(0, int(np.searchsorted(times, seconds, side="right")) - 1)
+        span = seconds - times[segment]
+        return float(before[segment] + rates[segment] * span + slopes[segment] * span**2 / 2)
+
+    def inverse(self, expected: np.ndarray) -> np.ndarray:
+        """The moments by which ``expected`` arrivals are due (inf past a final rate of 0)."""
+        times, rates, slopes, before = self._knots()
+        segment = np.maximum(np.searchsorted(before, expected, side="right") - 1, 0)
+        left = expected - before[segment]
+        start, slope = rates[segment], slopes[segment]
+        # Solves start * s + slope * s**2 / 2 = left in the form that stays exact as the
+        # slope goes to 0 (a step, or a flat ramp).
+        with np.errstate(divide="ignore", invalid="ignore"):
+            span = 2 * left / (start + np.sqrt(start**2 + 2 * slope * left))
+        return np.where(np.isfinite(span), times[segment] + span, np.inf)
+
+    def describe(self) -> str:
+        return f"{self.shape}:" + ",".join(f"{t!r}={r!r}" for t, r in self.points)
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,9 +459,10 @@ class Arrivals:
     shape ``burstiness`` (1 is Poisson, below 1 burstier, above 1 more regular: the gaps'
     coefficient of variation is ``1/sqrt(burstiness)``).
 
-    Either every arrival before ``horizon_s``, or every warm-up arrival (before
-    ``warmup``) and then ``measured`` more. Offsets are drawn lazily, a chunk at a
-    time, so memory does not grow with the rate or the duration; the same
+    With a ``schedule`` the rate is ``rate`` times the schedule's at each moment (a
+    daily curve, a ramp). Either every arrival before ``horizon_s``, or every warm-up
+    arrival (before ``warmup``) and then ``measured`` more. Offsets are drawn lazily, a
+    chunk at a time, so memory does not grow with the rate or the duration; the same
     parameters always give the same offsets.
     """
 
@@ -394,6 +473,7 @@ class Arrivals:
     warmup: float = 0.0
     kind: ArrivalKind = "poisson"
     burstiness: float = 1.0
+    schedule: RateSchedule | None = None
 
     def gaps(self, rng: np.random.Generator, size: int) -> np.ndarray:
         if self.kind == "constant":
@@ -408,6 +488,8 @@ class Arrivals:
         while True:
             offsets = np.cumsum(self.gaps(rng, ARRIVAL_CHUNK)) + last
             last = float(offsets[-1])
+            if self.schedule is not None:
+                offsets = self.schedule.inverse(offsets)
             for offset in offsets.tolist():
                 if self.horizon_s is not None and offset >= self.horizon_s:
                     return
@@ -424,15 +506,20 @@ class Arrivals:
     @property
     def expected_count(self) -> float:
         if self.horizon_s is not None:
-            return self.rate * self.horizon_s
+            return self.rate * self._elapsed(self.horizon_s)
         assert self.measured is not None
-        return self.rate * self.warmup + self.measured
+        return self.rate * self._elapsed(self.warmup) + self.measured
+
+    def _elapsed(self, seconds: float) -> float:
+        """Seconds at rate 1 that ``seconds`` of the schedule are worth."""
+        return self.schedule.cumulative(seconds) if self.schedule is not None else seconds
 
     def describe(self) -> str:
         shape = "" if self.kind == "poisson" else f";burstiness={self.burstiness!r}"
+        schedule = "" if self.schedule is None else f";schedule={self.schedule.describe()}"
         return (
             f"{self.kind};rate={self.rate!r};seed={self.seed};horizon={self.horizon_s!r};"
-            f"measured={self.measured!r};warmup={self.warmup!r}{shape}"
+            f"measured={self.measured!r};warmup={self.warmup!r}{shape}{schedule}"
         )
 
 

@@ -60,10 +60,42 @@ def simulate(
     load: Annotated[
         str | None,
         typer.Option(
-            help="--config: open-loop load over the fleet, e.g. 3Mtok/min or 200req/s.",
+            help="--config: open-loop load over the fleet, e.g. 3Mtok/min or 200req/s; or "
+            "a schedule of TIME=LOAD points from the start of the measured window, e.g. "
+            "0m=1Mtok/min,30m=3Mtok/min,60m=1Mtok/min (--duration: to the last point).",
             rich_help_panel=LOAD,
         ),
     ] = None,
+    load_shape: Annotated[
+        str | None,
+        typer.Option(
+            help="--load schedule: ramp (straight lines between points, default) or step "
+            "(each load held until the next point).",
+            rich_help_panel=LOAD,
+        ),
+    ] = None,
+    trace: Annotated[
+        Path | None,
+        typer.Option(
+            help="--config: replay this timestamped trace (as `inferfleet bench --trace` "
+            "does) against the fleet, each session in one region drawn by --weights.",
+            rich_help_panel=LOAD,
+        ),
+    ] = None,
+    trace_speed: Annotated[
+        float | None,
+        typer.Option(help="--trace: replay this many times faster.", rich_help_panel=LOAD),
+    ] = None,
+    autoscale: Annotated[
+        bool,
+        typer.Option(
+            "--autoscale",
+            help="--config: start each pool at --at and scale it by the service's policy "
+            "(requests per target per minute, cooldowns; a new instance serves after the "
+            "health-check grace period); each step's timeline shows it minute by minute.",
+            rich_help_panel=FLEET,
+        ),
+    ] = False,
     servers: Annotated[
         int | None,
         typer.Option(help=f"--local: emulated servers ({SAME_AS_BENCH}).", rich_help_panel=FLEET),
@@ -247,19 +279,23 @@ def simulate(
             "--users": users, "--rate": rate, "--dataset": dataset, "--endpoint": endpoint,
             "--compare": compare, "--repeat": repeat, "--price-per-hour": price_per_hour,
             "--instances": instances, "--turns": turns, "--think-time": think_time,
-            "--prefix-tokens": prefix_tokens, "--prefix-fraction": prefix_fraction,
+            "--prefix-fraction": prefix_fraction,
+            # A trace's prefix_id needs its length; other prefixes are in --prompt-tokens.
+            "--prefix-tokens": None if trace is not None else prefix_tokens,
         }  # fmt: skip
         given = [flag for flag, value in local_only.items() if value is not None]
         if given:
             raise UserError(
                 f"{given[0]}: applies to --local; with --config the fleet file gives the fleet "
-                "and its prices, and --load the load"
+                "and its prices, and --load (or --trace) the load"
             )
         _simulate_fleet(
-            config, service=service, at=at, weights=weights, load=load, duration=duration,
-            warmup=warmup, prompt_tokens=prompt_tokens, output_tokens=output_tokens, seed=seed,
-            arrival=arrival, burstiness=burstiness, server_profile=server_profile,
-            routing=routing, network_ms=network_ms, out=out, json_output=json_output,
+            config, service=service, at=at, weights=weights, load=load, load_shape=load_shape,
+            trace=trace, trace_speed=trace_speed, prefix_tokens=prefix_tokens,
+            autoscale=autoscale, duration=duration, warmup=warmup, prompt_tokens=prompt_tokens,
+            output_tokens=output_tokens, seed=seed, arrival=arrival, burstiness=burstiness,
+            server_profile=server_profile, routing=routing, network_ms=network_ms, out=out,
+            json_output=json_output,
         )  # fmt: skip
         return
     if not local:
@@ -267,7 +303,11 @@ def simulate(
             "simulate: give --local to simulate the local rehearsal's fleet "
             "(the same flags as `inferfleet bench --local`), or --config FLEET.yaml"
         )
-    for flag, value in (("--service", service), ("--weights", weights), ("--load", load)):
+    for flag, value in (
+        ("--service", service), ("--weights", weights), ("--load", load),
+        ("--load-shape", load_shape), ("--trace", trace), ("--trace-speed", trace_speed),
+        ("--autoscale", autoscale or None),
+    ):  # fmt: skip
         if value is not None:
             raise UserError(f"{flag}: applies to --config FLEET.yaml; drop it with --local")
     from inferfleet.cli.sizing.local_run import DEFAULT_ROUTING, LOCAL_NETWORK_S
@@ -317,6 +357,11 @@ def _simulate_fleet(
     at: str,
     weights: str | None,
     load: str | None,
+    load_shape: str | None,
+    trace: Path | None,
+    trace_speed: float | None,
+    prefix_tokens: int | None,
+    autoscale: bool,
     duration: float | None,
     warmup: float | None,
     prompt_tokens: str | None,
@@ -332,30 +377,100 @@ def _simulate_fleet(
 ) -> None:
     import dataclasses
 
+    import numpy as np
+
+    from inferfleet.cli.bench.config import MAX_REQUESTS_PER_STEP
     from inferfleet.cli.sizing.fleet_run import FLEET_WARMUP_S, simulate_fleet, write_fleet_results
     from inferfleet.cli.sizing.fleet_shapes import fleet_service
-    from inferfleet.cli.sizing.planner import Demand, parse_load
+    from inferfleet.cli.sizing.planner import Demand, parse_load, parse_load_schedule
     from inferfleet.cli.sizing.prices import PriceLookup, load_prices
 
     if at not in ("max", "min"):
         raise UserError(f"--at: use max or min (the fleet file's bounds of each pool), not {at!r}")
-    if load is None:
-        raise UserError("--load: give the fleet's load, e.g. --load 3Mtok/min or --load 200req/s")
-    # The bench's own checks of every load flag, on a stand-in open-loop step.
-    checked = _bench_config(
-        target="http://simulated", rate=[1.0], warmup=FLEET_WARMUP_S if warmup is None else warmup,
-        duration=duration, prompt_tokens=prompt_tokens, output_tokens=output_tokens, seed=seed,
-        arrival=arrival, burstiness=burstiness,
-    )  # fmt: skip
-    seed = checked.seed
-    distributions = {"prompt_tokens": checked.prompt_tokens, "output_tokens": checked.output_tokens}
-    sizes = Demand(0.0, **distributions, seed=seed)
-    try:
-        rate = parse_load(load, sizes.mean_output_tokens)
-    except ValueError as error:
-        raise UserError(f"--load: {error}") from None
+    warmup_s = FLEET_WARMUP_S if warmup is None else warmup
+    given: dict = {}
+    if trace is not None:
+        from inferfleet.cli.bench.workload import Workload
+
+        for flag, value in (
+            ("--load", load), ("--load-shape", load_shape), ("--duration", duration),
+            ("--prompt-tokens", prompt_tokens), ("--output-tokens", output_tokens),
+            ("--arrival", arrival), ("--burstiness", burstiness),
+        ):  # fmt: skip
+            if value is not None:
+                raise UserError(
+                    f"{flag}: the trace sets when each request arrives, its sizes and how long "
+                    f"the run lasts; drop {flag}"
+                )
+        checked = _bench_config(
+            target="http://simulated", trace=trace, trace_speed=trace_speed, warmup=warmup_s,
+            prefix_tokens=prefix_tokens, seed=seed,
+        )  # fmt: skip
+        replay = Workload.from_config(checked)
+        assert replay.trace is not None
+        span = replay.trace.span_s / checked.trace_speed
+        if span <= warmup_s:
+            raise UserError(
+                f"--warmup: the trace lasts {span:g} s at --trace-speed {checked.trace_speed:g}, "
+                f"no longer than the {warmup_s:g} s warm-up; lower --warmup (0 measures it all)"
+            )
+        counts = np.array([replay.sizes(row) for row in range(len(replay.trace))])
+        context = float(counts[:, 0].mean() + counts[:, 1].mean() / 2)
+        given = {"trace": replay, "trace_speed": checked.trace_speed, "trace_path": trace}
+    else:
+        if load is None:
+            raise UserError(
+                "--load: give the fleet's load, e.g. --load 3Mtok/min or --load 200req/s, or "
+                "--trace FILE"
+            )
+        schedule = None
+        # The bench's own checks of every load flag, on a stand-in open-loop step.
+        checked = _bench_config(
+            target="http://simulated", rate=[1.0], warmup=warmup_s, duration=duration,
+            prompt_tokens=prompt_tokens, output_tokens=output_tokens, seed=seed,
+            arrival=arrival, burstiness=burstiness,
+        )  # fmt: skip
+        sizes_only = Demand(0.0, checked.prompt_tokens, checked.output_tokens, seed=checked.seed)
+        mean_output = sizes_only.mean_output_tokens
+        context = sizes_only.context_tokens
+        if "=" in load:
+            shape = load_shape or "ramp"
+            if shape not in ("ramp", "step"):
+                raise UserError(f"--load-shape: use ramp or step, not {shape!r}")
+            try:
+                schedule = parse_load_schedule(load, mean_output, shape)  # type: ignore[arg-type]
+            except ValueError as error:
+                raise UserError(f"--load: {error}") from None
+            last = schedule.points[-1][0]
+            if duration is None and last > 0:
+                checked = checked.model_copy(update={"duration": last})
+            given = {"schedule": schedule}
+        else:
+            if load_shape is not None:
+                raise UserError("--load-shape: shapes a --load schedule (TIME=LOAD,...); add one")
+            try:
+                given = {"requests_per_s": parse_load(load, mean_output)}
+            except ValueError as error:
+                raise UserError(f"--load: {error}") from None
+        assert checked.duration is not None
+        horizon = warmup_s + checked.duration
+        expected = (
+            schedule.cumulative(horizon - warmup_s) + schedule.points[0][1] * warmup_s
+            if schedule is not None
+            else given["requests_per_s"] * horizon
+        )
+        if expected > MAX_REQUESTS_PER_STEP:
+            raise UserError(
+                f"--load: about {expected:,.0f} requests in {horizon:g} s, more than the "
+                f"{MAX_REQUESTS_PER_STEP:,} one simulated run holds; shorten --duration or "
+                "lower --load"
+            )
+        given.update(
+            prompt_tokens=checked.prompt_tokens, output_tokens=checked.output_tokens,
+            duration_s=checked.duration, arrival=checked.arrival, burstiness=checked.burstiness,
+        )  # fmt: skip
     fleet = fleet_service(
-        config, service, context_tokens=sizes.context_tokens, price=PriceLookup(load_prices()),
+        config, service, context_tokens=context, price=PriceLookup(load_prices()),
         weights=weights,
     )  # fmt: skip
     if server_profile is not None:
@@ -367,24 +482,28 @@ def _simulate_fleet(
     if routing is not None:
         fleet = dataclasses.replace(fleet, routing=_routing(routing))
     network_s = 0.0 if network_ms is None else _network(network_ms)
-    shape = {
-        **distributions, "duration_s": checked.duration, "warmup_s": checked.warmup,
-        "seed": seed, "at": at, "arrival": checked.arrival, "burstiness": checked.burstiness,
-    }  # fmt: skip
     from rich.console import Console
 
     console = Console(stderr=True, quiet=json_output)
     with console.status(f"simulating {fleet.service} in {len(fleet.regions)} region(s)"):
-        simulated = simulate_fleet(fleet, requests_per_s=rate, network_s=network_s, **shape)
-        results = write_fleet_results(out, fleet, simulated, **shape)
+        simulated = simulate_fleet(
+            fleet, warmup_s=warmup_s, seed=checked.seed, at=at,  # type: ignore[arg-type]
+            network_s=network_s, autoscale=autoscale, **given,
+        )  # fmt: skip
+        results = write_fleet_results(out, fleet, simulated, at=at)  # type: ignore[arg-type]
     if json_output:
         typer.echo(results.model_dump_json(indent=2))
         return
     for item, step in zip(simulated.runs, results.steps, strict=True):
         ttft = step.latency["ttft_ms"].p99
+        scaled = (
+            f" (mean {sum(item.mean_instances):.1f}, peak {item.peak_instances})"
+            if autoscale
+            else ""
+        )
         typer.secho(
-            f"{item.region.name}: {sum(item.instances)} instances, {item.rate:.1f} req/s, "
-            f"{step.output_tokens_per_min:,.0f} output tokens/min, TTFT P99 "
+            f"{item.region.name}: {sum(item.instances)} instances{scaled}, {item.rate:.1f} "
+            f"req/s, {step.output_tokens_per_min:,.0f} output tokens/min, TTFT P99 "
             + ("-" if ttft is None else f"{ttft / 1000:.3f} s")
             + f" ({item.run.events:,} events in {item.run.wall_s:.2f} s)",
             err=True,

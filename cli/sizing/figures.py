@@ -28,6 +28,7 @@ from inferfleet.cli.bench.models import (
     LatencyDistribution,
     RunResults,
     StepResult,
+    TimelinePoint,
 )
 from inferfleet.cli.sizing.simulator import SimulatedRun
 
@@ -79,8 +80,14 @@ def step_summary(
     open_loop: bool,
     price_per_hour: float | None = None,
     identity: StepIdentity | None = None,
+    fleet_cost_per_hour: float | None = None,
+    timeline: Sequence[TimelinePoint] = (),
 ) -> StepResult:
-    """A bench :class:`StepResult` for a simulated run, marked ``simulated``."""
+    """A bench :class:`StepResult` for a simulated run, marked ``simulated``.
+
+    ``fleet_cost_per_hour`` (the step's whole fleet, e.g. one whose size changed over the
+    run) replaces ``price_per_hour`` times the step's instances in the cost per token.
+    """
     identity = identity or StepIdentity()
     measured = run.measured
     start, end = run.window
@@ -117,9 +124,10 @@ def step_summary(
         requests_without_instance=0,
         emulated=False,
         simulated=True,
-        cost_per_million_output_tokens=cost_per_million(
-            tokens_per_min, price_per_hour, identity.instances
-        ),
+        cost_per_million_output_tokens=cost_per_million(tokens_per_min, fleet_cost_per_hour, 1)
+        if fleet_cost_per_hour is not None
+        else cost_per_million(tokens_per_min, price_per_hour, identity.instances),
+        timeline=list(timeline),
         client=ClientHealth(
             loop_lag_ms=LagFigures(p99=0.0, max=0.0),
             dispatch_lag_ms=LagFigures(p99=0.0, max=0.0) if open_loop else None,
@@ -240,11 +248,14 @@ def write_simulated_run(
     open_loop: bool,
     price_per_hour: float | None = None,
     compared: bool = True,
-    step_prices: Mapping[int, float | None] | None = None,
+    step_costs: Mapping[int, float | None] | None = None,
+    timelines: Mapping[int, Sequence[TimelinePoint]] | None = None,
 ) -> RunResults:
     """results.json, requests.csv, report.md and plots in ``out``, as bench writes them;
     ``compared`` adds the bench's paired ratios of each variant against the first;
-    ``step_prices`` (by step id) replaces ``price_per_hour`` where the steps' fleets differ."""
+    ``step_costs`` (by step id: dollars per hour of the step's fleet) replaces
+    ``price_per_hour`` where the steps' fleets differ; ``timelines`` are the steps'
+    minute by minute records."""
     from inferfleet.cli.bench.results import OutputDir, ResultsWriter
     from inferfleet.cli.bench.runner import write_report
     from inferfleet.cli.bench.variants import paired_ratios
@@ -253,8 +264,11 @@ def write_simulated_run(
     writer = ResultsWriter(output, header)
     latencies = []
     for identity, run in steps:
-        price = step_prices[identity.id] if step_prices is not None else price_per_hour
-        result = step_summary(run, open_loop=open_loop, price_per_hour=price, identity=identity)
+        result = step_summary(
+            run, open_loop=open_loop, price_per_hour=price_per_hour, identity=identity,
+            fleet_cost_per_hour=None if step_costs is None else step_costs[identity.id],
+            timeline=() if timelines is None else timelines[identity.id],
+        )  # fmt: skip
         rows = request_rows(
             run,
             step=identity.id,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from inferfleet.cli.errors import UserError
 from inferfleet.cli.sizing import catalog
+from inferfleet.cli.sizing.autoscaling import ScalingPolicy
 from inferfleet.cli.sizing.planner import PoolShape, RegionShape
 from inferfleet.constructs.routing import Routing
 
@@ -28,6 +29,7 @@ class FleetService:
     kind: str
     routing: Routing
     regions: tuple[RegionShape, ...]
+    scaling: ScalingPolicy
 
 
 def parse_weights(text: str, regions: tuple[str, ...]) -> dict[str, float]:
@@ -78,11 +80,19 @@ def fleet_service(
     model = spec_service.model
     regions = []
     routing = Routing.LEAST_OUTSTANDING_REQUESTS
+    scaling: ScalingPolicy | None = None
     for region_plan in plan.regions:
         if not any(s.name == name for s in region_plan.services):
             continue
         props = region_plan.service(name).props
         routing = props.routing
+        # The same service props in every region: its scaling policy is one.
+        scaling = ScalingPolicy(
+            requests_per_target_per_minute=props.requests_per_target_per_minute,
+            scale_out_cooldown_s=props.scale_out_cooldown_s,
+            scale_in_cooldown_s=props.scale_in_cooldown_s,
+            startup_s=props.health_check_grace_period_s,
+        )
         placed = spec.pools_in(spec_service, region_plan.region)
         total_max = sum(pool.max_capacity for pool in props.pools)
         pools = []
@@ -113,6 +123,7 @@ def fleet_service(
         weight = weight_of[region_plan.region]
         if weight > 0:
             regions.append(RegionShape(region_plan.region, tuple(pools), weight))
+    assert scaling is not None, "the plan places every service in some region"
     return FleetService(
         path=config,
         text=document.text,
@@ -121,6 +132,7 @@ def fleet_service(
         kind=spec_service.kind,
         routing=routing,
         regions=tuple(regions),
+        scaling=scaling,
     )
 
 

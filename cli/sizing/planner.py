@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from inferfleet.cli.bench.config import Distribution
+from inferfleet.cli.bench.config import Distribution, parse_seconds
 from inferfleet.cli.bench.metrics import distribution
 from inferfleet.cli.bench.models import SloLimit, StepResult
+from inferfleet.cli.bench.workload import RateSchedule, ScheduleShape
 from inferfleet.cli.sizing.figures import step_summary
 from inferfleet.cli.sizing.profile import ServerProfile
 from inferfleet.cli.sizing.simulator import Load, Simulation
@@ -103,6 +104,24 @@ def parse_load(text: str, mean_output_tokens: float) -> float:
     if amount <= 0:
         raise ValueError(f"{text!r}: the load must be above 0")
     return amount / mean_output_tokens if match["what"].startswith("tok") else amount
+
+
+def parse_load_schedule(
+    text: str, mean_output_tokens: float, shape: ScheduleShape = "ramp"
+) -> RateSchedule:
+    """``0m=1Mtok/min,30m=3Mtok/min``: requests/s at moments (seconds, ``ms``, ``m``, ``h``)."""
+    points = []
+    for part in (piece.strip() for piece in text.split(",") if piece.strip()):
+        moment, separator, load = part.partition("=")
+        if not separator:
+            raise ValueError(
+                f"{part!r} is not TIME=LOAD; write a schedule like 0m=1Mtok/min,30m=3Mtok/min"
+            )
+        points.append((parse_seconds(moment), parse_load(load.strip(), mean_output_tokens)))
+    times = [moment for moment, _ in points]
+    if times != sorted(times) or len(set(times)) != len(times):
+        raise ValueError(f"{text!r}: give the schedule's times in ascending order, each once")
+    return RateSchedule(tuple(points), shape)
 
 
 @dataclass(frozen=True)

@@ -31,14 +31,18 @@ from time import perf_counter
 
 import numpy as np
 
+from inferfleet.cli.sizing.autoscaling import RegionScaler
 from inferfleet.cli.sizing.profile import ServerProfile
 from inferfleet.constructs.routing import Routing
 
-_SEND, _RECEIVE, _BOUNDARY, _FINISH = 0, 1, 2, 3
+_SEND, _RECEIVE, _BOUNDARY, _FINISH, _CONTROL, _READY = 0, 1, 2, 3, 4, 5
 _IDLE, _PREFILL, _DECODE, _STATIC = 0, 1, 2, 3
 # Boundaries computed from a run's start and its step length may differ from the
 # arrival time that caused them by rounding only.
 _EPSILON = 1e-9
+# Added to the requests in flight of a replica out of service, so least outstanding
+# requests never picks it while any replica serves (and costs nothing per request).
+_OUT_OF_SERVICE = 1 << 40
 
 
 @dataclass(frozen=True)
@@ -185,9 +189,13 @@ class Simulation:
         warmup_s: float = 0.0,
         window: tuple[float, float] | None = None,
         replayed_routing: Sequence[int] = (),
+        scaler: RegionScaler | None = None,
     ) -> SimulatedRun:
+        """``scaler`` decides, every period until the window ends, which replicas serve."""
         started = perf_counter()
         state = _Run(self, load, prompt_tokens, output_tokens, warmup_s, window, replayed_routing)
+        if scaler is not None:
+            state.attach(scaler)
         state.loop()
         return state.result(perf_counter() - started)
 
@@ -225,6 +233,12 @@ class _Run:
         self.rng = random.Random(sim.seed)
         self.outstanding = np.zeros(len(self.replicas), dtype=np.int64)
         self.rr_next = 0
+        # Replicas the balancer may pick; a scaler changes them as instances come and go.
+        self.serving = [True] * len(self.replicas)
+        self.routable = list(range(len(self.replicas)))
+        self.scaler: RegionScaler | None = None
+        self.sent_since_tick = 0
+        self.ready_version = [0] * len(self.replicas)
         self.heap: list[tuple] = []
         self.counter = 0
         self.events = 0
@@ -257,6 +271,17 @@ class _Run:
         self.itl_irregular: list[float] = []
         self.itl_irregular_counts: list[int] = []
         self.window_tokens = [0.0] * len(self.replicas)
+
+    def attach(self, scaler: RegionScaler) -> None:
+        if scaler.replica_count != len(self.replicas):
+            raise ValueError("the scaler lays out a different number of replicas")
+        self.scaler = scaler
+        for replica, serving in enumerate(scaler.serving()):
+            if not serving:
+                self.take_out(replica)
+        if not self.routable:
+            raise ValueError("no replica serves at the start")
+        self.push(scaler.period_s, _CONTROL, 0)
 
     # --- the event queue ---------------------------------------------------------
 
@@ -293,8 +318,12 @@ class _Run:
                 self.receive(replicas[b], a, time)
             elif kind == _SEND:
                 self.send(a, time)
-            else:
+            elif kind == _FINISH:
                 self.finish(a, time)
+            elif kind == _CONTROL:
+                self.control(time)
+            elif b == self.ready_version[a]:
+                self.bring_in(a)
         self.events = events
 
     # --- client and balancer -----------------------------------------------------
@@ -317,6 +346,7 @@ class _Run:
         self.measured.append(now >= self.warmup_s)
         self.user_of.append(user)
         target = self.route(request)
+        self.sent_since_tick += 1
         self.where.append(target)
         self.outstanding[target] += 1
         if self.net:
@@ -345,11 +375,11 @@ class _Run:
         routing = self.sim.routing
         count = len(self.replicas)
         if routing is Routing.RANDOM:
-            return self.rng.randrange(count)
+            return self.routable[self.rng.randrange(len(self.routable))]
         if routing is Routing.ROUND_ROBIN:
-            target = self.rr_next
-            self.rr_next = (target + 1) % count
-            return target
+            turn = self.rr_next % len(self.routable)
+            self.rr_next = (turn + 1) % len(self.routable)
+            return self.routable[turn]
         # Fewest in flight; among equals, the next one in turn (nginx least_conn).
         outstanding, start = self.outstanding, self.rr_next
         after = outstanding[start:]
@@ -371,6 +401,41 @@ class _Run:
             # A user thinks before the next turn of its conversation, not before a new one.
             think = self.load.think_s if self.walking[user][2] else 0.0
             self.push(now + self.net + think, _SEND, user)
+
+    # --- instances in and out of service -------------------------------------------
+
+    def control(self, now: float) -> None:
+        """A period ended: the scaler records the region and says what changes."""
+        scaler = self.scaler
+        assert scaler is not None
+        in_flight = [
+            int(count) - (0 if serving else _OUT_OF_SERVICE)
+            for count, serving in zip(self.outstanding.tolist(), self.serving, strict=True)
+        ]
+        queued = sum(len(replica.waiting) for replica in self.replicas)
+        ready, taken_out = scaler.tick(now, self.sent_since_tick, queued, in_flight)
+        self.sent_since_tick = 0
+        for replica in taken_out:
+            self.take_out(replica)
+        for moment, replica in ready:
+            self.push(moment, _READY, replica, self.ready_version[replica])
+        if now + scaler.period_s <= self.window[1] + _EPSILON:
+            self.push(now + scaler.period_s, _CONTROL, 0)
+
+    def take_out(self, replica: int) -> None:
+        """No new requests from now (what it holds it finishes); a pending start is void."""
+        self.ready_version[replica] += 1
+        if self.serving[replica]:
+            self.serving[replica] = False
+            self.outstanding[replica] += _OUT_OF_SERVICE
+            self.routable.remove(replica)
+
+    def bring_in(self, replica: int) -> None:
+        if not self.serving[replica]:
+            self.serving[replica] = True
+            self.outstanding[replica] -= _OUT_OF_SERVICE
+            self.routable.append(replica)
+            self.routable.sort()
 
     # --- replicas ----------------------------------------------------------------
 

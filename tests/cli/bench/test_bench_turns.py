@@ -115,7 +115,8 @@ def test_a_conversation_keeps_its_shared_prefix_and_the_hash_names_the_turns() -
         (("--users", "2", "--turns", "1001"), "--turns", "from 1 to 1000"),
         (("--rate", "2", "--turns", "3"), "--turns", "--trace"),
         (("--users", "2", "--think-time", "1s"), "--think-time", "add --turns N"),
-        (("--users", "2", "--turns", "3", "--think-time", "2h"), "--think-time", "duration"),
+        (("--users", "2", "--turns", "3", "--think-time", "soon"), "--think-time", "duration"),
+        (("--users", "2", "--turns", "3", "--think-time", "2h"), "--think-time", "3600 s"),
     ],
 )
 def test_bad_turn_flags_name_the_flag_and_exit_2(

@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 from inferfleet.cli.bench.config import Distribution
-from inferfleet.cli.bench.workload import Arrivals, Workload, load_dataset, schedule_hash
+from inferfleet.cli.bench.workload import (
+    Arrivals,
+    RateSchedule,
+    Workload,
+    load_dataset,
+    schedule_hash,
+)
 from inferfleet.cli.errors import UserError
 
 
@@ -105,6 +111,43 @@ def test_arrivals_are_lazy_and_shared_between_workers() -> None:
     process = Arrivals(50.0, 7, horizon_s=4.0)
     together = sorted(pair for slot in range(3) for pair in process.share(slot, 3))
     assert together == list(enumerate(process))
+
+
+@pytest.mark.parametrize("shape", ["ramp", "step"])
+def test_a_rate_schedule_inverts_its_own_count(shape: str) -> None:
+    schedule = RateSchedule(((60.0, 2.0), (600.0, 20.0), (900.0, 0.5)), shape)  # type: ignore[arg-type]
+    # Before the first point its rate holds; after the last, the last one does.
+    assert schedule.rate_at(0.0) == 2.0 and schedule.rate_at(5000.0) == 0.5
+    assert schedule.cumulative(60.0) == pytest.approx(120.0)
+    if shape == "ramp":
+        assert schedule.rate_at(330.0) == pytest.approx(11.0)
+        assert schedule.cumulative(600.0) == pytest.approx(120.0 + 540 * 11.0)
+    else:
+        assert schedule.rate_at(599.0) == 2.0 and schedule.rate_at(600.0) == 20.0
+    moments = np.linspace(0.0, 2000.0, 401)
+    counts = np.array([schedule.cumulative(moment) for moment in moments])
+    assert np.allclose(schedule.inverse(counts), moments, atol=1e-6)
+    assert np.isinf(RateSchedule(((0.0, 1.0), (10.0, 0.0)), "step").inverse(np.array([11.0])))
+
+
+def test_arrivals_follow_a_ramp_minute_by_minute() -> None:
+    schedule = RateSchedule(((0.0, 1.0), (600.0, 10.0), (1200.0, 1.0)))
+    process = Arrivals(2.0, 3, horizon_s=1200.0, schedule=schedule)
+    offsets = np.fromiter(process, dtype=float)
+    per_minute = np.histogram(offsets, bins=20, range=(0.0, 1200.0))[0]
+    expected = [2.0 * (schedule.cumulative(60.0 * (m + 1)) - schedule.cumulative(60.0 * m))
+                for m in range(20)]  # fmt: skip
+    # Poisson counts: within 4 standard deviations of their mean, and the ramp's shape.
+    assert all(abs(n - e) <= 4 * np.sqrt(e) for n, e in zip(per_minute, expected, strict=True))
+    assert per_minute[9] > 5 * per_minute[0] and per_minute[10] > 5 * per_minute[19]
+    assert len(offsets) == pytest.approx(process.expected_count, rel=0.05)
+    # Constant arrivals under a schedule come evenly in expected arrivals.
+    even = np.fromiter(Arrivals(1.0, 0, horizon_s=1200.0, kind="constant", schedule=schedule),
+                       dtype=float)  # fmt: skip
+    counted = np.array([schedule.cumulative(moment) for moment in even])
+    assert np.allclose(np.diff(counted), 1.0)
+    held = Arrivals(2.0, 3, horizon_s=1200.0)
+    assert process.describe() != held.describe() and "schedule=ramp:" in process.describe()
 
 
 def test_dataset_prompts_are_replayed_with_their_lengths(tmp_path: Path) -> None:
