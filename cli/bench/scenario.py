@@ -53,7 +53,8 @@ from inferfleet.cli.bench.runner import (
     run_exit_code,
     run_header,
 )
-from inferfleet.cli.bench.workload import Workload, schedule_hash
+from inferfleet.cli.bench.trace import TraceArrivals
+from inferfleet.cli.bench.workload import Arrivals, Workload, schedule_hash
 from inferfleet.cli.errors import UserError, pydantic_problem
 from inferfleet.cli.local.regions import (
     LOCAL_OBJECTIVE_S,
@@ -276,7 +277,7 @@ def run_scenario(config: ScenarioConfig, console: Console | None = None) -> RunO
 def _run_arms(
     config: ScenarioConfig,
     workload: Workload,
-    arrivals: dict[float, Any],
+    arrivals: dict[float, Arrivals | TraceArrivals],
     stop: StopFlag,
     output: OutputDir,
     thresholds: Thresholds,
@@ -340,7 +341,7 @@ def _run_arm(
     config: ScenarioConfig,
     name: str,
     workload: Workload,
-    arrivals: dict[float, np.ndarray],
+    arrivals: dict[float, Arrivals | TraceArrivals],
     stop: StopFlag,
 ) -> Arm:
     bench = config.bench
@@ -369,8 +370,7 @@ def _run_arm(
             start_at=perf_counter() + _START_DELAY_S,
         )
         if bench.open_loop:
-            plan.arrival_offsets = arrivals[config.load]
-            plan.arrival_indices = np.arange(plan.arrival_offsets.size)
+            plan.arrivals = arrivals[config.load]
         else:
             plan.users = int(config.load)
         assert plan.start_at is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -117,3 +118,28 @@ def test_a_short_brownout_moves_weight_away_and_beats_static_weights(tmp_path: P
     report = (out / "report.md").read_text()
     assert "Brownout scenario (EMULATED)" in report and PLOT_FILE in report
     assert (out / "requests.csv").read_text().count("\n") > 20
+
+
+@pytest.mark.slow
+def test_an_open_loop_scenario_sends_both_arms_the_same_arrivals(tmp_path: Path) -> None:
+    out = tmp_path / "open-loop"
+    code = cli(
+        "--local", "--regions", "3", "--servers", "2", "--rate", "6", "--duration", "10",
+        "--warmup", "1", "--output-tokens", "32", "--control-period", "1",
+        "--scenario", "brownout:region=1,at=3s,for=4s,slowdown=4", "--out", str(out),
+    )  # fmt: skip
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    assert [step["rate"] for step in results["steps"]] == [6.0, 6.0]
+    # Poisson arrivals at 6/s over 10 s: 60 expected, well inside 30..90.
+    assert 30 <= results["steps"][0]["requests"] <= 90
+    with (out / "requests.csv").open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    # Each arm's clock starts on its own; the arrival process is the same.
+    schedules = {}
+    for arm in ("controller", "static"):
+        scheduled = [float(row["scheduled_ms"]) for row in rows if row["variant"] == arm]
+        schedules[arm] = [round(ms - scheduled[0], 1) for ms in scheduled]
+    assert len(schedules["controller"]) > 30
+    assert schedules["controller"] == schedules["static"]
+    assert results["scenario"]["done_when"]["during_ttft_p99_s"]["static"] > 0
