@@ -139,7 +139,8 @@ def test_an_open_loop_scenario_sends_both_arms_the_same_arrivals(tmp_path: Path)
     schedules = {}
     for arm in ("controller", "static"):
         scheduled = [float(row["scheduled_ms"]) for row in rows if row["variant"] == arm]
-        schedules[arm] = [round(ms - scheduled[0], 1) for ms in scheduled]
+        schedules[arm] = [ms - scheduled[0] for ms in scheduled]
     assert len(schedules["controller"]) > 30
-    assert schedules["controller"] == schedules["static"]
+    # The CSV rounds to 0.1 ms, so each offset is off by up to 0.1 ms either way.
+    assert schedules["controller"] == pytest.approx(schedules["static"], abs=0.21)
     assert results["scenario"]["done_when"]["during_ttft_p99_s"]["static"] > 0
