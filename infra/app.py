@@ -17,7 +17,7 @@ from cdk_nag import AwsSolutionsChecks
 from inferfleet.infra import names
 from inferfleet.infra.feature_flags import cdk_feature_flags
 from inferfleet.infra.global_stack import GlobalStack
-from inferfleet.infra.plan import CONTEXT_FILE, FleetPlan, load_fleet_plan, zones_context_key
+from inferfleet.infra.plan import FleetPlan, load_fleet_plan, zones_context_key
 from inferfleet.infra.regional_stack import RegionalStack
 
 
@@ -51,7 +51,7 @@ def _context(plan: FleetPlan, config_dir: Path) -> dict[str, Any]:
         "aws:cdk:enable-asset-metadata": True,
     }
     # The CDK CLI passes cdk.context.json itself; in-process synth reads it here.
-    recorded = config_dir / CONTEXT_FILE
+    recorded = config_dir / names.CONTEXT_FILE
     if recorded.exists():
         context.update(json.loads(recorded.read_text(encoding="utf-8")))
     # The plan's zones answer the lookup a stack with an account makes.

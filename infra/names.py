@@ -13,6 +13,9 @@ import hashlib
 from inferfleet.constructs.finetune_handlers.layout import MAX_TRAINING_JOB_PREFIX
 from inferfleet.constructs.props.batch_inference import MAX_NAME_LENGTH as MAX_BATCH_JOB_PREFIX
 
+# Lookups the CDK app recorded, beside the fleet file; the plan reads them too.
+CONTEXT_FILE = "cdk.context.json"
+
 # Context keys of the CDK app (`cdk synth -c KEY=VALUE`).
 CONFIG_CONTEXT_KEY = "config"
 EMULATOR_CONTEXT_KEY = "inferfleet:emulator"

@@ -69,7 +69,6 @@ from inferfleet.infra.yaml_source import YamlPath
 
 # Compute dtype of the serving engine; int8 is weight-only, activations stay bf16.
 ENGINE_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "int8": "bfloat16"}
-CONTEXT_FILE = "cdk.context.json"
 DEFAULT_MAX_AZS = 3
 
 
@@ -392,7 +391,7 @@ def draft_plan(spec: FleetSpec, *, config_dir: Path = Path(".")) -> tuple[FleetP
 
 
 def _recorded_context(config_dir: Path) -> dict[str, Any]:
-    path = config_dir / CONTEXT_FILE
+    path = config_dir / names.CONTEXT_FILE
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -465,7 +464,7 @@ class _RegionPlanner:
                 self.path,
                 f"with account {account}, synth would look up the zones of {region.name} in "
                 "AWS; give them here (availability_zones: [...]) or record them in "
-                f"{self.config_dir / CONTEXT_FILE} (run `cdk synth` once with credentials)",
+                f"{self.config_dir / names.CONTEXT_FILE} (run `cdk synth` once with credentials)",
             )
         )
         return None

@@ -26,6 +26,7 @@ from types import ModuleType, TracebackType
 
 from inferfleet.cli.batch.local_transform import ScorerRejected
 from inferfleet.cli.errors import UserError
+from inferfleet.cli.user_cache import user_cache_dir
 
 IMAGE_FOLDER = "pair-neuron"
 START_TIMEOUT_S = 900.0
@@ -43,8 +44,7 @@ def default_model_dir() -> Path:
 
 
 def _cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "inferfleet" / "pair-traced"
+    return user_cache_dir("pair-traced")
 
 
 def traced_cache_dir(model_dir: Path, environment: dict[str, str]) -> Path:

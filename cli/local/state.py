@@ -40,13 +40,13 @@ from inferfleet.cli.local.fleet import (
     launch_host,
     stop_host,
 )
+from inferfleet.cli.user_cache import user_cache_dir
 
 WRITER = "inferfleet local"
 
 
 def default_state_dir() -> Path:
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "inferfleet" / "local"
+    return user_cache_dir("local")
 
 
 class FleetState(BaseModel):
