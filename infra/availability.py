@@ -12,14 +12,23 @@ from pathlib import Path
 
 # Read as a file: importing cfnlint's package costs over a second.
 _ENUM = "data/schemas/extensions/aws_ec2_instance/instancetype_enum.json"
+_ZONES = "data/availability_zones.json"
+
+
+def data_files() -> tuple[Path, ...]:
+    """The files these answers are read from: what a record of a plan depends on."""
+    return (_offered_file(), Path(str(resources.files("inferfleet.infra").joinpath(_ZONES))))
+
+
+def _offered_file() -> Path:
+    spec = find_spec("cfnlint")
+    assert spec is not None and spec.submodule_search_locations, "cfn-lint is a dependency"
+    return Path(next(iter(spec.submodule_search_locations))) / _ENUM
 
 
 @cache
 def _offered() -> dict[str, frozenset[str]]:
-    spec = find_spec("cfnlint")
-    assert spec is not None and spec.submodule_search_locations, "cfn-lint is a dependency"
-    path = Path(next(iter(spec.submodule_search_locations))) / _ENUM
-    data = json.loads(path.read_text(encoding="utf-8"))
+    data = json.loads(_offered_file().read_text(encoding="utf-8"))
     return {
         region: frozenset(entry["enum"])
         for region, entry in data.items()
@@ -42,7 +51,7 @@ def known_regions() -> frozenset[str]:
 
 @cache
 def _zones() -> dict[str, frozenset[str]]:
-    text = resources.files("inferfleet.infra").joinpath("data/availability_zones.json").read_text()
+    text = resources.files("inferfleet.infra").joinpath(_ZONES).read_text()
     return {region: frozenset(names) for region, names in json.loads(text)["zones"].items()}
 
 

@@ -34,11 +34,11 @@ def resolve_target(
     """
     if stack is not None:
         return StackTarget(stack_name=stack, region=_region(region, env_region), aws=aws)
-    from inferfleet.cli.commands.fleet import load_plan
+    from inferfleet.cli.finetune.fleet_stacks import personalization_stacks
 
     config = config or Path("fleet.yaml")
-    plan = load_plan(config)
-    regions = plan.personalization_regions
+    stacks = personalization_stacks(config)
+    regions = list(stacks)
     if not regions:
         raise UserError(
             f"--config {config}: the fleet has no personalization section, so it deploys no "
@@ -50,7 +50,7 @@ def resolve_target(
             f"--region {chosen}: the fine-tune queue of {config} runs in {', '.join(regions)}; "
             "use one of those"
         )
-    return StackTarget(stack_name=plan.region(chosen).stack_name, region=chosen, aws=aws)
+    return StackTarget(stack_name=stacks[chosen], region=chosen, aws=aws)
 
 
 def _region(region: str | None, env_region: str | None) -> str:

@@ -1,8 +1,11 @@
-"""What `finetune status` imports: its start is the fleet plan and botocore, nothing heavier.
+"""What `finetune status` imports: its start is the fleet plan (once; then its recorded
+names) and botocore, nothing heavier.
 
 Each run is a fresh interpreter that runs the command to its end and then reports which of
-the packages that would slow its start got imported on the way (the CDK through jsii, boto3
-with s3transfer, rich). A structural guard, not a timing: benchmarks/cli_start.py times it.
+the modules that would slow its start got imported on the way (the CDK through jsii, boto3
+with s3transfer, rich; and, once the plan's names are recorded, the spec, the plan and
+PyYAML; pydantic stays, typer parses the flags with it). A structural guard, not a timing:
+benchmarks/cli_start.py times it.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from inferfleet.infra.plan import load_fleet_plan
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 HEAVY = ("aws_cdk", "jsii", "boto3", "s3transfer", "rich")
+PLANNING = ("inferfleet.infra.plan", "inferfleet.infra.spec", "yaml")
 PROBE = textwrap.dedent(
     """
     import json, sys
@@ -34,16 +38,18 @@ PROBE = textwrap.dedent(
         code = 0
     except SystemExit as exit:
         code = exit.code or 0
-    loaded = sorted({name.split(".")[0] for name in sys.modules} & set(json.loads(sys.argv[1])))
+    loaded = sorted(name for name in json.loads(sys.argv[1]) if name in sys.modules)
     print(json.dumps({"exit": code, "loaded": loaded}), file=sys.stderr)
     """
 )
 
 
-def run_fresh(*argv: str, env: dict[str, str]) -> tuple[dict, str]:
-    """The probe's report and the command's stdout."""
+def run_fresh(
+    *argv: str, env: dict[str, str], watched: tuple[str, ...] = HEAVY
+) -> tuple[dict, str]:
+    """The probe's report (which ``watched`` modules got imported) and the command's stdout."""
     result = subprocess.run(
-        [sys.executable, "-c", PROBE, json.dumps(HEAVY), *argv],
+        [sys.executable, "-c", PROBE, json.dumps(watched), *argv],
         capture_output=True,
         text=True,
         env=env,
@@ -73,15 +79,17 @@ def test_status_from_a_fleet_file_reads_the_job_without_boto3_cdk_or_rich(moto, 
         attempts=2,
     )
     assert JobStore(world.client("dynamodb"), world.jobs_table, world.models_table).register(job)
-    env = {**os.environ, **offline_aws_environment(moto)}
+    env = {**os.environ, **offline_aws_environment(moto), "XDG_CACHE_HOME": str(tmp_path / "c")}
     env.pop("AWS_PROFILE", None)
+    status = ("finetune", "status", "j1", "--user", "ada", "--config", str(fleet), "--json")
 
-    report, out = run_fresh(
-        "finetune", "status", "j1", "--user", "ada", "--config", str(fleet), "--json", env=env
-    )
+    first, first_out = run_fresh(*status, env=env, watched=HEAVY + PLANNING)
+    again, again_out = run_fresh(*status, env=env, watched=HEAVY + PLANNING)
 
-    assert report == {"exit": 0, "loaded": []}
-    shown = json.loads(out)
+    assert first == {"exit": 0, "loaded": sorted(PLANNING)}
+    assert again == {"exit": 0, "loaded": []}
+    assert again_out == first_out
+    shown = json.loads(again_out)
     assert (shown["status"], shown["attempts"], shown["hyperparameters"]) == (
         "QUEUED",
         2,
