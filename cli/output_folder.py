@@ -5,8 +5,8 @@ folder) keeps a marker file in it naming the command and, for a folder it replac
 as a whole, every entry it wrote. It then
 
 - writes into a folder only when the folder is new, empty, or marked by the same
-  command (:func:`claim`), listing what it wrote file by file where it keeps the
-  folder (:func:`record_entries`); and
+  command (:func:`claim`; :func:`check_claimable` asks first), listing what it wrote
+  file by file where it keeps the folder (:func:`record_entries`); and
 - replaces a folder only when every entry in it is one the marker lists
   (:func:`check_replaceable`, :func:`replace`), swapping the new folder in with
   one atomic rename where the system has one, so the folder is always either the
@@ -31,14 +31,21 @@ _RENAME_EXCHANGE = 2  # linux/fs.h
 _AT_FDCWD = -100
 
 
-def claim(folder: Path, *, flag: str, writer: str) -> None:
-    """Create ``folder`` (or accept it when empty or marked by ``writer``) and mark it."""
+def check_claimable(folder: Path, *, flag: str, writer: str) -> None:
+    """UserError unless :func:`claim` would take ``folder``: missing, empty, or marked by
+    ``writer``; for a command that checks its flags before it writes anything."""
     _refuse_a_file(folder, flag)
     marker = _read_marker(folder)
     if marker is None and _top_level(folder) - {MARKER}:
         raise _not_ours(folder, flag, writer)
     if marker is not None and marker.get("writer") != writer:
         raise _not_ours(folder, flag, writer, marked_by=marker.get("writer"))
+
+
+def claim(folder: Path, *, flag: str, writer: str) -> None:
+    """Create ``folder`` (or accept it when empty or marked by ``writer``) and mark it."""
+    check_claimable(folder, flag=flag, writer=writer)
+    marker = _read_marker(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         if marker is None:

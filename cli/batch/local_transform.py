@@ -9,7 +9,9 @@ keeps up to ``MaxConcurrentTransforms`` of them in flight, retries a failed requ
 
 Here each ``.out`` is written under a temporary name and renamed when its file is done, so
 an interrupted run leaves only complete outputs; a later run skips every input whose
-``.out`` holds one line per record. Every answer is checked: one line per record, carrying
+``.out`` holds one line per record. The output folder is marked as this command's (see
+:mod:`inferfleet.cli.output_folder`): a folder that holds anything else is refused, so no
+file of the user's is overwritten. Every answer is checked: one line per record, carrying
 that record's id.
 """
 
@@ -25,6 +27,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from inferfleet.cli import output_folder
+
+WRITER = "inferfleet batch run --local"
+OUTPUT_FLAG = "--output"
 OUTPUT_SUFFIX = ".out"
 PARTIAL_SUFFIX = ".partial"
 MIB = 1024 * 1024
@@ -137,8 +143,7 @@ def check_folders(input_dir: Path, output_dir: Path) -> None:
             "read as input by the next run; write them to a folder outside the input",
             exit_code=2,
         )
-    if output_dir.exists() and not output_dir.is_dir():
-        raise TransformError(f"--output {output_dir} is a file; give a folder", exit_code=2)
+    output_folder.check_claimable(output_dir, flag=OUTPUT_FLAG, writer=WRITER)
 
 
 def _record_lines(path: Path) -> Iterator[tuple[int, bytes]]:
@@ -307,6 +312,7 @@ def run_transform(
     """Every input file, one at a time; on Ctrl-C the report says ``interrupted`` and the
     finished files stay finished."""
     check_folders(input_dir, output_dir)
+    output_folder.claim(output_dir, flag=OUTPUT_FLAG, writer=WRITER)
     report = TransformReport()
     started = time.perf_counter()
     try:

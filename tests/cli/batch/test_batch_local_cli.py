@@ -51,6 +51,23 @@ def test_bad_local_flags_fail_before_the_scorer_starts(
     assert not (tmp_path / "out").exists()
 
 
+def test_an_output_folder_of_the_users_is_refused_before_the_scorer_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_sample(tmp_path / "in", files=1, records=2)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "report.md").write_text("mine\n")
+    code, _out, err = run(
+        capsys, "batch", "run", "--local", "--input", str(tmp_path / "in"),
+        "--output", str(tmp_path / "out"),
+    )  # fmt: skip
+    assert code == 2 and "Traceback" not in err
+    assert "was not written by inferfleet batch run --local and holds report.md" in " ".join(
+        err.split()
+    )
+    assert [path.name for path in (tmp_path / "out").iterdir()] == ["report.md"]
+
+
 def scorer_processes() -> set[int]:
     found = set()
     for entry in Path("/proc").iterdir():

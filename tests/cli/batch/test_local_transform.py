@@ -18,6 +18,8 @@ from inferfleet.cli.batch.local_transform import (
     output_path,
     run_transform,
 )
+from inferfleet.cli.errors import UserError
+from inferfleet.cli.output_folder import MARKER, claim
 
 
 def _write(path: Path, records: list[dict], blank_every: int = 0) -> None:
@@ -70,7 +72,7 @@ def test_a_line_without_an_id_is_refused_before_anything_is_sent(
     with pytest.raises(TransformError, match=message):
         run_transform(tmp_path / "in", tmp_path / "out", sent.append, TransformLimits(10**6, 1, 0))
     assert sent == []
-    assert not list((tmp_path / "out").rglob("*.*"))
+    assert [path.name for path in (tmp_path / "out").rglob("*.*")] == [MARKER]
 
 
 @pytest.mark.parametrize("inside", ["in", "in/results"])
@@ -79,6 +81,34 @@ def test_an_output_folder_inside_the_input_is_refused(tmp_path: Path, inside: st
     with pytest.raises(TransformError, match="inside --input") as caught:
         run_transform(tmp_path / "in", tmp_path / inside, bytes, TransformLimits(100, 1, 0))
     assert caught.value.exit_code == 2
+
+
+@pytest.mark.parametrize("theirs", ["a.jsonl.out", "notes.txt", "another command's folder"])
+def test_an_output_folder_holding_what_the_command_did_not_write_is_refused_untouched(
+    tmp_path: Path, theirs: str
+) -> None:
+    """Their own ``a.jsonl.out`` would be replaced by the run, the rest left mixed in."""
+    _write(tmp_path / "in" / "a.jsonl", _records("a", 2))
+    out = tmp_path / "out"
+    if theirs == "another command's folder":
+        claim(out, flag="--out", writer="inferfleet bench")
+    else:
+        out.mkdir()
+        (out / theirs).write_text("mine\n")
+    before = {path: path.read_bytes() for path in out.iterdir()}
+    sent = []
+    with pytest.raises(UserError, match=r"--output .*out: the folder was (not )?written by"):
+        run_transform(tmp_path / "in", out, sent.append, TransformLimits(10**6, 1, 0))
+    assert sent == []
+    assert {path: path.read_bytes() for path in out.iterdir()} == before
+
+
+def test_an_output_path_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "out").write_text("mine\n")
+    with pytest.raises(UserError, match="is a file, not a folder"):
+        run_transform(tmp_path / "in", tmp_path / "out", bytes, TransformLimits(100, 1, 0))
+    assert (tmp_path / "out").read_text() == "mine\n"
 
 
 def test_a_missing_input_folder_is_refused(tmp_path: Path) -> None:
@@ -158,7 +188,7 @@ def test_every_record_gets_exactly_one_output_across_an_interrupted_run(
             if relative in before:
                 assert out.read_bytes() == before[relative]
         assert sorted(p.relative_to(target) for p in target.rglob("*") if p.is_file()) == sorted(
-            output_path(Path(), relative) for relative in expected
+            [Path(MARKER)] + [output_path(Path(), relative) for relative in expected]
         )
 
 
@@ -174,7 +204,7 @@ def test_a_record_the_scorer_refuses_is_reported_with_its_file_and_line(
             tmp_path / "in", tmp_path / "out", scorer.invoke, TransformLimits(10**6, 2, 3)
         )
     assert caught.value.exit_code == 2
-    assert not list((tmp_path / "out").rglob("*.*"))
+    assert [path.name for path in (tmp_path / "out").rglob("*.*")] == [MARKER]
 
 
 @pytest.mark.slow
