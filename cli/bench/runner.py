@@ -306,7 +306,7 @@ class Session:
         return Progress(
             TextColumn("{task.description}"),
             BarColumn(),
-            TextColumn("{task.fields[done]} requests"),
+            TextColumn("{task.fields[done]}"),
             TimeElapsedColumn(),
             console=self.console,
             transient=False,
@@ -395,7 +395,7 @@ class Session:
         )
         label = f"step {step.number}/{total}" if total else f"probe {step.number}"
         task = progress.add_task(
-            f"{label} {step.variant_name} {load_text}{where}", total=total_units, done=0
+            f"{label} {step.variant_name} {load_text}{where}", total=total_units, done="0 requests"
         )
         began = perf_counter()
 
@@ -403,7 +403,7 @@ class Session:
             completed = perf_counter() - began if config.duration else done
             if total_units is not None:
                 completed = min(completed, total_units)
-            progress.update(task, completed=completed, done=done)
+            progress.update(task, completed=completed, done=f"{done} requests")
 
         outcome = self.executor.run(plan, on_progress)
         identity = StepIdentity(
@@ -446,7 +446,12 @@ class Session:
         )
         writer.add_step(figures.result, rows)
         self.latencies.append(figures.latencies)
-        progress.update(task, completed=total_units or len(outcome.records))
+        # the running count includes the warm-up; the step's figures do not
+        progress.update(
+            task,
+            completed=total_units or len(outcome.records),
+            done=f"{figures.result.requests} measured + {figures.result.warmup_requests} warm-up",
+        )
         if not figures.result.valid:
             self.console.print(
                 f"[yellow]step {identity.id} invalid:[/] "

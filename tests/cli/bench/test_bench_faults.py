@@ -145,3 +145,14 @@ def test_the_error_rate_threshold_decides(
     assert arrivals(url) == 1 + step["requests"] + step["warmup_requests"]
     assert step["failed"] is (code != 0)
     assert results["load"]["max_error_rate"] == float(max_error_rate or 0)
+
+
+def test_the_step_line_parts_the_warm_up_from_the_measured_requests(tmp_path: Path) -> None:
+    """The running count includes the warm-up; the step's figures and summary do not."""
+    with server_process("--ttft-ms", "5", "--itl-ms", "2") as (_server, url):
+        code, stderr, results = bench(url, tmp_path / "o", "--users", "2", "--duration", "2",
+                                      "--warmup", "1")  # fmt: skip
+    step = results["steps"][0]
+    assert code == 0 and step["warmup_requests"] > 0
+    assert f"{step['requests']} measured + {step['warmup_requests']} warm-up" in stderr
+    assert f"0 of {step['requests']:,} requests failed" in stderr
