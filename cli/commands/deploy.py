@@ -103,7 +103,12 @@ def deploy(
         ),
     ] = 1800,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Show each region's `cdk diff`; change nothing.")
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Show each stack's `cdk diff` (with every region, the global stack's too); "
+            "change nothing.",
+        ),
     ] = False,
     endpoint_url: EndpointOption = None,
     profile: ProfileOption = None,

@@ -217,9 +217,23 @@ class CdkCli:
             args += ["--method", "direct"]
         return self.run(args, cwd=cwd, log=log, on_line=on_line)
 
-    def diff(self, stack: str, *, assembly: Path, emulator: bool, log: Path, cwd: Path) -> CdkRun:
+    def diff(
+        self,
+        stack: str,
+        *,
+        assembly: Path,
+        emulator: bool,
+        log: Path,
+        cwd: Path,
+        parameters: dict[str, str] | None = None,
+        template_only: bool = False,
+    ) -> CdkRun:
+        """``template_only``: compare the templates alone, for a stack whose parameter values
+        are not known yet (a change set needs them)."""
         args = ["diff", "--app", str(assembly), stack, "--exclusively"]
-        if emulator:
+        for key, value in (parameters or {}).items():
+            args += ["--parameters", f"{stack}:{key}={value}"]
+        if emulator or template_only:
             # moto cannot create the read-only change set; the CLI would retry for a minute.
             args += ["--method", "template"]
         return self.run(args, cwd=cwd, log=log)

@@ -11,7 +11,8 @@ A fleet with a ``traffic`` section has a global stack too (the plan's ``global_p
 points at every region's load balancers, so a rollout of every region deploys it last, with
 the regional stacks' outputs as its parameters (read from CloudFormation, so regions
 deployed earlier count too); ``destroy`` of every region deletes it first. A rollout of some
-regions leaves it alone.
+regions leaves it alone. ``deploy --dry-run`` of every region diffs it last too, with the
+parameter values a deploy would pass (templates alone while a region is not deployed yet).
 
 The work folder (``--out``) is claimed as this command's (see
 :mod:`inferfleet.cli.output_folder`). A region's outputs file is replaced only by
@@ -61,6 +62,7 @@ from inferfleet.infra.plan import FleetPlan, GlobalPlan
 
 WRITER = "inferfleet deploy"
 WORKDIR_FLAG = "--out"
+EMULATOR_DIFF_REASON = "the emulator cannot create the change set that compares parameter values"
 EMULATOR_SKIP_REASON = (
     "skipped against an emulator ({url}): it starts no instances and serves no load "
     "balancer, so services never become stable and endpoints never answer"
@@ -148,14 +150,12 @@ class Rollout:
 
     def units(self, command: str, regions: list[str]) -> list[str]:
         """What ``command`` walks, in order: the regions (reversed by destroy) and, when
-        every region is in it, the global stack — last to deploy, first to destroy."""
+        every region is in it, the global stack — last to deploy and diff, first to destroy."""
         whole = self._global_name is not None and set(regions) == set(self.plan.region_names)
         glob = [self._global_name] if whole else []
         if command == "destroy":
             return [*glob, *reversed(regions)]  # type: ignore[list-item]
-        if command == "deploy":
-            return [*regions, *glob]  # type: ignore[list-item]
-        return list(regions)
+        return [*regions, *glob]  # type: ignore[list-item]
 
     def deploy(self, regions: list[str], options: RolloutOptions) -> RolloutResult:
         units = self.units("deploy", regions)
@@ -171,7 +171,13 @@ class Rollout:
         )
 
     def diff(self, regions: list[str]) -> RolloutResult:
-        return self._run("diff", regions, self._diff_region)
+        return self._run(
+            "diff",
+            self.units("diff", regions),
+            lambda unit: (
+                self._diff_global() if unit == self._global_name else self._diff_region(unit)
+            ),
+        )
 
     def destroy(self, regions: list[str]) -> RolloutResult:
         return self._run(
@@ -319,19 +325,58 @@ class Rollout:
                 self._smoke(region, outputs, step)
 
     def _diff_region(self, region: str) -> None:
-        stack = self.stack(region)
+        self._diff_stack(region, self.stack(region), log_name=region)
+
+    def _diff_global(self) -> None:
+        """The global stack's diff with the parameter values deploy would pass; while a
+        region is not deployed yet (deploy would deploy it first) they are not known, and the
+        templates alone are compared."""
+        plan = self.plan.global_plan
+        assert plan is not None
+        values: dict[str, str] | None
+        try:
+            values = global_parameter_values(self.aws, plan)
+        except StepFailed as unknown:
+            values, basis = None, f"templates only: {unknown}"
+        else:
+            basis = f"a change set with the {len(values)} parameters of the regional stacks"
+            if self.aws.emulated:
+                values, basis = None, f"templates only: {EMULATOR_DIFF_REASON}"
+        self._diff_stack(
+            plan.region,
+            plan.stack_name,
+            log_name="global",
+            parameters=values,
+            template_only=values is None,
+            compared=basis,
+        )
+
+    def _diff_stack(
+        self,
+        region: str,
+        stack: str,
+        *,
+        log_name: str,
+        parameters: dict[str, str] | None = None,
+        template_only: bool = False,
+        compared: str | None = None,
+    ) -> None:
         with self.events.step("diff", region=region, stack=stack) as step:
             run = self.cdk.diff(
                 stack,
                 assembly=self.assembly,
                 emulator=self.aws.emulated,
-                log=self.workdir / "logs" / f"diff-{region}.log",
+                log=self.workdir / "logs" / f"diff-{log_name}.log",
                 cwd=self.config.parent,
+                parameters=parameters,
+                template_only=template_only,
             )
             _raise_unless_ok(run, "cdk diff")
             differences = stacks_with_differences(run.output)
             step.message = "no differences" if differences == 0 else "differences found"
             step.detail = {"differences": differences, "diff": _diff_text(run.output, stack)}
+            if compared is not None:
+                step.detail["compared"] = compared
 
     def _destroy_stack(self, region: str, stack: str) -> None:
         with self.events.step("destroy", region=region, stack=stack):

@@ -13,6 +13,8 @@ from deploy_support import aws_client, run_inferfleet, stack_names
 from fleet_documents import fleet_document, new_vpc_region
 from moto_server import MotoServer
 
+from inferfleet.cli.deploy.rollout import EMULATOR_DIFF_REASON
+
 pytestmark = pytest.mark.slow
 
 REGION = "us-east-1"
@@ -30,6 +32,29 @@ def fleet(workspace: Path) -> Path:
     path = workspace / "fleet.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     return path
+
+
+def dry_run_diffs(moto: MotoServer, workspace: Path, fleet: Path) -> list[dict]:
+    run = run_inferfleet(
+        ["deploy", "--config", str(fleet), "--all", "--dry-run", "--json", "--out",
+         str(workspace / "work")], moto, workspace,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    return [e for e in run.events() if e["phase"] == "diff"]
+
+
+def test_a_dry_run_before_any_deploy_diffs_the_global_stack_by_its_template(
+    moto_module: MotoServer, workspace: Path, fleet: Path
+):
+    diffs = dry_run_diffs(moto_module, workspace, fleet)
+    assert [(e["stack"], e["status"]) for e in diffs] == [
+        ("tr-us-east-1", "succeeded"),
+        ("tr-global", "succeeded"),
+    ]
+    glob = diffs[1]["detail"]
+    assert glob["compared"].startswith("templates only: tr-global points at tr-us-east-1, which")
+    assert glob["differences"] == 1 and "AWS::Route53::RecordSet" in glob["diff"]
+    assert stack_names(moto_module, REGION) == []
 
 
 def test_deploy_puts_the_global_stack_after_the_region(
@@ -70,6 +95,17 @@ def test_deploy_puts_the_global_stack_after_the_region(
     assert records[0]["AliasTarget"]["DNSName"].rstrip(".") == dns.rstrip(".")
     [check] = route53.list_health_checks()["HealthChecks"]
     assert check["HealthCheckConfig"]["Type"] == "CLOUDWATCH_METRIC"
+
+
+def test_a_dry_run_after_the_deploy_diffs_the_global_stack_with_its_parameters(
+    moto_module: MotoServer, workspace: Path, fleet: Path
+):
+    diffs = dry_run_diffs(moto_module, workspace, fleet)
+    glob = diffs[-1]
+    assert glob["stack"] == "tr-global"
+    # the parameters were read from the region's outputs; a change set would compare them
+    assert glob["detail"]["compared"] == f"templates only: {EMULATOR_DIFF_REASON}"
+    assert glob["detail"]["differences"] == 0, glob["detail"]["diff"]
 
 
 def test_status_shows_the_global_stack(moto_module: MotoServer, workspace: Path, fleet: Path):

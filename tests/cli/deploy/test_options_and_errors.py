@@ -204,4 +204,5 @@ def test_the_global_stack_deploys_after_every_region_and_is_destroyed_first(tmp_
     # some regions only: the global stack still points at the others, so it is left alone
     assert rollout.units("deploy", ["us-west-2"]) == ["us-west-2"]
     assert rollout.units("destroy", ["us-west-2", "eu-west-1"]) == ["eu-west-1", "us-west-2"]
-    assert rollout.units("diff", REGIONS) == REGIONS
+    assert rollout.units("diff", REGIONS) == [*REGIONS, glob]  # a dry run shows what deploy does
+    assert rollout.units("diff", ["us-west-2"]) == ["us-west-2"]
