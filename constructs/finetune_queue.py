@@ -45,6 +45,7 @@ from inferfleet.constructs.finetune_handlers.schema import (
     BY_STATUS_INDEX,
     BY_TRAINING_JOB_INDEX,
     CREATED_AT,
+    EVENT_SOURCE_PREFIX,
     JOB_KEY,
     LAUNCH_STREAM_FILTER,
     MODEL_KEY,
@@ -71,7 +72,7 @@ from inferfleet.constructs.nag import (
 )
 from inferfleet.constructs.private_bucket import private_bucket
 from inferfleet.constructs.props.finetune_queue import AdapterComponents, FinetuneQueueProps
-from inferfleet.constructs.props.problems import raise_for
+from inferfleet.constructs.props.problems import PropsProblem, raise_for
 
 __all__ = ["AdapterComponents", "FinetuneQueue", "FinetuneQueueProps"]
 
@@ -132,6 +133,8 @@ class FinetuneQueue(Construct):
         self.event_bus = event_bus or events.EventBus.from_event_bus_name(
             self, "DefaultBus", "default"
         )
+        self.event_source = props.event_source or f"{EVENT_SOURCE_PREFIX}{training_job_prefix}"
+        self._refuse_a_clash()
 
         self.jobs_table = self._jobs_table(removal_policy)
         self.models_table = self._table(
@@ -225,7 +228,7 @@ class FinetuneQueue(Construct):
             model_bucket=model_bucket.bucket_name,
             model_prefix=model_prefix,
             event_bus=self.event_bus.event_bus_name,
-            event_source=props.event_source,
+            event_source=self.event_source,
             reconcile_after_s=props.reconcile_after_s,
             hosting=hosting,
             endpoint_name=adapter_components.endpoint_name if adapter_components else "",
@@ -244,7 +247,7 @@ class FinetuneQueue(Construct):
         self._wire_launcher(
             Duration.seconds(props.sweep_interval_s), warm_pools=props.warm_pool_keep_alive_s > 0
         )
-        self._wire_publisher(props.event_source)
+        self._wire_publisher(self.event_source)
         self.alarms = self._alarms()
         if alarm_topic is not None:
             for alarm in self.alarms.values():
@@ -593,6 +596,40 @@ class FinetuneQueue(Construct):
         self._acknowledge_objects(function, self.data_bucket, [BATCH_ROOT])
         self._acknowledge_training_jobs(function)
         self._acknowledge_indexes(function)
+
+    def _refuse_a_clash(self) -> None:
+        """Two queues of one app in one account and region: SageMaker's state changes reach
+        both rules, and a bus they share carries both queues' removal requests."""
+        here = Stack.of(self)
+        for other in self.node.root.node.find_all():
+            if not isinstance(other, FinetuneQueue) or other is self:
+                continue
+            there = Stack.of(other)
+            if (there.account, there.region) != (here.account, here.region):
+                continue
+            problems = []
+            same_bus = other.event_bus.event_bus_name == self.event_bus.event_bus_name
+            if same_bus and other.event_source == self.event_source:
+                problems.append(
+                    PropsProblem(
+                        "event_source",
+                        f"{self.event_source!r} is also the source of {other.node.path} on "
+                        "the same bus: each would take the other's removal requests; give "
+                        "each queue its own, or leave event_source unset",
+                    )
+                )
+            mine, theirs = f"{self.training_job_prefix}-", f"{other.training_job_prefix}-"
+            if mine.startswith(theirs) or theirs.startswith(mine):
+                problems.append(
+                    PropsProblem(
+                        "training_job_prefix",
+                        f"{self.training_job_prefix!r} overlaps {other.training_job_prefix!r} "
+                        f"of {other.node.path}: one queue's training jobs would match the "
+                        "other's rule and role; give prefixes where neither, with a hyphen, "
+                        "starts the other",
+                    )
+                )
+            raise_for(self.node.path, problems)
 
     def _wire_publisher(self, event_source: str) -> None:
         function = self.publisher_function

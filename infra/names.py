@@ -76,6 +76,8 @@ PERSONALIZATION_BASE_COMPONENT = output_key("Personalization", "BaseComponentNam
 FINETUNE_DATA_BUCKET = output_key("Finetune", "DataBucket")
 FINETUNE_JOBS_TABLE = output_key("Finetune", "JobsTable")
 FINETUNE_MODELS_TABLE = output_key("Finetune", "ModelsTable")
+# the ``source`` the application puts removal requests under, and reads events by
+FINETUNE_EVENT_SOURCE = output_key("Finetune", "EventSource")
 PERSONALIZATION_OUTPUTS = (
     PERSONALIZATION_ENDPOINT_NAME,
     PERSONALIZATION_MODEL_BUCKET,
@@ -83,6 +85,7 @@ PERSONALIZATION_OUTPUTS = (
     FINETUNE_DATA_BUCKET,
     FINETUNE_JOBS_TABLE,
     FINETUNE_MODELS_TABLE,
+    FINETUNE_EVENT_SOURCE,
 )
 
 

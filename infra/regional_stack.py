@@ -108,6 +108,7 @@ class RegionalStack(Stack):
         self._output(names.FINETUNE_DATA_BUCKET, queue.data_bucket.bucket_name)
         self._output(names.FINETUNE_JOBS_TABLE, queue.jobs_table.table_name)
         self._output(names.FINETUNE_MODELS_TABLE, queue.models_table.table_name)
+        self._output(names.FINETUNE_EVENT_SOURCE, queue.event_source)
         if endpoint.base_component_name is not None:
             self._output(names.PERSONALIZATION_BASE_COMPONENT, endpoint.base_component_name)
         return endpoint, queue

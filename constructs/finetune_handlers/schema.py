@@ -37,6 +37,9 @@ MAX_WARM_POOL_KEEP_ALIVE_S = 3600
 MODEL_READY_DETAIL_TYPE = "Fine-tune Model Ready"
 JOB_FAILED_DETAIL_TYPE = "Fine-tune Job Failed"
 MODEL_REMOVAL_DETAIL_TYPE = "Fine-tune Model Removal Requested"
+# Their ``source`` is this and the queue's training-job prefix, unless the props name one:
+# queues sharing a bus then never take each other's removal requests.
+EVENT_SOURCE_PREFIX = "inferfleet.finetune."
 
 # What SageMaker says when a training job changes state; the publisher hears the ends.
 STATE_CHANGE_SOURCE = "aws.sagemaker"

@@ -16,6 +16,7 @@ from inferfleet.constructs.props.problems import PropsProblem, in_range
 # SageMaker's default account quota is about one CreateTrainingJob per second.
 MAX_CREATE_CALLS_PER_SECOND = 10.0
 _PREFIX = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
+_EVENT_SOURCE = re.compile(r"^(?!aws\.)\S{1,256}$")
 _INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 # SageMaker's form of endpoint and inference component names.
 SAGEMAKER_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
@@ -93,8 +94,9 @@ class FinetuneQueueProps:
         its jobs if no state change did. Default: 900.
     :param powertools_layer_version: version of the public Powertools for AWS Lambda
         (Python) v3 layer. Default: 27.
-    :param event_source: ``source`` of the ready/failed events. Default:
-        ``inferfleet.finetune``.
+    :param event_source: ``source`` of the ready/failed events and of the removal requests
+        the publisher takes. Default: ``inferfleet.finetune.`` and the training-job prefix,
+        one of its own for each queue (two queues of one app on one bus must differ).
     """
 
     model_prefix: str = "models/"
@@ -117,7 +119,7 @@ class FinetuneQueueProps:
     sweep_interval_s: int = 60
     reconcile_after_s: int = 900
     powertools_layer_version: int = 27
-    event_source: str = "inferfleet.finetune"
+    event_source: str | None = None
 
     @property
     def batching(self) -> bool:
@@ -146,6 +148,14 @@ class FinetuneQueueProps:
                     f"{prefix!r} must be 1-{MAX_TRAINING_JOB_PREFIX} letters, digits or "
                     "hyphens, starting and ending with a letter or digit (training job names "
                     "add the job id and stay within 63 characters)",
+                )
+            )
+        if self.event_source is not None and not _EVENT_SOURCE.match(self.event_source):
+            problems.append(
+                PropsProblem(
+                    "event_source",
+                    f"{self.event_source!r} is not an EventBridge source (1-256 characters, "
+                    "not starting with 'aws.'); leave it unset for the queue's own",
                 )
             )
         problems += in_range("training_volume_gb", self.training_volume_gb, 1, 16384, "GB")

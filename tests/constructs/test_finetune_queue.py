@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -257,6 +258,76 @@ def test_training_state_changes_reach_the_publisher(synthesized) -> None:
             ],
         },
     )
+
+
+def test_removal_requests_reach_the_publisher_under_the_queues_own_source(synthesized) -> None:
+    queue = synthesized["queue"]
+    assert queue.event_source == f"inferfleet.finetune.{queue.training_job_prefix}"
+    synthesized["template"].has_resource_properties(
+        "AWS::Events::Rule",
+        {
+            "EventPattern": {
+                "source": [queue.event_source],
+                "detail-type": ["Fine-tune Model Removal Requested"],
+            }
+        },
+    )
+    environment = synthesized["template"].find_resources(
+        "AWS::Lambda::Function",
+        {"Properties": {"Environment": {"Variables": {"EVENT_SOURCE": Match.any_value()}}}},
+    )
+    [variables] = [r["Properties"]["Environment"]["Variables"] for r in environment.values()]
+    assert variables["EVENT_SOURCE"] == queue.event_source
+
+
+def _two_queues(
+    first: dict[str, Any], second: dict[str, Any], second_env: Environment = REGION
+) -> tuple[FinetuneQueue, FinetuneQueue]:
+    """Two queues of one app, each in its own stack, on the account's default bus."""
+    app = App(context=cdk_feature_flags())
+    _stack, queue = _build(app, **first)
+    stack = Stack(app, "Other", env=second_env)
+    endpoint = SageMakerEndpoint(
+        stack, "Users", props=SageMakerEndpointProps(mode=HostingMode.MULTI_MODEL)
+    )
+    other = FinetuneQueue(
+        stack,
+        "Finetune",
+        model_bucket=endpoint.model_bucket,
+        props=FinetuneQueueProps(model_prefix=endpoint.model_prefix, **second),
+    )
+    return queue, other
+
+
+def test_two_queues_on_one_bus_get_sources_and_prefixes_of_their_own() -> None:
+    first, other = _two_queues({}, {})
+    assert first.event_source != other.event_source
+    assert not f"{first.training_job_prefix}-".startswith(f"{other.training_job_prefix}-")
+    assert not f"{other.training_job_prefix}-".startswith(f"{first.training_job_prefix}-")
+
+
+@pytest.mark.parametrize(
+    ("second", "message"),
+    [
+        ({"event_source": "inferfleet.finetune.shop-ft"},
+         "event_source: 'inferfleet.finetune.shop-ft' is also the source of "
+         "Personalization/Finetune on the same bus"),
+        ({"training_job_prefix": "shop-ft-ft"}, "training_job_prefix: 'shop-ft-ft' overlaps"),
+        ({"training_job_prefix": "shop"}, "training_job_prefix: 'shop' overlaps 'shop-ft'"),
+    ],
+)  # fmt: skip
+def test_a_second_queue_that_would_take_the_firsts_events_is_refused(
+    second: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(PropsError, match=re.escape(message)) as raised:
+        _two_queues({"training_job_prefix": "shop-ft"}, second)
+    assert str(raised.value).startswith("Other/Finetune: ")
+
+
+def test_queues_in_other_regions_may_share_a_source_and_a_prefix() -> None:
+    shared = {"training_job_prefix": "shop-ft", "event_source": "shop.finetune"}
+    first, other = _two_queues(shared, shared, Environment(region="eu-west-1"))
+    assert first.event_source == other.event_source == "shop.finetune"
 
 
 def test_manifests_under_uploads_trigger_the_register_function(synthesized) -> None:
@@ -557,6 +628,8 @@ def test_cdk_nag_finds_no_unacknowledged_errors(synthesized) -> None:
         ({"max_epochs": 0}, "max_epochs: 0 is outside 1..1000"),
         ({"model_prefix": "models"}, "model_prefix: 'models'"),
         ({"training_instance_type": "trn1.2xlarge"}, "ml. form"),
+        ({"event_source": "aws.sagemaker"}, "event_source: 'aws.sagemaker' is not an Event"),
+        ({"event_source": ""}, "event_source: '' is not an EventBridge source"),
     ],
 )
 def test_bad_props_fail_at_construction_with_the_field_named(props, message) -> None:
