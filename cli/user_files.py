@@ -1,12 +1,20 @@
-"""Files the user names on the command line, checked before they are read.
+"""Files the user names on the command line, checked before they are read or written.
 
 Only regular files are read: a device (``/dev/zero``), a pipe or a socket would hang a read
 or never end; a whole-file read stops at a bound, so a wrong path cannot exhaust memory.
+
+A file a command writes (``--out FILE``) replaces only a file that holds what the command
+writes — its own earlier output — or an empty one (:func:`check_replaceable_file`); another
+file, one of the command's own inputs among them, is refused with exit code 2. The file is
+written whole or not at all (:func:`write_file_atomically`).
 """
 
 from __future__ import annotations
 
+import os
 import stat
+import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from inferfleet.cli.errors import UserError
@@ -51,3 +59,64 @@ def read_user_file(path: Path, *, flag: str, what: str, limit: int) -> bytes:
             "holds: check the path"
         )
     return content
+
+
+def check_replaceable_file(
+    path: Path, *, flag: str, what: str, holds_ours: Callable[[bytes], bool], limit: int
+) -> None:
+    """UserError unless writing ``path`` loses nothing: it is missing, empty, or a regular
+    file whose first ``limit`` bytes ``holds_ours`` recognises as ``what`` (the command's
+    own output)."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise UserError(
+            f"{flag} {path}: cannot reach it ({error.strerror}); give a path you can write to"
+        ) from None
+    if not stat.S_ISREG(info.st_mode):
+        raise UserError(
+            f"{flag} {path}: not a regular file (a folder, device or pipe); give the path of "
+            f"a file to write {what} to"
+        )
+    if info.st_size == 0:
+        return
+    try:
+        with path.open("rb") as file:
+            head = file.read(limit)
+    except OSError as error:
+        raise UserError(
+            f"{flag} {path}: cannot read it ({error.strerror}) to see what it holds; give "
+            "another path"
+        ) from None
+    if not holds_ours(head):
+        raise UserError(
+            f"{flag} {path}: the file holds something other than {what}, and writing would "
+            "replace it: give another path, or move the file away first"
+        )
+
+
+def write_file_atomically(path: Path, chunks: Iterable[str], *, flag: str) -> None:
+    """Write ``chunks`` to ``path`` whole or not at all: a temporary file beside it, renamed
+    over it, with the permissions a new file gets."""
+    staging = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, staging = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            for chunk in chunks:
+                file.write(chunk)
+        umask = os.umask(0o022)
+        os.umask(umask)
+        os.chmod(staging, 0o666 & ~umask)
+        os.replace(staging, path)
+        staging = None
+    except OSError as error:
+        raise UserError(
+            f"{flag} {path}: cannot write it ({error.strerror or error}); give a path in a "
+            "folder you can write to"
+        ) from None
+    finally:
+        if staging is not None:
+            Path(staging).unlink(missing_ok=True)

@@ -17,6 +17,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from inferfleet.cli import output_folder
+from inferfleet.cli.errors import UserError
+
 PRODUCTS = [
     ("Apple", "iPhone 13", ["128GB", "256GB"], ["blue", "midnight", "starlight"]),
     ("Samsung", "Galaxy S22 smartphone", ["128GB", "256GB"], ["phantom black", "green"]),
@@ -130,6 +133,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--records", type=int, default=1000, help="pairs per file")
     parser.add_argument("--seed", type=int, default=0)
     arguments = parser.parse_args(argv)
+    try:
+        output_folder.claim(arguments.out, flag="--out", writer="sample_pairs")
+    except UserError as error:
+        parser.exit(error.exit_code, f"error: {error}\n")
     for path in write_sample(arguments.out, arguments.files, arguments.records, arguments.seed):
         print(path)
 

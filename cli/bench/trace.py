@@ -30,6 +30,7 @@ from inferfleet.cli.bench.config import (
     option,
 )
 from inferfleet.cli.errors import UserError
+from inferfleet.cli.user_files import check_replaceable_file, write_file_atomically
 
 MAX_TRACE_BYTES = 1 << 30
 MAX_TRACE_SECONDS = 7 * 86_400.0
@@ -208,7 +209,11 @@ class TraceMakeConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    out: Path = option(Path("trace.jsonl"), MAKE, "The JSON Lines file to write (replaced).")
+    out: Path = option(
+        Path("trace.jsonl"),
+        MAKE,
+        "The JSON Lines file to write (it replaces an earlier trace, nothing else).",
+    )
     duration: float = option(600.0, MAKE, "Seconds the trace spans.", gt=0, le=MAX_TRACE_SECONDS)
     rate: float = option(2.0, MAKE, "Mean new conversations per second (before bursts).", gt=0,
                          le=MAX_RATE)  # fmt: skip
@@ -311,24 +316,30 @@ def make_trace(config: TraceMakeConfig) -> list[dict]:
 
 
 def write_trace(config: TraceMakeConfig) -> int:
-    """Write the trace to ``config.out`` atomically; the number of requests written."""
-    # Renaming over a device or a pipe would replace it (as root, /dev/zero itself).
-    if config.out.exists() and not config.out.is_file():
-        raise UserError(
-            f"--out {config.out}: not a regular file (a folder, device or pipe); give the path "
-            "of a file to write"
-        )
+    """Write the trace to ``config.out`` whole or not at all, over nothing but an earlier
+    trace; the number of requests written."""
+    check_replaceable_file(
+        config.out, flag="--out", what="a trace", holds_ours=_starts_a_trace,
+        limit=_TRACE_HEAD_BYTES,
+    )  # fmt: skip
     rows = make_trace(config)
-    temporary = config.out.with_name(f".{config.out.name}.tmp")
-    try:
-        with temporary.open("w", encoding="utf-8") as handle:
-            for row in rows:
-                handle.write(json.dumps(row, separators=(",", ":")) + "\n")
-        temporary.replace(config.out)
-    except OSError as error:
-        temporary.unlink(missing_ok=True)
-        raise UserError(
-            f"--out: cannot write {config.out} ({error.strerror or error}); give a path in a "
-            "folder you can write to"
-        ) from None
+    write_file_atomically(
+        config.out,
+        (json.dumps(row, separators=(",", ":")) + "\n" for row in rows),
+        flag="--out",
+    )
     return len(rows)
+
+
+# A trace's first line is a few dozen bytes; reading this much finds it.
+_TRACE_HEAD_BYTES = 64 * 1024
+
+
+def _starts_a_trace(head: bytes) -> bool:
+    """The first line is a row of a trace: its timestamp and token counts."""
+    first = head.split(b"\n", 1)[0]
+    try:
+        row = json.loads(first)
+    except ValueError:
+        return False
+    return isinstance(row, dict) and {"timestamp", "output_tokens"} <= row.keys()

@@ -22,8 +22,7 @@ def init(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write an example fleet description to start from."""
-    import os
-    import tempfile
+    from inferfleet.cli.user_files import write_file_atomically
 
     if path.is_dir():
         path = path / "fleet.yaml"
@@ -34,24 +33,7 @@ def init(
     if path.exists() and not force:
         raise UserError(f"{path} already exists; pass --force to overwrite it, or another path")
     example = resources.files("inferfleet.infra").joinpath("example_fleet.yaml").read_text()
-    staging = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Written whole or not at all: a temporary file next to it, then renamed.
-        descriptor, staging = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            file.write(example)
-        umask = os.umask(0o022)
-        os.umask(umask)
-        os.chmod(staging, 0o666 & ~umask)
-        os.replace(staging, path)
-    except OSError as error:
-        raise UserError(
-            f"{path}: cannot write it ({error.strerror or error}); give a path you can write to"
-        ) from None
-    finally:
-        if staging is not None and os.path.exists(staging):
-            os.unlink(staging)
+    write_file_atomically(path, [example], flag="init")
     typer.echo(f"wrote {path}; next: inferfleet validate --config {path}")
 
 

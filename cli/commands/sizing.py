@@ -589,11 +589,12 @@ def fit(
     from typing import get_args
 
     from inferfleet.cli.sizing.fit import fit_profile, read_bench_run
-    from inferfleet.cli.sizing.profile import Batching, write_profile
+    from inferfleet.cli.sizing.profile import Batching, check_profile_out, write_profile
 
     if batching not in get_args(Batching):
         raise UserError(f"--batching: use continuous or static (got {batching!r})")
     network_s = _network(network_ms)
+    check_profile_out(out)
     run = read_bench_run(results, requests)
     outcome = fit_profile(run, batching=batching, network_s=network_s,  # type: ignore[arg-type]
                           source=f"inferfleet profile fit {results}")  # fmt: skip

@@ -51,7 +51,11 @@ from typing import Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from inferfleet.cli.errors import UserError, pydantic_problem
-from inferfleet.cli.user_files import read_user_file
+from inferfleet.cli.user_files import (
+    check_replaceable_file,
+    read_user_file,
+    write_file_atomically,
+)
 
 Batching = Literal["continuous", "static"]
 # A profile is a few hundred bytes of JSON.
@@ -155,13 +159,26 @@ def read_profile(path: Path, *, flag: str) -> ServerProfile:
 
 
 def write_profile(profile: ServerProfile, path: Path) -> None:
-    """Write ``profile`` as JSON, whole or not at all; only a new or regular file is replaced."""
-    if path.exists() and not path.is_file():
-        raise UserError(f"--out {path}: not a regular file (a folder, device or pipe); give a file")
-    staging = path.with_name(f".{path.name}.tmp")
+    """Write ``profile`` as JSON, whole or not at all, over nothing but an earlier profile."""
+    check_profile_out(path)
+    write_file_atomically(
+        path, [profile.model_dump_json(indent=2, exclude_none=True) + "\n"], flag="--out"
+    )
+
+
+def check_profile_out(path: Path) -> None:
+    """UserError unless ``--out`` is new, empty or an earlier profile (asked before the fit)."""
+    check_replaceable_file(
+        path, flag="--out", what="a server profile", holds_ours=_is_profile,
+        limit=MAX_PROFILE_BYTES + 1,
+    )  # fmt: skip
+
+
+def _is_profile(content: bytes) -> bool:
+    if len(content) > MAX_PROFILE_BYTES:
+        return False
     try:
-        staging.write_text(profile.model_dump_json(indent=2, exclude_none=True) + "\n")
-        staging.replace(path)
-    except OSError as error:
-        staging.unlink(missing_ok=True)
-        raise UserError(f"--out: cannot write {path} ({error.strerror})", exit_code=1) from None
+        ServerProfile.model_validate_json(content)
+    except ValidationError:
+        return False
+    return True

@@ -115,3 +115,19 @@ def test_ctrl_c_keeps_finished_files_and_the_next_run_skips_them(
         lines = (tmp_path / "out" / f"pairs-{index:04d}.jsonl.out").read_text().splitlines()
         ids = [json.loads(line)["id"] for line in lines]
         assert ids == [f"f{index}-{n}" for n in range(30)]  # one per record, in order
+
+
+def test_the_sample_generator_writes_only_into_a_folder_of_its_own(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from inferfleet.cli.batch.sample_pairs import main as sample_main
+
+    (tmp_path / "pairs").mkdir()
+    (tmp_path / "pairs" / "pairs-0000.jsonl").write_text("mine\n")
+    with pytest.raises(SystemExit) as exited:
+        sample_main(["--out", str(tmp_path / "pairs"), "--files", "1", "--records", "2"])
+    assert exited.value.code == 2 and "was not written by sample_pairs" in capsys.readouterr().err
+    assert (tmp_path / "pairs" / "pairs-0000.jsonl").read_text() == "mine\n"
+    for _ in range(2):  # its own folder, again
+        sample_main(["--out", str(tmp_path / "new"), "--files", "1", "--records", "2"])
+    assert len((tmp_path / "new" / "pairs-0000.jsonl").read_text().splitlines()) == 2

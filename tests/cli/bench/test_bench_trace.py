@@ -161,6 +161,20 @@ def test_trace_make_never_replaces_a_pipe_or_a_folder(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]
 
 
+def test_trace_make_replaces_an_earlier_trace_but_no_other_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "made.jsonl"
+    assert cli("trace", "make", "--out", str(out), "--duration", "5", "--seed", "1") == 0
+    assert cli("trace", "make", "--out", str(out), "--duration", "5", "--seed", "2") == 0
+    capsys.readouterr()
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text("name: mine\n")
+    assert cli("trace", "make", "--out", str(fleet), "--duration", "5") == 2
+    assert "holds something other than a trace" in capsys.readouterr().err
+    assert fleet.read_text() == "name: mine\n"
+
+
 BAD_TRACES = [
     ('{"timestamp": 0, "prompt_tokens": 4, "output_tokens": 2}\nnope\n', "line 2 is not JSON"),
     ('{"prompt_tokens": 4, "output_tokens": 2}\n', "line 1: 'timestamp' must be a number"),

@@ -136,3 +136,12 @@ def test_a_requests_csv_too_large_to_hold_is_refused_before_it_is_read(
     monkeypatch.setattr(fit, "MAX_REQUESTS_CSV_BYTES", 1024)
     with pytest.raises(UserError, match=r"--requests: .* its rows are read whole, up to 0 MiB"):
         fit.read_requests_csv(requests, flag="--requests", needed=fit.REQUEST_COLUMNS)
+
+
+def test_fit_never_writes_over_its_own_input_or_another_file(tmp_path: Path) -> None:
+    results = tmp_path / "results.json"
+    results.write_text('{"steps": []}\n')
+    done = inferfleet("profile", "fit", str(results), "--out", str(results))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "holds something other than a server profile" in done.stderr
+    assert results.read_text() == '{"steps": []}\n'
