@@ -41,9 +41,14 @@ REGION = Environment(region="us-east-1")
 
 
 def _build(
-    app: App, adapter_components: AdapterComponents | None = None, **props: Any
+    app: App,
+    adapter_components: AdapterComponents | None = None,
+    *,
+    stack_name: str = "Personalization",
+    env: Environment = REGION,
+    **props: Any,
 ) -> tuple[Stack, FinetuneQueue]:
-    stack = Stack(app, "Personalization", env=REGION)
+    stack = Stack(app, stack_name, env=env)
     endpoint = SageMakerEndpoint(
         stack, "Users", props=SageMakerEndpointProps(mode=HostingMode.MULTI_MODEL)
     )
@@ -286,16 +291,7 @@ def _two_queues(
     """Two queues of one app, each in its own stack, on the account's default bus."""
     app = App(context=cdk_feature_flags())
     _stack, queue = _build(app, **first)
-    stack = Stack(app, "Other", env=second_env)
-    endpoint = SageMakerEndpoint(
-        stack, "Users", props=SageMakerEndpointProps(mode=HostingMode.MULTI_MODEL)
-    )
-    other = FinetuneQueue(
-        stack,
-        "Finetune",
-        model_bucket=endpoint.model_bucket,
-        props=FinetuneQueueProps(model_prefix=endpoint.model_prefix, **second),
-    )
+    _stack, other = _build(app, stack_name="Other", env=second_env, **second)
     return queue, other
 
 
