@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
 from inferfleet.cli.errors import UserError
@@ -97,16 +97,17 @@ def check_replaceable_file(
         )
 
 
-def write_file_atomically(path: Path, chunks: Iterable[str], *, flag: str) -> None:
-    """Write ``chunks`` to ``path`` whole or not at all: a temporary file beside it, renamed
-    over it, with the permissions a new file gets."""
+def write_file_atomically(path: Path, write: Callable[[Path], None], *, flag: str) -> None:
+    """Have ``write`` fill a temporary file beside ``path``, then rename it over ``path``:
+    the file is whole or not there, with the permissions a new file gets."""
     staging = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, staging = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            for chunk in chunks:
-                file.write(chunk)
+        descriptor, staging = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent
+        )
+        os.close(descriptor)
+        write(Path(staging))
         umask = os.umask(0o022)
         os.umask(umask)
         os.chmod(staging, 0o666 & ~umask)

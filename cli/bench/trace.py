@@ -323,11 +323,13 @@ def write_trace(config: TraceMakeConfig) -> int:
         limit=_TRACE_HEAD_BYTES,
     )  # fmt: skip
     rows = make_trace(config)
-    write_file_atomically(
-        config.out,
-        (json.dumps(row, separators=(",", ":")) + "\n" for row in rows),
-        flag="--out",
-    )
+
+    def write(staging: Path) -> None:
+        with staging.open("w", encoding="utf-8") as handle:
+            for row in rows:
+                handle.write(json.dumps(row, separators=(",", ":")) + "\n")
+
+    write_file_atomically(config.out, write, flag="--out")
     return len(rows)
 
 

@@ -33,7 +33,7 @@ def init(
     if path.exists() and not force:
         raise UserError(f"{path} already exists; pass --force to overwrite it, or another path")
     example = resources.files("inferfleet.infra").joinpath("example_fleet.yaml").read_text()
-    write_file_atomically(path, [example], flag="init")
+    write_file_atomically(path, lambda staging: staging.write_text(example), flag="init")
     typer.echo(f"wrote {path}; next: inferfleet validate --config {path}")
 
 

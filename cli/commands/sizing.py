@@ -828,35 +828,17 @@ def plan(
 
 
 def _write_plan(out: Path, results: dict, sizings, write_plot) -> None:  # type: ignore[no-untyped-def]
-    """plan.json and plan.png, each written whole (a temporary file, then renamed)."""
-    import os
-    import tempfile
-
+    """plan.json and plan.png, each written whole."""
     from inferfleet.cli import output_folder
+    from inferfleet.cli.user_files import write_file_atomically
 
-    try:
-        for name, write in (
-            ("plan.json", lambda path: path.write_text(json.dumps(results, indent=2) + "\n")),
-            ("plan.png", lambda path: write_plot(results, sizings, path)),
-        ):
-            descriptor, staging = tempfile.mkstemp(
-                prefix=f".{name}.", suffix=Path(name).suffix, dir=out
-            )
-            os.close(descriptor)
-            try:
-                write(Path(staging))
-                os.replace(staging, out / name)
-            finally:
-                if os.path.exists(staging):
-                    os.unlink(staging)
-        entries = set(output_folder.written_entries(out)) | {"plan.json", "plan.png"}
-        output_folder.record_entries(out, writer=PLAN_WRITER, entries=sorted(entries))
-    except OSError as error:
-        raise UserError(
-            f"--out {out}: cannot write the plan ({error.strerror or error}); give a directory "
-            "you can write to",
-            exit_code=1,
-        ) from None
+    text = json.dumps(results, indent=2) + "\n"
+    write_file_atomically(out / "plan.json", lambda path: path.write_text(text), flag="--out")
+    write_file_atomically(
+        out / "plan.png", lambda path: write_plot(results, sizings, path), flag="--out"
+    )
+    entries = set(output_folder.written_entries(out)) | {"plan.json", "plan.png"}
+    output_folder.record_entries(out, writer=PLAN_WRITER, entries=sorted(entries))
 
 
 def register(app: typer.Typer) -> None:

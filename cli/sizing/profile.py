@@ -161,9 +161,8 @@ def read_profile(path: Path, *, flag: str) -> ServerProfile:
 def write_profile(profile: ServerProfile, path: Path) -> None:
     """Write ``profile`` as JSON, whole or not at all, over nothing but an earlier profile."""
     check_profile_out(path)
-    write_file_atomically(
-        path, [profile.model_dump_json(indent=2, exclude_none=True) + "\n"], flag="--out"
-    )
+    text = profile.model_dump_json(indent=2, exclude_none=True) + "\n"
+    write_file_atomically(path, lambda staging: staging.write_text(text), flag="--out")
 
 
 def check_profile_out(path: Path) -> None:

@@ -105,7 +105,7 @@ def test_an_output_file_replaces_only_its_own_earlier_output_or_an_empty_file(
     for name in ("new", "ours", "empty"):
         path = tmp_path / name
         check_replaceable_file(path, flag="--out", what=WHAT, holds_ours=_says_ours, limit=8)
-        write_file_atomically(path, ["OURS ", "v2"], flag="--out")
+        write_file_atomically(path, lambda staging: staging.write_text("OURS v2"), flag="--out")
         assert path.read_text() == "OURS v2"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "new", "ours"]
 
@@ -135,12 +135,12 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> 
     path = tmp_path / "out"
     path.write_text("OURS v1")
 
-    def chunks():
-        yield "OURS v2, half"
+    def half_then_full_disk(staging: Path) -> None:
+        staging.write_text("OURS v2, half")
         raise OSError(28, "No space left on device")
 
     with pytest.raises(UserError, match=re.escape("cannot write it (No space left on device)")):
-        write_file_atomically(path, chunks(), flag="--out")
+        write_file_atomically(path, half_then_full_disk, flag="--out")
     assert path.read_text() == "OURS v1"
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
@@ -148,7 +148,9 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> 
 def test_a_written_file_has_the_permissions_of_a_new_file(tmp_path: Path) -> None:
     previous = os.umask(0o027)
     try:
-        write_file_atomically(tmp_path / "out", ["x"], flag="--out")
+        write_file_atomically(
+            tmp_path / "out", lambda staging: staging.write_text("x"), flag="--out"
+        )
     finally:
         os.umask(previous)
     assert (tmp_path / "out").stat().st_mode & 0o777 == 0o640

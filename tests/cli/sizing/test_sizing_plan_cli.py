@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -56,6 +57,10 @@ def test_sizes_each_region_for_the_peak_after_a_region_is_lost(fleet: Path, tmp_
     assert result.returncode == 0, result.stderr
     plan = json.loads(result.stdout)
     assert plan == json.loads((out / "plan.json").read_text())
+    umask = os.umask(0o022)
+    os.umask(umask)
+    for name in ("plan.json", "plan.png"):  # a new file's permissions, not a temporary's
+        assert (out / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
     assert plan["service"] == "chat" and plan["simulated"] and plan["feasible"]
     assert plan["routing"] == "least_outstanding_requests"
     # Two regions of equal weight: losing one leaves the other the whole peak, 20 x 1.5.
