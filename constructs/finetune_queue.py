@@ -247,7 +247,7 @@ class FinetuneQueue(Construct):
         self._wire_launcher(
             Duration.seconds(props.sweep_interval_s), warm_pools=props.warm_pool_keep_alive_s > 0
         )
-        self._wire_publisher(self.event_source)
+        self._wire_publisher()
         self.alarms = self._alarms()
         if alarm_topic is not None:
             for alarm in self.alarms.values():
@@ -631,7 +631,7 @@ class FinetuneQueue(Construct):
                 )
             raise_for(self.node.path, problems)
 
-    def _wire_publisher(self, event_source: str) -> None:
+    def _wire_publisher(self) -> None:
         function = self.publisher_function
         self.training_state_rule = events.Rule(
             self,
@@ -653,7 +653,7 @@ class FinetuneQueue(Construct):
             description="Take a user's model out of service when the application asks",
             event_bus=self.event_bus,
             event_pattern=events.EventPattern(
-                source=[event_source], detail_type=[MODEL_REMOVAL_DETAIL_TYPE]
+                source=[self.event_source], detail_type=[MODEL_REMOVAL_DETAIL_TYPE]
             ),
             targets=[self._publisher_target()],
         )

@@ -210,8 +210,7 @@ class CdkCli:
             "--progress",
             "events",
         ]
-        for key, value in (parameters or {}).items():
-            args += ["--parameters", f"{stack}:{key}={value}"]
+        args += _parameter_args(stack, parameters)
         if emulator:
             # moto's change-set execution creates the resources but never the outputs.
             args += ["--method", "direct"]
@@ -231,8 +230,7 @@ class CdkCli:
         """``template_only``: compare the templates alone, for a stack whose parameter values
         are not known yet (a change set needs them)."""
         args = ["diff", "--app", str(assembly), stack, "--exclusively"]
-        for key, value in (parameters or {}).items():
-            args += ["--parameters", f"{stack}:{key}={value}"]
+        args += _parameter_args(stack, parameters)
         if emulator or template_only:
             # moto cannot create the read-only change set; the CLI would retry for a minute.
             args += ["--method", "template"]
@@ -252,6 +250,13 @@ class CdkCli:
 
     def bootstrap(self, account: str, region: str, *, log: Path, cwd: Path) -> CdkRun:
         return self.run(["bootstrap", f"aws://{account}/{region}"], cwd=cwd, log=log)
+
+
+def _parameter_args(stack: str, parameters: dict[str, str] | None) -> list[str]:
+    return [
+        arg for key, value in (parameters or {}).items()
+        for arg in ("--parameters", f"{stack}:{key}={value}")
+    ]  # fmt: skip
 
 
 def _stop(process: subprocess.Popen[str]) -> str:
